@@ -1,0 +1,326 @@
+"""The one validated schema for every parameters file.
+
+Parameters live under four top-level keys, one per pipeline: ``data``, ``training``, ``evaluation`` and
+``diagnostics``. Every model forbids unknown keys, so a misspelt or misplaced key is an error that names its
+path and the closest valid key, never a silently ignored setting. What a run logs is ``model_dump`` of the
+validated :class:`ProjectConfig`: the effective config, defaults included.
+
+The ``training``, ``evaluation`` and ``diagnostics`` sections accept no keys yet: their pipelines do not exist,
+and a key that nothing reads must not be accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from htr_pipeline.data.splits import SPLIT_NAMES
+
+
+class ConfigError(ValueError):
+    """The parameters do not match the schema; the message lists every problem by key path."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_range(value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+    start, end = value
+    if not (low <= start <= end <= high):
+        raise ValueError(f"expected [min, max] with {low} <= min <= max <= {high}, got [{start}, {end}]")
+    return value
+
+
+UnitRange = Annotated[tuple[float, float], Field(description="[min, max], each in [0, 1]")]
+
+
+# ---------------------------------------------------------------------------------------------- data sources
+
+
+class SplitCounts(StrictModel):
+    """How many lines a synthetic source makes for each split."""
+
+    train: int = Field(ge=0)
+    valid: int = Field(ge=0)
+    test: int = Field(ge=0)
+
+
+class SplitFractions(StrictModel):
+    """Share of each split for sources that do not bring their own ``splits.tsv``."""
+
+    train: float = Field(0.8, ge=0.0, le=1.0)
+    valid: float = Field(0.1, ge=0.0, le=1.0)
+    test: float = Field(0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.valid + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + valid + test must be 1.0, got {total:.6f}")
+        return self
+
+
+class HandwritingStyle(StrictModel):
+    """Per-sample style variation of synthetic lines; each value is drawn uniformly from its [min, max]."""
+
+    slant_degrees: tuple[float, float] = (-12.0, 12.0)
+    baseline_wobble: tuple[float, float] = (0.0, 0.06)
+    """Amplitude of the wavy baseline, as a fraction of the font size."""
+    stroke_width: tuple[float, float] = (0.0, 0.04)
+    """Extra stroke thickness, as a fraction of the font size."""
+    letter_spacing: tuple[float, float] = (-0.03, 0.10)
+    """Extra space between letters, as a fraction of the font size."""
+    ink_intensity: tuple[float, float] = (0.70, 1.0)
+    """Darkness of the ink: 1.0 is black ink on white paper."""
+    elastic_distortion: tuple[float, float] = (0.0, 0.03)
+    """Peak displacement of the smooth elastic warp, as a fraction of the line height."""
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> HandwritingStyle:
+        _check_range(self.slant_degrees, -45.0, 45.0)
+        _check_range(self.baseline_wobble, 0.0, 0.5)
+        _check_range(self.stroke_width, 0.0, 0.2)
+        _check_range(self.letter_spacing, -0.3, 1.0)
+        _check_range(self.ink_intensity, 0.05, 1.0)
+        _check_range(self.elastic_distortion, 0.0, 0.2)
+        return self
+
+
+class SyntheticSource(StrictModel):
+    """Handwriting-like lines rendered offline from a text corpus."""
+
+    kind: Literal["synthetic"]
+    name: str = "synthetic"
+    lines_per_split: SplitCounts
+    text_file: Path | None = None
+    """UTF-8 text to take lines from; ``null`` uses the built-in multilingual corpus."""
+    line_chars: tuple[int, int] = (8, 40)
+    """[min, max] characters per line."""
+    fonts: Literal["system"] | list[Path] = "system"
+    """``system``: handwriting fonts installed on this machine (Pillow's bundled font when there are none);
+    or a list of .ttf/.otf files."""
+    style: HandwritingStyle = HandwritingStyle()
+
+    @model_validator(mode="after")
+    def _line_chars_ordered(self) -> SyntheticSource:
+        low, high = self.line_chars
+        if not 1 <= low <= high:
+            raise ValueError(f"line_chars must be [min, max] with 1 <= min <= max, got [{low}, {high}]")
+        return self
+
+
+class LineFolderSource(StrictModel):
+    """Real line crops: ``lines/*.png`` + ``labels.tsv`` (+ ``splits.tsv``), or ``name.png`` + ``name.txt``."""
+
+    kind: Literal["line_folder"]
+    name: str = "line_folder"
+    path: Path
+    group_pattern: str | None = None
+    """Regular expression with a named group ``group``, searched in each file name, that gives the writer or
+    page of a line (for example ``will_(?P<group>[^-_]+_[^-_]+)``); ``null`` when groups are unknown."""
+
+
+class PairedFolderSource(StrictModel):
+    """Degraded/clean pairs: ``images/<id>.png`` + ``gt/<id>_gt.png`` (or ``gt/<id>.png``), optional text."""
+
+    kind: Literal["paired_folder"]
+    name: str = "paired_folder"
+    path: Path
+    image_type: Literal["page", "line"] = "page"
+    """``page`` keeps pages at their own size; ``line`` normalises them like every other line image."""
+    group_pattern: str | None = None
+
+
+Source = Annotated[Union[SyntheticSource, LineFolderSource, PairedFolderSource], Field(discriminator="kind")]
+
+
+# ------------------------------------------------------------------------------------------- degradations
+
+
+class DegradationSetting(StrictModel):
+    """One kind of degradation: applied with ``probability``; its strength drawn from ``strength`` [min, max]."""
+
+    probability: float = Field(ge=0.0, le=1.0)
+    strength: UnitRange
+
+    @model_validator(mode="after")
+    def _strength_in_unit_range(self) -> DegradationSetting:
+        _check_range(self.strength, 0.0, 1.0)
+        return self
+
+
+class Degradations(StrictModel):
+    """Seeded document degradations, applied in this order to sources that have clean images only."""
+
+    paper_texture: DegradationSetting = DegradationSetting(probability=0.9, strength=(0.2, 0.7))
+    uneven_lighting: DegradationSetting = DegradationSetting(probability=0.6, strength=(0.2, 0.7))
+    stains: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 0.8))
+    bleed_through: DegradationSetting = DegradationSetting(probability=0.4, strength=(0.2, 0.6))
+    ruled_lines: DegradationSetting = DegradationSetting(probability=0.2, strength=(0.2, 0.6))
+    ink_fading: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 0.6))
+    blur: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.1, 0.5))
+    noise: DegradationSetting = DegradationSetting(probability=0.7, strength=(0.1, 0.5))
+    jpeg: DegradationSetting = DegradationSetting(probability=0.3, strength=(0.2, 0.7))
+
+
+# ---------------------------------------------------------------------------------------------------- data
+
+
+class DataConfig(StrictModel):
+    """Parameters of the ``data_ingestion`` pipeline."""
+
+    seed: int = 42
+    sources: list[Source] = Field(min_length=1)
+    image_height: int = Field(64, ge=16, le=512)
+    """Height of every normalised line image, in pixels."""
+    max_width: int = Field(512, ge=16)
+    """Widest normalised line, in pixels; wider lines are squeezed horizontally (recorded as width_scale)."""
+    max_label_length: int = Field(128, ge=1)
+    """Longest transcription, in symbols; longer lines are rejected."""
+    min_source_height_px: int = Field(8, ge=1)
+    min_source_width_px: int = Field(8, ge=1)
+    split_fractions: SplitFractions = SplitFractions()
+    max_reject_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    """The run fails when more than this share of the inputs is rejected."""
+    degradations: Degradations = Degradations()
+    num_workers: int = Field(1, ge=1)
+    """Processes used to render, load and degrade images; results do not depend on it."""
+
+    @model_validator(mode="after")
+    def _source_names_are_unique(self) -> DataConfig:
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.name in seen:
+                raise ValueError(
+                    f"two sources are named '{source.name}'; give each source a distinct `name`"
+                )
+            seen.add(source.name)
+        return self
+
+
+class TrainingConfig(StrictModel):
+    """Parameters of the ``training`` pipeline (not built yet: no key is accepted)."""
+
+
+class EvaluationConfig(StrictModel):
+    """Parameters of the ``evaluation`` pipeline (not built yet: no key is accepted)."""
+
+
+class DiagnosticsConfig(StrictModel):
+    """Parameters of the ``diagnostics`` pipeline (not built yet: no key is accepted)."""
+
+
+class ProjectConfig(StrictModel):
+    """All parameters of the project, one section per pipeline."""
+
+    data: DataConfig
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+
+
+assert set(SplitCounts.model_fields) == set(SPLIT_NAMES)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def validate_parameters(parameters: Mapping[str, Any]) -> ProjectConfig:
+    """Validate the whole parameters tree; raise :class:`ConfigError` listing every problem by key path."""
+    try:
+        return ProjectConfig.model_validate(dict(parameters))
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, ProjectConfig)) from None
+
+
+def validate_section(model: type[StrictModel], values: Mapping[str, Any], section: str) -> Any:
+    """Validate one section (for a node handed ``params:<section>``), naming keys from the top."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, model, prefix=(section,))) from None
+
+
+def effective_parameters(config: ProjectConfig) -> dict[str, Any]:
+    """The validated config as plain data: what nodes receive and what MLflow logs."""
+    return config.model_dump(mode="json")
+
+
+def describe_validation_error(
+    error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> str:
+    known_paths = list(_field_paths(model, prefix))
+    problems = []
+    for detail in error.errors():
+        location = prefix + _visible_location(detail["loc"], detail["type"])
+        path = _format_path(location)
+        if detail["type"] == "extra_forbidden":
+            problems.append(f"{path}: unknown key. {_suggest(location, known_paths)}")
+        elif detail["type"] == "missing":
+            problems.append(f"{path}: required key is missing.")
+        else:
+            problems.append(f"{path}: {detail['msg']} (got {detail.get('input')!r}).")
+    heading = f"Invalid parameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"
+    return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
+
+
+def _visible_location(location: tuple[Any, ...], error_type: str) -> tuple[Any, ...]:
+    """Drop the union tags pydantic inserts (``sources.0.synthetic.x`` -> ``sources.0.x``)."""
+    source_kinds = {"synthetic", "line_folder", "paired_folder"}
+    visible = []
+    for index, part in enumerate(location):
+        previous = location[index - 1] if index else None
+        if isinstance(previous, int) and part in source_kinds:
+            continue
+        visible.append(part)
+    return tuple(visible)
+
+
+def _format_path(location: tuple[Any, ...]) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def _suggest(location: tuple[Any, ...], known_paths: list[tuple[str, ...]]) -> str:
+    """Name where a key of that name belongs, or the closest sibling key."""
+    key = str(location[-1])
+    parent = tuple(str(part) if not isinstance(part, int) else "[]" for part in location[:-1])
+    elsewhere = [path for path in known_paths if path[-1] == key and path[:-1] != parent]
+    if elsewhere:
+        return "It belongs at: " + ", ".join(_format_path(tuple(p for p in path if p != "[]")) for path in elsewhere)
+    siblings = [path[-1] for path in known_paths if path[:-1] == parent]
+    close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.5)
+    if close:
+        return f"Did you mean '{close[0]}'?"
+    return f"Valid keys here: {', '.join(sorted(set(siblings))) or 'none'}."
+
+
+def _field_paths(model: type[BaseModel], prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        yield path
+        for nested_model, is_list in _nested_models(field.annotation):
+            yield from _field_paths(nested_model, (*path, "[]") if is_list else path)
+
+
+def _nested_models(annotation: Any, in_list: bool = False) -> Iterator[tuple[type[BaseModel], bool]]:
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation, in_list
+    elif origin is Annotated:
+        yield from _nested_models(typing.get_args(annotation)[0], in_list)
+    elif origin in (list, tuple):
+        for argument in typing.get_args(annotation):
+            yield from _nested_models(argument, True)
+    elif origin in (Union, types.UnionType):
+        for argument in typing.get_args(annotation):
+            yield from _nested_models(argument, in_list)

@@ -1,0 +1,14 @@
+"""The project's pipelines; ``__default__`` is the main job the README's first command runs."""
+
+from kedro.pipeline import Pipeline
+
+from htr_pipeline.pipelines import data_ingestion
+
+DEFAULT_PIPELINES: tuple[str, ...] = ("data_ingestion",)
+"""Named pipelines that make up ``__default__``, in run order (also used to name MLflow runs)."""
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    pipelines = {"data_ingestion": data_ingestion.create_pipeline()}
+    pipelines["__default__"] = sum((pipelines[name] for name in DEFAULT_PIPELINES), Pipeline([]))
+    return pipelines

@@ -1,0 +1,83 @@
+"""Shared fixtures: small real data, a throw-away Kedro project with its own MLflow sqlite store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def requires_shared_data(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not (SHARED_DATA / name).is_dir(),
+        reason=f"real data set {SHARED_DATA / name} is absent (it lives beside the project, never inside it)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_runs():
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def write_line_png(path: Path, width: int = 120, height: int = 32, seed: int = 0) -> Path:
+    """A real grayscale PNG with a few dark strokes on light paper."""
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width), 235, dtype=np.uint8)
+    for _ in range(6):
+        x = int(rng.integers(0, max(1, width - 10)))
+        image[height // 4 : 3 * height // 4, x : x + 3] = 20
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def small_synthetic_parameters(train: int = 24, valid: int = 6, test: int = 6) -> dict:
+    return {
+        "data": {
+            "seed": 7,
+            "sources": [
+                {
+                    "kind": "synthetic",
+                    "name": "synthetic",
+                    "lines_per_split": {"train": train, "valid": valid, "test": test},
+                    "line_chars": [6, 16],
+                }
+            ],
+            "image_height": 32,
+            "max_width": 256,
+            "num_workers": 1,
+        },
+        "training": {},
+        "evaluation": {},
+        "diagnostics": {},
+    }
+
+
+@pytest.fixture
+def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of this project's configuration in a temp folder, with small parameters; cwd is set to it."""
+    project = tmp_path / "project"
+    (project / "conf" / "base").mkdir(parents=True)
+    (project / "conf" / "local").mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    for name in ("catalog.yml", "mlflow.yml"):
+        shutil.copy(PROJECT_ROOT / "conf" / "base" / name, project / "conf" / "base" / name)
+    (project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(small_synthetic_parameters()))
+    for layer in ("01_raw", "03_primary", "08_reporting"):
+        (project / "data" / layer).mkdir(parents=True)
+    monkeypatch.chdir(project)
+    return project

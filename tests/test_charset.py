@@ -1,0 +1,56 @@
+import unicodedata
+
+import pytest
+
+from htr_pipeline.charset import BLANK_INDEX, Charset, UnknownSymbolError, normalise_text
+
+
+def test_round_trip_including_nfd_input():
+    charset = Charset.from_texts(["Père Noël", "œuvre"])
+    nfd = unicodedata.normalize("NFD", "Père œuvre")
+    assert nfd != "Père œuvre"
+    labels = charset.encode(nfd)
+    assert BLANK_INDEX not in labels
+    assert charset.decode_labels(labels) == "Père œuvre"
+
+
+def test_symbols_are_nfc_characters_in_code_point_order_with_counts():
+    charset = Charset.from_texts([unicodedata.normalize("NFD", "éa"), "a b"])
+    assert charset.symbols == (" ", "a", "b", "é")
+    assert charset.counts == {" ": 1, "a": 2, "b": 1, "é": 1}
+    assert charset.num_classes == 5
+
+
+def test_blank_is_zero_and_labels_start_at_one():
+    charset = Charset.from_texts(["ab"])
+    assert charset.blank_index == 0
+    assert charset.encode("ab") == [1, 2]
+
+
+def test_greedy_decoding_merges_repeats_then_drops_blanks():
+    charset = Charset.from_texts(["lo"])
+    l, o = charset.encode("lo")
+    assert charset.decode_greedy([0, l, l, 0, l, o, o, 0]) == "llo"
+
+
+def test_unknown_characters_are_named_not_dropped():
+    charset = Charset.from_texts(["abc"])
+    with pytest.raises(UnknownSymbolError, match=r"'z' \(U\+007A\)"):
+        charset.encode("abz")
+
+
+def test_decoding_a_label_outside_the_charset_is_an_error():
+    with pytest.raises(ValueError, match="outside the charset"):
+        Charset.from_texts(["a"]).decode_labels([5])
+
+
+def test_stored_form_round_trips_and_checks_the_convention():
+    charset = Charset.from_texts(["Testament ſ’"])
+    stored = charset.to_dict()
+    assert Charset.from_dict(stored) == charset
+    with pytest.raises(ValueError, match="blank_index"):
+        Charset.from_dict({**stored, "blank_index": len(charset.symbols)})
+
+
+def test_normalisation_folds_whitespace():
+    assert normalise_text("  a\t b \n") == "a b"

@@ -1,0 +1,69 @@
+import pytest
+
+from htr_pipeline.config import ConfigError, DataConfig, validate_parameters
+from tests.conftest import small_synthetic_parameters
+
+
+def test_default_parameters_validate_and_fill_defaults():
+    config = validate_parameters(small_synthetic_parameters())
+    assert config.data.image_height == 32
+    assert config.data.max_reject_fraction == 0.05
+    assert config.data.sources[0].style.slant_degrees == (-12.0, 12.0)
+
+
+def test_unknown_key_names_its_path_and_the_closest_key():
+    parameters = small_synthetic_parameters()
+    parameters["data"]["image_heigth"] = 64
+    with pytest.raises(ConfigError) as error:
+        validate_parameters(parameters)
+    assert "data.image_heigth: unknown key" in str(error.value)
+    assert "Did you mean 'image_height'?" in str(error.value)
+
+
+def test_misplaced_key_says_where_it_belongs():
+    parameters = small_synthetic_parameters()
+    parameters["data"]["sources"][0]["max_width"] = 300
+    with pytest.raises(ConfigError) as error:
+        validate_parameters(parameters)
+    message = str(error.value)
+    assert "data.sources[0].max_width: unknown key" in message
+    assert "It belongs at: data.max_width" in message
+
+
+def test_key_under_a_section_without_keys_is_rejected():
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"early_stopping": True}
+    with pytest.raises(ConfigError, match=r"training\.early_stopping: unknown key"):
+        validate_parameters(parameters)
+
+
+def test_unknown_top_level_section_is_rejected():
+    parameters = small_synthetic_parameters()
+    parameters["evaluate"] = {}
+    with pytest.raises(ConfigError, match=r"evaluate: unknown key.*'evaluation'"):
+        validate_parameters(parameters)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"split_fractions": {"train": 0.5, "valid": 0.1, "test": 0.1}}, "must be 1.0"),
+        ({"image_height": 4}, "data.image_height"),
+        ({"sources": []}, "data.sources"),
+    ],
+)
+def test_bad_values_name_their_key(change, expected):
+    parameters = small_synthetic_parameters()["data"] | change
+    with pytest.raises(ConfigError, match=expected):
+        validate_parameters({"data": parameters})
+
+
+def test_duplicate_source_names_are_rejected():
+    source = small_synthetic_parameters()["data"]["sources"][0]
+    with pytest.raises(ValueError, match="two sources are named 'synthetic'"):
+        DataConfig.model_validate({"sources": [source, source]})
+
+
+def test_unknown_source_kind_is_rejected():
+    with pytest.raises(ConfigError, match=r"data.sources\[0\]"):
+        validate_parameters({"data": {"sources": [{"kind": "pdf_folder", "path": "x"}]}})

@@ -1,0 +1,34 @@
+"""The README's configuration reference names every key of the schema, and its commands are what CI runs."""
+
+from pathlib import Path
+
+from htr_pipeline.config import DataConfig, _field_paths
+from htr_pipeline.data.splits import SPLIT_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _documented_name(path: tuple[str, ...]) -> str:
+    """How the reference names a key: full path, source keys relative to the source, splits by their parent."""
+    parts = [part for part in path if part != "[]"]
+    if parts[-1] in SPLIT_NAMES:
+        parts = parts[:-1]
+    if len(parts) > 2 and parts[1] == "degradations":
+        return "data.degradations.<kind>." + parts[3] if len(parts) > 3 else parts[2]
+    if len(parts) > 2 and parts[1] == "sources":
+        return ".".join(parts[2:])
+    return ".".join(parts)
+
+
+def test_every_data_key_is_documented():
+    readme = ROOT.joinpath("README.md").read_text()
+    for path in _field_paths(DataConfig, ("data",)):
+        name = _documented_name(path)
+        assert f"`{name}`" in readme, f"{'.'.join(path)} is missing from the README's configuration reference"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = ROOT.joinpath("README.md").read_text()
+    ci = ROOT.joinpath(".ci", "run").read_text()
+    command = next(line for line in ci.splitlines() if "pytest" in line)
+    assert command in readme
