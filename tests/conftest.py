@@ -73,6 +73,7 @@ def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     project = tmp_path / "project"
     (project / "conf" / "base").mkdir(parents=True)
     (project / "conf" / "local").mkdir()
+    (project / "src").mkdir()  # the package itself is installed; kedro only checks the folder exists
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
     for name in ("catalog.yml", "mlflow.yml"):
         shutil.copy(PROJECT_ROOT / "conf" / "base" / name, project / "conf" / "base" / name)

@@ -29,8 +29,9 @@ def test_blank_is_zero_and_labels_start_at_one():
 
 def test_greedy_decoding_merges_repeats_then_drops_blanks():
     charset = Charset.from_texts(["lo"])
-    l, o = charset.encode("lo")
-    assert charset.decode_greedy([0, l, l, 0, l, o, o, 0]) == "llo"
+    letter_l, letter_o = charset.encode("lo")
+    best_path = [0, letter_l, letter_l, 0, letter_l, letter_o, letter_o, 0]
+    assert charset.decode_greedy(best_path) == "llo"
 
 
 def test_unknown_characters_are_named_not_dropped():

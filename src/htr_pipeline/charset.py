@@ -45,7 +45,7 @@ class Charset:
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("charset symbols must be unique")
         for symbol in self.symbols:
-            if len(symbol) != 1 or normalise_text(symbol) != symbol and symbol != " ":
+            if len(symbol) != 1 or (normalise_text(symbol) != symbol and symbol != " "):
                 raise ValueError(f"charset symbol {symbol!r} is not a single {NORMALIZATION_FORM} character")
         object.__setattr__(self, "_index_of", {symbol: i + 1 for i, symbol in enumerate(self.symbols)})
 

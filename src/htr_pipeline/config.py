@@ -138,7 +138,7 @@ class PairedFolderSource(StrictModel):
     group_pattern: str | None = None
 
 
-Source = Annotated[Union[SyntheticSource, LineFolderSource, PairedFolderSource], Field(discriminator="kind")]
+Source = Annotated[SyntheticSource | LineFolderSource | PairedFolderSource, Field(discriminator="kind")]
 
 
 # ------------------------------------------------------------------------------------------- degradations
@@ -198,9 +198,7 @@ class DataConfig(StrictModel):
         seen: set[str] = set()
         for source in self.sources:
             if source.name in seen:
-                raise ValueError(
-                    f"two sources are named '{source.name}'; give each source a distinct `name`"
-                )
+                raise ValueError(f"two sources are named '{source.name}'; give each source a distinct `name`")
             seen.add(source.name)
         return self
 
@@ -253,9 +251,7 @@ def effective_parameters(config: ProjectConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def describe_validation_error(
-    error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()
-) -> str:
+def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> str:
     known_paths = list(_field_paths(model, prefix))
     problems = []
     for detail in error.errors():

@@ -1,0 +1,1 @@
+"""Data sources, degradations, splits and images: plain functions, no Kedro."""

@@ -1,0 +1,62 @@
+"""Reading any image Pillow understands as 8-bit grayscale, and normalising lines to the model height."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"})
+
+
+class UnreadableImageError(ValueError):
+    """The file is missing, not an image, or truncated."""
+
+
+def read_grayscale(path: Path) -> np.ndarray:
+    """Any Pillow-readable image as (height, width) uint8, 255 = white; EXIF rotation applied.
+
+    16-bit images are scaled to 8 bits; transparent pixels are composited on white paper.
+    """
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise UnreadableImageError(f"{path}: cannot read image ({error})") from None
+    return _to_uint8_gray(image)
+
+
+def _to_uint8_gray(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if wide.max(initial=0) > 255 else 255.0
+        return np.clip(np.round(wide / peak * 255.0), 0, 255).astype(np.uint8)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+
+
+@dataclass(frozen=True)
+class NormalisedLine:
+    # image: (image_height, width) uint8
+    image: np.ndarray
+    width_scale: float
+    """Horizontal scale applied on top of the height scaling: 1.0 unless the line was wider than max_width."""
+
+
+def normalise_line(image: np.ndarray, image_height: int, max_width: int) -> NormalisedLine:
+    """Resize to ``image_height`` rows keeping the aspect ratio; squeeze lines wider than ``max_width``."""
+    # image: (height, width) uint8
+    height, width = image.shape
+    width_at_height = max(1, round(width * image_height / height))
+    target_width = min(width_at_height, max_width)
+    if (height, width) == (image_height, target_width):
+        return NormalisedLine(image=image, width_scale=1.0)
+    resized = Image.fromarray(image).resize((target_width, image_height), Image.Resampling.LANCZOS)
+    return NormalisedLine(image=np.asarray(resized), width_scale=target_width / width_at_height)

@@ -1,0 +1,156 @@
+"""Turning sample candidates into normalised clean/degraded image pairs and manifest rows.
+
+Each sample is handled on its own with randomness from :func:`rng_for`, so the result does not depend on the
+number of worker processes or their order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from htr_pipeline.config import DataConfig
+from htr_pipeline.data.degradations import degrade
+from htr_pipeline.data.images import UnreadableImageError, normalise_line, read_grayscale
+from htr_pipeline.data.seeding import rng_for
+from htr_pipeline.data.sources import Reject, RejectReason, SampleCandidate
+from htr_pipeline.data.synthetic import render_planned_line
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "sample_id",
+    "source",
+    "source_kind",
+    "split",
+    "group",
+    "image_type",
+    "transcription",
+    "degraded_path",
+    "clean_path",
+    "width",
+    "height",
+    "original_width",
+    "original_height",
+    "width_scale",
+    "degraded_origin",
+    "degradation_recipe",
+    "synthesis",
+)
+"""Image paths are relative to the ``line_images`` folder of the same ingestion run."""
+
+
+@dataclass(frozen=True)
+class MaterialisedSample:
+    # clean, degraded: (height, width) uint8, 255 = paper
+    clean: np.ndarray
+    degraded: np.ndarray
+    manifest_row: dict[str, Any]
+
+
+def materialise_all(
+    candidates: Sequence[SampleCandidate], data: DataConfig
+) -> tuple[list[MaterialisedSample], list[Reject]]:
+    """Materialise every candidate (in ``data.num_workers`` processes), with a progress bar."""
+    work = partial(materialise_sample, data=data)
+    progress = partial(tqdm, total=len(candidates), desc="ingest lines", unit="line")
+    if data.num_workers == 1:
+        results: Iterator[MaterialisedSample | Reject] = map(work, candidates)
+        outcomes = list(progress(results))
+    else:
+        with ProcessPoolExecutor(max_workers=data.num_workers) as pool:
+            outcomes = list(progress(pool.map(work, candidates, chunksize=16)))
+    samples = [outcome for outcome in outcomes if isinstance(outcome, MaterialisedSample)]
+    rejects = [outcome for outcome in outcomes if isinstance(outcome, Reject)]
+    return samples, rejects
+
+
+def materialise_sample(candidate: SampleCandidate, data: DataConfig) -> MaterialisedSample | Reject:
+    """Read or render the clean image, read or synthesise the degraded one, normalise both."""
+    try:
+        clean_source, synthesis = _clean_image(candidate, data)
+        degraded_source = read_grayscale(Path(candidate.degraded_path)) if candidate.degraded_path else None
+    except UnreadableImageError as error:
+        return _reject(candidate, RejectReason.UNREADABLE_IMAGE, str(error))
+    original_height, original_width = clean_source.shape
+    if original_height < data.min_source_height_px or original_width < data.min_source_width_px:
+        return _reject(
+            candidate,
+            RejectReason.IMAGE_TOO_SMALL,
+            f"{original_width} x {original_height} px is below data.min_source_width_px="
+            f"{data.min_source_width_px} x data.min_source_height_px={data.min_source_height_px}",
+        )
+    if degraded_source is not None and degraded_source.shape != clean_source.shape:
+        return _reject(
+            candidate,
+            RejectReason.SIZE_MISMATCH,
+            f"degraded {degraded_source.shape[::-1]} vs clean {clean_source.shape[::-1]} (width, height)",
+        )
+    clean, degraded, width_scale = _normalise_pair(candidate, clean_source, degraded_source, data)
+    recipe: list[dict[str, Any]] | None = None
+    if degraded is None:
+        degraded, recipe = degrade(clean, data.degradations, rng_for(data.seed, candidate.sample_id, "degradation"))
+    row = _manifest_row(candidate, clean, original_width, original_height, width_scale, recipe, synthesis)
+    return MaterialisedSample(clean=clean, degraded=degraded, manifest_row=row)
+
+
+def _clean_image(candidate: SampleCandidate, data: DataConfig) -> tuple[np.ndarray, dict[str, Any] | None]:
+    if candidate.synthetic_plan is not None:
+        source = next(s for s in data.sources if s.name == candidate.source)
+        return render_planned_line(candidate.synthetic_plan, source.style, data.image_height, data.seed)
+    return read_grayscale(Path(candidate.clean_path)), None
+
+
+def _normalise_pair(
+    candidate: SampleCandidate, clean: np.ndarray, degraded: np.ndarray | None, data: DataConfig
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    if candidate.image_type == "page":
+        return clean, degraded, 1.0
+    normalised_clean = normalise_line(clean, data.image_height, data.max_width)
+    normalised_degraded = (
+        normalise_line(degraded, data.image_height, data.max_width).image if degraded is not None else None
+    )
+    return normalised_clean.image, normalised_degraded, normalised_clean.width_scale
+
+
+def _manifest_row(
+    candidate: SampleCandidate,
+    clean: np.ndarray,
+    original_width: int,
+    original_height: int,
+    width_scale: float,
+    recipe: list[dict[str, Any]] | None,
+    synthesis: dict[str, Any] | None,
+) -> dict[str, Any]:
+    stem = candidate.sample_id.split(":", 1)[-1]
+    height, width = clean.shape
+    return {
+        "sample_id": candidate.sample_id,
+        "source": candidate.source,
+        "source_kind": candidate.source_kind,
+        "split": candidate.split,
+        "group": candidate.group,
+        "image_type": candidate.image_type,
+        "transcription": candidate.transcription,
+        "degraded_path": f"degraded/{candidate.source}/{stem}.png",
+        "clean_path": f"clean/{candidate.source}/{stem}.png",
+        "width": width,
+        "height": height,
+        "original_width": original_width,
+        "original_height": original_height,
+        "width_scale": width_scale,
+        "degraded_origin": "synthesised" if recipe is not None else "source",
+        "degradation_recipe": json.dumps(recipe) if recipe is not None else None,
+        "synthesis": json.dumps(synthesis) if synthesis is not None else None,
+    }
+
+
+def _reject(candidate: SampleCandidate, reason: RejectReason, detail: str) -> Reject:
+    path = candidate.clean_path or candidate.degraded_path
+    return Reject(candidate.source, candidate.sample_id, path, reason, detail)

@@ -1,0 +1,104 @@
+"""What an ingested data set holds: counts, histograms, character coverage, rejects; as data and one figure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.data.splits import SPLIT_NAMES, groups_in_several_splits
+
+HISTOGRAM_BINS = 20
+
+
+def missing_characters_by_split(charset: Charset, manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Characters of each split's transcriptions that the (train-built) charset lacks, with counts."""
+    known = set(charset.symbols)
+    missing: dict[str, dict[str, int]] = {}
+    for split in SPLIT_NAMES:
+        texts = manifest.loc[manifest["split"] == split, "transcription"].dropna()
+        occurrences = Counter(symbol for text in texts for symbol in text if symbol not in known)
+        missing[split] = dict(sorted(occurrences.items()))
+    return missing
+
+
+def summarise_dataset(manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Charset) -> dict[str, Any]:
+    texts = manifest["transcription"].dropna()
+    label_lengths = texts.str.len()
+    return {
+        "samples": len(manifest),
+        "samples_per_split": _counts(manifest, ["split"]),
+        "samples_per_source_and_split": _counts(manifest, ["source", "split"]),
+        "samples_without_text": int(manifest["transcription"].isna().sum()),
+        "rejects": len(rejects),
+        "rejects_per_reason": rejects["reason"].value_counts().sort_index().to_dict() if len(rejects) else {},
+        "squeezed_lines": int((manifest["width_scale"] < 1.0).sum()),
+        "groups_in_several_splits": groups_in_several_splits(
+            manifest["split"].tolist(), manifest["group"].where(manifest["group"].notna(), None).tolist()
+        ),
+        "samples_without_group": int(manifest["group"].isna().sum()),
+        "width_px": _histogram(manifest["width"].to_numpy()),
+        "label_length": _histogram(label_lengths.to_numpy()),
+        "charset_size": len(charset.symbols),
+        "character_frequencies_train": dict(charset.counts),
+        "missing_characters_by_split": missing_characters_by_split(charset, manifest),
+    }
+
+
+def tracked_metrics(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The headline counts of a report, in the form kedro-mlflow's metrics dataset logs (step 0)."""
+    values = {f"samples_{split}": summary["samples_per_split"].get(split, 0) for split in SPLIT_NAMES}
+    values |= {
+        "rejects": summary["rejects"],
+        "charset_size": summary["charset_size"],
+        "squeezed_lines": summary["squeezed_lines"],
+    }
+    return {name: {"value": float(value), "step": 0} for name, value in values.items()}
+
+
+def _counts(manifest: pd.DataFrame, columns: list[str]) -> dict[str, int]:
+    grouped = manifest.groupby(columns, dropna=False).size()
+    return {"/".join(str(part) for part in np.atleast_1d(key)): int(count) for key, count in grouped.items()}
+
+
+def _histogram(values: np.ndarray) -> dict[str, Any]:
+    if len(values) == 0:
+        return {"count": 0, "bin_edges": [], "counts": []}
+    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+    return {
+        "count": len(values),
+        "min": float(values.min()),
+        "median": float(np.median(values)),
+        "max": float(values.max()),
+        "bin_edges": [float(edge) for edge in edges],
+        "counts": [int(count) for count in counts],
+    }
+
+
+def plot_dataset_report(manifest: pd.DataFrame, summary: dict[str, Any]) -> Figure:
+    """Four panels: samples per source and split, line widths, label lengths, training character counts."""
+    figure, axes = plt.subplots(2, 2, figsize=(13, 8), layout="constrained")
+    per_source = manifest.groupby(["source", "split"]).size().unstack(fill_value=0)
+    per_source.reindex(columns=[s for s in SPLIT_NAMES if s in per_source.columns]).plot.bar(ax=axes[0, 0], rot=0)
+    axes[0, 0].set_title(f"Samples per source and split ({summary['rejects']} rejected)")
+    axes[0, 1].hist(manifest["width"], bins=HISTOGRAM_BINS, color="tab:blue")
+    axes[0, 1].set_title("Normalised image width (px)")
+    lengths = manifest["transcription"].dropna().str.len()
+    axes[1, 0].hist(lengths, bins=HISTOGRAM_BINS, color="tab:green")
+    axes[1, 0].set_title("Label length (symbols)")
+    frequencies = Counter(summary["character_frequencies_train"]).most_common(60)
+    if frequencies:
+        symbols, counts = zip(*frequencies, strict=True)
+        axes[1, 1].bar(range(len(symbols)), counts, color="tab:orange")
+        axes[1, 1].set_xticks(range(len(symbols)), ["␣" if s == " " else s for s in symbols], fontsize=7)
+    axes[1, 1].set_title("Most frequent characters (train)")
+    return figure

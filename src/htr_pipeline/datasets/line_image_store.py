@@ -1,0 +1,78 @@
+"""A versioned folder of 8-bit grayscale PNG images, addressed by relative path.
+
+Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns a :class:`LineImageStore`
+that reads images on demand, so later pipelines never hold the whole data set in memory. The manifest of the
+same ingestion run holds the relative paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from PIL import Image
+
+
+class LineImageStore:
+    """Read access to one saved version of the image folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path_of(self, relative_path: str) -> Path:
+        return self.root / relative_path
+
+    def read(self, relative_path: str) -> np.ndarray:
+        """(height, width) uint8 image."""
+        path = self.path_of(relative_path)
+        if not path.is_file():
+            raise DatasetError(f"image '{relative_path}' is not in {self.root}; re-run data_ingestion")
+        with Image.open(path) as image:
+            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+
+    def __repr__(self) -> str:
+        return f"LineImageStore(root={str(self.root)!r})"
+
+
+class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], LineImageStore]):
+    """Kedro dataset: ``type: htr_pipeline.datasets.line_image_store.LineImageStoreDataset``."""
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        png_compress_level: int = 3,
+        metadata: dict[str, Any] | None = None,
+    ):
+        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_is_dir)
+        self._png_compress_level = png_compress_level
+        self.metadata = metadata
+
+    def load(self) -> LineImageStore:
+        return LineImageStore(Path(self._get_load_path()))
+
+    def save(self, data: Mapping[str, np.ndarray]) -> None:
+        root = Path(self._get_save_path())
+        for relative_path, image in data.items():
+            if image.dtype != np.uint8 or image.ndim != 2:
+                raise DatasetError(f"'{relative_path}': expected a 2-D uint8 image, got {image.dtype} {image.shape}")
+            target = root / relative_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image, mode="L").save(target, compress_level=self._png_compress_level)
+
+    def _exists(self) -> bool:
+        try:
+            load_path = self._get_load_path()
+        except DatasetError:
+            return False
+        return Path(load_path).is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+
+def _is_dir(path: str) -> bool:
+    return Path(path).is_dir()

@@ -1,0 +1,41 @@
+"""Nodes of data_ingestion: validate parameters, call the data library, return data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import DataConfig, validate_section
+from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
+from htr_pipeline.data.report import plot_dataset_report, summarise_dataset, tracked_metrics
+from htr_pipeline.data.sources import Reject, SampleCandidate, read_sources
+
+
+def read_configured_sources(data: dict[str, Any]) -> tuple[list[SampleCandidate], list[Reject]]:
+    reading = read_sources(validate_section(DataConfig, data, "data"))
+    return reading.candidates, reading.rejects
+
+
+def split_samples(candidates: list[SampleCandidate], data: dict[str, Any]) -> list[SampleCandidate]:
+    return assign_splits(candidates, validate_section(DataConfig, data, "data"))
+
+
+def materialise_samples(
+    candidates: list[SampleCandidate], source_rejects: list[Reject], data: dict[str, Any]
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    dataset = ingest(candidates, source_rejects, validate_section(DataConfig, data, "data"))
+    return dataset.images, dataset.manifest, dataset.rejects
+
+
+def build_charset(manifest: pd.DataFrame) -> dict[str, Any]:
+    return charset_document(manifest)
+
+
+def report_dataset(
+    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: dict[str, Any]
+) -> tuple[dict[str, Any], Figure, dict[str, dict[str, float]]]:
+    summary = summarise_dataset(manifest, rejects, Charset.from_dict(charset))
+    return summary, plot_dataset_report(manifest, summary), tracked_metrics(summary)

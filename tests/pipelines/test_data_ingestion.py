@@ -1,0 +1,70 @@
+"""The data_ingestion pipeline in a real Kedro session, tracked in a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from mlflow.tracking import MlflowClient
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import ConfigError, effective_parameters, validate_parameters
+from htr_pipeline.datasets.line_image_store import LineImageStore
+from tests.conftest import small_synthetic_parameters
+
+
+def run_pipeline(project: Path, pipeline: str = "data_ingestion", runtime_params: dict | None = None):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+        session.run(pipeline_names=[pipeline])
+        return session.load_context().catalog
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif not isinstance(value, dict):
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def test_session_writes_versioned_outputs_and_logs_the_validated_config(kedro_project: Path):
+    catalog = run_pipeline(kedro_project)
+
+    manifest = catalog.load("manifest")
+    assert len(manifest) == 36
+    assert manifest.groupby("split").size().to_dict() == {"test": 6, "train": 24, "valid": 6}
+    for name in ("manifest.parquet", "charset.json", "line_images"):
+        versions = list((kedro_project / "data" / "03_primary" / name).iterdir())
+        assert len(versions) == 1 and (versions[0] / name).exists()
+    assert list((kedro_project / "data" / "08_reporting" / "dataset_report.png").iterdir())
+
+    store = catalog.load("line_images")
+    assert isinstance(store, LineImageStore)
+    first = manifest.iloc[0]
+    clean, degraded = store.read(first["clean_path"]), store.read(first["degraded_path"])
+    assert clean.shape == degraded.shape == (32, first["width"])
+
+    charset = Charset.from_dict(catalog.load("charset"))
+    train_text = "".join(manifest.loc[manifest["split"] == "train", "transcription"])
+    assert set(charset.symbols) == set(train_text)
+    report = catalog.load("dataset_report")
+    assert report["samples_per_split"] == {"test": 6, "train": 24, "valid": 6}
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{kedro_project.as_posix()}/mlflow.db")
+    experiment = client.get_experiment_by_name("htr_pipeline")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "data_ingestion"
+    expected = flatten({"data": effective_parameters(validate_parameters(small_synthetic_parameters())).get("data")})
+    assert run.data.params == expected
+    assert run.data.params["data.max_reject_fraction"] == "0.05"
+
+
+def test_misplaced_runtime_parameter_stops_before_any_work(kedro_project: Path):
+    with pytest.raises(ConfigError, match=r"data\.sources: unknown key|training\.image_height: unknown key"):
+        run_pipeline(kedro_project, runtime_params={"training": {"image_height": 64}})
+    assert not any((kedro_project / "data" / "03_primary").iterdir())

@@ -1,0 +1,34 @@
+"""conf/base is the laptop default; conf/seed reproduces the seed run's data shape."""
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from htr_pipeline import settings
+from htr_pipeline.config import validate_parameters
+from tests.conftest import PROJECT_ROOT
+
+
+def _parameters(env: str) -> dict:
+    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
+def test_base_is_a_small_synthetic_set_of_64_px_lines():
+    config = validate_parameters(_parameters("base"))
+    (source,) = config.data.sources
+    assert source.kind == "synthetic" and config.data.image_height == 64
+    assert source.lines_per_split.train + source.lines_per_split.valid + source.lines_per_split.test <= 2000
+
+
+def test_seed_environment_has_the_seed_runs_data_shape():
+    config = validate_parameters(_parameters("seed"))
+    (source,) = config.data.sources
+    assert (config.data.image_height, config.data.max_width) == (128, 1024)
+    assert (source.lines_per_split.train, source.lines_per_split.valid) == (4266, 473)
+    assert config.data.max_label_length == 128
+    assert config.data.seed == 42
+
+
+@pytest.mark.parametrize("env", ["base", "seed"])
+def test_every_environment_validates(env):
+    validate_parameters(_parameters(env))
