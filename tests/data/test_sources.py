@@ -137,3 +137,23 @@ def test_missing_source_folder_names_the_key(tmp_path: Path):
     config = _config({"kind": "line_folder", "path": str(tmp_path / "nowhere")})
     with pytest.raises(SourceNotFoundError, match=r"data\.sources\[0\]\.path: folder .*nowhere.* does not exist"):
         read_sources(config)
+
+
+def test_several_sources_combine_with_distinct_ids(tmp_path: Path):
+    for index, text in enumerate(["alpha", "beta", "gamma", "delta", "epsilon"]):
+        write_line_png(tmp_path / f"mine/l{index}.png", seed=index)
+        (tmp_path / f"mine/l{index}.txt").write_text(text)
+    for index in range(4):
+        write_line_png(tmp_path / f"pairs/images/l{index}.png", seed=index)
+        write_line_png(tmp_path / f"pairs/gt/l{index}_gt.png", seed=index)
+    synthetic = {"kind": "synthetic", "lines_per_split": {"train": 4, "valid": 2, "test": 1}, "line_chars": [4, 10]}
+    config = _config(
+        synthetic,
+        {"kind": "line_folder", "name": "mine", "path": str(tmp_path / "mine")},
+        {"kind": "paired_folder", "name": "pairs", "path": str(tmp_path / "pairs"), "image_type": "line"},
+    )
+    manifest, rejects = _ingest(config)
+    assert manifest.groupby("source").size().to_dict() == {"mine": 5, "pairs": 4, "synthetic": 7}
+    assert manifest["sample_id"].is_unique and len(rejects) == 0
+    assert (manifest["height"] == 32).all()
+    assert manifest["clean_path"].str.startswith(("clean/mine/", "clean/pairs/", "clean/synthetic/")).all()
