@@ -39,7 +39,7 @@ def test_exif_rotation_is_applied(tmp_path: Path):
 
 def test_a_file_that_is_not_an_image_is_unreadable(tmp_path: Path):
     (tmp_path / "notes.png").write_text("not pixels")
-    with pytest.raises(UnreadableImageError, match="notes.png"):
+    with pytest.raises(UnreadableImageError, match=r"notes\.png"):
         read_grayscale(tmp_path / "notes.png")
 
 
