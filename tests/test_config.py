@@ -32,9 +32,30 @@ def test_misplaced_key_says_where_it_belongs():
 
 def test_key_under_a_section_without_keys_is_rejected():
     parameters = small_synthetic_parameters()
-    parameters["training"] = {"early_stopping": True}
-    with pytest.raises(ConfigError, match=r"training\.early_stopping: unknown key"):
+    parameters["evaluation"] = {"split": "test"}
+    with pytest.raises(ConfigError, match=r"evaluation\.split: unknown key"):
         validate_parameters(parameters)
+
+
+def test_the_seeds_early_stopping_flag_is_rejected_not_turned_off():
+    # The seed's launcher read `early_stopping: true, patience: 15` and logged early_stopping False, patience 0.
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"early_stopping": True, "patience": 15}
+    with pytest.raises(ConfigError) as error:
+        validate_parameters(parameters)
+    message = str(error.value)
+    assert (
+        "training.early_stopping: expected a mapping with keys {min_delta, patience, restore_best_weights}" in message
+    )
+    assert "training.patience: unknown key. It belongs at: " in message
+    assert "training.early_stopping.patience" in message.split("training.patience: unknown key.")[1]
+
+
+def test_early_stopping_as_a_mapping_is_applied():
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"early_stopping": {"patience": 15, "min_delta": 0.01}}
+    stopping = validate_parameters(parameters).training.early_stopping
+    assert (stopping.patience, stopping.min_delta, stopping.restore_best_weights) == (15, 0.01, True)
 
 
 def test_unknown_top_level_section_is_rejected():

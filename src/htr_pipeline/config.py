@@ -203,8 +203,198 @@ class DataConfig(StrictModel):
         return self
 
 
+# -------------------------------------------------------------------------------------------------- training
+
+MONITOR_MODES: dict[str, Literal["min", "max"]] = {
+    "val/cer": "min",
+    "val/psnr": "max",
+    "val/ssim": "max",
+    "val/combined": "max",
+}
+"""The validation metrics that can pick the best model, and which direction is better for each."""
+
+Monitor = Literal["val/cer", "val/psnr", "val/ssim", "val/combined"]
+
+
+class RecognizerConfig(StrictModel):
+    """The CTC recognizer ``crnn``: conv blocks, a BiLSTM, a linear layer over the charset."""
+
+    variant: Literal["crnn"] = "crnn"
+    conv_channels: list[int] = Field([16, 32, 64, 96], min_length=1)
+    """Output channels of each conv block; every block halves the height."""
+    width_downsampling: int = 4
+    """The conv trunk divides the width by this (a power of two): a line W px wide gives W / width_downsampling
+    CTC time steps. Data checks and diagnostics use this same value."""
+    lstm_hidden: int = Field(128, ge=1)
+    lstm_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _downsampling_fits_the_blocks(self) -> RecognizerConfig:
+        factor = self.width_downsampling
+        if factor < 1 or factor & (factor - 1) or factor > 2 ** len(self.conv_channels):
+            raise ValueError(
+                f"width_downsampling must be a power of two <= 2 ** len(conv_channels) = "
+                f"{2 ** len(self.conv_channels)}, got {factor}"
+            )
+        return self
+
+
+class UnetGeneratorConfig(StrictModel):
+    """Encoder-decoder with skip connections, sigmoid output (the GAN-HTR / DE-GAN line)."""
+
+    variant: Literal["unet"]
+    channels: list[int] = Field(min_length=2)
+    """Channels of each encoder level; each level halves height and width."""
+
+
+class ResidualUnetGeneratorConfig(StrictModel):
+    """U-Net with residual blocks and attention gates on the skip connections."""
+
+    variant: Literal["unet_residual"]
+    channels: list[int] = Field(min_length=2)
+    residual_blocks: int = Field(1, ge=1)
+    """Residual blocks per level."""
+
+
+GeneratorConfig = Annotated[UnetGeneratorConfig | ResidualUnetGeneratorConfig, Field(discriminator="variant")]
+
+
+class PatchDiscriminatorConfig(StrictModel):
+    """Conditional PatchGAN on the degraded input stacked with the candidate."""
+
+    variant: Literal["patch"]
+    channels: list[int] = Field(min_length=1)
+
+
+class DualModalDiscriminatorConfig(StrictModel):
+    """The patch trunk fused with a text branch embedding a symbol sequence."""
+
+    variant: Literal["dual_modal"]
+    channels: list[int] = Field(min_length=1)
+    text_embedding_dim: int = Field(32, ge=1)
+    mode: Literal["predicted", "ground_truth"] = "predicted"
+    """``predicted``: the recognizer's greedy reading of the candidate; ``ground_truth``: the true text."""
+
+
+DiscriminatorConfig = Annotated[PatchDiscriminatorConfig | DualModalDiscriminatorConfig, Field(discriminator="variant")]
+
+
+class LossWeights(StrictModel):
+    pixel: float = Field(100.0, ge=0.0)
+    adversarial: float = Field(1.0, ge=0.0)
+    ctc: float = Field(1.0, ge=0.0)
+    recognition_feature: float = Field(5.0, ge=0.0)
+    perceptual: float = Field(0.2, ge=0.0)
+
+
+class PerceptualConfig(StrictModel):
+    extractor: Literal["recognizer", "vgg16", "vgg19"] = "recognizer"
+    """``recognizer``: the pre-trained recognizer's conv trunk; VGG only from ``weights_path``."""
+    weights_path: Path | None = None
+    """A local torchvision VGG state dict; required for vgg16/vgg19, never downloaded."""
+
+    @model_validator(mode="after")
+    def _vgg_needs_local_weights(self) -> PerceptualConfig:
+        if self.extractor == "recognizer" and self.weights_path is not None:
+            raise ValueError("weights_path is only read for extractor vgg16 or vgg19")
+        if self.extractor != "recognizer" and self.weights_path is None:
+            raise ValueError(f"extractor {self.extractor} needs weights_path: a local file; nothing is downloaded")
+        return self
+
+
+class CtcSchedule(StrictModel):
+    """CTC weight multiplier: 0 for ``warmup_epochs``, then a linear ramp to 1 over ``ramp_epochs``."""
+
+    warmup_epochs: int = Field(0, ge=0)
+    ramp_epochs: int = Field(0, ge=0)
+
+
+class LossConfig(StrictModel):
+    weights: LossWeights = LossWeights()
+    adversarial_kind: Literal["lsgan", "bce"] = "lsgan"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    """Real targets of the discriminator are 1 - label_smoothing."""
+    ctc_ceiling: float | None = Field(None, gt=0.0)
+    """A per-sample CTC above this is rescaled down to it (its gradient keeps its direction); null = none."""
+    ctc_schedule: CtcSchedule = CtcSchedule()
+    perceptual: PerceptualConfig = PerceptualConfig()
+
+
+class AdaptiveBalancingConfig(StrictModel):
+    """Steers the CTC weight so that CTC makes up ``target_ctc_share`` of the balanced generator loss."""
+
+    target_ctc_share: float = Field(0.65, gt=0.0, lt=1.0)
+    target_visual_share: float = Field(0.35, gt=0.0, lt=1.0)
+    adaptation_rate: float = Field(0.15, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> AdaptiveBalancingConfig:
+        if abs(self.target_ctc_share + self.target_visual_share - 1.0) > 1e-6:
+            raise ValueError("target_ctc_share + target_visual_share must be 1.0")
+        return self
+
+
+class EarlyStoppingConfig(StrictModel):
+    """Stop when ``training.monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    patience: int = Field(ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best_weights: bool = True
+
+
+class OptimizerConfig(StrictModel):
+    lr_generator: float = Field(2e-4, gt=0.0)
+    lr_discriminator: float = Field(2e-4, gt=0.0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    cosine_schedule: bool = False
+    gradient_clip_norm: float | None = Field(1.0, gt=0.0)
+    """Clip each model's global gradient norm to this; null = no clipping."""
+
+
+class RecognizerPretrainingConfig(StrictModel):
+    """Stage 1: the recognizer on clean train lines, early-stopped on val CER."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    patience: int = Field(5, ge=1)
+
+
 class TrainingConfig(StrictModel):
-    """Parameters of the ``training`` pipeline (not built yet: no key is accepted)."""
+    """Parameters of the ``training`` pipeline."""
+
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``cuda`` without a GPU is an error, never a silent CPU run."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0)
+    recognizer: RecognizerConfig = RecognizerConfig()
+    generator: GeneratorConfig = UnetGeneratorConfig(variant="unet", channels=[16, 32, 64])
+    discriminator: DiscriminatorConfig = PatchDiscriminatorConfig(variant="patch", channels=[16, 32, 64])
+    recognizer_pretraining: RecognizerPretrainingConfig = RecognizerPretrainingConfig()
+    recognizer_checkpoint: Path | None = None
+    """Skip stage 1 and load this recognizer (strictly: same charset and shapes)."""
+    recognizer_during_gan: Literal["frozen", "fine_tune"] = "frozen"
+    """``fine_tune`` also trains the recognizer on clean lines each step."""
+    optimizer: OptimizerConfig = OptimizerConfig()
+    losses: LossConfig = LossConfig()
+    adaptive_balancing: AdaptiveBalancingConfig | None = None
+    """null = fixed loss weights."""
+    monitor: Monitor = "val/combined"
+    """The metric that picks the best model (and drives early stopping); its direction is fixed by the metric."""
+    combined_cer_weight: float = Field(50.0, ge=0.0)
+    """val/combined = val/psnr - combined_cer_weight x val/cer."""
+    early_stopping: EarlyStoppingConfig | None = None
+    """null = train all epochs."""
+    gradient_spike_factor: float = Field(10.0, gt=1.0)
+    """A step whose gradient norm exceeds this many times the running median counts as a spike."""
+    drop_infeasible: bool = False
+    """Samples whose label cannot fit the CTC time steps are an error unless this drops (and lists) them."""
+    resume_from: Path | None = None
+    """A training checkpoint: continue its run (and MLflow run) at the next epoch."""
 
 
 class EvaluationConfig(StrictModel):
@@ -225,6 +415,20 @@ class ProjectConfig(StrictModel):
 
 
 assert set(SplitCounts.model_fields) == set(SPLIT_NAMES)
+
+_UNION_TAGS = frozenset(
+    typing.get_args(model.model_fields[tag_field].annotation)[0]
+    for model, tag_field in [
+        (SyntheticSource, "kind"),
+        (LineFolderSource, "kind"),
+        (PairedFolderSource, "kind"),
+        (UnetGeneratorConfig, "variant"),
+        (ResidualUnetGeneratorConfig, "variant"),
+        (PatchDiscriminatorConfig, "variant"),
+        (DualModalDiscriminatorConfig, "variant"),
+    ]
+)
+"""Tags pydantic puts into error locations of discriminated unions; never field names."""
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -261,6 +465,11 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
             problems.append(f"{path}: unknown key. {_suggest(location, known_paths)}")
         elif detail["type"] == "missing":
             problems.append(f"{path}: required key is missing.")
+        elif detail["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            keys = _child_keys(location, known_paths)
+            problems.append(
+                f"{path}: expected a mapping with keys {keys} (or null where allowed), got {detail.get('input')!r}."
+            )
         else:
             problems.append(f"{path}: {detail['msg']} (got {detail.get('input')!r}).")
     heading = f"Invalid parameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"
@@ -269,14 +478,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
 
 def _visible_location(location: tuple[Any, ...], error_type: str) -> tuple[Any, ...]:
     """Drop the union tags pydantic inserts (``sources.0.synthetic.x`` -> ``sources.0.x``)."""
-    source_kinds = {"synthetic", "line_folder", "paired_folder"}
-    visible = []
-    for index, part in enumerate(location):
-        previous = location[index - 1] if index else None
-        if isinstance(previous, int) and part in source_kinds:
-            continue
-        visible.append(part)
-    return tuple(visible)
+    return tuple(part for part in location if part not in _UNION_TAGS)
 
 
 def _format_path(location: tuple[Any, ...]) -> str:
@@ -284,6 +486,14 @@ def _format_path(location: tuple[Any, ...]) -> str:
     for part in location:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "<top level>"
+
+
+def _child_keys(location: tuple[Any, ...], known_paths: list[tuple[str, ...]]) -> str:
+    parent = tuple(str(part) if not isinstance(part, int) else "[]" for part in location)
+    children = sorted(
+        {path[len(parent)] for path in known_paths if path[: len(parent)] == parent and len(path) > len(parent)}
+    )
+    return "{" + ", ".join(children) + "}"
 
 
 def _suggest(location: tuple[Any, ...], known_paths: list[tuple[str, ...]]) -> str:

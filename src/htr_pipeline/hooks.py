@@ -6,12 +6,14 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import click
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
 
 from htr_pipeline.config import effective_parameters, validate_parameters
-from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES
+from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES, register_pipelines
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +54,33 @@ class MlflowRunNameHook:
         spelt = [part for name in names for part in (DEFAULT_PIPELINES if name == "__default__" else (name,))]
         mlflow.set_tag("mlflow.runName", "+".join(spelt))
         mlflow.set_tag("kedro.env", run_params.get("env") or "local")
+
+
+class MissingInputError(click.ClickException):
+    """A pipeline's input has never been produced; the message names the command that produces it."""
+
+
+class MissingInputsHook:
+    """Before anything runs, check that every stored input of the pipeline exists; otherwise stop with one line
+    naming the pipeline to run first, instead of a stack trace about a missing file."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        missing = [
+            name
+            for name in sorted(pipeline.inputs())
+            if not name.startswith("params:") and name != "parameters" and not catalog.exists(name)
+        ]
+        if not missing:
+            return
+        producers = {
+            producer
+            for name in missing
+            for producer, candidate in register_pipelines().items()
+            if producer != "__default__" and name in candidate.all_outputs()
+        }
+        commands = " and ".join(f"`kedro run --pipeline={producer}`" for producer in sorted(producers))
+        raise MissingInputError(
+            f"{', '.join(missing)} not found: no run has produced {'it' if len(missing) == 1 else 'them'} yet. "
+            f"Run {commands or 'the pipeline that produces them'} first, or `kedro run` for the whole main job."
+        )

@@ -2,13 +2,13 @@
 
 from kedro.pipeline import Pipeline
 
-from htr_pipeline.pipelines import data_ingestion
+from htr_pipeline.pipelines import data_ingestion, training
 
-DEFAULT_PIPELINES: tuple[str, ...] = ("data_ingestion",)
+DEFAULT_PIPELINES: tuple[str, ...] = ("data_ingestion", "training")
 """Named pipelines that make up ``__default__``, in run order (also used to name MLflow runs)."""
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    pipelines = {"data_ingestion": data_ingestion.create_pipeline()}
+    pipelines = {"data_ingestion": data_ingestion.create_pipeline(), "training": training.create_pipeline()}
     pipelines["__default__"] = sum((pipelines[name] for name in DEFAULT_PIPELINES), Pipeline([]))
     return pipelines

@@ -5,7 +5,7 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
-from htr_pipeline.hooks import MlflowRunNameHook, ParameterValidationHook
+from htr_pipeline.hooks import MissingInputsHook, MlflowRunNameHook, ParameterValidationHook
 
 
 def project_root() -> str:
@@ -16,7 +16,7 @@ def project_root() -> str:
     return Path(root).resolve().as_posix()
 
 
-HOOKS = (ParameterValidationHook(), MlflowRunNameHook())
+HOOKS = (ParameterValidationHook(), MissingInputsHook(), MlflowRunNameHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

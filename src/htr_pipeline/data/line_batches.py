@@ -1,0 +1,156 @@
+"""Torch datasets and batching of normalised line pairs: padding, labels, width buckets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from htr_pipeline.charset import BLANK_INDEX, Charset
+from htr_pipeline.datasets.line_image_store import LineImageStore
+
+PAPER_VALUE = 1.0
+"""Batches are padded on the right with white paper."""
+
+
+@dataclass(frozen=True)
+class LinePair:
+    sample_id: str
+    # degraded, clean: (1, height, width) float32 in [0, 1]
+    degraded: torch.Tensor
+    clean: torch.Tensor
+    text: str
+    labels: torch.Tensor
+    """(label_length,) int64 label indices; empty for a line without text."""
+
+
+@dataclass
+class LineBatch:
+    sample_ids: list[str]
+    # degraded, clean: (batch, 1, height, padded_width) float32 in [0, 1]
+    degraded: torch.Tensor
+    clean: torch.Tensor
+    widths: torch.Tensor
+    """(batch,) int64 width of each line before padding."""
+    labels: torch.Tensor
+    """(batch, max_label_length) int64, padded with the blank."""
+    label_lengths: torch.Tensor
+    texts: list[str]
+
+    def to(self, device: torch.device) -> LineBatch:
+        return LineBatch(
+            sample_ids=self.sample_ids,
+            degraded=self.degraded.to(device, non_blocking=True),
+            clean=self.clean.to(device, non_blocking=True),
+            widths=self.widths.to(device, non_blocking=True),
+            labels=self.labels.to(device, non_blocking=True),
+            label_lengths=self.label_lengths.to(device, non_blocking=True),
+            texts=self.texts,
+        )
+
+
+class LinePairDataset(Dataset[LinePair]):
+    """Degraded/clean line pairs of one split, read on demand from the ingestion's image folder.
+
+    With ``encode_labels`` (training) every text is encoded through the charset, and a character it lacks
+    raises; without (validation), texts stay strings scored against the readings, so characters the charset
+    lacks count as errors instead of disappearing.
+    """
+
+    def __init__(self, manifest: pd.DataFrame, store: LineImageStore, charset: Charset, encode_labels: bool):
+        self.rows = manifest.reset_index(drop=True)
+        self.store = store
+        self.charset = charset
+        self.encode_labels = encode_labels
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def widths(self) -> list[int]:
+        return self.rows["width"].astype(int).tolist()
+
+    def __getitem__(self, index: int) -> LinePair:
+        row = self.rows.iloc[index]
+        text = row["transcription"] if isinstance(row["transcription"], str) else ""
+        labels = self.charset.encode(text) if self.encode_labels and text else []
+        return LinePair(
+            sample_id=row["sample_id"],
+            degraded=_as_tensor(self.store.read(row["degraded_path"])),
+            clean=_as_tensor(self.store.read(row["clean_path"])),
+            text=text,
+            labels=torch.tensor(labels, dtype=torch.int64),
+        )
+
+
+def _as_tensor(image: np.ndarray) -> torch.Tensor:
+    # image: (height, width) uint8 -> (1, height, width) float32 in [0, 1]
+    return torch.from_numpy(image).to(torch.float32).div_(255.0).unsqueeze(0)
+
+
+def collate_line_pairs(pairs: Sequence[LinePair], width_multiple: int) -> LineBatch:
+    """Pad every line on the right with paper to the batch's widest line, rounded up to ``width_multiple``."""
+    widths = [pair.clean.shape[-1] for pair in pairs]
+    padded_width = math.ceil(max(widths) / width_multiple) * width_multiple
+    height = pairs[0].clean.shape[-2]
+    degraded = torch.full((len(pairs), 1, height, padded_width), PAPER_VALUE)
+    clean = torch.full_like(degraded, PAPER_VALUE)
+    longest_label = max((len(pair.labels) for pair in pairs), default=0)
+    labels = torch.full((len(pairs), max(longest_label, 1)), BLANK_INDEX, dtype=torch.int64)
+    for index, pair in enumerate(pairs):
+        degraded[index, :, :, : widths[index]] = pair.degraded
+        clean[index, :, :, : widths[index]] = pair.clean
+        labels[index, : len(pair.labels)] = pair.labels
+    return LineBatch(
+        sample_ids=[pair.sample_id for pair in pairs],
+        degraded=degraded,
+        clean=clean,
+        widths=torch.tensor(widths, dtype=torch.int64),
+        labels=labels,
+        label_lengths=torch.tensor([len(pair.labels) for pair in pairs], dtype=torch.int64),
+        texts=[pair.text for pair in pairs],
+    )
+
+
+class WidthBucketBatchSampler(Sampler[list[int]]):
+    """Batches of lines of similar width, in an order fixed by (seed, epoch).
+
+    Indices are shuffled, cut into pools of ``pool_batches`` batches, each pool sorted by width and cut into
+    batches, then the batches are shuffled: little padding, yet every epoch sees a different order. Call
+    :meth:`set_epoch` before each epoch; the order depends on nothing else, so a resumed run replays it.
+    """
+
+    def __init__(self, widths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, pool_batches: int = 50):
+        self.widths = list(widths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.pool_batches = pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        count = len(self.widths)
+        order = torch.randperm(count, generator=generator).tolist() if self.shuffle else list(range(count))
+        pool_size = self.batch_size * self.pool_batches
+        batches = []
+        for start in range(0, count, pool_size):
+            pool = sorted(order[start : start + pool_size], key=lambda i: self.widths[i])
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.widths) / self.batch_size)

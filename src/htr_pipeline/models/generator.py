@@ -1,0 +1,200 @@
+"""Generators ``unet`` and ``unet_residual``: a degraded line image in, a restored one out.
+
+Both take and give ``(batch, 1, height, width)`` in [0, 1] (white paper = 1) for any height and width: the input
+is padded (replicating its border) to a multiple of the total downsampling and the output cropped back.
+
+Normalisation is InstanceNorm (affine) everywhere. The seed system trained with batch 2, where BatchNorm
+statistics are noise and differ between training and evaluation; InstanceNorm computes the same thing in both
+modes and never mixes the samples of a batch, so a line is restored the same whatever it is batched with.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ConvNormAct(nn.Sequential):
+    """conv3x3 + InstanceNorm + ReLU; the conv has no bias because the norm removes it."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.InstanceNorm2d(out_channels, affine=True),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DoubleConv(nn.Sequential):
+    """One U-Net level: two conv3x3 + norm + activation."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(ConvNormAct(in_channels, out_channels), ConvNormAct(out_channels, out_channels))
+
+
+class UpLevel(nn.Module):
+    """Decoder level: upsample x2 with a transposed conv, concatenate the encoder skip, two convs."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.upsample = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.fuse = DoubleConv(2 * out_channels, out_channels)
+
+    def forward(self, features: Tensor, skip: Tensor) -> Tensor:
+        # features: (batch, in_channels, h, w); skip: (batch, out_channels, 2h, 2w)
+        upsampled = self.upsample(features)
+        return self.fuse(torch.cat([upsampled, skip], dim=1))
+
+
+class UnetBase(nn.Module):
+    """The U-Net data flow shared by both variants, which declare ``encoder``, ``downsample``, ``decoder``,
+    ``to_image`` and ``size_multiple``: encoder levels (downsampling between them), decoder levels each fed the
+    encoder output of its resolution, a 1x1 conv and a sigmoid."""
+
+    encoder: nn.ModuleList
+    downsample: nn.Module
+    decoder: nn.ModuleList
+    to_image: nn.Conv2d
+    size_multiple: int
+
+    def forward(self, degraded: Tensor) -> Tensor:
+        # degraded: (batch, 1, height, width), values in [0, 1]
+        if degraded.dim() != 4 or degraded.shape[1] != 1:
+            raise ValueError(f"expected images of shape (batch, 1, height, width), got {tuple(degraded.shape)}")
+        height, width = degraded.shape[-2:]
+        features = pad_to_multiple(degraded, self.size_multiple)
+        skips = []
+        for level, encode in enumerate(self.encoder):
+            if level > 0:
+                features = self.downsample(features)
+            features = encode(features)
+            skips.append(features)
+        skips.pop()  # the bottleneck feeds the decoder directly
+        for decode, skip in zip(self.decoder, reversed(skips), strict=True):
+            features = decode(features, skip)
+        return torch.sigmoid(self.to_image(features)[..., :height, :width])
+
+
+class UnetGenerator(UnetBase):
+    """The classic U-Net (Ronneberger et al.) on one grey channel with a sigmoid output.
+
+    ``channels`` are the encoder levels, finest first; each further level halves height and width.
+    ``[64, 128, 256, 512, 1024]`` is the original size, about 31M parameters.
+    """
+
+    def __init__(self, channels: list[int]) -> None:
+        super().__init__()
+        if len(channels) < 2:
+            raise ValueError(f"a U-Net needs at least two levels, got channels={channels}")
+        self.channels = list(channels)
+        self.size_multiple = 2 ** (len(channels) - 1)
+
+        self.encoder = nn.ModuleList(
+            DoubleConv(in_channels, out_channels)
+            for in_channels, out_channels in zip([1, *channels[:-1]], channels, strict=True)
+        )
+        self.downsample = nn.MaxPool2d(kernel_size=2)
+        self.decoder = nn.ModuleList(
+            UpLevel(channels[level + 1], channels[level]) for level in reversed(range(len(channels) - 1))
+        )
+        self.to_image = nn.Conv2d(channels[0], 1, kernel_size=1)
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3 + norm + ReLU + conv3x3 + norm, added to its input, then ReLU (He et al.)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvNormAct(channels, channels),
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+        self.activation = nn.ReLU(inplace=True)
+
+    def forward(self, features: Tensor) -> Tensor:
+        # features: (batch, channels, h, w)
+        return self.activation(features + self.body(features))
+
+
+class ResidualLevel(nn.Sequential):
+    """A conv to the level's width, then ``residual_blocks`` residual blocks."""
+
+    def __init__(self, in_channels: int, out_channels: int, residual_blocks: int) -> None:
+        super().__init__(
+            ConvNormAct(in_channels, out_channels), *(ResidualBlock(out_channels) for _ in range(residual_blocks))
+        )
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate (Oktay et al., Attention U-Net): weights each skip position in [0, 1].
+
+    The gating signal is the decoder feature already upsampled to the skip's resolution, rather than the
+    coarser map with a strided skip projection of the paper: the same gate, without a resampling of the weights.
+    """
+
+    def __init__(self, skip_channels: int, gate_channels: int, inner_channels: int) -> None:
+        super().__init__()
+        self.project_skip = nn.Conv2d(skip_channels, inner_channels, kernel_size=1, bias=False)
+        self.project_gate = nn.Conv2d(gate_channels, inner_channels, kernel_size=1)
+        self.activation = nn.ReLU(inplace=True)
+        self.to_weight = nn.Conv2d(inner_channels, 1, kernel_size=1)
+
+    def forward(self, skip: Tensor, gate: Tensor) -> Tensor:
+        # skip: (batch, skip_channels, h, w) encoder features; gate: (batch, gate_channels, h, w) decoder features
+        combined = self.activation(self.project_skip(skip) + self.project_gate(gate))
+        return skip * torch.sigmoid(self.to_weight(combined))
+
+
+class AttentionUpLevel(nn.Module):
+    """Decoder level: upsample x2, gate the encoder skip with the upsampled features, concatenate, fuse."""
+
+    def __init__(self, in_channels: int, out_channels: int, residual_blocks: int) -> None:
+        super().__init__()
+        self.upsample = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.gate = AttentionGate(out_channels, out_channels, max(1, out_channels // 2))
+        self.fuse = ResidualLevel(2 * out_channels, out_channels, residual_blocks)
+
+    def forward(self, features: Tensor, skip: Tensor) -> Tensor:
+        # features: (batch, in_channels, h, w); skip: (batch, out_channels, 2h, 2w)
+        upsampled = self.upsample(features)
+        return self.fuse(torch.cat([upsampled, self.gate(skip, upsampled)], dim=1))
+
+
+class ResidualUnetGenerator(UnetBase):
+    """U-Net whose levels are residual blocks and whose skip connections pass through attention gates."""
+
+    def __init__(self, channels: list[int], residual_blocks: int) -> None:
+        super().__init__()
+        if len(channels) < 2:
+            raise ValueError(f"a U-Net needs at least two levels, got channels={channels}")
+        if residual_blocks < 1:
+            raise ValueError(f"residual_blocks must be at least 1, got {residual_blocks}")
+        self.channels = list(channels)
+        self.residual_blocks = residual_blocks
+        self.size_multiple = 2 ** (len(channels) - 1)
+
+        self.encoder = nn.ModuleList(
+            ResidualLevel(in_channels, out_channels, residual_blocks)
+            for in_channels, out_channels in zip([1, *channels[:-1]], channels, strict=True)
+        )
+        self.downsample = nn.MaxPool2d(kernel_size=2)
+        self.decoder = nn.ModuleList(
+            AttentionUpLevel(channels[level + 1], channels[level], residual_blocks)
+            for level in reversed(range(len(channels) - 1))
+        )
+        self.to_image = nn.Conv2d(channels[0], 1, kernel_size=1)
+
+
+def pad_to_multiple(images: Tensor, multiple: int) -> Tensor:
+    """Pad bottom and right, replicating the border, so that height and width are multiples of ``multiple``."""
+    # images: (batch, channels, height, width)
+    height, width = images.shape[-2:]
+    padded_height = -(-height // multiple) * multiple
+    padded_width = -(-width // multiple) * multiple
+    if padded_height == multiple and padded_width == multiple:
+        # InstanceNorm needs more than one position per channel, also at the 1 x 1 bottleneck of a tiny input.
+        padded_width = 2 * multiple
+    # Replicate, not zeros: a zero (black) border would look like ink to every level of the network.
+    return F.pad(images, (0, padded_width - width, 0, padded_height - height), mode="replicate")

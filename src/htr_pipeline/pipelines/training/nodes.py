@@ -1,0 +1,52 @@
+"""Nodes of training: validate parameters, call the training library, return data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
+from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.tracking import MlflowTracker, active_run_id
+from htr_pipeline.training.stages import gan_stage, recognizer_stage
+
+
+def train_recognizer(
+    manifest: pd.DataFrame, line_images: LineImageStore, charset: dict[str, Any], training: dict[str, Any]
+) -> dict[str, Any]:
+    config = validate_section(TrainingConfig, training, "training")
+    return recognizer_stage(manifest, line_images, Charset.from_dict(charset), config, MlflowTracker(active_run_id()))
+
+
+def train_restoration_gan(
+    manifest: pd.DataFrame,
+    line_images: LineImageStore,
+    charset: dict[str, Any],
+    recognizer_checkpoint: dict[str, Any],
+    training_run_folder: Path,
+    data: dict[str, Any],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    config = validate_section(TrainingConfig, training, "training")
+    validate_section(DataConfig, data, "data")
+    run_metadata = {
+        "charset": charset,
+        "config": {"data": data, "training": training},
+        "generator_config": config.generator.model_dump(mode="json"),
+        "discriminator_config": config.discriminator.model_dump(mode="json"),
+        "recognizer_config": config.recognizer.model_dump(mode="json"),
+    }
+    return gan_stage(
+        manifest,
+        line_images,
+        Charset.from_dict(charset),
+        recognizer_checkpoint,
+        config,
+        training_run_folder,
+        run_metadata,
+        tracker_for_run=MlflowTracker,
+        current_run_id=active_run_id(),
+    )

@@ -1,0 +1,30 @@
+from kedro.pipeline import Pipeline, node, pipeline
+
+from htr_pipeline.pipelines.training import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                nodes.train_recognizer,
+                inputs=["manifest", "line_images", "charset", "params:training"],
+                outputs="recognizer_checkpoint",
+                name="pretrain_recognizer",
+            ),
+            node(
+                nodes.train_restoration_gan,
+                inputs=[
+                    "manifest",
+                    "line_images",
+                    "charset",
+                    "recognizer_checkpoint",
+                    "training_run_folder",
+                    "params:data",
+                    "params:training",
+                ],
+                outputs="training_summary",
+                name="train_gan",
+            ),
+        ]
+    )

@@ -1,0 +1,85 @@
+"""The one checkpoint format: saved atomically, loaded with ``weights_only=True``, restored strictly.
+
+A training checkpoint holds everything a resumed run needs to continue exactly: model, optimiser, scheduler
+and scaler states, the loss balancer, early stopping and best-metric trackers, gradient statistics history,
+RNG states, epoch and step, the MLflow run id, the charset and the validated config. Only tensors and plain
+Python containers are stored, so ``torch.load(..., weights_only=True)`` can read it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from htr_pipeline.charset import Charset
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used here: missing, another charset, or weights of another shape."""
+
+
+def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, config_key: str) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``); ``config_key`` names the setting that pointed here."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{config_key}: checkpoint '{path}' does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {state.get('format_version')!r}, expected {FORMAT_VERSION}")
+    return state
+
+
+def check_same_charset(stored: Mapping[str, Any], charset: Charset, path: Path) -> None:
+    stored_charset = Charset.from_dict(stored)
+    if stored_charset.symbols != charset.symbols:
+        only_stored = sorted(set(stored_charset.symbols) - set(charset.symbols))
+        only_here = sorted(set(charset.symbols) - set(stored_charset.symbols))
+        raise CheckpointError(
+            f"{path} was trained with another charset ({len(stored_charset.symbols)} symbols vs "
+            f"{len(charset.symbols)} here; only in the checkpoint: {only_stored[:20]}, only here: {only_here[:20]}, "
+            "or a different order). Use the data it was trained on, or train anew."
+        )
+
+
+def restore_weights(module: nn.Module, weights: Mapping[str, torch.Tensor], what: str, path: Path) -> None:
+    """Strict load: a missing, unexpected or mis-shaped tensor is an error, never a partial load."""
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: the {what} weights do not fit this model:\n{error}") from None
+
+
+def rng_states() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": _python_state_as_lists(random.getstate())}
+
+
+def restore_rng_states(states: Mapping[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _python_state_as_lists(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]

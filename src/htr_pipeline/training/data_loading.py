@@ -1,0 +1,42 @@
+"""DataLoaders of line pairs for training and validation, batched by width."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import TrainingConfig
+from htr_pipeline.data.line_batches import LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
+from htr_pipeline.datasets.line_image_store import LineImageStore
+
+
+def width_multiple(config: TrainingConfig) -> int:
+    """Padded batch widths are multiples of this: the recognizer's time step and the generator's deepest level."""
+    return math.lcm(config.recognizer.width_downsampling, 2 ** (len(config.generator.channels) - 1))
+
+
+def line_loader(
+    rows: pd.DataFrame,
+    store: LineImageStore,
+    charset: Charset,
+    config: TrainingConfig,
+    batch_size: int,
+    training: bool,
+    device: torch.device,
+) -> DataLoader:
+    """Training loaders shuffle (by seed and epoch: call ``batch_sampler.set_epoch``) and encode labels."""
+    dataset = LinePairDataset(rows, store, charset, encode_labels=training)
+    sampler = WidthBucketBatchSampler(dataset.widths, batch_size, seed=config.seed, shuffle=training)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=partial(collate_line_pairs, width_multiple=width_multiple(config)),
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.num_workers > 0,
+    )

@@ -1,0 +1,474 @@
+"""Stage 2: the restoration GAN trained with the recognizer in the loop. Read top to bottom.
+
+Per step: the generator restores the degraded line; the discriminator learns real (clean) from fake
+(restored); the generator learns from pixel L1, the adversarial term, the CTC of the recognizer reading the
+restored line (through the recognizer's input gradient, also when the recognizer is frozen), the distance
+between recognizer features of restored and clean lines, and a perceptual distance. Per epoch: the loss
+balancer updates its weights, validation scores the restored lines against the clean image and the
+ground-truth text, checkpoints and early stopping follow the monitor.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import MONITOR_MODES, DualModalDiscriminatorConfig, TrainingConfig
+from htr_pipeline.data.line_batches import LineBatch
+from htr_pipeline.training import losses
+from htr_pipeline.training.balancing import build_balancer
+from htr_pipeline.training.checkpoints import restore_rng_states, restore_weights, rng_states, save_checkpoint
+from htr_pipeline.training.ctc_feasibility import ctc_time_steps
+from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
+from htr_pipeline.training.grad_stats import GradientStatistics, global_gradient_norm, layer_gradient_norms
+from htr_pipeline.training.runtime import MetricTracker, autocast, grad_scaler
+from htr_pipeline.training.validation import ValidationMetrics, greedy_readings, score_lines
+
+BEST_PER_METRIC: tuple[str, ...] = ("val/cer", "val/psnr", "val/ssim", "val/combined")
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+"""Best by ``training.monitor``; ``best_<metric>.pt`` hold the best epoch of each metric."""
+
+
+def best_checkpoint_name(metric: str) -> str:
+    return f"best_{metric.split('/')[1]}.pt"
+
+
+@dataclass
+class GanModels:
+    generator: nn.Module
+    discriminator: nn.Module
+    recognizer: nn.Module
+    feature_extractor: Callable[[torch.Tensor], list[torch.Tensor]]
+    """Frozen perceptual feature extractor (the pre-trained recognizer's conv trunk, or VGG)."""
+
+
+@dataclass
+class EpochSums:
+    """Running sums of one epoch, kept on the device: nothing waits for the GPU inside a step."""
+
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, **terms: torch.Tensor) -> None:
+        for name, value in terms.items():
+            detached = value.detach().float()
+            self.values[name] = self.values[name] + detached if name in self.values else detached
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: float(total) / max(self.steps, 1) for name, total in self.values.items()}
+
+
+class GanTrainer:
+    """Owns the models, optimisers and every piece of training state that a checkpoint must hold."""
+
+    def __init__(self, models: GanModels, charset: Charset, config: TrainingConfig, device: torch.device):
+        self.models = models
+        self.charset = charset
+        self.config = config
+        self.device = device
+        optimizer = config.optimizer
+        self.generator_optimizer = torch.optim.Adam(
+            models.generator.parameters(), lr=optimizer.lr_generator, betas=optimizer.betas
+        )
+        self.discriminator_optimizer = torch.optim.Adam(
+            models.discriminator.parameters(), lr=optimizer.lr_discriminator, betas=optimizer.betas
+        )
+        self.recognizer_optimizer = (
+            torch.optim.Adam(models.recognizer.parameters(), lr=config.recognizer_pretraining.learning_rate)
+            if config.recognizer_during_gan == "fine_tune"
+            else None
+        )
+        self.schedulers = (
+            [
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+                for opt in (self.generator_optimizer, self.discriminator_optimizer)
+            ]
+            if optimizer.cosine_schedule
+            else []
+        )
+        self.scaler = grad_scaler(device, config.precision)
+        self.balancer = build_balancer(config.adaptive_balancing)
+        monitor_mode = MONITOR_MODES[config.monitor]
+        stopping = config.early_stopping
+        self.early_stopping = (
+            EarlyStopping(mode=monitor_mode, patience=stopping.patience, min_delta=stopping.min_delta)
+            if stopping is not None
+            else None
+        )
+        self.best_by_monitor = BestMetricTracker(config.monitor, mode=monitor_mode)
+        self.best_per_metric = {
+            metric: BestMetricTracker(metric, mode=MONITOR_MODES[metric]) for metric in BEST_PER_METRIC
+        }
+        self.generator_gradients = GradientStatistics(spike_factor=config.gradient_spike_factor)
+        self.discriminator_gradients = GradientStatistics(spike_factor=config.gradient_spike_factor)
+        self.epoch = 0
+        self.step = 0
+        self.mlflow_run_id: str | None = None
+        self.gradient_report: dict[str, Any] = {}
+        """The last epoch's gradient summary: top layers by norm and every spike with its layer."""
+
+    # ---------------------------------------------------------------------------------------------- a step
+
+    def train_step(self, batch: LineBatch, ctc_factor: float, sums: EpochSums) -> None:
+        models, config, weights = self.models, self.config, self.config.losses.weights
+        generator, discriminator, recognizer = models.generator, models.discriminator, models.recognizer
+        with autocast(self.device, config.precision):
+            enhanced = generator(batch.degraded)
+        # enhanced: (batch, 1, height, padded_width) in [0, 1]
+        column_mask = _column_mask(batch.widths, enhanced.shape[-1])
+
+        # The discriminator: real clean lines against the generator's current output.
+        with autocast(self.device, config.precision):
+            text_labels, text_lengths = self._discriminator_text(enhanced.detach(), batch)
+            real_logits = self._discriminate(batch.degraded, batch.clean, text_labels, text_lengths)
+            fake_logits = self._discriminate(batch.degraded, enhanced.detach(), text_labels, text_lengths)
+            discriminator_loss = losses.discriminator_loss(
+                real_logits.float(), fake_logits.float(), config.losses.adversarial_kind, config.losses.label_smoothing
+            )
+        self.discriminator_optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(discriminator_loss).backward()
+        discriminator_norm = self._clip_and_record(
+            discriminator, self.discriminator_optimizer, self.discriminator_gradients
+        )
+        self.scaler.step(self.discriminator_optimizer)
+
+        # The generator: visual terms plus the recognizer's CTC on its output.
+        with autocast(self.device, config.precision):
+            adversarial = losses.generator_adversarial_loss(
+                self._discriminate(batch.degraded, enhanced, text_labels, text_lengths).float(),
+                config.losses.adversarial_kind,
+            )
+            pixel = losses.pixel_l1(enhanced.float(), batch.clean, column_mask)
+            reading_enhanced = recognizer(enhanced)
+            with torch.no_grad():
+                reading_clean = recognizer(batch.clean)
+            time_steps = ctc_time_steps(batch.widths, recognizer.width_downsampling)
+            time_indices = torch.arange(reading_enhanced.logits.shape[1], device=self.device)
+            time_mask = time_indices[None, :] < time_steps[:, None]
+            recognition_feature = losses.recognition_feature_loss(
+                reading_enhanced.features.float(), reading_clean.features.float(), time_mask
+            )
+            perceptual = losses.perceptual_loss(
+                [f.float() for f in models.feature_extractor(enhanced)],
+                [f.float() for f in models.feature_extractor(batch.clean)],
+            )
+        ctc = losses.ctc_loss_per_sample(
+            reading_enhanced.logits, batch.labels, time_steps, batch.label_lengths, blank=self.charset.blank_index
+        )
+        has_text = batch.label_lengths > 0
+        ctc_capped, ctc_ceiling_hits = losses.apply_ctc_ceiling(ctc.per_sample, config.losses.ctc_ceiling)
+        ctc_raw = _masked_mean(ctc.per_sample, has_text)
+        ctc_used = _masked_mean(ctc_capped, has_text)
+        visual = (
+            weights.pixel * pixel
+            + weights.adversarial * adversarial
+            + weights.recognition_feature * recognition_feature
+            + weights.perceptual * perceptual
+        )
+        ctc_term = weights.ctc * ctc_factor * ctc_used
+        generator_loss = self.balancer.weight_visual * visual + self.balancer.weight_ctc * ctc_term
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(generator_loss).backward()
+        generator_norm = self._clip_and_record(generator, self.generator_optimizer, self.generator_gradients)
+        self.scaler.step(self.generator_optimizer)
+
+        if self.recognizer_optimizer is not None:
+            self._fine_tune_recognizer(batch, time_steps)
+        self.scaler.update()
+        self.step += 1
+        sums.add(
+            g_loss=generator_loss,
+            d_loss=discriminator_loss,
+            pixel_loss=pixel,
+            adv_loss=adversarial,
+            ctc_loss=ctc_used,
+            ctc_loss_raw=ctc_raw,
+            rec_feat_loss=recognition_feature,
+            perceptual_loss=perceptual,
+            visual_weighted=visual,
+            ctc_weighted=ctc_term,
+            ctc_infinite_samples=ctc.infinite_count,
+            ctc_ceiling_hits=ctc_ceiling_hits,
+            g_grad_norm=generator_norm,
+            d_grad_norm=discriminator_norm,
+        )
+
+    def _discriminator_text(self, enhanced: torch.Tensor, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The symbol sequence a dual-modal discriminator sees: the recognizer's reading, or the ground truth."""
+        discriminator_config = self.config.discriminator
+        if not isinstance(discriminator_config, DualModalDiscriminatorConfig):
+            return batch.labels, batch.label_lengths
+        if discriminator_config.mode == "ground_truth":
+            return batch.labels, batch.label_lengths
+        with torch.no_grad():
+            logits = self.models.recognizer(enhanced).logits.float()
+        readings = greedy_readings(logits, batch.widths, self.models.recognizer.width_downsampling, self.charset)
+        encoded = [self.charset.encode(reading) for reading in readings]
+        lengths = torch.tensor([len(labels) for labels in encoded], dtype=torch.int64)
+        labels = torch.zeros((len(encoded), max(int(lengths.max()), 1)), dtype=torch.int64)
+        for index, sequence in enumerate(encoded):
+            labels[index, : len(sequence)] = torch.tensor(sequence, dtype=torch.int64)
+        return labels.to(self.device), lengths.to(self.device)
+
+    def _discriminate(
+        self, degraded: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        if isinstance(self.config.discriminator, DualModalDiscriminatorConfig):
+            return self.models.discriminator(degraded, candidate, labels, lengths)
+        return self.models.discriminator(degraded, candidate)
+
+    def _clip_and_record(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, statistics: GradientStatistics
+    ) -> torch.Tensor:
+        """Unscale, measure every layer's gradient norm (before clipping), then clip the global norm."""
+        self.scaler.unscale_(optimizer)
+        layer_norms = layer_gradient_norms(model)
+        statistics.record(layer_norms)
+        if self.config.optimizer.gradient_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optimizer.gradient_clip_norm)
+        return global_gradient_norm(layer_norms)
+
+    def _fine_tune_recognizer(self, batch: LineBatch, time_steps: torch.Tensor) -> None:
+        recognizer = self.models.recognizer
+        with autocast(self.device, self.config.precision):
+            logits = recognizer(batch.clean).logits
+        ctc = losses.ctc_loss_per_sample(
+            logits, batch.labels, time_steps, batch.label_lengths, blank=self.charset.blank_index
+        )
+        loss = _masked_mean(ctc.per_sample, batch.label_lengths > 0)
+        self.recognizer_optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.recognizer_optimizer)
+
+    # --------------------------------------------------------------------------------------------- an epoch
+
+    def train_epoch(self, loader: DataLoader) -> dict[str, float]:
+        self.epoch += 1
+        loader.batch_sampler.set_epoch(self.epoch)
+        self.models.generator.train()
+        self.models.discriminator.train()
+        self.models.recognizer.train(self.recognizer_optimizer is not None)
+        self.generator_gradients.reset_epoch()
+        self.discriminator_gradients.reset_epoch()
+        ctc_factor = losses.ctc_schedule_factor(self.epoch, self.config.losses.ctc_schedule)
+        sums = EpochSums()
+        started = time.perf_counter()
+        progress = tqdm(loader, desc=f"GAN epoch {self.epoch}/{self.config.epochs}", unit="batch", leave=False)
+        samples = 0
+        for batch in progress:
+            self.train_step(batch.to(self.device), ctc_factor, sums)
+            samples += len(batch.sample_ids)
+        for scheduler in self.schedulers:
+            scheduler.step()
+        means = sums.means()
+        update = self.balancer.update(mean_visual=means["visual_weighted"], mean_ctc=means["ctc_weighted"])
+        generator_summary = self.generator_gradients.summarise()
+        discriminator_summary = self.discriminator_gradients.summarise()
+        self.gradient_report = {
+            "epoch": self.epoch,
+            "generator": dataclasses.asdict(generator_summary),
+            "discriminator": dataclasses.asdict(discriminator_summary),
+        }
+        epoch_seconds = time.perf_counter() - started
+        progress.close()
+        return {
+            **{f"train/{name}": means[name] for name in _LOGGED_TRAIN_TERMS},
+            "train/ctc_infinite_samples": means["ctc_infinite_samples"] * sums.steps,
+            "train/ctc_ceiling_hits": means["ctc_ceiling_hits"] * sums.steps,
+            "train/ctc_schedule_factor": ctc_factor,
+            "train/g_grad_norm_mean": generator_summary.mean_global_norm,
+            "train/g_grad_norm_max": generator_summary.max_global_norm,
+            "train/g_grad_spike_steps": float(generator_summary.spike_steps),
+            "train/d_grad_norm_mean": discriminator_summary.mean_global_norm,
+            "train/d_grad_norm_max": discriminator_summary.max_global_norm,
+            "train/d_grad_spike_steps": float(discriminator_summary.spike_steps),
+            "adaptive/weight_ctc": update.weight_ctc,
+            "adaptive/weight_visual": update.weight_visual,
+            "epoch_seconds": epoch_seconds,
+            "samples_per_second": samples / epoch_seconds,
+        }
+
+    def validate(self, loader: DataLoader) -> ValidationMetrics:
+        self.models.generator.eval()
+        self.models.recognizer.eval()
+        return score_lines(
+            loader,
+            self.models.recognizer,
+            self.charset,
+            self.device,
+            self.config.precision,
+            self.config.combined_cer_weight,
+            enhance=self.models.generator,
+        )
+
+    def validate_degraded(self, loader: DataLoader) -> ValidationMetrics:
+        """The same scores for the degraded input itself: the baseline the generator must beat."""
+        self.models.recognizer.eval()
+        return score_lines(
+            loader,
+            self.models.recognizer,
+            self.charset,
+            self.device,
+            self.config.precision,
+            self.config.combined_cer_weight,
+        )
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.models.generator.state_dict(),
+            "discriminator": self.models.discriminator.state_dict(),
+            "recognizer": self.models.recognizer.state_dict(),
+            "generator_optimizer": self.generator_optimizer.state_dict(),
+            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
+            "recognizer_optimizer": self.recognizer_optimizer.state_dict() if self.recognizer_optimizer else None,
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "scaler": self.scaler.state_dict(),
+            "balancer": self.balancer.state_dict(),
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+            "best_by_monitor": self.best_by_monitor.state_dict(),
+            "best_per_metric": {metric: tracker.state_dict() for metric, tracker in self.best_per_metric.items()},
+            "generator_gradients": self.generator_gradients.state_dict(),
+            "discriminator_gradients": self.discriminator_gradients.state_dict(),
+            "rng": rng_states(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], path: Path) -> None:
+        """Restore everything a checkpoint holds (strictly); the next epoch continues as if never stopped."""
+        restore_weights(self.models.generator, state["generator"], "generator", path)
+        restore_weights(self.models.discriminator, state["discriminator"], "discriminator", path)
+        restore_weights(self.models.recognizer, state["recognizer"], "recognizer", path)
+        self.generator_optimizer.load_state_dict(state["generator_optimizer"])
+        self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        if self.recognizer_optimizer is not None:
+            self.recognizer_optimizer.load_state_dict(state["recognizer_optimizer"])
+        for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(scheduler_state)
+        self.scaler.load_state_dict(state["scaler"])
+        self.balancer.load_state_dict(state["balancer"])
+        if self.early_stopping is not None:
+            self.early_stopping.load_state_dict(state["early_stopping"])
+        self.best_by_monitor.load_state_dict(state["best_by_monitor"])
+        for metric, tracker in self.best_per_metric.items():
+            tracker.load_state_dict(state["best_per_metric"][metric])
+        self.generator_gradients.load_state_dict(state["generator_gradients"])
+        self.discriminator_gradients.load_state_dict(state["discriminator_gradients"])
+        restore_rng_states(state["rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.mlflow_run_id = state["mlflow_run_id"]
+
+
+_LOGGED_TRAIN_TERMS = (
+    "g_loss",
+    "d_loss",
+    "pixel_loss",
+    "adv_loss",
+    "ctc_loss",
+    "ctc_loss_raw",
+    "rec_feat_loss",
+    "perceptual_loss",
+)
+
+
+def _column_mask(widths: torch.Tensor, padded_width: int) -> torch.Tensor:
+    """(batch, 1, 1, padded_width) bool: True on each line's own columns, False on the padding."""
+    return (torch.arange(padded_width, device=widths.device)[None, :] < widths[:, None])[:, None, None, :]
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the masked samples; 0 (with a gradient path) when none is selected."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+
+@dataclass(frozen=True)
+class GanTrainingOutcome:
+    epochs_run: int
+    stopped_early: bool
+    best_epoch_per_metric: dict[str, int | None]
+    best_value_per_metric: dict[str, float | None]
+    final_metrics: dict[str, float]
+    checkpoint_folder: str
+
+
+def train_gan(
+    trainer: GanTrainer,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    checkpoint_folder: Path,
+    run_metadata: Mapping[str, Any],
+    tracker: MetricTracker,
+) -> GanTrainingOutcome:
+    """Epochs until ``training.epochs`` or early stopping; checkpoints last, best by monitor, best per metric.
+
+    ``run_metadata`` (charset, validated config, model settings) goes into every checkpoint.
+    """
+    config = trainer.config
+    stopped_early = False
+    metrics: dict[str, float] = {}
+    while trainer.epoch < config.epochs:
+        metrics = trainer.train_epoch(train_loader)
+        validation = trainer.validate(val_loader)
+        metrics |= validation.as_logged("val")
+        tracker.log_metrics(metrics, step=trainer.epoch)
+        tracker.log_dict(trainer.gradient_report, f"gradients/epoch_{trainer.epoch:03d}.json")
+        state = {**trainer.state_dict(), **run_metadata}
+        for metric, best in trainer.best_per_metric.items():
+            if best.update(trainer.epoch, validation.value_of(metric)):
+                save_checkpoint(state, checkpoint_folder / best_checkpoint_name(metric))
+        if trainer.best_by_monitor.update(trainer.epoch, validation.value_of(config.monitor)):
+            save_checkpoint(state, checkpoint_folder / CHECKPOINT_BEST)
+        if trainer.early_stopping is not None:
+            decision = trainer.early_stopping.update(trainer.epoch, validation.value_of(config.monitor))
+            stopped_early = decision.should_stop
+        save_checkpoint({**trainer.state_dict(), **run_metadata}, checkpoint_folder / CHECKPOINT_LAST)
+        if stopped_early:
+            break
+    if stopped_early and config.early_stopping is not None and config.early_stopping.restore_best_weights:
+        _restore_best(trainer, checkpoint_folder / CHECKPOINT_BEST)
+    return GanTrainingOutcome(
+        epochs_run=trainer.epoch,
+        stopped_early=stopped_early,
+        best_epoch_per_metric={m: t.best_epoch for m, t in trainer.best_per_metric.items()},
+        best_value_per_metric={m: t.best_value for m, t in trainer.best_per_metric.items()},
+        final_metrics={name: value for name, value in metrics.items() if math.isfinite(value)},
+        checkpoint_folder=str(checkpoint_folder),
+    )
+
+
+def _restore_best(trainer: GanTrainer, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for name, module in (
+        ("generator", trainer.models.generator),
+        ("discriminator", trainer.models.discriminator),
+        ("recognizer", trainer.models.recognizer),
+    ):
+        restore_weights(module, state[name], name, path)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """An evaluation-mode copy whose weights never train (the perceptual extractor)."""
+    copied = copy.deepcopy(module).eval()
+    for parameter in copied.parameters():
+        parameter.requires_grad_(False)
+    return copied

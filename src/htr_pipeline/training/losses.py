@@ -1,0 +1,260 @@
+"""Every loss of the GAN and the recognizer, each a small function of tensors.
+
+CTC is the loss the seed system got wrong (CONTEXT.md, item 2): it was summed over time (~629 per sample), then
+clipped at 300 by a clip with zero gradient above the bound, so it added a constant and never taught the
+generator. Here CTC is computed in fp32 from log-softmax, divided by the target length, and a ceiling, when one is
+configured, rescales a large value instead of clipping it, so its gradient keeps its direction.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from htr_pipeline.config import CtcSchedule
+
+AdversarialKind = Literal["lsgan", "bce"]
+
+# ---------------------------------------------------------------------------------------------------- CTC
+
+
+@dataclass
+class CtcLossResult:
+    per_sample: Tensor
+    """(batch,) fp32: CTC negative log-likelihood / target length; 0 where the alignment is impossible."""
+    infinite_count: Tensor
+    """() int64: samples whose label cannot be aligned to their time steps (infinite CTC, zeroed)."""
+
+
+def ctc_loss_per_sample(
+    logits: Tensor, targets: Tensor, input_lengths: Tensor, target_lengths: Tensor, blank: int
+) -> CtcLossResult:
+    """CTC per sample, normalised by target length, in fp32 whatever the dtype of ``logits``.
+
+    An impossible alignment has an infinite CTC; ``zero_infinity`` turns its loss and gradient into 0, and the
+    sample is counted from the lengths alone: a label of L symbols with R adjacent repeats needs L + R time
+    steps (a blank must separate each repeat), so it is infeasible exactly when input_length < L + R. This costs
+    no second CTC pass and no host synchronisation. (A zero loss is no test: a confident, correct reading can
+    round to exactly 0 in fp32.)
+    """
+    # logits: (batch, time, classes), any dtype; targets: (batch, max_target_length) int64, padded
+    # input_lengths, target_lengths: (batch,) integer
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        log_probs = logits.float().log_softmax(dim=-1)
+        negative_log_likelihood = F.ctc_loss(
+            log_probs.transpose(0, 1),
+            targets,
+            input_lengths,
+            target_lengths,
+            blank=blank,
+            reduction="none",
+            zero_infinity=True,
+        )
+    label_lengths = target_lengths.to(device=negative_log_likelihood.device, dtype=torch.float32)
+    per_sample = negative_log_likelihood / label_lengths.clamp(min=1.0)
+    infeasible = ctc_infeasible(targets, input_lengths, target_lengths)
+    return CtcLossResult(per_sample=per_sample, infinite_count=infeasible.sum().to(per_sample.device))
+
+
+def ctc_infeasible(targets: Tensor, input_lengths: Tensor, target_lengths: Tensor) -> Tensor:
+    """(batch,) bool: the label needs more time steps (its length plus its adjacent repeats) than it has."""
+    # targets: (batch, max_target_length), padded; input_lengths, target_lengths: (batch,)
+    device = targets.device
+    target_lengths = target_lengths.to(device)
+    pair_positions = torch.arange(max(targets.shape[1] - 1, 0), device=device)
+    pairs_inside_label = pair_positions.unsqueeze(0) < (target_lengths - 1).unsqueeze(1)
+    repeats = ((targets[:, 1:] == targets[:, :-1]) & pairs_inside_label).sum(dim=1)
+    return input_lengths.to(device) < target_lengths + repeats
+
+
+def apply_ctc_ceiling(per_sample: Tensor, ceiling: float | None) -> tuple[Tensor, Tensor]:
+    """Rescale per-sample CTC values above ``ceiling`` down to it; return them and how many were rescaled.
+
+    A value above the ceiling becomes ``loss * (ceiling / loss.detach())``: it equals the ceiling, and its
+    gradient is the original one scaled by ceiling / loss, never zero. The seed system clamped CTC at 300, which
+    has zero gradient above the bound, so every sample over 300 taught the generator nothing.
+    """
+    # per_sample: (batch,) fp32
+    if ceiling is None:
+        return per_sample, torch.zeros((), dtype=torch.int64, device=per_sample.device)
+    # Values at or below the ceiling get a factor of exactly 1; no division by a zero loss can happen.
+    scale = ceiling / per_sample.detach().clamp(min=ceiling)
+    above_ceiling = per_sample.detach() > ceiling
+    return per_sample * scale, above_ceiling.sum()
+
+
+def ctc_schedule_factor(epoch: int, schedule: CtcSchedule) -> float:
+    """Multiplier of the CTC weight in ``epoch`` (counted from 1): 0 during warm-up, a linear ramp, then 1.
+
+    With warmup_epochs=2 and ramp_epochs=4 the factors of epochs 1..7 are 0, 0, 0.25, 0.5, 0.75, 1, 1.
+    """
+    if epoch < 1:
+        raise ValueError(f"epochs are counted from 1, got {epoch}")
+    epochs_after_warmup = epoch - schedule.warmup_epochs
+    if epochs_after_warmup <= 0:
+        return 0.0
+    if schedule.ramp_epochs == 0:
+        return 1.0
+    return min(1.0, epochs_after_warmup / schedule.ramp_epochs)
+
+
+# ------------------------------------------------------------------------------------------- image losses
+
+
+def pixel_l1(enhanced: Tensor, clean: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean absolute difference over the valid pixels (all of them without a mask)."""
+    # enhanced, clean: (batch, 1, height, width) in [0, 1]; mask: broadcastable to them, true/1 on valid pixels
+    absolute_error = (enhanced.float() - clean.float()).abs()
+    if mask is None:
+        return absolute_error.mean()
+    weights = mask.to(absolute_error.dtype).expand_as(absolute_error)
+    return (absolute_error * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def generator_adversarial_loss(fake_logits: Tensor, kind: AdversarialKind) -> Tensor:
+    """The generator wants the discriminator to call its output real (target 1, never smoothed)."""
+    # fake_logits: discriminator outputs on enhanced images, any shape (e.g. PatchGAN (batch, 1, h, w))
+    return _adversarial_term(fake_logits, 1.0, kind)
+
+
+def discriminator_loss(
+    real_logits: Tensor, fake_logits: Tensor, kind: AdversarialKind, label_smoothing: float
+) -> Tensor:
+    """Average of the real term (target 1 - label_smoothing) and the fake term (target 0)."""
+    # real_logits, fake_logits: discriminator outputs on clean and enhanced images, any shape
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    real_term = _adversarial_term(real_logits, 1.0 - label_smoothing, kind)
+    fake_term = _adversarial_term(fake_logits, 0.0, kind)
+    return 0.5 * (real_term + fake_term)
+
+
+def _adversarial_term(logits: Tensor, target: float, kind: AdversarialKind) -> Tensor:
+    logits = logits.float()
+    targets = torch.full_like(logits, target)
+    if kind == "lsgan":
+        return F.mse_loss(logits, targets)
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    raise ValueError(f"unknown adversarial loss kind {kind!r}; expected 'lsgan' or 'bce'")
+
+
+# --------------------------------------------------------------------------------------- feature losses
+
+
+def recognition_feature_loss(features_enhanced: Tensor, features_clean: Tensor, time_mask: Tensor) -> Tensor:
+    """Mean squared distance between recognizer features of enhanced and clean lines, over valid time steps.
+
+    The clean features are the target, so no gradient flows into them (nor into a fine-tuned recognizer).
+    """
+    # features_enhanced, features_clean: (batch, time, channels); time_mask: (batch, time) bool, true = valid step
+    if features_enhanced.shape != features_clean.shape:
+        raise ValueError(f"feature shapes differ: {tuple(features_enhanced.shape)} vs {tuple(features_clean.shape)}")
+    squared_distance = (features_enhanced.float() - features_clean.detach().float()).pow(2).mean(dim=-1)
+    valid = time_mask.to(squared_distance.dtype)
+    return (squared_distance * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def perceptual_loss(features_enhanced: Sequence[Tensor], features_clean: Sequence[Tensor]) -> Tensor:
+    """Mean over layers of the mean absolute difference of their features; clean features are the target."""
+    # features_*: one (batch, channels, height, width) tensor per layer, in the same order
+    if len(features_enhanced) != len(features_clean) or not features_enhanced:
+        raise ValueError(
+            f"need the same non-zero number of layers, got {len(features_enhanced)} and {len(features_clean)}"
+        )
+    layer_distances = [
+        F.l1_loss(enhanced.float(), clean.detach().float())
+        for enhanced, clean in zip(features_enhanced, features_clean, strict=True)
+    ]
+    return torch.stack(layer_distances).mean()
+
+
+# ------------------------------------------------------------------------------------------ VGG features
+
+VGG_LAYERS: dict[str, list[int | str]] = {
+    # torchvision's configurations "D" and "E": conv 3x3 output channels, "M" = 2x2 max pooling
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHTS_PATH_KEY = "training.losses.perceptual.weights_path"
+
+
+class VggFeatureExtractor(nn.Module):
+    """Frozen torchvision VGG ``features`` stack, loaded strictly from a local state dict; never downloads."""
+
+    def __init__(self, variant: Literal["vgg16", "vgg19"], weights_path: Path):
+        super().__init__()
+        if variant not in VGG_LAYERS:
+            raise ValueError(f"unknown VGG variant {variant!r}; expected one of {sorted(VGG_LAYERS)}")
+        self.features = _vgg_feature_layers(VGG_LAYERS[variant])
+        self.pooling_count = VGG_LAYERS[variant].count("M")
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.load_state_dict(_read_vgg_features(Path(weights_path), self.state_dict(), variant), strict=True)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        """The ReLU outputs just before each pooling, shallow to deep (five maps)."""
+        # images: (batch, 1, height, width), values in [0, 1]; height and width at least 16
+        features = (images.expand(-1, 3, -1, -1) - self.mean) / self.std
+        before_pooling = []
+        for layer in self.features:
+            if isinstance(layer, nn.MaxPool2d):
+                before_pooling.append(features)
+                if len(before_pooling) == self.pooling_count:
+                    break  # the last pooling feeds nothing we use
+            features = layer(features)
+        return before_pooling
+
+
+def _vgg_feature_layers(layer_plan: list[int | str]) -> nn.Sequential:
+    """The layers in torchvision's order, so the state-dict keys (``features.<index>.weight``) match."""
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for step in layer_plan:
+        if step == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            out_channels = int(step)
+            layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
+            in_channels = out_channels
+    return nn.Sequential(*layers)
+
+
+def _read_vgg_features(weights_path: Path, expected: dict[str, Tensor], variant: str) -> dict[str, Tensor]:
+    """The ``features.*`` tensors of a torchvision VGG state dict, checked key by key against ``expected``."""
+    if not weights_path.is_file():
+        raise FileNotFoundError(
+            f"VGG weights file {weights_path} does not exist; set {WEIGHTS_PATH_KEY} to a local torchvision "
+            f"{variant} state dict (nothing is downloaded)"
+        )
+    try:
+        stored = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise ValueError(f"cannot read {weights_path} as a torch state dict: {error}") from error
+    if not isinstance(stored, dict):
+        raise ValueError(f"{weights_path} holds a {type(stored).__name__}, not a state dict")
+    features = {key: value for key, value in stored.items() if key.startswith("features.")}
+    missing = sorted(set(expected) - set(features))
+    unexpected = sorted(set(features) - set(expected))
+    misshaped = [
+        f"{key} {tuple(features[key].shape)} (expected {tuple(expected[key].shape)})"
+        for key in sorted(set(expected) & set(features))
+        if features[key].shape != expected[key].shape
+    ]
+    if missing or unexpected or misshaped:
+        raise ValueError(
+            f"{weights_path} is not a torchvision {variant} state dict: missing keys {missing}, "
+            f"unexpected keys {unexpected}, mis-shaped tensors {misshaped}"
+        )
+    return features

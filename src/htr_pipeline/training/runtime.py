@@ -1,0 +1,67 @@
+"""Where and how training runs: device, precision, seeding, and where epoch metrics go."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+import torch
+
+
+class DeviceUnavailableError(RuntimeError):
+    """``training.device: cuda`` on a machine without a usable GPU."""
+
+
+def resolve_device(setting: Literal["auto", "cpu", "cuda"]) -> torch.device:
+    """``auto`` picks the GPU when there is one; asking for ``cuda`` without one is an error, not a CPU run."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            "training.device is 'cuda' but torch sees no GPU (torch.cuda.is_available() is False). "
+            "Use training.device: auto or cpu, or install a CUDA build of torch."
+        )
+    if setting == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def autocast(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward passes; the CTC and its log-softmax stay fp32 (see losses)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -> torch.amp.GradScaler:
+    """Loss scaling, needed (and enabled) for fp16 only."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class MetricTracker(Protocol):
+    """Where epoch metrics go: MLflow in the pipeline, a list in tests."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_dict(self, values: Mapping[str, Any], artifact_file: str) -> None: ...
+
+
+class MemoryTracker:
+    """Keeps logged metrics in memory: ``history[name] = [(step, value), ...]``."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.documents: dict[str, Mapping[str, Any]] = {}
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append((step, float(value)))
+
+    def log_dict(self, values: Mapping[str, Any], artifact_file: str) -> None:
+        self.documents[artifact_file] = values

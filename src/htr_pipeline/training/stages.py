@@ -1,0 +1,161 @@
+"""The two training stages assembled from data, config and a metric tracker: what the pipeline nodes call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import PerceptualConfig, TrainingConfig
+from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
+from htr_pipeline.training.checkpoints import CheckpointError, check_same_charset, load_checkpoint, restore_weights
+from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility_report
+from htr_pipeline.training.data_loading import line_loader
+from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
+from htr_pipeline.training.losses import VggFeatureExtractor
+from htr_pipeline.training.recognizer_training import pretrain_recognizer
+from htr_pipeline.training.runtime import MetricTracker, resolve_device, seed_everything
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LineSplits:
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    dropped_infeasible: list[str]
+    pages_excluded: int
+
+
+def line_splits(manifest: pd.DataFrame, config: TrainingConfig) -> LineSplits:
+    """Train and valid lines after the CTC pre-flight; page pairs are left to page training."""
+    lines = manifest[(manifest["image_type"] == "line") & manifest["split"].isin(["train", "valid"])]
+    report = feasibility_report(lines, config.recognizer.width_downsampling)
+    dropped = check_feasibility(report, config.drop_infeasible)
+    if dropped:
+        logger.warning("Dropped %d infeasible samples (training.drop_infeasible): %s", len(dropped), dropped[:20])
+    kept = lines[~lines["sample_id"].isin(dropped)]
+    return LineSplits(
+        train=kept[kept["split"] == "train"],
+        valid=kept[kept["split"] == "valid"],
+        dropped_infeasible=dropped,
+        pages_excluded=int((manifest["image_type"] == "page").sum()),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+
+
+def recognizer_stage(
+    manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig, tracker: MetricTracker
+) -> dict[str, Any]:
+    """Pre-train the recognizer, or load ``training.recognizer_checkpoint`` strictly; return its checkpoint."""
+    if config.recognizer_checkpoint is not None:
+        path = Path(config.recognizer_checkpoint)
+        state = load_checkpoint(path, "training.recognizer_checkpoint")
+        load_recognizer(state, charset, config, path)
+        return state
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    splits = line_splits(manifest, config)
+    recognizer = build_recognizer(config.recognizer, charset.num_classes).to(device)
+    batch_size = config.recognizer_pretraining.batch_size
+    result = pretrain_recognizer(
+        recognizer,
+        line_loader(splits.train, store, charset, config, batch_size, training=True, device=device),
+        line_loader(splits.valid, store, charset, config, batch_size, training=False, device=device),
+        charset,
+        config,
+        device,
+        tracker,
+    )
+    return {
+        "recognizer": {name: tensor.cpu() for name, tensor in recognizer.state_dict().items()},
+        "recognizer_config": config.recognizer.model_dump(mode="json"),
+        "charset": charset.to_dict(),
+        **asdict(result),
+    }
+
+
+def load_recognizer(state: dict[str, Any], charset: Charset, config: TrainingConfig, path: Path) -> torch.nn.Module:
+    """A recognizer from a checkpoint: same charset, same architecture settings, strict weights."""
+    check_same_charset(state["charset"], charset, path)
+    if state["recognizer_config"] != config.recognizer.model_dump(mode="json"):
+        raise CheckpointError(
+            f"{path}: recognizer settings {state['recognizer_config']} differ from training.recognizer "
+            f"{config.recognizer.model_dump(mode='json')}; set training.recognizer to the checkpoint's settings."
+        )
+    recognizer = build_recognizer(config.recognizer, charset.num_classes)
+    restore_weights(recognizer, state["recognizer"], "recognizer", path)
+    return recognizer
+
+
+# ------------------------------------------------------------------------------------------------ stage 2
+
+
+def perceptual_feature_extractor(
+    settings: PerceptualConfig, recognizer: torch.nn.Module, device: torch.device
+) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """The frozen perceptual extractor: the pre-trained recognizer's conv trunk, or VGG from a local file."""
+    if settings.extractor == "recognizer":
+        return frozen_copy(recognizer).to(device).trunk_features
+    return VggFeatureExtractor(settings.extractor, settings.weights_path).to(device)
+
+
+def gan_stage(
+    manifest: pd.DataFrame,
+    store: LineImageStore,
+    charset: Charset,
+    recognizer_state: dict[str, Any],
+    config: TrainingConfig,
+    run_folder: Path,
+    run_metadata: dict[str, Any],
+    tracker_for_run: Callable[[str], MetricTracker],
+    current_run_id: str,
+) -> dict[str, Any]:
+    """Train the GAN, or resume ``training.resume_from`` (logging into the MLflow run it continues).
+
+    Returns a summary naming the checkpoint folder, the best epoch and value of each metric, the final
+    metrics, and what the pre-flight dropped or excluded.
+    """
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    splits = line_splits(manifest, config)
+    recognizer = load_recognizer(recognizer_state, charset, config, Path("recognizer_checkpoint")).to(device)
+    models = GanModels(
+        generator=build_generator(config.generator).to(device),
+        discriminator=build_discriminator(config.discriminator, charset.num_classes).to(device),
+        recognizer=recognizer,
+        feature_extractor=perceptual_feature_extractor(config.losses.perceptual, recognizer, device),
+    )
+    if config.recognizer_during_gan == "frozen":
+        recognizer.requires_grad_(False)
+    train_loader = line_loader(splits.train, store, charset, config, config.batch_size, training=True, device=device)
+    val_loader = line_loader(splits.valid, store, charset, config, config.batch_size, training=False, device=device)
+    trainer = GanTrainer(models, charset, config, device)
+    trainer.mlflow_run_id = current_run_id
+    if config.resume_from is not None:
+        path = Path(config.resume_from)
+        resumed = load_checkpoint(path, "training.resume_from")
+        check_same_charset(resumed["charset"], charset, path)
+        trainer.load_state_dict(resumed, path)
+        tracker = tracker_for_run(trainer.mlflow_run_id)
+    else:
+        tracker = tracker_for_run(current_run_id)
+        tracker.log_metrics(trainer.validate_degraded(val_loader).as_logged("val_degraded"), step=0)
+    outcome = train_gan(trainer, train_loader, val_loader, run_folder, run_metadata, tracker)
+    return {
+        **asdict(outcome),
+        "mlflow_run_id": trainer.mlflow_run_id,
+        "dropped_infeasible": splits.dropped_infeasible,
+        "pages_excluded": splits.pages_excluded,
+        "train_lines": len(splits.train),
+        "valid_lines": len(splits.valid),
+    }
