@@ -67,6 +67,17 @@ def small_synthetic_parameters(train: int = 24, valid: int = 6, test: int = 6) -
     }
 
 
+def flatten_as_logged(values: dict, prefix: str = "") -> dict[str, str]:
+    """Nested parameters as kedro-mlflow logs them: dotted keys, non-dict values as strings."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_as_logged(value, f"{prefix}{key}."))
+        elif not isinstance(value, dict):
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
 @pytest.fixture
 def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of this project's configuration in a temp folder, with small parameters; cwd is set to it."""

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from htr_pipeline.config import DataConfig, _field_paths
+from htr_pipeline.config import DataConfig, TrainingConfig, _field_paths
 from htr_pipeline.data.splits import SPLIT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,3 +32,11 @@ def test_ci_runs_the_readme_test_command():
     ci = ROOT.joinpath(".ci", "run").read_text()
     command = next(line for line in ci.splitlines() if "pytest" in line)
     assert command in readme
+
+
+def test_every_training_key_is_documented():
+    readme = ROOT.joinpath("README.md").read_text()
+    for path in _field_paths(TrainingConfig, ("training",)):
+        name = ".".join(path)
+        documented = f"`{name}`" in readme or f"`{name}." in readme  # a section is documented by its keys
+        assert documented, f"{name} is missing from the README's configuration reference"

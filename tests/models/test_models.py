@@ -130,6 +130,12 @@ def test_generator_output_has_the_input_shape_and_values_in_unit_range(
     assert enhanced.min() >= 0.0 and enhanced.max() <= 1.0
 
 
+@pytest.mark.parametrize("variant", [UnetGenerator([8, 16, 32]), ResidualUnetGenerator([8, 16, 32], 1)])
+def test_an_untrained_generator_returns_its_input(variant: nn.Module) -> None:
+    degraded = torch.rand(2, 1, 20, 52) * 0.9 + 0.05
+    assert torch.allclose(variant.eval()(degraded), degraded, atol=1e-5)
+
+
 @pytest.mark.parametrize("generator", small_generators(), ids=lambda model: type(model).__name__)
 def test_generator_output_of_a_line_does_not_depend_on_its_batch(generator: nn.Module) -> None:
     degraded = line_images(3, 37, 141)
@@ -287,6 +293,9 @@ def test_one_training_step_at_seed_scale_on_cpu() -> None:
     """Generator and discriminator steps at 128 x 1024, batch 1, through the frozen seed-scale recognizer."""
     torch.manual_seed(0)
     generator = UnetGenerator([64, 128, 256, 512, 1024]).train()
+    # The head starts at zero (an untrained generator returns its input), so on the very first step only the
+    # head would get a gradient; give it the small weights one step would, so every layer is reached.
+    torch.nn.init.normal_(generator.to_image.weight, std=1e-3)
     discriminator = DualModalDiscriminator([64, 128, 256, 512], SEED_NUM_CLASSES, text_embedding_dim=32).train()
     recognizer = seed_scale_recognizer().eval().requires_grad_(False)
     generator_optimizer = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))

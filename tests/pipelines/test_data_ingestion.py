@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import ConfigError, effective_parameters, validate_parameters
 from htr_pipeline.datasets.line_image_store import LineImageStore
-from tests.conftest import small_synthetic_parameters
+from tests.conftest import flatten_as_logged, small_synthetic_parameters
 
 
 def run_pipeline(project: Path, pipeline: str = "data_ingestion", runtime_params: dict | None = None):
@@ -20,16 +20,6 @@ def run_pipeline(project: Path, pipeline: str = "data_ingestion", runtime_params
     with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
         session.run(pipeline_names=[pipeline])
         return session.load_context().catalog
-
-
-def flatten(values: dict, prefix: str = "") -> dict[str, str]:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        elif not isinstance(value, dict):
-            flat[f"{prefix}{key}"] = str(value)
-    return flat
 
 
 def test_session_writes_versioned_outputs_and_logs_the_validated_config(kedro_project: Path):
@@ -59,7 +49,9 @@ def test_session_writes_versioned_outputs_and_logs_the_validated_config(kedro_pr
     experiment = client.get_experiment_by_name("htr_pipeline")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "data_ingestion"
-    expected = flatten({"data": effective_parameters(validate_parameters(small_synthetic_parameters())).get("data")})
+    expected = flatten_as_logged(
+        {"data": effective_parameters(validate_parameters(small_synthetic_parameters())).get("data")}
+    )
     assert run.data.params == expected
     assert run.data.params["data.max_reject_fraction"] == "0.05"
 

@@ -47,10 +47,19 @@ class UpLevel(nn.Module):
         return self.fuse(torch.cat([upsampled, skip], dim=1))
 
 
+INPUT_LOGIT_EPS = 1e-3
+"""Inputs are clamped to [eps, 1 - eps] before the logit, so pure white or black stay finite."""
+
+
 class UnetBase(nn.Module):
     """The U-Net data flow shared by both variants, which declare ``encoder``, ``downsample``, ``decoder``,
     ``to_image`` and ``size_multiple``: encoder levels (downsampling between them), decoder levels each fed the
-    encoder output of its resolution, a 1x1 conv and a sigmoid."""
+    encoder output of its resolution, and a 1x1 conv giving a correction to the input's logit.
+
+    The output is ``sigmoid(logit(degraded) + correction)``, still in [0, 1]. The 1x1 conv starts at zero, so an
+    untrained generator returns its input and training only has to learn what to change: the degraded line is
+    already most of the clean one, and starting from grey costs many epochs on a CPU.
+    """
 
     encoder: nn.ModuleList
     downsample: nn.Module
@@ -73,7 +82,12 @@ class UnetBase(nn.Module):
         skips.pop()  # the bottleneck feeds the decoder directly
         for decode, skip in zip(self.decoder, reversed(skips), strict=True):
             features = decode(features, skip)
-        return torch.sigmoid(self.to_image(features)[..., :height, :width])
+        correction = self.to_image(features)[..., :height, :width]
+        return torch.sigmoid(torch.logit(degraded, eps=INPUT_LOGIT_EPS) + correction)
+
+    def _start_as_identity(self) -> None:
+        nn.init.zeros_(self.to_image.weight)
+        nn.init.zeros_(self.to_image.bias)
 
 
 class UnetGenerator(UnetBase):
@@ -99,6 +113,7 @@ class UnetGenerator(UnetBase):
             UpLevel(channels[level + 1], channels[level]) for level in reversed(range(len(channels) - 1))
         )
         self.to_image = nn.Conv2d(channels[0], 1, kernel_size=1)
+        self._start_as_identity()
 
 
 class ResidualBlock(nn.Module):
@@ -185,6 +200,7 @@ class ResidualUnetGenerator(UnetBase):
             for level in reversed(range(len(channels) - 1))
         )
         self.to_image = nn.Conv2d(channels[0], 1, kernel_size=1)
+        self._start_as_identity()
 
 
 def pad_to_multiple(images: Tensor, multiple: int) -> Tensor:

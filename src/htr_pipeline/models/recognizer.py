@@ -10,8 +10,8 @@ batch affects another.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 
@@ -21,6 +21,17 @@ class RecognizerOutput:
     """(batch, time_steps, num_classes), raw scores: CTC takes ``log_softmax`` of them in fp32."""
     features: Tensor
     """(batch, time_steps, 2 * lstm_hidden), the BiLSTM outputs (for the recognition-feature loss)."""
+    trunk: list[Tensor]
+    """The output of each conv block (the perceptual features of a frozen recognizer)."""
+
+
+def ctc_time_steps(width_px: Any, width_downsampling: int) -> Any:
+    """Time steps the recognizer gives a line ``width_px`` wide (an int or a tensor of widths).
+
+    The one definition, used by the model, the CTC input lengths, decoding, the data checks and the
+    diagnostics: the width divided by the width downsampling, rounded up (a batch's padding covers the rest).
+    """
+    return (width_px + width_downsampling - 1) // width_downsampling
 
 
 class CrnnRecognizer(nn.Module):
@@ -85,12 +96,13 @@ class CrnnRecognizer(nn.Module):
 
     def forward(self, images: Tensor) -> RecognizerOutput:
         # images: (batch, 1, height, width), values in [0, 1], white paper = 1
-        trunk_output = self.trunk_features(images)[-1]  # (batch, channels, reduced_height, time_steps)
+        trunk = self.trunk_features(images)
+        trunk_output = trunk[-1]  # (batch, channels, reduced_height, time_steps)
         # Averaging (not flattening) the rows keeps the LSTM input size independent of the line height.
         columns = trunk_output.mean(dim=2).transpose(1, 2)  # (batch, time_steps, channels)
         sequence, _ = self.lstm(columns)
         logits = self.classifier(self.classifier_dropout(sequence))
-        return RecognizerOutput(logits=logits, features=sequence)
+        return RecognizerOutput(logits=logits, features=sequence, trunk=trunk)
 
     def trunk_features(self, images: Tensor) -> list[Tensor]:
         """The output of each conv block, first to last (a perceptual feature extractor when frozen)."""
@@ -107,7 +119,7 @@ class CrnnRecognizer(nn.Module):
 
     def time_steps(self, widths: Tensor) -> Tensor:
         """CTC time steps of lines of these widths (in px)."""
-        return torch.div(widths, self.width_downsampling, rounding_mode="floor")
+        return ctc_time_steps(widths, self.width_downsampling)
 
     def _check_images(self, images: Tensor) -> None:
         if images.dim() != 4 or images.shape[1] != 1:

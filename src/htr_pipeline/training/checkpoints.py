@@ -63,19 +63,38 @@ def check_same_charset(stored: Mapping[str, Any], charset: Charset, path: Path) 
 
 
 def restore_weights(module: nn.Module, weights: Mapping[str, torch.Tensor], what: str, path: Path) -> None:
-    """Strict load: a missing, unexpected or mis-shaped tensor is an error, never a partial load."""
-    try:
-        module.load_state_dict(weights, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: the {what} weights do not fit this model:\n{error}") from None
+    """Strict load: a missing, unexpected or mis-shaped tensor is an error, never a partial load.
+
+    Keys and shapes are checked before anything is copied (``load_state_dict`` copies every tensor that fits
+    before it raises), so a refused checkpoint leaves the module as it was.
+    """
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    mis_shaped = sorted(
+        f"{name}: {tuple(weights[name].shape)} vs {tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in weights and weights[name].shape != tensor.shape
+    )
+    if missing or unexpected or mis_shaped:
+        raise CheckpointError(
+            f"{path}: the {what} weights do not fit this model (missing: {missing[:10]}, unexpected: "
+            f"{unexpected[:10]}, shapes checkpoint vs model: {mis_shaped[:10]}). Nothing was loaded."
+        )
+    module.load_state_dict(weights, strict=True)
 
 
 def rng_states() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": _python_state_as_lists(random.getstate())}
+    states = {"torch": torch.get_rng_state(), "python": _python_state_as_lists(random.getstate())}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def restore_rng_states(states: Mapping[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
 

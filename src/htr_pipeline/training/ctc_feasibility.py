@@ -10,22 +10,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
+
+from htr_pipeline.models.recognizer import ctc_time_steps
 
 
 class InfeasibleSamplesError(ValueError):
     """Some labels cannot fit their images' CTC time steps."""
-
-
-def ctc_time_steps(width_px: Any, width_downsampling: int) -> Any:
-    """Time steps the recognizer gives a line ``width_px`` wide (an int or a tensor of widths).
-
-    The one definition used by the data checks, the CTC input lengths, decoding and the diagnostics: the width
-    divided by the recognizer's width downsampling, rounded up (the batch's padding covers the rest).
-    """
-    return (width_px + width_downsampling - 1) // width_downsampling
 
 
 def adjacent_repeats(text: str) -> int:

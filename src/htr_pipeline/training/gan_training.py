@@ -27,15 +27,17 @@ from tqdm.auto import tqdm
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import MONITOR_MODES, DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
+from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.training import losses
 from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.checkpoints import restore_rng_states, restore_weights, rng_states, save_checkpoint
-from htr_pipeline.training.ctc_feasibility import ctc_time_steps
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
-from htr_pipeline.training.grad_stats import GradientStatistics, global_gradient_norm, layer_gradient_norms
+from htr_pipeline.training.grad_stats import GradientStatistics, layer_gradient_norms
 from htr_pipeline.training.runtime import MetricTracker, autocast, grad_scaler
 from htr_pipeline.training.validation import ValidationMetrics, greedy_readings, score_lines
 
+PROGRESS_REFRESH_STEPS = 10
+"""The progress bar shows running losses every this many steps (reading them waits for the device)."""
 BEST_PER_METRIC: tuple[str, ...] = ("val/cer", "val/psnr", "val/ssim", "val/combined")
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
@@ -51,8 +53,9 @@ class GanModels:
     generator: nn.Module
     discriminator: nn.Module
     recognizer: nn.Module
-    feature_extractor: Callable[[torch.Tensor], list[torch.Tensor]]
-    """Frozen perceptual feature extractor (the pre-trained recognizer's conv trunk, or VGG)."""
+    feature_extractor: Callable[[torch.Tensor], list[torch.Tensor]] | None
+    """Frozen perceptual feature extractor (VGG, or a frozen copy of the recognizer's conv trunk when the
+    recognizer is fine-tuned); ``None``: the frozen recognizer's own trunk features, already computed."""
 
 
 @dataclass
@@ -68,8 +71,10 @@ class EpochSums:
             self.values[name] = self.values[name] + detached if name in self.values else detached
         self.steps += 1
 
-    def means(self) -> dict[str, float]:
-        return {name: float(total) / max(self.steps, 1) for name, total in self.values.items()}
+    def means(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Epoch means so far (one host transfer per value: call at epoch end, or now and then)."""
+        chosen = self.values if names is None else {name: self.values[name] for name in names}
+        return {name: float(total) / max(self.steps, 1) for name, total in chosen.items()}
 
 
 class GanTrainer:
@@ -141,9 +146,7 @@ class GanTrainer:
             )
         self.discriminator_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(discriminator_loss).backward()
-        discriminator_norm = self._clip_and_record(
-            discriminator, self.discriminator_optimizer, self.discriminator_gradients
-        )
+        self._clip_and_record(discriminator, self.discriminator_optimizer, self.discriminator_gradients)
         self.scaler.step(self.discriminator_optimizer)
 
         # The generator: visual terms plus the recognizer's CTC on its output.
@@ -163,8 +166,7 @@ class GanTrainer:
                 reading_enhanced.features.float(), reading_clean.features.float(), time_mask
             )
             perceptual = losses.perceptual_loss(
-                [f.float() for f in models.feature_extractor(enhanced)],
-                [f.float() for f in models.feature_extractor(batch.clean)],
+                *self._perceptual_features(enhanced, batch.clean, reading_enhanced, reading_clean)
             )
         ctc = losses.ctc_loss_per_sample(
             reading_enhanced.logits, batch.labels, time_steps, batch.label_lengths, blank=self.charset.blank_index
@@ -183,7 +185,7 @@ class GanTrainer:
         generator_loss = self.balancer.weight_visual * visual + self.balancer.weight_ctc * ctc_term
         self.generator_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(generator_loss).backward()
-        generator_norm = self._clip_and_record(generator, self.generator_optimizer, self.generator_gradients)
+        self._clip_and_record(generator, self.generator_optimizer, self.generator_gradients)
         self.scaler.step(self.generator_optimizer)
 
         if self.recognizer_optimizer is not None:
@@ -203,9 +205,17 @@ class GanTrainer:
             ctc_weighted=ctc_term,
             ctc_infinite_samples=ctc.infinite_count,
             ctc_ceiling_hits=ctc_ceiling_hits,
-            g_grad_norm=generator_norm,
-            d_grad_norm=discriminator_norm,
         )
+
+    def _perceptual_features(
+        self, enhanced: torch.Tensor, clean: torch.Tensor, reading_enhanced: Any, reading_clean: Any
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        extractor = self.models.feature_extractor
+        if extractor is None:
+            return [f.float() for f in reading_enhanced.trunk], [f.float() for f in reading_clean.trunk]
+        with torch.no_grad():
+            clean_features = [f.float() for f in extractor(clean)]
+        return [f.float() for f in extractor(enhanced)], clean_features
 
     def _discriminator_text(self, enhanced: torch.Tensor, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """The symbol sequence a dual-modal discriminator sees: the recognizer's reading, or the ground truth."""
@@ -233,14 +243,12 @@ class GanTrainer:
 
     def _clip_and_record(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, statistics: GradientStatistics
-    ) -> torch.Tensor:
+    ) -> None:
         """Unscale, measure every layer's gradient norm (before clipping), then clip the global norm."""
         self.scaler.unscale_(optimizer)
-        layer_norms = layer_gradient_norms(model)
-        statistics.record(layer_norms)
+        statistics.record(layer_gradient_norms(model))
         if self.config.optimizer.gradient_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optimizer.gradient_clip_norm)
-        return global_gradient_norm(layer_norms)
 
     def _fine_tune_recognizer(self, batch: LineBatch, time_steps: torch.Tensor) -> None:
         recognizer = self.models.recognizer
@@ -272,6 +280,8 @@ class GanTrainer:
         for batch in progress:
             self.train_step(batch.to(self.device), ctc_factor, sums)
             samples += len(batch.sample_ids)
+            if sums.steps % PROGRESS_REFRESH_STEPS == 0:
+                progress.set_postfix(sums.means(("g_loss", "d_loss", "pixel_loss", "ctc_loss")))
         for scheduler in self.schedulers:
             scheduler.step()
         means = sums.means()
@@ -432,19 +442,24 @@ def train_gan(
         metrics |= validation.as_logged("val")
         tracker.log_metrics(metrics, step=trainer.epoch)
         tracker.log_dict(trainer.gradient_report, f"gradients/epoch_{trainer.epoch:03d}.json")
-        state = {**trainer.state_dict(), **run_metadata}
-        for metric, best in trainer.best_per_metric.items():
-            if best.update(trainer.epoch, validation.value_of(metric)):
-                save_checkpoint(state, checkpoint_folder / best_checkpoint_name(metric))
+        # Every tracker is updated before the state is taken, so a best checkpoint knows it is the best.
+        improved = [
+            best_checkpoint_name(metric)
+            for metric, best in trainer.best_per_metric.items()
+            if best.update(trainer.epoch, validation.value_of(metric))
+        ]
         if trainer.best_by_monitor.update(trainer.epoch, validation.value_of(config.monitor)):
-            save_checkpoint(state, checkpoint_folder / CHECKPOINT_BEST)
+            improved.append(CHECKPOINT_BEST)
         if trainer.early_stopping is not None:
-            decision = trainer.early_stopping.update(trainer.epoch, validation.value_of(config.monitor))
-            stopped_early = decision.should_stop
-        save_checkpoint({**trainer.state_dict(), **run_metadata}, checkpoint_folder / CHECKPOINT_LAST)
+            stopped_early = trainer.early_stopping.update(
+                trainer.epoch, validation.value_of(config.monitor)
+            ).should_stop
+        state = {**trainer.state_dict(), **run_metadata}
+        for name in [*improved, CHECKPOINT_LAST]:
+            save_checkpoint(state, checkpoint_folder / name)
         if stopped_early:
             break
-    if stopped_early and config.early_stopping is not None and config.early_stopping.restore_best_weights:
+    if config.early_stopping is not None and config.early_stopping.restore_best_weights:
         _restore_best(trainer, checkpoint_folder / CHECKPOINT_BEST)
     return GanTrainingOutcome(
         epochs_run=trainer.epoch,

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import TrainingConfig
-from htr_pipeline.training.ctc_feasibility import ctc_time_steps
+from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.training.early_stopping import EarlyStopping
 from htr_pipeline.training.losses import ctc_loss_per_sample
 from htr_pipeline.training.runtime import MetricTracker, autocast, grad_scaler
@@ -70,6 +70,8 @@ def pretrain_recognizer(
             scaler.update()
             loss_sum += loss.detach()
             infinite += ctc.infinite_count
+            if progress.n % 10 == 9:
+                progress.set_postfix(ctc_loss=float(loss_sum) / (progress.n + 1))
         recognizer.eval()
         val = score_lines(
             val_loader, recognizer, charset, device, config.precision, config.combined_cer_weight, read_clean=True

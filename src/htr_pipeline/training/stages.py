@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import PerceptualConfig, TrainingConfig
+from htr_pipeline.config import TrainingConfig
 from htr_pipeline.datasets.line_image_store import LineImageStore
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.training.checkpoints import CheckpointError, check_same_charset, load_checkpoint, restore_weights
@@ -56,7 +56,14 @@ def line_splits(manifest: pd.DataFrame, config: TrainingConfig) -> LineSplits:
 def recognizer_stage(
     manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig, tracker: MetricTracker
 ) -> dict[str, Any]:
-    """Pre-train the recognizer, or load ``training.recognizer_checkpoint`` strictly; return its checkpoint."""
+    """Pre-train the recognizer, or take it from ``training.resume_from`` or ``training.recognizer_checkpoint``
+    (loaded strictly); return its checkpoint."""
+    if config.resume_from is not None:
+        path = Path(config.resume_from)
+        resumed = load_checkpoint(path, "training.resume_from")
+        recognizer_state = {key: resumed[key] for key in ("recognizer", "recognizer_config", "charset")}
+        load_recognizer(recognizer_state, charset, config, path)
+        return {**recognizer_state, "taken_from": str(path)}
     if config.recognizer_checkpoint is not None:
         path = Path(config.recognizer_checkpoint)
         state = load_checkpoint(path, "training.recognizer_checkpoint")
@@ -101,12 +108,19 @@ def load_recognizer(state: dict[str, Any], charset: Charset, config: TrainingCon
 
 
 def perceptual_feature_extractor(
-    settings: PerceptualConfig, recognizer: torch.nn.Module, device: torch.device
-) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-    """The frozen perceptual extractor: the pre-trained recognizer's conv trunk, or VGG from a local file."""
-    if settings.extractor == "recognizer":
-        return frozen_copy(recognizer).to(device).trunk_features
-    return VggFeatureExtractor(settings.extractor, settings.weights_path).to(device)
+    config: TrainingConfig, recognizer: torch.nn.Module, device: torch.device
+) -> Callable[[torch.Tensor], list[torch.Tensor]] | None:
+    """The frozen perceptual extractor: VGG from a local file, or the pre-trained recognizer's conv trunk.
+
+    With a frozen recognizer its readings already hold the trunk features (``None``: nothing to add); a
+    fine-tuned recognizer keeps a frozen copy of its pre-trained trunk.
+    """
+    settings = config.losses.perceptual
+    if settings.extractor != "recognizer":
+        return VggFeatureExtractor(settings.extractor, settings.weights_path).to(device)
+    if config.recognizer_during_gan == "frozen":
+        return None
+    return frozen_copy(recognizer).to(device).trunk_features
 
 
 def gan_stage(
@@ -133,7 +147,7 @@ def gan_stage(
         generator=build_generator(config.generator).to(device),
         discriminator=build_discriminator(config.discriminator, charset.num_classes).to(device),
         recognizer=recognizer,
-        feature_extractor=perceptual_feature_extractor(config.losses.perceptual, recognizer, device),
+        feature_extractor=perceptual_feature_extractor(config, recognizer, device),
     )
     if config.recognizer_during_gan == "frozen":
         recognizer.requires_grad_(False)

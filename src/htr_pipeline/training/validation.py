@@ -11,7 +11,7 @@ import torch
 from htr_pipeline.charset import Charset
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.metrics import character_error_rates, combined_score, psnr_db, ssim, word_error_rates
-from htr_pipeline.training.ctc_feasibility import ctc_time_steps
+from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.training.runtime import autocast
 
 

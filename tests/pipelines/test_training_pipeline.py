@@ -1,0 +1,141 @@
+"""The training pipeline in real Kedro sessions with a real MLflow sqlite store: logging, checkpoints, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from mlflow.tracking import MlflowClient
+
+from htr_pipeline.config import effective_parameters, validate_parameters
+from htr_pipeline.hooks import MissingInputError
+from tests.conftest import flatten_as_logged, small_synthetic_parameters
+
+TINY_TRAINING = {
+    "seed": 3,
+    "device": "cpu",
+    "epochs": 2,
+    "batch_size": 4,
+    "recognizer": {"conv_channels": [8, 16], "width_downsampling": 4, "lstm_hidden": 16, "lstm_layers": 1},
+    "generator": {"variant": "unet", "channels": [8, 16]},
+    "discriminator": {"variant": "dual_modal", "channels": [8, 16], "text_embedding_dim": 8},
+    "recognizer_pretraining": {"epochs": 2, "batch_size": 8, "patience": 2},
+    "adaptive_balancing": {"target_ctc_share": 0.65, "target_visual_share": 0.35, "adaptation_rate": 0.15},
+    "early_stopping": {"patience": 5, "min_delta": 0.0},
+}
+
+
+def _parameters() -> dict:
+    parameters = small_synthetic_parameters()
+    parameters["training"] = TINY_TRAINING
+    return parameters
+
+
+@pytest.fixture
+def training_project(kedro_project: Path) -> Path:
+    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(_parameters()))
+    return kedro_project
+
+
+def _run(project: Path, pipeline: str | None = None, runtime_params: dict | None = None):
+    bootstrap_project(project)
+    try:
+        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+            session.run(pipeline_names=[pipeline] if pipeline else None)
+            return session.load_context().catalog
+    finally:
+        # One process runs several sessions here; `kedro run` runs one per process.
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
+def _client(project: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{project.as_posix()}/mlflow.db")
+
+
+def _runs(project: Path) -> list:
+    client = _client(project)
+    experiment = client.get_experiment_by_name("htr_pipeline")
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def _history(project: Path, run_id: str, metric: str) -> list[tuple[int, float]]:
+    return [
+        (m.step, m.value) for m in sorted(_client(project).get_metric_history(run_id, metric), key=lambda m: m.step)
+    ]
+
+
+def test_training_before_ingestion_stops_with_one_line_naming_the_command(training_project: Path):
+    with pytest.raises(MissingInputError) as error:
+        _run(training_project, "training")
+    message = error.value.format_message()
+    assert "charset, line_images, manifest not found" in message
+    assert "`kedro run --pipeline=data_ingestion`" in message
+    assert "\n" not in message
+
+
+@pytest.mark.slow
+def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_project: Path):
+    catalog = _run(training_project)
+    summary = catalog.load("training_summary")
+    (straight,) = _runs(training_project)
+    assert straight.info.run_name == "data_ingestion+training"
+
+    expected = effective_parameters(validate_parameters(_parameters()))
+    logged = straight.data.params
+    assert logged == flatten_as_logged({"data": expected["data"], "training": expected["training"]})
+    assert logged["training.early_stopping.patience"] == "5"
+    assert logged["training.adaptive_balancing.adaptation_rate"] == "0.15"
+
+    for metric in (
+        "val/cer",
+        "val/wer",
+        "val/psnr",
+        "val/ssim",
+        "val/combined",
+        "train/ctc_loss",
+        "train/g_loss",
+        "train/d_loss",
+        "train/ctc_loss_raw",
+        "adaptive/weight_ctc",
+        "samples_per_second",
+    ):
+        assert [step for step, _ in _history(training_project, straight.info.run_id, metric)] == [1, 2], metric
+    assert _history(training_project, straight.info.run_id, "recognizer/val_cer")
+    folder = Path(summary["checkpoint_folder"])
+    assert sorted(path.name for path in folder.glob("*.pt")) == [
+        "best.pt",
+        "best_cer.pt",
+        "best_combined.pt",
+        "best_psnr.pt",
+        "best_ssim.pt",
+        "last.pt",
+    ]
+    artifacts = [a.path for a in _client(training_project).list_artifacts(straight.info.run_id, "gradients")]
+    assert artifacts == ["gradients/epoch_001.json", "gradients/epoch_002.json"]
+
+    # The same run interrupted after epoch 1, then resumed to epoch 2, gives the same numbers.
+    _run(training_project, runtime_params={"training": {"epochs": 1}})
+    interrupted = _runs(training_project)[1]
+    last = Path(_run_folder_of(training_project, interrupted.info.run_id)) / "last.pt"
+    _run(training_project, "training", runtime_params={"training": {"resume_from": str(last)}})
+    for metric in ("val/cer", "val/psnr", "val/ssim", "train/g_loss", "adaptive/weight_ctc"):
+        resumed = _history(training_project, interrupted.info.run_id, metric)
+        uninterrupted = _history(training_project, straight.info.run_id, metric)
+        assert [step for step, _ in resumed] == [step for step, _ in uninterrupted] == [1, 2], metric
+        assert [value for _, value in resumed] == pytest.approx([value for _, value in uninterrupted], rel=1e-5)
+
+
+def _run_folder_of(project: Path, run_id: str) -> str:
+    """The checkpoint folder a run's training summary names (the newest summary of that run)."""
+    import json
+
+    for path in sorted((project / "data" / "08_reporting" / "training_summary.json").glob("*/training_summary.json")):
+        summary = json.loads(path.read_text())
+        if summary["mlflow_run_id"] == run_id:
+            folder = summary["checkpoint_folder"]
+    return folder
