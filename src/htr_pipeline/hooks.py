@@ -29,9 +29,11 @@ class ParameterValidationHook:
     def after_catalog_created(self, catalog: DataCatalog) -> None:
         config = validate_parameters(catalog.load("parameters"))
         effective = effective_parameters(config)
-        catalog["parameters"] = effective
-        for path, value in _nested_items(effective):
-            catalog[f"params:{path}"] = value
+        for name, value in [("parameters", effective), *((f"params:{p}", v) for p, v in _nested_items(effective))]:
+            if name in catalog:
+                catalog.save(name, value)  # the parameter's memory dataset now holds the validated value
+            else:
+                catalog[name] = value  # a default the parameters file did not spell out
         logger.info("Parameters validated: %s", ", ".join(sorted(effective)))
 
 

@@ -182,7 +182,8 @@ class GanTrainer:
             + weights.perceptual * perceptual
         )
         ctc_term = weights.ctc * ctc_factor * ctc_used
-        generator_loss = self.balancer.weight_visual * visual + self.balancer.weight_ctc * ctc_term
+        visual_multiplier, ctc_multiplier = self.balancer.weight_visual, self.balancer.weight_ctc
+        generator_loss = visual_multiplier * visual + ctc_multiplier * ctc_term
         self.generator_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(generator_loss).backward()
         self._clip_and_record(generator, self.generator_optimizer, self.generator_gradients)
@@ -203,6 +204,12 @@ class GanTrainer:
             perceptual_loss=perceptual,
             visual_weighted=visual,
             ctc_weighted=ctc_term,
+            # Each term as it enters the generator loss: config weight x balancer multiplier (x CTC schedule).
+            pixel_loss_weighted=visual_multiplier * weights.pixel * pixel,
+            adv_loss_weighted=visual_multiplier * weights.adversarial * adversarial,
+            rec_feat_loss_weighted=visual_multiplier * weights.recognition_feature * recognition_feature,
+            perceptual_loss_weighted=visual_multiplier * weights.perceptual * perceptual,
+            ctc_loss_weighted=ctc_multiplier * ctc_term,
             ctc_infinite_samples=ctc.infinite_count,
             ctc_ceiling_hits=ctc_ceiling_hits,
         )
@@ -386,16 +393,15 @@ class GanTrainer:
         self.mlflow_run_id = state["mlflow_run_id"]
 
 
+_WEIGHTED_TERMS = ("pixel_loss", "adv_loss", "ctc_loss", "rec_feat_loss", "perceptual_loss")
 _LOGGED_TRAIN_TERMS = (
     "g_loss",
     "d_loss",
-    "pixel_loss",
-    "adv_loss",
-    "ctc_loss",
     "ctc_loss_raw",
-    "rec_feat_loss",
-    "perceptual_loss",
+    *_WEIGHTED_TERMS,
+    *(f"{term}_weighted" for term in _WEIGHTED_TERMS),
 )
+"""Raw terms (``ctc_loss`` after the ceiling, ``ctc_loss_raw`` before it) and each as weighted in g_loss."""
 
 
 def _column_mask(widths: torch.Tensor, padded_width: int) -> torch.Tensor:
