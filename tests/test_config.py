@@ -32,8 +32,8 @@ def test_misplaced_key_says_where_it_belongs():
 
 def test_key_under_a_section_without_keys_is_rejected():
     parameters = small_synthetic_parameters()
-    parameters["evaluation"] = {"split": "test"}
-    with pytest.raises(ConfigError, match=r"evaluation\.split: unknown key"):
+    parameters["diagnostics"] = {"run_id": "abc"}
+    with pytest.raises(ConfigError, match=r"diagnostics\.run_id: unknown key"):
         validate_parameters(parameters)
 
 

@@ -397,8 +397,29 @@ class TrainingConfig(StrictModel):
     """A training checkpoint: continue its run (and MLflow run) at the next epoch."""
 
 
+CheckpointName = Literal["best", "last", "best_cer", "best_psnr", "best_ssim", "best_combined"]
+
+
 class EvaluationConfig(StrictModel):
-    """Parameters of the ``evaluation`` pipeline (not built yet: no key is accepted)."""
+    """Parameters of the ``evaluation`` pipeline."""
+
+    split: Literal["train", "valid", "test"] = "test"
+    checkpoint: str | None = None
+    """null: ``checkpoint_name`` of the latest training run; else a checkpoint file, or an MLflow run id of a
+    training run (its checkpoint folder is read from the run's ``htr.checkpoint_folder`` tag)."""
+    checkpoint_name: CheckpointName = "best"
+    """Which checkpoint of a training run: ``best`` (by its monitor), ``last`` or ``best_<metric>``."""
+    recognizer_only: bool = False
+    """Score the recognizer alone on the clean (real) lines, without a generator: ``checkpoint`` null takes
+    the latest ``recognizer_checkpoint``."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(16, ge=1)
+    bootstrap_resamples: int = Field(1000, ge=100)
+    bootstrap_seed: int = 0
+    gallery_lines: int = Field(12, ge=1)
+    """The worst lines by enhanced CER shown in the failure gallery."""
+    log_models: bool = True
+    """Also log the generator and recognizer as MLflow models (``mlflow.pytorch.load_model`` gets them back)."""
 
 
 class DiagnosticsConfig(StrictModel):

@@ -83,11 +83,13 @@ def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_
     catalog = _run(training_project)
     summary = catalog.load("training_summary")
     (straight,) = _runs(training_project)
-    assert straight.info.run_name == "data_ingestion+training"
+    assert straight.info.run_name == "data_ingestion+training+evaluation"
 
     expected = effective_parameters(validate_parameters(_parameters()))
     logged = straight.data.params
-    assert logged == flatten_as_logged({"data": expected["data"], "training": expected["training"]})
+    assert logged == flatten_as_logged(
+        {"data": expected["data"], "training": expected["training"], "evaluation": expected["evaluation"]}
+    )
     assert logged["training.early_stopping.patience"] == "5"
     assert logged["training.adaptive_balancing.adaptation_rate"] == "0.15"
 
@@ -139,3 +141,54 @@ def _run_folder_of(project: Path, run_id: str) -> str:
         if summary["mlflow_run_id"] == run_id:
             folder = summary["checkpoint_folder"]
     return folder
+
+
+@pytest.mark.slow
+def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(training_project: Path):
+    import shutil
+
+    import mlflow.pytorch
+    import nbformat
+    import torch
+    from nbclient import NotebookClient
+
+    from htr_pipeline.evaluation.aggregates import summarise
+    from tests.conftest import PROJECT_ROOT
+
+    catalog = _run(training_project)
+    samples = catalog.load("evaluation_samples")
+    summary = catalog.load("evaluation_summary")
+    assert len(samples) == 6 and summary["split"] == "test"
+    recomputed = summarise(samples, resamples=1000, seed=0)
+    assert {key: summary[key] for key in recomputed} == recomputed
+    assert catalog.load("evaluation_report").startswith("#")
+    assert catalog.load("evaluation_gallery").size[0] > 0
+
+    (run,) = _runs(training_project)
+    client = _client(training_project)
+    assert run.data.tags["htr.evaluated_run_id"] == run.info.run_id
+    assert "htr.checkpoint_folder" in run.data.tags
+    assert any(key.startswith("eval/") for key in client.get_run(run.info.run_id).data.metrics)
+
+    mlflow.set_tracking_uri(f"sqlite:///{training_project.as_posix()}/mlflow.db")
+    generator = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator").eval()
+    images = torch.rand(1, 1, 32, 72)  # another width than the logged input example
+    best = torch.load(Path(run.data.tags["htr.checkpoint_folder"]) / "best.pt", weights_only=True)
+    from htr_pipeline.charset import Charset
+    from htr_pipeline.evaluation.loading import load_restoration_models
+
+    expected = load_restoration_models(
+        Path(run.data.tags["htr.checkpoint_folder"]) / "best.pt", Charset.from_dict(best["charset"]), "test"
+    ).generator
+    with torch.no_grad():
+        assert torch.allclose(generator(images), expected(images), atol=1e-6)
+
+    (training_project / "notebooks").mkdir()
+    shutil.copy(PROJECT_ROOT / "notebooks" / "evaluation.ipynb", training_project / "notebooks")
+    notebook = nbformat.read(training_project / "notebooks" / "evaluation.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=300, resources={"metadata": {"path": str(training_project / "notebooks")}}
+    ).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+    assert not [output for output in outputs if output.get("output_type") == "error"]
+    assert any("image/png" in output.get("data", {}) for output in outputs)

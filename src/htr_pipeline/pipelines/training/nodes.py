@@ -10,7 +10,7 @@ import pandas as pd
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
 from htr_pipeline.datasets.line_image_store import LineImageStore
-from htr_pipeline.tracking import MlflowTracker, active_run_id
+from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, MlflowTracker, active_run_id, tag_run
 from htr_pipeline.training.stages import gan_stage, recognizer_stage
 
 
@@ -39,7 +39,7 @@ def train_restoration_gan(
         "discriminator_config": config.discriminator.model_dump(mode="json"),
         "recognizer_config": config.recognizer.model_dump(mode="json"),
     }
-    return gan_stage(
+    summary = gan_stage(
         manifest,
         line_images,
         Charset.from_dict(charset),
@@ -50,3 +50,5 @@ def train_restoration_gan(
         tracker_for_run=MlflowTracker,
         current_run_id=active_run_id(),
     )
+    tag_run(summary["mlflow_run_id"], {CHECKPOINT_FOLDER_TAG: summary["checkpoint_folder"]})
+    return summary

@@ -1,0 +1,61 @@
+"""Which checkpoint to evaluate, and the models rebuilt from it strictly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+from torch import nn
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import GeneratorConfig, RecognizerConfig
+from htr_pipeline.models import build_generator, build_recognizer
+from htr_pipeline.training.checkpoints import check_same_charset, load_checkpoint, restore_weights
+
+
+@dataclass
+class RestorationModels:
+    generator: nn.Module | None
+    """``None`` when the recognizer is evaluated alone."""
+    recognizer: nn.Module
+    description: str
+    """Which checkpoint, in words, for the report."""
+    mlflow_run_id: str | None
+
+
+def checkpoint_file(folder: str | Path, checkpoint_name: str) -> Path:
+    return Path(folder) / f"{checkpoint_name}.pt"
+
+
+def load_restoration_models(path: Path, charset: Charset, config_key: str) -> RestorationModels:
+    """Generator and recognizer of a training checkpoint, built from the settings stored in it."""
+    state = load_checkpoint(path, config_key)
+    check_same_charset(state["charset"], charset, path)
+    generator = build_generator(TypeAdapter(GeneratorConfig).validate_python(state["generator_config"]))
+    restore_weights(generator, state["generator"], "generator", path)
+    recognizer = _recognizer_from(state, charset, path)
+    return RestorationModels(
+        generator=generator.eval(),
+        recognizer=recognizer,
+        description=f"{path} (epoch {state['epoch']}, MLflow run {state['mlflow_run_id']})",
+        mlflow_run_id=state["mlflow_run_id"],
+    )
+
+
+def load_recognizer_only(state: dict[str, Any], charset: Charset, path: Path) -> RestorationModels:
+    """The recognizer of a stage-1 (or training) checkpoint, evaluated without a generator."""
+    check_same_charset(state["charset"], charset, path)
+    return RestorationModels(
+        generator=None,
+        recognizer=_recognizer_from(state, charset, path),
+        description=f"recognizer of {path}",
+        mlflow_run_id=state.get("mlflow_run_id"),
+    )
+
+
+def _recognizer_from(state: dict[str, Any], charset: Charset, path: Path) -> nn.Module:
+    recognizer = build_recognizer(RecognizerConfig.model_validate(state["recognizer_config"]), charset.num_classes)
+    restore_weights(recognizer, state["recognizer"], "recognizer", path)
+    return recognizer.eval()

@@ -1,0 +1,240 @@
+"""Figures and the markdown report of an evaluation, made from the per-line table and the summary.
+
+Figures are built on matplotlib's Agg canvas directly (no pyplot, no global state), so they render the same in
+a headless pipeline run as in a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from htr_pipeline.evaluation.aggregates import has_enhanced
+
+PLOTS_FILE = "evaluation_plots.png"
+GALLERY_FILE = "evaluation_gallery.png"
+WORST_LINES_IN_REPORT = 10
+GALLERY_TEXT_CHARS = 100
+"""Readings longer than this are cut (with an ellipsis) under the gallery images."""
+REPORT_TEXT_CHARS = 80
+
+_DEGRADED_COLOUR = "tab:red"
+_ENHANCED_COLOUR = "tab:blue"
+_CLEAN_COLOUR = "tab:green"
+
+
+def _new_figure(width_in: float, height_in: float) -> Figure:
+    figure = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _say_empty(axes: Any, message: str) -> None:
+    axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="grey")
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def plot_evaluation(samples: pd.DataFrame) -> Figure:
+    """CER distributions (degraded vs enhanced), per-line PSNR gain, and CER against reference length."""
+    enhanced = has_enhanced(samples)
+    with_text = samples[samples["has_text"].astype(bool)]
+    # A recognizer-only table has no enhanced reading: the clean reading is the other side of the comparison.
+    compared = "enhanced" if enhanced else "clean"
+    compared_colour = _ENHANCED_COLOUR if enhanced else _CLEAN_COLOUR
+    figure = _new_figure(16, 4.5)
+    cer_axes, psnr_axes, length_axes = figure.subplots(1, 3)
+
+    cer_axes.set_title(f"Per-line CER: degraded vs {compared}")
+    if with_text.empty:
+        _say_empty(cer_axes, "no text: no CER")
+    else:
+        cer_degraded = with_text["cer_degraded"].to_numpy(dtype=np.float64)
+        cer_compared = with_text[f"cer_{compared}"].to_numpy(dtype=np.float64)
+        bins = np.linspace(0.0, max(1.0, float(np.nanmax([cer_degraded.max(), cer_compared.max()]))), 26)
+        cer_axes.hist(cer_degraded, bins=bins, alpha=0.55, color=_DEGRADED_COLOUR, label="degraded")
+        cer_axes.hist(cer_compared, bins=bins, alpha=0.55, color=compared_colour, label=compared)
+        cer_axes.set_xlabel("CER of the line")
+        cer_axes.set_ylabel("lines")
+        cer_axes.legend()
+
+    psnr_axes.set_title("Per-line PSNR gain (enhanced - degraded)")
+    if enhanced:
+        gains_db = (samples["psnr_db_enhanced"] - samples["psnr_db_degraded"]).to_numpy(dtype=np.float64)
+        psnr_axes.hist(gains_db, bins=25, color=_ENHANCED_COLOUR)
+        psnr_axes.axvline(0.0, color="black", linewidth=1)
+        psnr_axes.set_xlabel("PSNR gain (dB)")
+        psnr_axes.set_ylabel("lines")
+    else:
+        _say_empty(psnr_axes, "no generator: no enhanced image")
+
+    length_axes.set_title("CER against reference length")
+    if with_text.empty:
+        _say_empty(length_axes, "no text: no CER")
+    else:
+        lengths = with_text["char_reference_length"].to_numpy(dtype=np.int64)
+        length_axes.scatter(
+            lengths, with_text["cer_degraded"], s=10, alpha=0.6, color=_DEGRADED_COLOUR, label="degraded"
+        )
+        length_axes.scatter(
+            lengths, with_text[f"cer_{compared}"], s=10, alpha=0.6, color=compared_colour, label=compared
+        )
+        length_axes.set_xlabel("reference length (characters)")
+        length_axes.set_ylabel("CER of the line")
+        length_axes.legend()
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------- gallery
+
+
+def worst_lines(samples: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The ``k`` lines with text and the highest enhanced CER (clean CER without a generator); ties: longer first."""
+    cer_column = "cer_enhanced" if has_enhanced(samples) else "cer_clean"
+    with_text = samples[samples["has_text"].astype(bool)]
+    ranked = with_text.sort_values([cer_column, "char_reference_length"], ascending=[False, False], kind="stable")
+    return ranked.head(k)
+
+
+def _truncate(text: str | None, limit: int) -> str:
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return "-"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> Figure:
+    """One row per line: degraded | enhanced | clean images, then the reference and the three readings.
+
+    ``images[i]`` belongs to ``rows.iloc[i]``: (degraded, enhanced, clean), each (height, width) in [0, 1]; the
+    enhanced image is ``None`` for a recognizer-only evaluation.
+    """
+    if len(rows) != len(images):
+        raise ValueError(f"gallery got {len(rows)} rows but {len(images)} image triples")
+    if rows.empty:
+        figure = _new_figure(8, 2)
+        _say_empty(figure.subplots(), "no lines with text to show")
+        return figure
+
+    figure = _new_figure(18, 2.2 * len(rows))
+    grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.0, 0.9] * len(rows))
+    for position, ((_, row), triple) in enumerate(zip(rows.iterrows(), images, strict=True)):
+        for column, (variant, image) in enumerate(zip(("degraded", "enhanced", "clean"), triple, strict=True)):
+            axes = figure.add_subplot(grid[2 * position, column])
+            if image is None:
+                _say_empty(axes, f"no {variant} image")
+            else:
+                axes.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, aspect="equal")
+                axes.set_xticks([])
+                axes.set_yticks([])
+            cer = row.get(f"cer_{variant}")
+            cer_text = "" if cer is None or pd.isna(cer) else f"  CER {cer:.3f}"
+            axes.set_title(f"{row['sample_id']} {variant}{cer_text}", fontsize=8)
+        text_axes = figure.add_subplot(grid[2 * position + 1, :])
+        text_axes.axis("off")
+        caption = "\n".join(
+            f"{label:<10}{_truncate(value, GALLERY_TEXT_CHARS)}"
+            for label, value in (
+                ("reference", row["reference"]),
+                ("degraded", row["reading_degraded"]),
+                ("enhanced", row["reading_enhanced"]),
+                ("clean", row["reading_clean"]),
+            )
+        )
+        text_axes.text(0.0, 1.0, caption, family="monospace", fontsize=8, va="top", transform=text_axes.transAxes)
+    return figure
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _gain(gain: dict[str, float] | None, digits: int = 4) -> str:
+    if gain is None:
+        return "n/a"
+    return f"{gain['estimate']:.{digits}f} [{gain['ci_low']:.{digits}f}, {gain['ci_high']:.{digits}f}]"
+
+
+def _cell(text: str | None) -> str:
+    """Text safe inside a markdown table cell."""
+    return _truncate(text, REPORT_TEXT_CHARS).replace("|", "\\|").replace("`", "'") or " "
+
+
+def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_description: str) -> str:
+    """A readable report: what was evaluated, error rates, image fidelity, gains with intervals, worst lines."""
+    confidence_pct = f"{100 * summary['confidence_level']:g}%"
+    mode = "generator + recognizer" if summary["generator_evaluated"] else "recognizer only (no generator)"
+    lines = [
+        "# Evaluation report",
+        "",
+        f"- Checkpoint: {checkpoint_description}",
+        f"- Evaluated: {mode}",
+        f"- Lines: {summary['lines']} ({summary['lines_with_text']} with a ground-truth text)",
+        "- CER and WER are measured against the ground-truth text. Corpus figures are total edits / total "
+        "reference length over the lines with text; the per-line mean weighs every line the same.",
+        "",
+        "## Readability",
+        "",
+        "| input read | corpus CER | mean per-line CER | corpus WER | mean per-line WER |",
+        "|---|---|---|---|---|",
+    ]
+    for variant in ("degraded", "enhanced", "clean"):
+        lines.append(
+            f"| {variant} | {_number(summary[f'cer_corpus_{variant}'])} "
+            f"| {_number(summary[f'cer_mean_per_line_{variant}'])} "
+            f"| {_number(summary[f'wer_corpus_{variant}'])} "
+            f"| {_number(summary[f'wer_mean_per_line_{variant}'])} |"
+        )
+    lines += [
+        "",
+        "## Image fidelity (against the clean line)",
+        "",
+        "| image | mean PSNR (dB) | mean SSIM |",
+        "|---|---|---|",
+        f"| degraded | {_number(summary['psnr_db_mean_degraded'], 2)} | {_number(summary['ssim_mean_degraded'])} |",
+        f"| enhanced | {_number(summary['psnr_db_mean_enhanced'], 2)} | {_number(summary['ssim_mean_enhanced'])} |",
+        "",
+        f"## Gains of the enhanced over the degraded input ({confidence_pct} paired bootstrap interval, "
+        f"{summary['bootstrap_resamples']} resamples, seed {summary['bootstrap_seed']})",
+        "",
+        f"- PSNR gain (dB): {_gain(summary['psnr_gain_db'], 2)}",
+        f"- SSIM gain: {_gain(summary['ssim_gain'])}",
+        f"- Corpus CER reduction (degraded - enhanced): {_gain(summary['cer_reduction'])}",
+        f"- Share of the degraded-to-clean CER gap closed: {_number(summary['cer_gap_closed'], 3)}"
+        + (f" ({summary['cer_gap_closed_note']})" if summary["cer_gap_closed_note"] else ""),
+        "",
+        "## Plots",
+        "",
+        f"![CER and PSNR distributions]({PLOTS_FILE})",
+        "",
+        f"![Worst lines: degraded, enhanced, clean]({GALLERY_FILE})",
+        "",
+    ]
+    lines += _worst_lines_table(samples)
+    return "\n".join(lines) + "\n"
+
+
+def _worst_lines_table(samples: pd.DataFrame) -> list[str]:
+    enhanced = has_enhanced(samples)
+    reading, cer = ("enhanced", "cer_enhanced") if enhanced else ("clean", "cer_clean")
+    worst = worst_lines(samples, WORST_LINES_IN_REPORT)
+    header = f"## The {WORST_LINES_IN_REPORT} worst lines (highest {reading} CER)"
+    if worst.empty:
+        return [header, "", "No line has a ground-truth text.", ""]
+    table = [header, "", f"| sample | reference | {reading} reading | CER |", "|---|---|---|---|"]
+    for _, row in worst.iterrows():
+        table.append(
+            f"| {_cell(row['sample_id'])} | {_cell(row['reference'])} | {_cell(row[f'reading_{reading}'])} "
+            f"| {row[cer]:.4f} |"
+        )
+    return [*table, ""]

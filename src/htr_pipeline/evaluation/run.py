@@ -1,0 +1,105 @@
+"""Evaluating restoration models on one split: per-line table, summary, report, plots, failure gallery."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import EvaluationConfig
+from htr_pipeline.data.line_batches import LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
+from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.evaluation.aggregates import summarise
+from htr_pipeline.evaluation.loading import RestorationModels
+from htr_pipeline.evaluation.report import failure_gallery, markdown_report, plot_evaluation, worst_lines
+from htr_pipeline.evaluation.scoring import enhance_lines, score_samples
+from htr_pipeline.training.runtime import resolve_device
+
+
+def figure_image(figure: Figure, dpi: int = 110) -> Image.Image:
+    """A figure rendered once to an image, so the catalog can store it and load it back (notebooks)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return image.convert("RGB")
+
+
+class EmptyEvaluationSplitError(ValueError):
+    """The split to evaluate holds no line samples."""
+
+
+@dataclass
+class EvaluationResult:
+    samples: pd.DataFrame
+    summary: dict[str, Any]
+    report: str
+    plots: Figure
+    gallery: Figure
+
+
+def evaluate_split(
+    manifest: pd.DataFrame, store: LineImageStore, charset: Charset, models: RestorationModels, config: EvaluationConfig
+) -> EvaluationResult:
+    rows = manifest[(manifest["split"] == config.split) & (manifest["image_type"] == "line")]
+    if rows.empty:
+        raise EmptyEvaluationSplitError(
+            f"evaluation.split '{config.split}' has no line samples in the manifest; choose another split or "
+            "ingest data with one (data.split_fractions / lines_per_split)."
+        )
+    device = resolve_device(config.device)
+    models.recognizer.to(device)
+    if models.generator is not None:
+        models.generator.to(device)
+    dataset = LinePairDataset(rows, store, charset, encode_labels=False)
+    loader = _loader(dataset, models, config.batch_size)
+    started = time.perf_counter()
+    samples = score_samples(loader, models.generator, models.recognizer, charset, device)
+    lines_per_second = len(samples) / (time.perf_counter() - started)
+    summary = {
+        "split": config.split,
+        "checkpoint": models.description,
+        "evaluated_mlflow_run_id": models.mlflow_run_id,
+        "recognizer_only": models.generator is None,
+        "lines_per_second": lines_per_second,
+        **summarise(samples, resamples=config.bootstrap_resamples, seed=config.bootstrap_seed),
+    }
+    worst = worst_lines(samples, config.gallery_lines)
+    return EvaluationResult(
+        samples=samples,
+        summary=summary,
+        report=markdown_report(summary, samples, models.description),
+        plots=plot_evaluation(samples),
+        gallery=failure_gallery(worst, _gallery_images(worst, dataset, models, device)),
+    )
+
+
+def _loader(dataset: LinePairDataset, models: RestorationModels, batch_size: int) -> DataLoader:
+    multiple = math.lcm(models.recognizer.width_downsampling, getattr(models.generator, "size_multiple", 1))
+    sampler = WidthBucketBatchSampler(dataset.widths, batch_size, seed=0, shuffle=False)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=partial(collate_line_pairs, width_multiple=multiple))
+
+
+def _gallery_images(worst: pd.DataFrame, dataset: LinePairDataset, models: RestorationModels, device: torch.device):
+    """(degraded, enhanced, clean) arrays of the worst lines; enhanced is recomputed for these few lines."""
+    position = {sample_id: index for index, sample_id in enumerate(dataset.rows["sample_id"])}
+    images = []
+    for sample_id in worst["sample_id"]:
+        pair = dataset[position[sample_id]]
+        degraded, clean = pair.degraded[0].numpy(), pair.clean[0].numpy()
+        enhanced = degraded
+        if models.generator is not None:
+            batch = collate_line_pairs([pair], width_multiple=1)
+            (enhanced,) = enhance_lines(batch, models.generator, device)
+        images.append((degraded, enhanced, clean))
+    return images

@@ -1,0 +1,61 @@
+"""Nodes of evaluation: pick the checkpoint, call the evaluation library, log to MLflow, return data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import EvaluationConfig, validate_section
+from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.evaluation.loading import (
+    RestorationModels,
+    checkpoint_file,
+    load_recognizer_only,
+    load_restoration_models,
+)
+from htr_pipeline.evaluation.run import evaluate_split, figure_image
+from htr_pipeline.tracking import checkpoint_folder_of_run, log_evaluation, log_models
+from htr_pipeline.training.checkpoints import load_checkpoint
+
+
+def evaluate_checkpoint(
+    manifest: pd.DataFrame,
+    line_images: LineImageStore,
+    charset: dict[str, Any],
+    training_summary: dict[str, Any],
+    recognizer_checkpoint: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any], str, Image.Image, Image.Image]:
+    config = validate_section(EvaluationConfig, evaluation, "evaluation")
+    symbols = Charset.from_dict(charset)
+    models = _models_to_evaluate(config, training_summary, recognizer_checkpoint, symbols)
+    result = evaluate_split(manifest, line_images, symbols, models, config)
+    log_evaluation(
+        result.summary, result.report, {"plots": result.plots, "gallery": result.gallery}, models.mlflow_run_id
+    )
+    if config.log_models:
+        height = int(manifest["height"].iloc[0])
+        log_models(models, example=np.ones((1, 1, height, 8 * height), dtype=np.float32))
+    return result.samples, result.summary, result.report, figure_image(result.plots), figure_image(result.gallery)
+
+
+def _models_to_evaluate(
+    config: EvaluationConfig, training_summary: dict[str, Any], recognizer_state: dict[str, Any], charset: Charset
+) -> RestorationModels:
+    if config.recognizer_only:
+        if config.checkpoint is None:
+            return load_recognizer_only(recognizer_state, charset, Path("recognizer_checkpoint (latest)"))
+        path = Path(config.checkpoint)
+        return load_recognizer_only(load_checkpoint(path, "evaluation.checkpoint"), charset, path)
+    if config.checkpoint is None:
+        folder = training_summary["checkpoint_folder"]
+    elif Path(config.checkpoint).suffix == ".pt":
+        return load_restoration_models(Path(config.checkpoint), charset, "evaluation.checkpoint")
+    else:
+        folder = checkpoint_folder_of_run(config.checkpoint)
+    return load_restoration_models(checkpoint_file(folder, config.checkpoint_name), charset, "evaluation.checkpoint")

@@ -1,0 +1,29 @@
+from kedro.pipeline import Pipeline, node, pipeline
+
+from htr_pipeline.pipelines.evaluation import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                nodes.evaluate_checkpoint,
+                inputs=[
+                    "manifest",
+                    "line_images",
+                    "charset",
+                    "training_summary",
+                    "recognizer_checkpoint",
+                    "params:evaluation",
+                ],
+                outputs=[
+                    "evaluation_samples",
+                    "evaluation_summary",
+                    "evaluation_report",
+                    "evaluation_plots",
+                    "evaluation_gallery",
+                ],
+                name="evaluate_checkpoint",
+            )
+        ]
+    )

@@ -1,0 +1,161 @@
+"""Figures and markdown report, from a table scored with real tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import RecognizerConfig, UnetGeneratorConfig
+from htr_pipeline.data.line_batches import LineBatch
+from htr_pipeline.evaluation.aggregates import summarise
+from htr_pipeline.evaluation.report import (
+    GALLERY_FILE,
+    PLOTS_FILE,
+    failure_gallery,
+    markdown_report,
+    plot_evaluation,
+    worst_lines,
+)
+from htr_pipeline.evaluation.scoring import enhance_lines, score_samples
+from htr_pipeline.models.registry import build_generator, build_recognizer
+
+CPU = torch.device("cpu")
+TEXTS = ["abc de", "fgh", "a | b", "de fgh a", "cab"]
+WIDTHS = [40, 24, 32, 48, 16]
+
+
+def line_batch(texts: list[str]) -> LineBatch:
+    rng = np.random.default_rng(0)
+    clean = torch.ones(len(texts), 1, 16, 48)
+    for index, width in enumerate(WIDTHS[: len(texts)]):
+        clean[index, 0, :, :width] = torch.from_numpy(rng.uniform(0.05, 0.95, size=(16, width))).float()
+    degraded = (clean + torch.from_numpy(rng.uniform(-0.04, 0.04, size=clean.shape)).float()).clamp(0.0, 1.0)
+    return LineBatch(
+        sample_ids=[f"line_{index}" for index in range(len(texts))],
+        degraded=degraded,
+        clean=clean,
+        widths=torch.tensor(WIDTHS[: len(texts)], dtype=torch.int64),
+        labels=torch.zeros(len(texts), 1, dtype=torch.int64),
+        label_lengths=torch.zeros(len(texts), dtype=torch.int64),
+        texts=texts,
+    )
+
+
+@pytest.fixture
+def models() -> tuple[torch.nn.Module, torch.nn.Module, Charset]:
+    torch.manual_seed(0)
+    charset = Charset.from_texts(TEXTS)
+    config = RecognizerConfig(conv_channels=[8, 16], width_downsampling=4, lstm_hidden=16, lstm_layers=1)
+    recognizer = build_recognizer(config, charset.num_classes)
+    generator = build_generator(UnetGeneratorConfig(variant="unet", channels=[8, 16]))
+    return generator, recognizer, charset
+
+
+@pytest.fixture
+def batch() -> LineBatch:
+    return line_batch(TEXTS)
+
+
+@pytest.fixture
+def samples(models, batch) -> pd.DataFrame:
+    generator, recognizer, charset = models
+    return score_samples([batch], generator, recognizer, charset, CPU)
+
+
+def save_png(figure, path: Path) -> Path:
+    figure.savefig(path)
+    assert path.stat().st_size > 0
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    return path
+
+
+def test_evaluation_plots_render(samples, tmp_path: Path):
+    save_png(plot_evaluation(samples), tmp_path / PLOTS_FILE)
+
+
+def test_evaluation_plots_render_for_recognizer_only_and_textless_tables(models, batch, tmp_path: Path):
+    _, recognizer, charset = models
+    recognizer_only = score_samples([batch], None, recognizer, charset, CPU)
+    save_png(plot_evaluation(recognizer_only), tmp_path / "recognizer_only.png")
+    generator, _, _ = models
+    textless = score_samples([line_batch([""] * 3)], generator, recognizer, charset, CPU)
+    figure = plot_evaluation(textless)
+    save_png(figure, tmp_path / "textless.png")
+    panel_texts = [text.get_text() for axes in figure.axes for text in axes.texts]
+    assert panel_texts.count("no text: no CER") == 2
+
+
+def test_worst_lines_rank_by_enhanced_cer_then_length(samples):
+    ranked = samples.copy()
+    ranked["cer_enhanced"] = [0.5, 0.5, 0.1, 0.9, 0.0]
+    worst = worst_lines(ranked, 3)
+    assert worst["sample_id"].tolist() == ["line_3", "line_0", "line_1"]
+
+
+def test_worst_lines_skip_lines_without_text_and_use_clean_cer_without_generator(models):
+    _, recognizer, charset = models
+    recognizer_only = score_samples([line_batch(["abc de", "", "fgh"])], None, recognizer, charset, CPU)
+    recognizer_only["cer_clean"] = [0.2, np.nan, 0.7]
+    assert worst_lines(recognizer_only, 5)["sample_id"].tolist() == ["line_2", "line_0"]
+
+
+def test_failure_gallery_renders_each_line_with_its_readings(models, batch, samples, tmp_path: Path):
+    generator, _, _ = models
+    worst = worst_lines(samples, 3)
+    enhanced = enhance_lines(batch, generator, CPU, "fp32")
+    images = []
+    for index in worst.index:
+        width = int(batch.widths[index])
+        images.append(
+            (batch.degraded[index, 0, :, :width].numpy(), enhanced[index], batch.clean[index, 0, :, :width].numpy())
+        )
+    figure = failure_gallery(worst, images)
+    save_png(figure, tmp_path / GALLERY_FILE)
+    captions = " ".join(text.get_text() for axes in figure.axes for text in axes.texts)
+    assert all(reference in captions for reference in worst["reference"])
+
+
+def test_failure_gallery_truncates_long_readings_and_handles_no_lines(samples, tmp_path: Path):
+    row = samples.iloc[:1].copy()
+    row["reading_degraded"] = "x" * 500
+    image = np.ones((16, 40))
+    figure = failure_gallery(row, [(image, None, image)])
+    save_png(figure, tmp_path / "long.png")
+    assert "x" * 500 not in " ".join(text.get_text() for axes in figure.axes for text in axes.texts)
+    save_png(failure_gallery(samples.iloc[:0], []), tmp_path / "empty.png")
+    with pytest.raises(ValueError, match="image triples"):
+        failure_gallery(samples.iloc[:2], [])
+
+
+def test_markdown_report_holds_the_key_numbers(samples):
+    summary = summarise(samples, resamples=100, seed=0)
+    report = markdown_report(summary, samples, "generator epoch 7 (best val/cer)")
+    assert "generator epoch 7 (best val/cer)" in report
+    for variant in ("degraded", "enhanced", "clean"):
+        assert f"{summary[f'cer_corpus_{variant}']:.4f}" in report
+        assert f"{summary[f'cer_mean_per_line_{variant}']:.4f}" in report
+    assert f"{summary['psnr_db_mean_degraded']:.2f}" in report
+    gain = summary["psnr_gain_db"]
+    assert f"{gain['estimate']:.2f} [{gain['ci_low']:.2f}, {gain['ci_high']:.2f}]" in report
+    assert "95%" in report
+    assert PLOTS_FILE in report and GALLERY_FILE in report
+    assert "a \\| b" in report  # a pipe in a reference does not break the worst-lines table
+    worst_table = report.split("worst lines")[1]
+    assert all(sample_id in worst_table for sample_id in samples["sample_id"])
+
+
+def test_markdown_report_without_text_or_generator(models, batch):
+    _, recognizer, charset = models
+    recognizer_only = score_samples([batch], None, recognizer, charset, CPU)
+    report = markdown_report(summarise(recognizer_only, resamples=20, seed=0), recognizer_only, "recognizer only")
+    assert "recognizer only (no generator)" in report and "n/a" in report
+    generator, _, _ = models
+    textless = score_samples([line_batch([""] * 2)], generator, recognizer, charset, CPU)
+    report = markdown_report(summarise(textless, resamples=20, seed=0), textless, "textless")
+    assert "No line has a ground-truth text." in report
+    assert "no line has a ground-truth text, so there is no CER to compare" in report
