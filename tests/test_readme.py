@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from htr_pipeline.config import DataConfig, TrainingConfig, _field_paths
+import pytest
+
+from htr_pipeline.config import DataConfig, EvaluationConfig, TrainingConfig, _field_paths
 from htr_pipeline.data.splits import SPLIT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +36,10 @@ def test_ci_runs_the_readme_test_command():
     assert command in readme
 
 
-def test_every_training_key_is_documented():
+@pytest.mark.parametrize(("model", "section"), [(TrainingConfig, "training"), (EvaluationConfig, "evaluation")])
+def test_every_training_and_evaluation_key_is_documented(model, section):
     readme = ROOT.joinpath("README.md").read_text()
-    for path in _field_paths(TrainingConfig, ("training",)):
+    for path in _field_paths(model, (section,)):
         name = ".".join(path)
         documented = f"`{name}`" in readme or f"`{name}." in readme  # a section is documented by its keys
         assert documented, f"{name} is missing from the README's configuration reference"

@@ -397,6 +397,10 @@ class TrainingConfig(StrictModel):
     """A training checkpoint: continue its run (and MLflow run) at the next epoch."""
 
 
+class BeamSearchConfig(StrictModel):
+    beam_size: int = Field(10, ge=1)
+
+
 CheckpointName = Literal["best", "last", "best_cer", "best_psnr", "best_ssim", "best_combined"]
 
 
@@ -420,6 +424,8 @@ class EvaluationConfig(StrictModel):
     """The worst lines by enhanced CER shown in the failure gallery."""
     log_models: bool = True
     """Also log the generator and recognizer as MLflow models (``mlflow.pytorch.load_model`` gets them back)."""
+    beam_search: BeamSearchConfig | None = None
+    """null: greedy best-path decoding; else CTC beam search (flashlight-text, the ``beam`` extra)."""
 
 
 class DiagnosticsConfig(StrictModel):

@@ -30,10 +30,13 @@ class ParameterValidationHook:
         config = validate_parameters(catalog.load("parameters"))
         effective = effective_parameters(config)
         for name, value in [("parameters", effective), *((f"params:{p}", v) for p, v in _nested_items(effective))]:
-            if name in catalog:
-                catalog.save(name, value)  # the parameter's memory dataset now holds the validated value
-            else:
+            if name not in catalog:
                 catalog[name] = value  # a default the parameters file did not spell out
+            elif catalog.load(name) != value:
+                if value is None:
+                    catalog[name] = value  # Kedro datasets refuse to save None
+                else:
+                    catalog.save(name, value)  # the parameter's dataset now holds the validated value
         logger.info("Parameters validated: %s", ", ".join(sorted(effective)))
 
 

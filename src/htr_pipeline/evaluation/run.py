@@ -20,6 +20,7 @@ from htr_pipeline.config import EvaluationConfig
 from htr_pipeline.data.line_batches import LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
 from htr_pipeline.datasets.line_image_store import LineImageStore
 from htr_pipeline.evaluation.aggregates import summarise
+from htr_pipeline.evaluation.decoding import reader
 from htr_pipeline.evaluation.loading import RestorationModels
 from htr_pipeline.evaluation.report import failure_gallery, markdown_report, plot_evaluation, worst_lines
 from htr_pipeline.evaluation.scoring import enhance_lines, score_samples
@@ -64,13 +65,15 @@ def evaluate_split(
     dataset = LinePairDataset(rows, store, charset, encode_labels=False)
     loader = _loader(dataset, models, config.batch_size)
     started = time.perf_counter()
-    samples = score_samples(loader, models.generator, models.recognizer, charset, device)
+    beam_size = config.beam_search.beam_size if config.beam_search is not None else None
+    samples = score_samples(loader, models.generator, models.recognizer, charset, device, read=reader(beam_size))
     lines_per_second = len(samples) / (time.perf_counter() - started)
     summary = {
         "split": config.split,
         "checkpoint": models.description,
         "evaluated_mlflow_run_id": models.mlflow_run_id,
         "recognizer_only": models.generator is None,
+        "decoding": f"beam search (width {beam_size})" if beam_size else "greedy",
         "lines_per_second": lines_per_second,
         **summarise(samples, resamples=config.bootstrap_resamples, seed=config.bootstrap_seed),
     }

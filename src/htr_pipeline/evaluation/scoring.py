@@ -10,7 +10,7 @@ is empty (None / NaN / NA).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,8 @@ from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.metrics import character_error_rates, psnr_db, ssim, word_error_rates
 from htr_pipeline.training.runtime import autocast
 from htr_pipeline.training.validation import greedy_readings
+
+Reader = Callable[[torch.Tensor, torch.Tensor, int, Charset], list[str]]
 
 VARIANTS = ("degraded", "enhanced", "clean")
 """What the recognizer reads: the input, the generator's output, the clean line (the recognizer's own ceiling)."""
@@ -63,8 +65,11 @@ def score_samples(
     charset: Charset,
     device: torch.device,
     precision: str = "fp32",
+    read: Reader = greedy_readings,
 ) -> pd.DataFrame:
     """One row per line, in input order; ``generator=None`` evaluates the recognizer alone (no enhanced columns).
+
+    ``read`` turns the recognizer's logits into text (greedy best path by default; see ``decoding``).
 
     Models are put in eval mode for the scoring and given back in the mode they came in.
     """
@@ -75,7 +80,7 @@ def score_samples(
     try:
         rows = []
         for batch in batches:
-            rows += _score_batch(batch, generator, recognizer, charset, device, precision)
+            rows += _score_batch(batch, generator, recognizer, charset, device, precision, read)
     finally:
         for model, training in zip(models, modes, strict=True):
             model.train(training)
@@ -89,6 +94,7 @@ def _score_batch(
     charset: Charset,
     device: torch.device,
     precision: str,
+    read: Reader,
 ) -> list[dict]:
     batch = batch.to(device)
     # images: (batch, 1, height, padded_width), values in [0, 1]
@@ -99,7 +105,7 @@ def _score_batch(
     for variant, variant_images in images.items():
         with autocast(device, precision):  # type: ignore[arg-type]
             logits = recognizer(variant_images.float()).logits
-        readings[variant] = greedy_readings(logits.float(), batch.widths, recognizer.width_downsampling, charset)
+        readings[variant] = read(logits.float(), batch.widths, recognizer.width_downsampling, charset)
     arrays = {variant: variant_images.float().cpu().numpy() for variant, variant_images in images.items()}
 
     rows = []
