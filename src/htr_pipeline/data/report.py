@@ -5,11 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -86,7 +81,9 @@ def _histogram(values: np.ndarray) -> dict[str, Any]:
 
 def plot_dataset_report(manifest: pd.DataFrame, summary: dict[str, Any]) -> Figure:
     """Four panels: samples per source and split, line widths, label lengths, training character counts."""
-    figure, axes = plt.subplots(2, 2, figsize=(13, 8), layout="constrained")
+    # A bare Figure (no pyplot): no global backend state, nothing left open between runs.
+    figure = Figure(figsize=(13, 8), layout="constrained")
+    axes = figure.subplots(2, 2)
     per_source = manifest.groupby(["source", "split"]).size().unstack(fill_value=0)
     per_source.reindex(columns=[s for s in SPLIT_NAMES if s in per_source.columns]).plot.bar(ax=axes[0, 0], rot=0)
     axes[0, 0].set_title(f"Samples per source and split ({summary['rejects']} rejected)")

@@ -319,7 +319,8 @@ class GanTrainer:
             "samples_per_second": samples / epoch_seconds,
         }
 
-    def validate(self, loader: DataLoader) -> ValidationMetrics:
+    def validate(self, loader: DataLoader, restored: bool = True) -> ValidationMetrics:
+        """Scores of the restored lines; ``restored=False`` scores the degraded input itself, the baseline."""
         self.models.generator.eval()
         self.models.recognizer.eval()
         return score_lines(
@@ -329,19 +330,7 @@ class GanTrainer:
             self.device,
             self.config.precision,
             self.config.combined_cer_weight,
-            enhance=self.models.generator,
-        )
-
-    def validate_degraded(self, loader: DataLoader) -> ValidationMetrics:
-        """The same scores for the degraded input itself: the baseline the generator must beat."""
-        self.models.recognizer.eval()
-        return score_lines(
-            loader,
-            self.models.recognizer,
-            self.charset,
-            self.device,
-            self.config.precision,
-            self.config.combined_cer_weight,
+            enhance=self.models.generator if restored else None,
         )
 
     # ----------------------------------------------------------------------------------------- checkpoints

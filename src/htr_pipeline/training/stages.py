@@ -163,7 +163,7 @@ def gan_stage(
         tracker = tracker_for_run(trainer.mlflow_run_id)
     else:
         tracker = tracker_for_run(current_run_id)
-        tracker.log_metrics(trainer.validate_degraded(val_loader).as_logged("val_degraded"), step=0)
+        tracker.log_metrics(trainer.validate(val_loader, restored=False).as_logged("val_degraded"), step=0)
     outcome = train_gan(trainer, train_loader, val_loader, run_folder, run_metadata, tracker)
     return {
         **asdict(outcome),
