@@ -12,6 +12,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from htr_pipeline.diagnostics.config_audit import flatten_as_logged  # noqa: F401  (re-exported for tests)
+
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -65,17 +67,6 @@ def small_synthetic_parameters(train: int = 24, valid: int = 6, test: int = 6) -
         "evaluation": {},
         "diagnostics": {},
     }
-
-
-def flatten_as_logged(values: dict, prefix: str = "") -> dict[str, str]:
-    """Nested parameters as kedro-mlflow logs them: dotted keys, non-dict values as strings."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten_as_logged(value, f"{prefix}{key}."))
-        elif not isinstance(value, dict):
-            flat[f"{prefix}{key}"] = str(value)
-    return flat
 
 
 @pytest.fixture

@@ -259,9 +259,9 @@ def test_feasibility_report_counts_repeats_and_rounds_time_steps_up():
     assert table["time_steps"].to_dict() == {"fits": 16, "too_long": 16, "repeats": 4, "rounded_up": 5}
     assert table["repeats"].to_dict() == {"fits": 1, "too_long": 0, "repeats": 1, "rounded_up": 1}
     assert table["slack"].to_dict() == {"fits": 10, "too_long": -1, "repeats": -1, "rounded_up": 0}
-    assert report.smallest_feasible_downsampling() == 2
-    assert feasibility_report(lines.query("sample_id != 'too_long'"), 4).smallest_feasible_downsampling() == 2
-    assert feasibility_report(lines.query("sample_id == 'fits'"), 4).smallest_feasible_downsampling() == 8
+    assert report.largest_feasible_downsampling() == 2
+    assert feasibility_report(lines.query("sample_id != 'too_long'"), 4).largest_feasible_downsampling() == 2
+    assert feasibility_report(lines.query("sample_id == 'fits'"), 4).largest_feasible_downsampling() == 8
 
 
 def test_drop_infeasible_drops_and_lists_them_and_keeps_the_rest():

@@ -33,8 +33,9 @@ class FeasibilityReport:
     def infeasible(self) -> pd.DataFrame:
         return self.table[~self.table["feasible"]]
 
-    def smallest_feasible_downsampling(self, candidates: Sequence[int] = (1, 2, 4, 8, 16, 32)) -> int | None:
-        """The largest downsampling factor (fewest time steps) that still makes every sample feasible."""
+    def largest_feasible_downsampling(self, candidates: Sequence[int] = (1, 2, 4, 8, 16, 32)) -> int | None:
+        """The largest downsampling factor (fewest time steps, cheapest recognizer) that keeps every sample
+        feasible; ``None`` when even factor 1 does not."""
         needed = self.table["label_length"] + self.table["repeats"]
         fitting = [factor for factor in candidates if (ctc_time_steps(self.table["width"], factor) >= needed).all()]
         return max(fitting) if fitting else None
@@ -70,7 +71,7 @@ def check_feasibility(report: FeasibilityReport, drop_infeasible: bool) -> list[
         f"L={row.label_length}, repeats={row.repeats}"
         for row in infeasible.head(10).itertuples()
     )
-    factor = report.smallest_feasible_downsampling()
+    factor = report.largest_feasible_downsampling()
     hint = f"training.recognizer.width_downsampling={factor} would fit them all" if factor else "shorten the lines"
     raise InfeasibleSamplesError(
         f"{len(infeasible)} of {len(report.table)} samples cannot fit CTC (T < L + repeats):\n{shown}\n"

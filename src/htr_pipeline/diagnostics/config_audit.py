@@ -1,0 +1,165 @@
+"""Check that what a run logged to MLflow is what it was configured with and what really ran.
+
+The seed system's JSON config said ``early_stopping: true, patience: 15`` while its launcher read another key
+shape and MLflow logged ``early_stopping: False, patience: 0``. This module compares a config (plain data, as
+:func:`htr_pipeline.config.effective_parameters` gives it) with a run's logged params, key by key, using the
+same flattening rule as kedro-mlflow: nested dicts become ``.``-joined keys, every other value is ``str(value)``
+(lists and ``None`` included) and empty dicts are not logged.
+
+Two comparisons make a verdict: the checkpoint's config (what really ran) against the logged params, and the
+current project config against them. A difference in the first means the run's record is wrong (``problem``);
+a difference only in the second means the project changed since the run (``warning``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+MismatchKind = Literal["mismatch", "missing", "unexpected"]
+Verdict = Literal["ok", "warning", "problem"]
+
+_VERDICT_LINES: dict[str, str] = {
+    "ok": "OK: the logged params match the config that ran and the current config.",
+    "warning": "WARNING: the logged params match the config that ran, but the current config differs from them "
+    "(the project changed since this run).",
+    "problem": "PROBLEM: the logged params differ from the config the run's checkpoint says really ran.",
+}
+
+
+@dataclass(frozen=True)
+class ParameterMismatch:
+    """One key whose config value and logged value disagree.
+
+    ``missing``: in the config, not logged; ``unexpected``: logged, not in the config.
+    """
+
+    key: str
+    expected: str | None
+    logged: str | None
+    kind: MismatchKind
+
+
+def flatten_as_logged(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten ``values`` exactly as kedro-mlflow logs params: ``.``-joined keys, ``str`` of every non-dict."""
+    flat: dict[str, str] = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(value, Mapping):
+            flat.update(flatten_as_logged(value, key))
+        else:
+            flat[key] = str(value)
+    return flat
+
+
+def _values_equal(expected: str, logged: str) -> bool:
+    """Equal as strings, as numbers ("15" vs "15.0") or as booleans regardless of case ("True" vs "true")."""
+    if expected == logged:
+        return True
+    booleans = {"true", "false"}
+    if expected.lower() in booleans or logged.lower() in booleans:
+        return expected.lower() == logged.lower()
+    try:
+        expected_number, logged_number = float(expected), float(logged)
+    except ValueError:
+        return False
+    return expected_number == logged_number
+
+
+def _in_sections(key: str, sections: Sequence[str] | None) -> bool:
+    return sections is None or key.split(".", 1)[0] in sections
+
+
+def compare_with_logged(
+    config: Mapping[str, Any], logged_params: Mapping[str, str], sections: Sequence[str] | None = None
+) -> list[ParameterMismatch]:
+    """Every key where the flattened ``config`` and ``logged_params`` disagree, sorted by key.
+
+    With ``sections``, only keys under those top-level sections are compared, on both sides (a run logs
+    every section; a checkpoint stores only ``data`` and ``training``).
+    """
+    expected = {key: value for key, value in flatten_as_logged(config).items() if _in_sections(key, sections)}
+    logged = {key: str(value) for key, value in logged_params.items() if _in_sections(key, sections)}
+    mismatches = []
+    for key in sorted(expected.keys() | logged.keys()):
+        if key not in logged:
+            mismatches.append(ParameterMismatch(key, expected[key], None, "missing"))
+        elif key not in expected:
+            mismatches.append(ParameterMismatch(key, None, logged[key], "unexpected"))
+        elif not _values_equal(expected[key], logged[key]):
+            mismatches.append(ParameterMismatch(key, expected[key], logged[key], "mismatch"))
+    return mismatches
+
+
+@dataclass
+class ConfigAuditReport:
+    """The logged params of one MLflow run compared with the current config and with its checkpoint's config."""
+
+    run_id: str
+    against_current: list[ParameterMismatch]
+    against_checkpoint: list[ParameterMismatch] | None
+    """``None`` when no checkpoint config was available."""
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "verdict": self.verdict,
+            "against_current": [asdict(mismatch) for mismatch in self.against_current],
+            "against_checkpoint": (
+                None if self.against_checkpoint is None else [asdict(mismatch) for mismatch in self.against_checkpoint]
+            ),
+        }
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"# Config audit of run `{self.run_id}`",
+            "",
+            f"**Verdict: {_VERDICT_LINES[self.verdict]}**",
+            "",
+            "## Checkpoint config (what ran) vs logged params",
+            "",
+        ]
+        if self.against_checkpoint is None:
+            lines.append("No checkpoint config available: not compared.")
+        else:
+            lines.extend(_markdown_table(self.against_checkpoint))
+        lines.extend(["", "## Current config vs logged params", ""])
+        lines.extend(_markdown_table(self.against_current))
+        return "\n".join(lines) + "\n"
+
+
+def _markdown_table(mismatches: list[ParameterMismatch]) -> list[str]:
+    if not mismatches:
+        return ["No differences."]
+    rows = ["| key | config value | logged value | kind |", "| --- | --- | --- | --- |"]
+    for mismatch in mismatches:
+        cells = [mismatch.key, _cell(mismatch.expected), _cell(mismatch.logged), mismatch.kind]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _cell(value: str | None) -> str:
+    return "(absent)" if value is None else f"`{value}`".replace("|", "\\|")
+
+
+def audit_run_config(
+    run_params: Mapping[str, str],
+    run_id: str,
+    current_config: Mapping[str, Any],
+    checkpoint_config: Mapping[str, Any] | None,
+    sections: Sequence[str],
+) -> ConfigAuditReport:
+    """Compare a run's logged params with its checkpoint's config and with the current config."""
+    against_current = compare_with_logged(current_config, run_params, sections)
+    against_checkpoint = (
+        None if checkpoint_config is None else compare_with_logged(checkpoint_config, run_params, sections)
+    )
+    if against_checkpoint:
+        verdict: Verdict = "problem"
+    elif against_current:
+        verdict = "warning"
+    else:
+        verdict = "ok"
+    return ConfigAuditReport(run_id, against_current, against_checkpoint, verdict)

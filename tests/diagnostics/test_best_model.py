@@ -1,0 +1,47 @@
+"""The seed report's epochs 17-26 as a metric history: which epoch each criterion picks."""
+
+import pandas as pd
+
+from htr_pipeline.diagnostics.best_model import best_model_report, history_table
+
+# ../shared/seed/000_3288bb5c2e97dc80.txt, "Progress Timeline (Epoch 17-26)"; the combined score was only
+# printed for some epochs ("-" elsewhere).
+SEED_EPOCHS = {
+    # epoch: (val CER, val PSNR, val SSIM, val WER, combined or None)
+    17: (0.0639, 29.10, 0.9824, 0.1179, 25.91),
+    18: (0.0719, 28.55, 0.9815, 0.1310, None),
+    19: (0.0611, 28.86, 0.9807, 0.1154, None),
+    20: (0.0659, 28.51, 0.9801, 0.1213, None),
+    21: (0.0590, 29.58, 0.9837, 0.1093, 26.63),
+    22: (0.0647, 29.21, 0.9819, 0.1163, None),
+    23: (0.0595, 29.41, 0.9838, 0.1137, None),
+    24: (0.0631, 29.90, 0.9815, 0.1104, 26.74),
+    25: (0.0593, 29.23, 0.9816, 0.1108, None),
+    26: (0.0577, 29.39, 0.9839, 0.1086, None),
+}
+
+
+def _seed_history() -> pd.DataFrame:
+    history = {"val/cer": [], "val/psnr": [], "val/ssim": [], "val/wer": [], "val/combined": []}
+    for epoch, (cer, psnr, ssim, wer, combined) in SEED_EPOCHS.items():
+        for metric, value in zip(history, (cer, psnr, ssim, wer, combined), strict=True):
+            if value is not None:
+                history[metric].append((epoch, value))
+    return history_table(history)
+
+
+def test_seed_history_combined_picks_epoch_24_and_cer_picks_epoch_26():
+    report = best_model_report(_seed_history(), cer_weight=50.0)
+    picked = {choice.metric: choice.epoch for choice in report.choices}
+    assert picked == {"val/cer": 26, "val/psnr": 24, "val/ssim": 26, "val/combined": 24}
+    assert "val/cer picks epoch 26, val/psnr picks epoch 24" in report.disagreements
+    assert report.verdict == "warning"
+
+
+def test_a_criterion_without_its_checkpoint_is_a_problem():
+    # The seed kept one checkpoint (by the combined score): the best-CER epoch was not kept.
+    report = best_model_report(_seed_history(), cer_weight=50.0, existing_checkpoints=["best_combined.pt"])
+    assert report.verdict == "problem"
+    assert {c.metric for c in report.choices if c.checkpoint_exists is False} == {"val/cer", "val/psnr", "val/ssim"}
+    kept = ["best_cer.pt", "best_psnr.pt", "best_ssim.pt", "best_combined.pt", "best.pt", "last.pt"]
+    assert best_model_report(_seed_history(), 50.0, kept).verdict == "warning"
