@@ -486,7 +486,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
     known_paths = list(_field_paths(model, prefix))
     problems = []
     for detail in error.errors():
-        location = prefix + _visible_location(detail["loc"], detail["type"])
+        location = prefix + _visible_location(detail["loc"])
         path = _format_path(location)
         if detail["type"] == "extra_forbidden":
             problems.append(f"{path}: unknown key. {_suggest(location, known_paths)}")
@@ -503,7 +503,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
     return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
 
 
-def _visible_location(location: tuple[Any, ...], error_type: str) -> tuple[Any, ...]:
+def _visible_location(location: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop the union tags pydantic inserts (``sources.0.synthetic.x`` -> ``sources.0.x``)."""
     return tuple(part for part in location if part not in _UNION_TAGS)
 

@@ -70,7 +70,7 @@ class MissingInputsHook:
     naming the pipeline to run first, instead of a stack trace about a missing file."""
 
     @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+    def before_pipeline_run(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
         missing = [
             name
             for name in sorted(pipeline.inputs())

@@ -40,8 +40,11 @@ def test_a_training_step_runs_in_each_precision(precision: str):
         torch.tensor([4, 4]),
         ["lame", "lame"],
     )
+    before = [parameter.detach().clone() for parameter in models.generator.parameters()]
     sums = EpochSums()
     trainer.train_step(batch, ctc_factor=1.0, sums=sums)
     means = sums.means()
     assert all(torch.isfinite(torch.tensor(value)) for value in means.values()), means
-    assert sums.values["ctc_loss_raw"].dtype == torch.float32
+    moved = any(not torch.equal(b, a) for b, a in zip(before, models.generator.parameters(), strict=True))
+    # fp16 may skip its first step: GradScaler starts at a scale that overflows, then lowers it.
+    assert moved or precision == "fp16"

@@ -14,7 +14,7 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, 
     """A checkpoint in the project's format: atomic save, ``weights_only=True`` load."""
 
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
-        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_exists)
+        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_path_exists)
         self.metadata = metadata
 
     def load(self) -> dict[str, Any]:
@@ -38,7 +38,7 @@ class RunFolderDataset(AbstractVersionedDataset[None, Path]):
     runs, so checkpoints exist during training, for resuming after a crash, not only when the node returns."""
 
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
-        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_exists)
+        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_path_exists)
         self.metadata = metadata
 
     def load(self) -> Path:
@@ -56,5 +56,5 @@ class RunFolderDataset(AbstractVersionedDataset[None, Path]):
         return {"filepath": str(self._filepath), "version": self._version}
 
 
-def _exists(path: str) -> bool:
+def _path_exists(path: str) -> bool:
     return Path(path).exists()
