@@ -1,8 +1,10 @@
 """The seed report's epochs 17-26 as a metric history: which epoch each criterion picks."""
 
+import io
+
 import pandas as pd
 
-from htr_pipeline.diagnostics.best_model import best_model_report, history_table
+from htr_pipeline.diagnostics.best_model import best_model_report, history_table, plot_metric_history
 
 # ../shared/seed/000_3288bb5c2e97dc80.txt, "Progress Timeline (Epoch 17-26)"; the combined score was only
 # printed for some epochs ("-" elsewhere).
@@ -32,16 +34,20 @@ def _seed_history() -> pd.DataFrame:
 
 def test_seed_history_combined_picks_epoch_24_and_cer_picks_epoch_26():
     report = best_model_report(_seed_history(), cer_weight=50.0)
-    picked = {choice.metric: choice.epoch for choice in report.choices}
+    picked = {choice["metric"]: choice["epoch"] for choice in report.details["choices"]}
     assert picked == {"val/cer": 26, "val/psnr": 24, "val/ssim": 26, "val/combined": 24}
-    assert "val/cer picks epoch 26, val/psnr picks epoch 24" in report.disagreements
-    assert report.verdict == "warning"
+    assert "val/cer picks epoch 26, val/psnr picks epoch 24" in report.details["disagreements"]
+    assert report.verdict == "warning"  # no checkpoint folder given, and the criteria disagree
+    buffer = io.BytesIO()
+    plot_metric_history(_seed_history(), cer_weight=50.0).savefig(buffer, format="png")
+    assert buffer.getbuffer().nbytes > 1000
 
 
 def test_a_criterion_without_its_checkpoint_is_a_problem():
     # The seed kept one checkpoint (by the combined score): the best-CER epoch was not kept.
     report = best_model_report(_seed_history(), cer_weight=50.0, existing_checkpoints=["best_combined.pt"])
     assert report.verdict == "problem"
-    assert {c.metric for c in report.choices if c.checkpoint_exists is False} == {"val/cer", "val/psnr", "val/ssim"}
+    lost = {choice["metric"] for choice in report.details["choices"] if choice["checkpoint_exists"] is False}
+    assert lost == {"val/cer", "val/psnr", "val/ssim"}
     kept = ["best_cer.pt", "best_psnr.pt", "best_ssim.pt", "best_combined.pt", "best.pt", "last.pt"]
     assert best_model_report(_seed_history(), 50.0, kept).verdict == "warning"

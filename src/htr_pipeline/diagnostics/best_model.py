@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from htr_pipeline.config import MONITOR_MODES
+from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 
 
 @dataclass(frozen=True)
@@ -22,20 +24,6 @@ class CriterionChoice:
     checkpoint: str
     checkpoint_exists: bool | None
     """None when no checkpoint folder was given."""
-
-
-@dataclass(frozen=True)
-class BestModelReport:
-    choices: list[CriterionChoice]
-    disagreements: list[str]
-    verdict: Literal["ok", "warning", "problem"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "choices": [asdict(c) for c in self.choices],
-            "disagreements": self.disagreements,
-            "verdict": self.verdict,
-        }
 
 
 def history_table(history: Mapping[str, Sequence[tuple[int, float]]]) -> pd.DataFrame:
@@ -52,9 +40,9 @@ def with_combined(table: pd.DataFrame, cer_weight: float) -> pd.DataFrame:
     return filled
 
 
-def best_model_report(
+def criterion_choices(
     table: pd.DataFrame, cer_weight: float, existing_checkpoints: Sequence[str] | None = None
-) -> BestModelReport:
+) -> list[CriterionChoice]:
     """The epoch each criterion picks (ties: the earliest), and whether its checkpoint was kept."""
     table = with_combined(table, cer_weight)
     choices = []
@@ -64,12 +52,79 @@ def best_model_report(
         checkpoint = f"best_{metric.split('/')[1]}.pt"
         exists = None if existing_checkpoints is None else checkpoint in existing_checkpoints
         choices.append(CriterionChoice(metric, mode, epoch, float(values[epoch]), checkpoint, exists))
-    disagreements = [
+    return choices
+
+
+def disagreements(choices: Sequence[CriterionChoice]) -> list[str]:
+    return [
         f"{first.metric} picks epoch {first.epoch}, {second.metric} picks epoch {second.epoch}"
         for index, first in enumerate(choices)
         for second in choices[index + 1 :]
         if first.epoch != second.epoch
     ]
-    missing = [choice for choice in choices if choice.checkpoint_exists is False]
-    verdict: Literal["ok", "warning", "problem"] = "problem" if missing else ("warning" if disagreements else "ok")
-    return BestModelReport(choices, disagreements, verdict)
+
+
+def best_model_report(
+    table: pd.DataFrame, cer_weight: float, existing_checkpoints: Sequence[str] | None = None
+) -> AuditReport:
+    """A missing best checkpoint is a problem (that model is lost); criteria that disagree are a warning (the
+    paper must say which criterion chose the reported model)."""
+    if table.empty or "val/cer" not in table or "val/psnr" not in table:
+        finding = Finding("warning", "the run logged no val/cer and val/psnr history: no epoch was validated")
+        return AuditReport("best_model", "Best-model criterion", [finding], {"choices": [], "disagreements": []})
+    choices = criterion_choices(table, cer_weight, existing_checkpoints)
+    disagreeing = disagreements(choices)
+    findings = [
+        Finding(
+            "problem",
+            f"{choice.metric} is best at epoch {choice.epoch} but {choice.checkpoint} is not in the run's checkpoint "
+            "folder: that model is lost",
+        )
+        for choice in choices
+        if choice.checkpoint_exists is False
+    ]
+    if existing_checkpoints is None:
+        findings.append(Finding("warning", "the run's checkpoint folder is unknown or absent: kept models unchecked"))
+    if disagreeing:
+        findings.append(
+            Finding(
+                "warning",
+                "the criteria pick different epochs (" + "; ".join(disagreeing) + "): report which one chose "
+                "the model, or evaluate each best_<metric> checkpoint",
+            )
+        )
+    if not findings:
+        findings.append(Finding("ok", f"every criterion picks epoch {choices[0].epoch}, and its checkpoint exists"))
+    records = [asdict(choice) for choice in choices]
+    return AuditReport(
+        audit="best_model",
+        title="Best-model criterion",
+        findings=findings,
+        details={
+            "cer_weight": cer_weight,
+            "epochs": [int(epoch) for epoch in table.index],
+            "choices": records,
+            "disagreements": disagreeing,
+            "existing_checkpoints": None if existing_checkpoints is None else sorted(existing_checkpoints),
+        },
+        markdown_sections=[
+            "## Epoch picked by each criterion\n\n"
+            + markdown_table(records, ["metric", "mode", "epoch", "value", "checkpoint", "checkpoint_exists"])
+        ],
+    )
+
+
+def plot_metric_history(table: pd.DataFrame, cer_weight: float) -> Figure:
+    """One panel per criterion: its validation curve, with the epoch it picks marked."""
+    figure = Figure(figsize=(12, 3.2), layout="constrained")
+    axes_row = figure.subplots(1, len(MONITOR_MODES))
+    if table.empty or "val/cer" not in table or "val/psnr" not in table:
+        return figure
+    table = with_combined(table, cer_weight)
+    for axes, choice in zip(axes_row, criterion_choices(table, cer_weight), strict=True):
+        values = table[choice.metric].dropna()
+        axes.plot(values.index, values.to_numpy(), marker="o", markersize=3)
+        axes.axvline(choice.epoch, color="tab:red", linestyle="--", label=f"picks epoch {choice.epoch}")
+        axes.set(title=f"{choice.metric} ({choice.mode})", xlabel="epoch")
+        axes.legend(fontsize="small")
+    return figure

@@ -8,7 +8,8 @@ same flattening rule as kedro-mlflow: nested dicts become ``.``-joined keys, eve
 
 Two comparisons make a verdict: the checkpoint's config (what really ran) against the logged params, and the
 current project config against them. A difference in the first means the run's record is wrong (``problem``);
-a difference only in the second means the project changed since the run (``warning``).
+a difference only in the second means the project changed since the run (``warning``); a run without a
+checkpoint config can only be half checked (``warning``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-MismatchKind = Literal["mismatch", "missing", "unexpected"]
-Verdict = Literal["ok", "warning", "problem"]
+from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
 
-_VERDICT_LINES: dict[str, str] = {
-    "ok": "OK: the logged params match the config that ran and the current config.",
-    "warning": "WARNING: the logged params match the config that ran, but the current config differs from them "
-    "(the project changed since this run).",
-    "problem": "PROBLEM: the logged params differ from the config the run's checkpoint says really ran.",
-}
+MismatchKind = Literal["mismatch", "missing", "unexpected"]
 
 
 @dataclass(frozen=True)
@@ -92,56 +87,56 @@ def compare_with_logged(
     return mismatches
 
 
-@dataclass
-class ConfigAuditReport:
-    """The logged params of one MLflow run compared with the current config and with its checkpoint's config."""
-
-    run_id: str
-    against_current: list[ParameterMismatch]
-    against_checkpoint: list[ParameterMismatch] | None
-    """``None`` when no checkpoint config was available."""
-    verdict: Verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "verdict": self.verdict,
-            "against_current": [asdict(mismatch) for mismatch in self.against_current],
-            "against_checkpoint": (
-                None if self.against_checkpoint is None else [asdict(mismatch) for mismatch in self.against_checkpoint]
-            ),
-        }
-
-    def to_markdown(self) -> str:
-        lines = [
-            f"# Config audit of run `{self.run_id}`",
-            "",
-            f"**Verdict: {_VERDICT_LINES[self.verdict]}**",
-            "",
-            "## Checkpoint config (what ran) vs logged params",
-            "",
-        ]
-        if self.against_checkpoint is None:
-            lines.append("No checkpoint config available: not compared.")
-        else:
-            lines.extend(_markdown_table(self.against_checkpoint))
-        lines.extend(["", "## Current config vs logged params", ""])
-        lines.extend(_markdown_table(self.against_current))
-        return "\n".join(lines) + "\n"
-
-
-def _markdown_table(mismatches: list[ParameterMismatch]) -> list[str]:
+def _mismatch_table(mismatches: list[ParameterMismatch] | None) -> str:
+    if mismatches is None:
+        return "No checkpoint config available: not compared."
     if not mismatches:
-        return ["No differences."]
+        return "No differences."
     rows = ["| key | config value | logged value | kind |", "| --- | --- | --- | --- |"]
     for mismatch in mismatches:
         cells = [mismatch.key, _cell(mismatch.expected), _cell(mismatch.logged), mismatch.kind]
         rows.append("| " + " | ".join(cells) + " |")
-    return rows
+    return "\n".join(rows)
 
 
 def _cell(value: str | None) -> str:
     return "(absent)" if value is None else f"`{value}`".replace("|", "\\|")
+
+
+def _keys(mismatches: list[ParameterMismatch], limit: int = 6) -> str:
+    shown = ", ".join(mismatch.key for mismatch in mismatches[:limit])
+    return shown + (f" and {len(mismatches) - limit} more" if len(mismatches) > limit else "")
+
+
+def _config_findings(
+    against_current: list[ParameterMismatch], against_checkpoint: list[ParameterMismatch] | None, logged: int
+) -> list[Finding]:
+    findings = []
+    if against_checkpoint:
+        findings.append(
+            Finding(
+                "problem",
+                f"the logged params differ from the config the run's checkpoint says really ran, in "
+                f"{len(against_checkpoint)} keys ({_keys(against_checkpoint)}): the run's MLflow record is wrong; "
+                "trust the checkpoint's config and fix whatever logged the params",
+            )
+        )
+    elif against_checkpoint is None:
+        findings.append(Finding("warning", "no checkpoint config available: what really ran could not be checked"))
+    if against_current:
+        findings.append(
+            Finding(
+                "warning",
+                f"the current project config differs from the run's logged params in {len(against_current)} keys "
+                f"({_keys(against_current)}): the project changed since this run, and re-running it would not "
+                "reproduce it",
+            )
+        )
+    if not findings:
+        findings.append(
+            Finding("ok", f"all {logged} logged params match the checkpoint's config and the current config")
+        )
+    return findings
 
 
 def audit_run_config(
@@ -150,16 +145,32 @@ def audit_run_config(
     current_config: Mapping[str, Any],
     checkpoint_config: Mapping[str, Any] | None,
     sections: Sequence[str],
-) -> ConfigAuditReport:
-    """Compare a run's logged params with its checkpoint's config and with the current config."""
+) -> AuditReport:
+    """Compare a run's logged params with its checkpoint's config and with the current config.
+
+    A difference from the checkpoint's config is a ``problem`` (the record is wrong); a difference only from
+    the current config is a ``warning`` (the project changed since the run).
+    """
     against_current = compare_with_logged(current_config, run_params, sections)
     against_checkpoint = (
         None if checkpoint_config is None else compare_with_logged(checkpoint_config, run_params, sections)
     )
-    if against_checkpoint:
-        verdict: Verdict = "problem"
-    elif against_current:
-        verdict = "warning"
-    else:
-        verdict = "ok"
-    return ConfigAuditReport(run_id, against_current, against_checkpoint, verdict)
+    logged = sum(1 for key in run_params if _in_sections(key, sections))
+    return AuditReport(
+        audit="config_audit",
+        title=f"Config audit of run `{run_id}`",
+        findings=_config_findings(against_current, against_checkpoint, logged),
+        details={
+            "run_id": run_id,
+            "sections": list(sections),
+            "logged_params_compared": logged,
+            "against_checkpoint": (
+                None if against_checkpoint is None else [asdict(mismatch) for mismatch in against_checkpoint]
+            ),
+            "against_current": [asdict(mismatch) for mismatch in against_current],
+        },
+        markdown_sections=[
+            "## Checkpoint config (what ran) vs logged params\n\n" + _mismatch_table(against_checkpoint),
+            "## Current config vs logged params\n\n" + _mismatch_table(against_current),
+        ],
+    )

@@ -1,0 +1,43 @@
+"""The verdict table of all audits, and which audits reach diagnostics.fail_on."""
+
+import pytest
+
+from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
+from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, worst_verdict
+
+
+def _reports() -> list[dict]:
+    return [
+        AuditReport("config_audit", "Config", [Finding("ok", "all 80 logged params match")]).to_dict(),
+        AuditReport(
+            "best_model",
+            "Best",
+            [Finding("ok", "fine"), Finding("warning", "criteria disagree"), Finding("warning", "x")],
+        ).to_dict(),
+        AuditReport("split_hygiene", "Splits", [Finding("problem", "group w1 in train and valid")]).to_dict(),
+    ]
+
+
+def test_the_summary_keeps_each_verdict_and_the_first_worst_finding():
+    summary = diagnostics_summary(_reports(), "abc123", "data_ingestion+training")
+    assert summary["verdict"] == "problem"
+    assert [(row["audit"], row["verdict"], row["findings"]) for row in summary["audits"]] == [
+        ("config_audit", "ok", 1),
+        ("best_model", "warning", 3),
+        ("split_hygiene", "problem", 1),
+    ]
+    assert summary["audits"][1]["headline"] == "criteria disagree"
+    assert "| split_hygiene | problem | 1 | group w1 in train and valid |" in summary_markdown(summary)
+
+
+@pytest.mark.parametrize(
+    ("fail_on", "failing"),
+    [(None, []), ("problem", ["split_hygiene"]), ("warning", ["best_model", "split_hygiene"])],
+)
+def test_fail_on_names_the_audits_that_reach_it(fail_on, failing):
+    assert failing_audits(diagnostics_summary(_reports(), "abc123", "training"), fail_on) == failing
+
+
+def test_an_audit_without_findings_is_ok():
+    assert AuditReport("a", "A", []).verdict == "ok"
+    assert worst_verdict(["ok", "warning", "ok"]) == "warning"
