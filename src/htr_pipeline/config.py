@@ -205,6 +205,9 @@ class DataConfig(StrictModel):
 
 # -------------------------------------------------------------------------------------------------- training
 
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[Precision, ...] = typing.get_args(Precision)
+
 MONITOR_MODES: dict[str, Literal["min", "max"]] = {
     "val/cer": "min",
     "val/psnr": "max",
@@ -367,7 +370,7 @@ class TrainingConfig(StrictModel):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``cuda`` without a GPU is an error, never a silent CPU run."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -429,7 +432,33 @@ class EvaluationConfig(StrictModel):
 
 
 class DiagnosticsConfig(StrictModel):
-    """Parameters of the ``diagnostics`` pipeline (not built yet: no key is accepted)."""
+    """Parameters of the ``diagnostics`` pipeline: which run to audit, and when a finding fails the run."""
+
+    run_id: str | None = None
+    """MLflow run id of the training run to audit; null: the latest run that trained a GAN (the newest run with
+    an ``htr.checkpoint_folder`` tag)."""
+    tracking_uri: str | None = None
+    """The MLflow store that holds the run; null: the project's own store (``conf/*/mlflow.yml``)."""
+    fail_on: Literal["problem", "warning"] | None = None
+    """``problem``: exit non-zero when any audit finds a problem (``warning``: also on warnings), after every
+    report is written; null: never (verdicts are in the reports)."""
+    checkpoint_name: CheckpointName = "best"
+    """The checkpoint of the run whose config is audited and whose recognizer reads the lines."""
+    split: Literal["train", "valid", "test"] = "valid"
+    """The lines the recognizer reads (clean images) for the CTC and label-convention audits."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(16, ge=1)
+    label_convention_margin: float = Field(0.1, gt=0.0, le=1.0)
+    """An alternative label convention that reads with a CER lower by more than this is a problem."""
+    rare_symbol_count: int = Field(5, ge=1)
+    """A charset symbol seen fewer times than this in the train split is reported as rare."""
+    gradient_problem_factor: float = Field(100.0, gt=1.0)
+    """A gradient spike this many times the run's median global norm is a problem (smaller ones warn)."""
+    near_duplicate_hash_size: int = Field(32, ge=4)
+    """Side of the perceptual hash (``imagehash.phash``): 32 gives 1,024 bits."""
+    near_duplicate_max_distance: int = Field(150, ge=0)
+    """Images of different splits whose perceptual hashes differ in at most this many bits are near-duplicates
+    (measured at hash size 32: distinct synthetic lines are >= 196 bits apart, noisy or shifted copies <= 118)."""
 
 
 class ProjectConfig(StrictModel):

@@ -1,0 +1,321 @@
+"""Gradient spikes: which layer produced each spike, in which epoch, and how far above the usual norm.
+
+The seed run logged gradient norms up to 7,494 against a mean of ~28 (a ratio of ~267) and could not say where
+they came from. Training now logs, per epoch, one :class:`~htr_pipeline.training.grad_stats.GradientSummary` per
+model (artifact ``gradients/epoch_NNN.json``: ``{"epoch": int, "generator": {...}, "discriminator": {...}}``);
+this audit reads those records back and names the spiking layers.
+
+A spike is a step whose global norm exceeded the training run's ``spike_factor`` times the median of every
+earlier step; its ratio here is that global norm over that median. Non-finite steps are judged by precision: with
+fp16 they are the loss scaler's routine overflows (the step is skipped), with fp32 or bf16 nothing explains them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter, MaxNLocator
+
+from htr_pipeline.config import PRECISIONS
+from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+
+ROUTINE_FP16_OVERFLOW_SHARE = 0.05
+"""With fp16, up to this share of a model's steps may overflow (the loss scaler backs off and retries) before it
+is a warning: more means the loss scale keeps collapsing."""
+MARKDOWN_ROW_LIMIT = 20
+
+EPOCH_COLUMNS = ["model", "epoch", "steps", "mean_global_norm", "max_global_norm", "spike_steps", "non_finite_steps"]
+STEP_COLUMNS = [
+    "model",
+    "epoch",
+    "step_in_epoch",
+    "global_step",
+    "global_norm",
+    "median_before",
+    "ratio",
+    "layer",
+    "layer_norm",
+]
+LAYER_COLUMNS = ["model", "layer", "spikes", "epochs", "largest_ratio", "largest_layer_norm"]
+
+
+# ------------------------------------------------------------------------------------------------- records
+
+
+def _sorted_by_epoch(epoch_reports: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(epoch_reports, key=lambda report: int(report["epoch"]))
+
+
+def _model_names(epoch_reports: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every model with a gradient summary ("generator", "discriminator"), in order of first appearance."""
+    names: dict[str, None] = {}
+    for report in epoch_reports:
+        names.update((key, None) for key, value in report.items() if key != "epoch" and isinstance(value, Mapping))
+    return list(names)
+
+
+def _as_float(value: Any) -> float:
+    """A logged number; a strict JSON writer may have stored nan as null."""
+    return math.nan if value is None else float(value)
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """Finite floats as they are; nan and infinities as text, which strict JSON (and kedro-viz) can read."""
+    if value is None or math.isfinite(value):
+        return value
+    return str(value)
+
+
+def _ratio(global_norm: float, median_before: float | None) -> float:
+    """How many times the median of earlier steps this step's global norm was (inf above a zero median)."""
+    if median_before is None or median_before <= 0:
+        return math.inf
+    return global_norm / median_before
+
+
+def _epoch_rows(epoch_reports: Sequence[Mapping[str, Any]], models: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": model,
+            "epoch": int(report["epoch"]),
+            "steps": int(report[model]["steps"]),
+            "mean_global_norm": _as_float(report[model]["mean_global_norm"]),
+            "max_global_norm": _as_float(report[model]["max_global_norm"]),
+            "spike_steps": int(report[model]["spike_steps"]),
+            "non_finite_steps": int(report[model]["non_finite_steps"]),
+        }
+        for model in models
+        for report in epoch_reports
+        if model in report
+    ]
+
+
+def _step_rows(
+    epoch_reports: Sequence[Mapping[str, Any]], models: Sequence[str], kind: Literal["spikes", "non_finite"]
+) -> list[dict[str, Any]]:
+    """Every spike (or non-finite step) of every epoch, in training order per model."""
+    rows = []
+    for model in models:
+        for report in epoch_reports:
+            for step in report.get(model, {}).get(kind, []):
+                global_norm = _as_float(step["global_norm"])
+                median_before = None if step["median_before"] is None else float(step["median_before"])
+                rows.append(
+                    {
+                        "model": model,
+                        "epoch": int(report["epoch"]),
+                        "global_step": int(step["global_step"]),
+                        "step_in_epoch": int(step["step_in_epoch"]),
+                        "global_norm": global_norm,
+                        "median_before": median_before,
+                        "ratio": _ratio(global_norm, median_before),
+                        "layer": str(step["layer"]),
+                        "layer_norm": _as_float(step["layer_norm"]),
+                    }
+                )
+    return rows
+
+
+def _layer_rows(spike_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, layer) that caused a spike, the largest ratio first."""
+    layers: dict[tuple[str, str], dict[str, Any]] = {}
+    for spike in spike_rows:
+        row = layers.setdefault(
+            (spike["model"], spike["layer"]),
+            {
+                "model": spike["model"],
+                "layer": spike["layer"],
+                "spikes": 0,
+                "epochs": [],
+                "largest_ratio": 0.0,
+                "largest_layer_norm": 0.0,
+            },
+        )
+        row["spikes"] += 1
+        if spike["epoch"] not in row["epochs"]:
+            row["epochs"].append(spike["epoch"])
+        row["largest_ratio"] = max(row["largest_ratio"], spike["ratio"])
+        row["largest_layer_norm"] = max(row["largest_layer_norm"], spike["layer_norm"])
+    return sorted(layers.values(), key=lambda row: row["largest_ratio"], reverse=True)
+
+
+# ------------------------------------------------------------------------------------------------ findings
+
+
+def _spike_finding(
+    model: str, epoch_rows: Sequence[Mapping[str, Any]], spike_rows: Sequence[Mapping[str, Any]], problem_factor: float
+) -> Finding:
+    steps = sum(row["steps"] for row in epoch_rows)
+    if not spike_rows:
+        largest = max((row["max_global_norm"] for row in epoch_rows), default=math.nan)
+        return Finding(
+            "ok",
+            f"{model}: no gradient spikes in {steps} steps over {len(epoch_rows)} epochs "
+            f"(largest global norm {largest:.4g})",
+        )
+    worst = max(spike_rows, key=lambda spike: spike["ratio"])
+    spiking_layers = _layer_rows(spike_rows)
+    layer_counts = ", ".join(f"{row['layer']} ({row['spikes']})" for row in spiking_layers[:3])
+    worst_text = (
+        f"{model}: {len(spike_rows)} of {steps} steps spiked (layers: {layer_counts}); the worst, in epoch "
+        f"{worst['epoch']} (step {worst['step_in_epoch']} of the epoch, global step {worst['global_step']}), had "
+        f"global norm {worst['global_norm']:.4g}, {worst['ratio']:.3g}x the median of earlier steps "
+        f"({_format_median(worst['median_before'])}), with layer {worst['layer']} the largest "
+        f"(norm {worst['layer_norm']:.4g})"
+    )
+    if worst["ratio"] >= problem_factor:
+        return Finding(
+            "problem",
+            f"{worst_text}; that is at least {problem_factor:g}x: look at {worst['layer']} (its learning rate, "
+            "normalisation, the loss terms that reach it) or clip gradients",
+        )
+    return Finding("warning", f"{worst_text}; below the {problem_factor:g}x problem factor")
+
+
+def _format_median(median_before: float | None) -> str:
+    return "none" if median_before is None else f"{median_before:.4g}"
+
+
+def _non_finite_finding(
+    model: str, epoch_rows: Sequence[Mapping[str, Any]], non_finite_rows: Sequence[Mapping[str, Any]], precision: str
+) -> Finding | None:
+    if not non_finite_rows:
+        return None
+    steps = sum(row["steps"] for row in epoch_rows)
+    share = len(non_finite_rows) / max(steps, 1)
+    first = non_finite_rows[0]
+    where = (
+        f"the first in epoch {first['epoch']} (step {first['step_in_epoch']} of the epoch, global step "
+        f"{first['global_step']}), layer {first['layer']}"
+    )
+    counted = f"{model}: {len(non_finite_rows)} of {steps} steps ({share:.1%}) had a non-finite gradient norm"
+    if precision != "fp16":
+        return Finding(
+            "problem",
+            f"{counted} under {precision}, where no loss scaler explains them; {where}: find what overflows "
+            "there (a log of zero, a division, an exploding activation)",
+        )
+    if share > ROUTINE_FP16_OVERFLOW_SHARE:
+        return Finding(
+            "warning",
+            f"{counted}: more than the {ROUTINE_FP16_OVERFLOW_SHARE:.0%} an fp16 loss scaler routinely skips, so "
+            f"the loss scale keeps collapsing; {where}; consider bf16",
+        )
+    return Finding("ok", f"{counted}: the fp16 loss scaler's routine overflows (those steps were skipped)")
+
+
+# -------------------------------------------------------------------------------------------------- report
+
+
+def gradient_spike_report(
+    epoch_reports: Sequence[Mapping[str, Any]], problem_factor: float, precision: str
+) -> AuditReport:
+    """Spikes and non-finite steps of every model over the run, attributed to layers, with a verdict.
+
+    ``epoch_reports``: the parsed ``gradients/epoch_NNN.json`` artifacts, one per epoch, in any order.
+    ``problem_factor``: a spike at least this many times the median of earlier steps is a problem, a smaller one
+    a warning. ``precision``: the run's training precision, which decides what a non-finite step means.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if problem_factor <= 0:
+        raise ValueError(f"problem_factor must be > 0 (a multiple of the median norm), got {problem_factor}")
+    if not epoch_reports:
+        return AuditReport(
+            audit="gradient_spikes",
+            title="Gradient spikes",
+            findings=[Finding("warning", "the run logged no gradient statistics (trained before this was logged?)")],
+            details={"epochs": 0, "precision": precision, "problem_factor": problem_factor},
+        )
+    ordered = _sorted_by_epoch(epoch_reports)
+    models = _model_names(ordered)
+    epoch_rows = _epoch_rows(ordered, models)
+    spike_rows = _step_rows(ordered, models, "spikes")
+    non_finite_rows = _step_rows(ordered, models, "non_finite")
+    layer_rows = _layer_rows(spike_rows)
+    findings = []
+    for model in models:
+        model_epochs = [row for row in epoch_rows if row["model"] == model]
+        findings.append(
+            _spike_finding(model, model_epochs, [row for row in spike_rows if row["model"] == model], problem_factor)
+        )
+        non_finite = _non_finite_finding(
+            model, model_epochs, [row for row in non_finite_rows if row["model"] == model], precision
+        )
+        if non_finite is not None:
+            findings.append(non_finite)
+    return AuditReport(
+        audit="gradient_spikes",
+        title="Gradient spikes",
+        findings=findings,
+        details={
+            "epochs": len(ordered),
+            "models": models,
+            "precision": precision,
+            "problem_factor": problem_factor,
+            "per_epoch": _json_safe_rows(epoch_rows),
+            "spikes": _json_safe_rows(spike_rows),
+            "non_finite_steps": _json_safe_rows(non_finite_rows),
+            "per_layer": _json_safe_rows(layer_rows),
+        },
+        markdown_sections=[
+            "## Per epoch\n\n" + markdown_table(epoch_rows, EPOCH_COLUMNS),
+            "## Layers that spiked\n\n" + markdown_table(layer_rows, LAYER_COLUMNS),
+            "## Spikes, largest ratio first\n\n"
+            + markdown_table(
+                sorted(spike_rows, key=lambda spike: spike["ratio"], reverse=True), STEP_COLUMNS, MARKDOWN_ROW_LIMIT
+            ),
+            "## Non-finite steps\n\n" + markdown_table(non_finite_rows, STEP_COLUMNS, MARKDOWN_ROW_LIMIT),
+        ],
+    )
+
+
+def _json_safe_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {key: _json_number(value) if isinstance(value, float) else value for key, value in row.items()} for row in rows
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------- plot
+
+
+def plot_gradient_spikes(epoch_reports: Sequence[Mapping[str, Any]]) -> Figure:
+    """Per model: mean and max global gradient norm per epoch (log scale), each spike marked at its norm, and
+    the epochs with non-finite steps marked by a dotted line."""
+    ordered = _sorted_by_epoch(epoch_reports)
+    models = _model_names(ordered)
+    figure = Figure(figsize=(6 * max(len(models), 1), 4.5), layout="constrained")
+    if not models:
+        figure.text(0.5, 0.5, "the run logged no gradient statistics", ha="center", va="center")
+        return figure
+    epoch_rows = _epoch_rows(ordered, models)
+    spike_rows = _step_rows(ordered, models, "spikes")
+    for axes, model in zip(figure.subplots(1, len(models), squeeze=False)[0], models, strict=True):
+        rows = [row for row in epoch_rows if row["model"] == model]
+        epochs = [row["epoch"] for row in rows]
+        axes.plot(epochs, [row["mean_global_norm"] for row in rows], marker="o", label="mean global norm")
+        axes.plot(epochs, [row["max_global_norm"] for row in rows], marker="^", label="max global norm")
+        spikes = [spike for spike in spike_rows if spike["model"] == model]
+        if spikes:
+            axes.scatter(
+                [spike["epoch"] for spike in spikes],
+                [spike["global_norm"] for spike in spikes],
+                marker="x",
+                color="tab:red",
+                zorder=3,
+                label="spike",
+            )
+        overflow_epochs = [row["epoch"] for row in rows if row["non_finite_steps"]]
+        for index, epoch in enumerate(overflow_epochs):
+            axes.axvline(epoch, color="grey", linestyle=":", label="non-finite steps" if index == 0 else None)
+        axes.set_yscale("log")
+        # Plain numbers (28, 7000) read more easily than 2.8 x 10^1, also on the minor ticks of a narrow range.
+        axes.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set(title=f"{model} gradient norm per epoch", xlabel="epoch", ylabel="global L2 norm")
+        axes.legend()
+    return figure
