@@ -30,10 +30,13 @@ def test_misplaced_key_says_where_it_belongs():
     assert "It belongs at: data.max_width" in message
 
 
-def test_key_under_a_section_without_keys_is_rejected():
+def test_unknown_diagnostics_key_is_rejected_and_a_bad_verdict_named():
     parameters = small_synthetic_parameters()
-    parameters["diagnostics"] = {"run_id": "abc"}
-    with pytest.raises(ConfigError, match=r"diagnostics\.run_id: unknown key"):
+    parameters["diagnostics"] = {"run_ids": "abc"}
+    with pytest.raises(ConfigError, match=r"diagnostics\.run_ids: unknown key"):
+        validate_parameters(parameters)
+    parameters["diagnostics"] = {"fail_on": "problems"}
+    with pytest.raises(ConfigError, match=r"diagnostics\.fail_on"):
         validate_parameters(parameters)
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from htr_pipeline.config import DataConfig, EvaluationConfig, TrainingConfig, _field_paths
+from htr_pipeline.config import DataConfig, DiagnosticsConfig, EvaluationConfig, TrainingConfig, _field_paths
 from htr_pipeline.data.splits import SPLIT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,11 @@ def test_ci_runs_the_readme_test_command():
     assert command in readme
 
 
-@pytest.mark.parametrize(("model", "section"), [(TrainingConfig, "training"), (EvaluationConfig, "evaluation")])
-def test_every_training_and_evaluation_key_is_documented(model, section):
+@pytest.mark.parametrize(
+    ("model", "section"),
+    [(TrainingConfig, "training"), (EvaluationConfig, "evaluation"), (DiagnosticsConfig, "diagnostics")],
+)
+def test_every_training_evaluation_and_diagnostics_key_is_documented(model, section):
     readme = ROOT.joinpath("README.md").read_text()
     for path in _field_paths(model, (section,)):
         name = ".".join(path)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -51,6 +55,106 @@ def checkpoint_folder_of_run(run_id: str) -> str:
             f"evaluation.checkpoint: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run"
         )
     return folder
+
+
+GRADIENT_REPORT_FOLDER = "gradients"
+"""Artifact folder of a training run's per-epoch gradient summaries (``gradients/epoch_NNN.json``)."""
+
+
+@dataclass(frozen=True)
+class TrainingRunRecord:
+    """What an MLflow store knows of one training run, read back for an audit."""
+
+    run_id: str
+    run_name: str
+    status: str
+    tracking_uri: str
+    params: dict[str, str]
+    metric_history: dict[str, list[tuple[int, float]]]
+    """``{metric: [(step, value), ...]}`` sorted by step; training logs epochs as steps."""
+    gradient_reports: list[dict[str, Any]]
+    """The ``gradients/epoch_NNN.json`` artifacts, in epoch order."""
+    checkpoint_folder: str | None
+    """From the ``htr.checkpoint_folder`` tag; None if the run never finished a GAN epoch loop."""
+
+
+class RunNotFoundError(ValueError):
+    """The run to audit is not in the store (or no training run is)."""
+
+
+def latest_training_run_id(tracking_uri: str) -> str:
+    """The newest run, over every experiment of the store, that trained a GAN (has a checkpoint folder tag)."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    runs = client.search_runs(
+        experiment_ids,
+        filter_string=f"tags.`{CHECKPOINT_FOLDER_TAG}` LIKE '%'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise RunNotFoundError(
+            f"no training run in the MLflow store {tracking_uri}: run `kedro run` (or `kedro run "
+            "--pipeline=training`) first, or name a run with diagnostics.run_id / diagnostics.tracking_uri"
+        )
+    return runs[0].info.run_id
+
+
+def read_training_run(run_id: str, tracking_uri: str) -> TrainingRunRecord:
+    """Params, full metric histories, gradient reports and checkpoint folder of one run."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except mlflow.exceptions.MlflowException as error:
+        raise RunNotFoundError(
+            f"diagnostics.run_id: run '{run_id}' is not in the MLflow store {tracking_uri} ({error.message}); "
+            "check the id in the MLflow UI, or set diagnostics.tracking_uri to the store that holds it"
+        ) from error
+    history = {
+        metric: sorted((point.step, point.value) for point in client.get_metric_history(run_id, metric))
+        for metric in sorted(run.data.metrics)
+    }
+    return TrainingRunRecord(
+        run_id=run_id,
+        run_name=run.info.run_name or "",
+        status=run.info.status,
+        tracking_uri=tracking_uri,
+        params=dict(run.data.params),
+        metric_history=history,
+        gradient_reports=_gradient_reports(client, run_id),
+        checkpoint_folder=run.data.tags.get(CHECKPOINT_FOLDER_TAG),
+    )
+
+
+def _gradient_reports(client: mlflow.MlflowClient, run_id: str) -> list[dict[str, Any]]:
+    artifacts = sorted(artifact.path for artifact in client.list_artifacts(run_id, GRADIENT_REPORT_FOLDER))
+    if not artifacts:
+        return []
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(client.download_artifacts(run_id, GRADIENT_REPORT_FOLDER, folder))
+        return [json.loads((local / Path(path).name).read_text()) for path in artifacts if path.endswith(".json")]
+
+
+def log_diagnostics(audit: str, report: Mapping[str, Any], markdown: str, figure: Any | None, verdict_tag: str) -> None:
+    """One audit's report into the active (diagnostics) run, and its verdict as a tag to filter runs by."""
+    mlflow.log_dict(dict(report), f"diagnostics/{audit}.json")
+    mlflow.log_text(markdown, f"diagnostics/{audit}.md")
+    if figure is not None:
+        mlflow.log_figure(figure, f"diagnostics/{audit}.png")
+    mlflow.set_tag(f"htr.diagnostics.{audit}", verdict_tag)
+
+
+def log_diagnostics_summary(summary: Mapping[str, Any], markdown: str) -> None:
+    mlflow.log_dict(dict(summary), "diagnostics/summary.json")
+    mlflow.log_text(markdown, "diagnostics/summary.md")
+    mlflow.set_tag("htr.diagnostics.verdict", summary["verdict"])
+
+
+def link_diagnostics_run(audited_run_id: str, audited_tracking_uri: str) -> None:
+    """Tag the diagnostics run with the run it audited, and that run with its diagnostics (same store only)."""
+    mlflow.set_tag("htr.audited_run_id", audited_run_id)
+    if audited_tracking_uri == mlflow.get_tracking_uri():
+        tag_run(audited_run_id, {"htr.diagnostics_run_id": active_run_id()})
 
 
 def log_evaluation(

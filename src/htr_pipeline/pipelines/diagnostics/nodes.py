@@ -1,0 +1,193 @@
+"""Nodes of diagnostics: find the run, call one audit of the diagnostics library each, log, return data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import mlflow
+import pandas as pd
+from matplotlib.figure import Figure
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import DataConfig, DiagnosticsConfig, TrainingConfig, validate_section
+from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.diagnostics.best_model import best_model_report, history_table, plot_metric_history
+from htr_pipeline.diagnostics.charset_coverage import charset_coverage_report, plot_charset_coverage
+from htr_pipeline.diagnostics.config_audit import audit_run_config
+from htr_pipeline.diagnostics.ctc_lengths import ctc_length_report, plot_ctc_lengths
+from htr_pipeline.diagnostics.gradient_spikes import gradient_spike_report, plot_gradient_spikes
+from htr_pipeline.diagnostics.label_convention import label_convention_report
+from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines
+from htr_pipeline.diagnostics.run_inputs import RunCheckpoint, existing_checkpoints, find_run_checkpoint, run_setting
+from htr_pipeline.diagnostics.split_hygiene import plot_split_hygiene, split_hygiene_report
+from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
+from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
+from htr_pipeline.evaluation.loading import load_recognizer_only
+from htr_pipeline.tracking import (
+    RunNotFoundError,
+    TrainingRunRecord,
+    latest_training_run_id,
+    link_diagnostics_run,
+    log_diagnostics,
+    log_diagnostics_summary,
+    read_training_run,
+)
+from htr_pipeline.training.runtime import resolve_device
+
+AUDITED_SECTIONS = ("data", "training")
+"""What a training run depends on; the evaluation and diagnostics sections may change freely."""
+
+
+class DiagnosticsFailedError(click.ClickException):
+    """An audit reached ``diagnostics.fail_on``; every report was written before this is raised."""
+
+
+class AuditedRunNotFoundError(click.ClickException):
+    """No run to audit: the message says which run and store were searched, and what to do."""
+
+
+def find_training_run(diagnostics: dict[str, Any]) -> TrainingRunRecord:
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    tracking_uri = config.tracking_uri or mlflow.get_tracking_uri()
+    try:
+        run = read_training_run(config.run_id or latest_training_run_id(tracking_uri), tracking_uri)
+    except RunNotFoundError as error:
+        raise AuditedRunNotFoundError(str(error)) from error
+    link_diagnostics_run(run.run_id, tracking_uri)
+    return run
+
+
+def load_run_checkpoint(run: TrainingRunRecord, diagnostics: dict[str, Any]) -> RunCheckpoint:
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    return find_run_checkpoint(run.checkpoint_folder, config.checkpoint_name)
+
+
+def read_lines_with_recognizer(
+    checkpoint: RunCheckpoint, manifest: pd.DataFrame, line_images: LineImageStore, diagnostics: dict[str, Any]
+) -> list[LineReading]:
+    """The checkpoint's recognizer, with the charset it was trained with, on the clean lines of one split."""
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    if checkpoint.state is None:
+        return []
+    charset = Charset.from_dict(checkpoint.state["charset"])
+    recognizer = load_recognizer_only(checkpoint.state, charset, checkpoint.path).recognizer
+    lines = manifest[
+        (manifest["split"] == config.split) & manifest["transcription"].notna() & manifest["clean_path"].notna()
+    ]
+    return read_clean_lines(recognizer, lines, line_images, charset, resolve_device(config.device), config.batch_size)
+
+
+# ------------------------------------------------------------------------------------------------ audits
+
+
+def audit_config(
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, data: dict[str, Any], training: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    validate_section(DataConfig, data, "data")
+    validate_section(TrainingConfig, training, "training")
+    current = {"data": data, "training": training}
+    report = audit_run_config(run.params, run.run_id, current, checkpoint.config, AUDITED_SECTIONS)
+    return _published(run, report)[:2]
+
+
+def audit_ctc_lengths(
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, readings: list[LineReading], manifest: pd.DataFrame
+) -> tuple[dict[str, Any], str, Figure]:
+    width_downsampling = int(run_setting(checkpoint, run.params, "training.recognizer.width_downsampling"))
+    drop_infeasible = run_setting(checkpoint, run.params, "training.drop_infeasible") == "True"
+    pretraining_losses = run.metric_history.get("recognizer/train_ctc_loss")
+    num_classes = len(checkpoint.state["charset"]["symbols"]) + 1 if checkpoint.state else 0
+    report = ctc_length_report(
+        manifest,
+        width_downsampling,
+        drop_infeasible,
+        readings if checkpoint.state is not None else None,
+        num_classes,
+        pretraining_losses[-1][1] if pretraining_losses else None,
+    )
+    return _published(run, report, plot_ctc_lengths(manifest, width_downsampling, readings))
+
+
+def audit_label_convention(
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, readings: list[LineReading], diagnostics: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    if checkpoint.state is None:
+        report = _not_checked("label_convention", "Label convention", checkpoint)
+    else:
+        report = label_convention_report(
+            [reading.logits for reading in readings],
+            [reading.reference for reading in readings],
+            Charset.from_dict(checkpoint.state["charset"]),
+            config.label_convention_margin,
+        )
+    return _published(run, report)[:2]
+
+
+def audit_charset_coverage(
+    run: TrainingRunRecord, manifest: pd.DataFrame, charset: dict[str, Any], diagnostics: dict[str, Any]
+) -> tuple[dict[str, Any], str, Figure]:
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    symbols = Charset.from_dict(charset)
+    report = charset_coverage_report(manifest, symbols, config.rare_symbol_count)
+    return _published(run, report, plot_charset_coverage(manifest, symbols, config.rare_symbol_count))
+
+
+def audit_gradient_spikes(
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, diagnostics: dict[str, Any]
+) -> tuple[dict[str, Any], str, Figure]:
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    precision = run_setting(checkpoint, run.params, "training.precision") or "fp32"
+    report = gradient_spike_report(run.gradient_reports, config.gradient_problem_factor, precision)
+    return _published(run, report, plot_gradient_spikes(run.gradient_reports))
+
+
+def audit_best_model(run: TrainingRunRecord, checkpoint: RunCheckpoint) -> tuple[dict[str, Any], str, Figure]:
+    validation_history = {metric: points for metric, points in run.metric_history.items() if metric.startswith("val/")}
+    table = history_table(validation_history)
+    cer_weight = float(run_setting(checkpoint, run.params, "training.combined_cer_weight"))
+    report = best_model_report(table, cer_weight, existing_checkpoints(run.checkpoint_folder))
+    return _published(run, report, plot_metric_history(table, cer_weight))
+
+
+def audit_split_hygiene(
+    run: TrainingRunRecord, manifest: pd.DataFrame, line_images: LineImageStore, diagnostics: dict[str, Any]
+) -> tuple[dict[str, Any], str, Figure]:
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    report = split_hygiene_report(
+        manifest, line_images, config.near_duplicate_hash_size, config.near_duplicate_max_distance
+    )
+    return _published(run, report, plot_split_hygiene(report.details))
+
+
+def summarise_diagnostics(run: TrainingRunRecord, *reports: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    summary = diagnostics_summary(reports, run.run_id, run.run_name)
+    markdown = summary_markdown(summary)
+    log_diagnostics_summary(summary, markdown)
+    return summary, markdown
+
+
+def fail_on_verdicts(summary: dict[str, Any], diagnostics: dict[str, Any]) -> None:
+    """Runs after the summary is saved, so a failing run still leaves every report behind."""
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    failing = failing_audits(summary, config.fail_on)
+    if failing:
+        raise DiagnosticsFailedError(
+            f"diagnostics.fail_on is '{config.fail_on}' and these audits reached it: {', '.join(failing)}. "
+            "Their reports are in data/08_reporting/diagnostics/ (start with summary.md)."
+        )
+
+
+def _published(
+    run: TrainingRunRecord, report: AuditReport, figure: Figure | None = None
+) -> tuple[dict[str, Any], str, Figure | None]:
+    """Log the report to the diagnostics run and return it as the catalog saves it."""
+    as_json = {**report.to_dict(), "audited_run_id": run.run_id}
+    markdown = report.to_markdown()
+    log_diagnostics(report.audit, as_json, markdown, figure, report.verdict)
+    return as_json, markdown, figure
+
+
+def _not_checked(audit: str, title: str, checkpoint: RunCheckpoint) -> AuditReport:
+    return AuditReport(audit, title, [Finding("warning", f"not checked: {checkpoint.missing_reason}")])
