@@ -123,6 +123,21 @@ def perceptual_feature_extractor(
     return frozen_copy(recognizer).to(device).trunk_features
 
 
+def build_gan_models(
+    recognizer_state: dict[str, Any], charset: Charset, config: TrainingConfig, device: torch.device
+) -> GanModels:
+    """Fresh generator and discriminator, the pre-trained recognizer (strictly loaded; frozen unless fine-tuned)."""
+    recognizer = load_recognizer(recognizer_state, charset, config, Path("recognizer_checkpoint")).to(device)
+    if config.recognizer_during_gan == "frozen":
+        recognizer.requires_grad_(False)
+    return GanModels(
+        generator=build_generator(config.generator).to(device),
+        discriminator=build_discriminator(config.discriminator, charset.num_classes).to(device),
+        recognizer=recognizer,
+        feature_extractor=perceptual_feature_extractor(config, recognizer, device),
+    )
+
+
 def gan_stage(
     manifest: pd.DataFrame,
     store: LineImageStore,
@@ -142,15 +157,7 @@ def gan_stage(
     device = resolve_device(config.device)
     seed_everything(config.seed)
     splits = line_splits(manifest, config)
-    recognizer = load_recognizer(recognizer_state, charset, config, Path("recognizer_checkpoint")).to(device)
-    models = GanModels(
-        generator=build_generator(config.generator).to(device),
-        discriminator=build_discriminator(config.discriminator, charset.num_classes).to(device),
-        recognizer=recognizer,
-        feature_extractor=perceptual_feature_extractor(config, recognizer, device),
-    )
-    if config.recognizer_during_gan == "frozen":
-        recognizer.requires_grad_(False)
+    models = build_gan_models(recognizer_state, charset, config, device)
     train_loader = line_loader(splits.train, store, charset, config, config.batch_size, training=True, device=device)
     val_loader = line_loader(splits.valid, store, charset, config, config.batch_size, training=False, device=device)
     trainer = GanTrainer(models, charset, config, device)
