@@ -91,3 +91,12 @@ def test_duplicate_source_names_are_rejected():
 def test_unknown_source_kind_is_rejected():
     with pytest.raises(ConfigError, match=r"data.sources\[0\]"):
         validate_parameters({"data": {"sources": [{"kind": "pdf_folder", "path": "x"}]}})
+
+
+def test_data_parallel_fine_tuning_is_refused_with_what_to_set():
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"devices": 2, "recognizer_during_gan": "fine_tune"}
+    with pytest.raises(ConfigError, match="set recognizer_during_gan: frozen or devices: 1"):
+        validate_parameters(parameters)
+    parameters["training"] = {"devices": 2, "speed": {"channels_last": True, "compile": False}}
+    assert validate_parameters(parameters).training.devices == 2

@@ -364,6 +364,18 @@ class RecognizerPretrainingConfig(StrictModel):
     patience: int = Field(5, ge=1)
 
 
+class SpeedConfig(StrictModel):
+    """Speed settings of the GAN stage that trade nothing in the maths (off by default: they pay on GPUs)."""
+
+    channels_last: bool = False
+    """Generator and discriminator in channels-last memory format (faster convolutions on tensor cores)."""
+    compile: bool = False
+    """``torch.compile`` the generator and discriminator (in place: checkpoints keep their keys)."""
+    cudnn_benchmark: bool = False
+    """Let cuDNN time its algorithms per shape (width-bucketed batches repeat shapes); the chosen algorithms
+    may differ between runs, so results are no longer bit-identical across runs."""
+
+
 class TrainingConfig(StrictModel):
     """Parameters of the ``training`` pipeline."""
 
@@ -374,6 +386,10 @@ class TrainingConfig(StrictModel):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
+    devices: int = Field(1, ge=1)
+    """Data-parallel processes for the GAN stage: one per GPU with ``cuda`` (NCCL), CPU processes otherwise
+    (gloo). ``batch_size`` stays the global batch: each process takes its share of every batch."""
+    speed: SpeedConfig = SpeedConfig()
     recognizer: RecognizerConfig = RecognizerConfig()
     generator: GeneratorConfig = UnetGeneratorConfig(variant="unet", channels=[16, 32, 64])
     discriminator: DiscriminatorConfig = PatchDiscriminatorConfig(variant="patch", channels=[16, 32, 64])
@@ -398,6 +414,15 @@ class TrainingConfig(StrictModel):
     """Samples whose label cannot fit the CTC time steps are an error unless this drops (and lists) them."""
     resume_from: Path | None = None
     """A training checkpoint: continue its run (and MLflow run) at the next epoch."""
+
+    @model_validator(mode="after")
+    def _data_parallel_is_supported(self) -> TrainingConfig:
+        if self.devices > 1 and self.recognizer_during_gan == "fine_tune":
+            raise ValueError(
+                "devices > 1 trains the GAN with a frozen recognizer only; set recognizer_during_gan: frozen "
+                "or devices: 1"
+            )
+        return self
 
 
 class BeamSearchConfig(StrictModel):

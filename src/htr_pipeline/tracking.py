@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,21 +15,30 @@ from typing import Any
 import mlflow
 import mlflow.pytorch
 import torch
+from mlflow.entities import Metric
 from torch import nn
 
 
 class MlflowTracker:
     """Logs epoch metrics to one MLflow run, also when another run is active (a resumed training logs into
-    the run it continues)."""
+    the run it continues), and from a spawned data-parallel worker, which is why the store is named."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, tracking_uri: str):
         self.run_id = run_id
+        self.tracking_uri = tracking_uri
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        mlflow.log_metrics(dict(metrics), step=step, run_id=self.run_id)
+        timestamp_ms = int(time.time() * 1000)
+        logged = [Metric(name, float(value), timestamp_ms, step) for name, value in metrics.items()]
+        mlflow.MlflowClient(self.tracking_uri).log_batch(self.run_id, metrics=logged)
 
     def log_dict(self, values: Mapping[str, Any], artifact_file: str) -> None:
-        mlflow.MlflowClient().log_dict(self.run_id, dict(values), artifact_file)
+        mlflow.MlflowClient(self.tracking_uri).log_dict(self.run_id, dict(values), artifact_file)
+
+
+def tracker_for_current_store() -> Callable[[str], MlflowTracker]:
+    """A picklable ``run_id -> tracker`` for the store the active run lives in."""
+    return functools.partial(MlflowTracker, tracking_uri=mlflow.get_tracking_uri())
 
 
 def active_run_id() -> str:

@@ -48,6 +48,7 @@ from htr_pipeline.training.gan_training import (
 from htr_pipeline.training.losses import ctc_loss_per_sample
 from htr_pipeline.training.runtime import DeviceUnavailableError, MemoryTracker, resolve_device, seed_everything
 from htr_pipeline.training.stages import (
+    build_gan_models,
     gan_stage,
     line_splits,
     load_recognizer,
@@ -757,3 +758,24 @@ def test_the_ctc_term_alone_trains_the_generator_through_a_frozen_recognizer(
         assert generator_gradient_norm > 0
     else:
         assert generator_gradient_norm == 0
+
+
+def test_channels_last_changes_the_memory_layout_not_the_numbers(
+    tmp_path: Path, one_epoch_run: StageRun, line_data: LineData, recognizer_state: dict[str, Any]
+):
+    fast = run_gan_stage(line_data, recognizer_state, tmp_path, "run-first", epochs=1, speed={"channels_last": True})
+    for metric in ("val/psnr", "val/ssim", "val/cer", "train/g_loss"):
+        (step, value), (expected_step, expected) = *fast.tracker.history[metric], *one_epoch_run.tracker.history[metric]
+        assert step == expected_step and value == pytest.approx(expected, rel=1e-4), metric
+    default_keys = set(read_checkpoint(one_epoch_run.folder / CHECKPOINT_LAST)["generator"])
+    assert set(read_checkpoint(tmp_path / CHECKPOINT_LAST)["generator"]) == default_keys
+
+
+def test_compiled_models_keep_their_checkpoint_keys(line_data: LineData, recognizer_state: dict[str, Any]):
+    compiled = build_gan_models(
+        recognizer_state, line_data.charset, tiny_config(speed={"compile": True}), torch.device("cpu")
+    )
+    plain = build_gan_models(recognizer_state, line_data.charset, tiny_config(), torch.device("cpu"))
+    assert compiled.generator._compiled_call_impl is not None  # compiled lazily, on the first call
+    assert list(compiled.generator.state_dict()) == list(plain.generator.state_dict())
+    assert list(compiled.discriminator.state_dict()) == list(plain.discriminator.state_dict())

@@ -53,6 +53,20 @@ class LineBatch:
             texts=self.texts,
         )
 
+    def shard(self, rank: int, world_size: int) -> LineBatch:
+        """Lines ``rank``, ``rank + world_size``, ... of the batch, keeping the batch's padded width, so every
+        process of a data-parallel run computes exactly what one process computes for those lines."""
+        rows = slice(rank, None, world_size)
+        return LineBatch(
+            sample_ids=self.sample_ids[rows],
+            degraded=self.degraded[rows],
+            clean=self.clean[rows],
+            widths=self.widths[rows],
+            labels=self.labels[rows],
+            label_lengths=self.label_lengths[rows],
+            texts=self.texts[rows],
+        )
+
 
 class LinePairDataset(Dataset[LinePair]):
     """Degraded/clean line pairs of one split, read on demand from the ingestion's image folder.

@@ -31,6 +31,7 @@ from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.training import losses
 from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.checkpoints import restore_rng_states, restore_weights, rng_states, save_checkpoint
+from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientStatistics, layer_gradient_norms
 from htr_pipeline.training.runtime import MetricTracker, autocast, grad_scaler
@@ -80,11 +81,22 @@ class EpochSums:
 class GanTrainer:
     """Owns the models, optimisers and every piece of training state that a checkpoint must hold."""
 
-    def __init__(self, models: GanModels, charset: Charset, config: TrainingConfig, device: torch.device):
+    def __init__(
+        self,
+        models: GanModels,
+        charset: Charset,
+        config: TrainingConfig,
+        device: torch.device,
+        group: DataParallelGroup = SINGLE_PROCESS,
+    ):
         self.models = models
         self.charset = charset
         self.config = config
         self.device = device
+        self.group = group
+        # What the training step calls: the models themselves, or wrappers that average gradients over processes.
+        self.training_generator = group.wrap(models.generator, device)
+        self.training_discriminator = group.wrap(models.discriminator, device)
         optimizer = config.optimizer
         self.generator_optimizer = torch.optim.Adam(
             models.generator.parameters(), lr=optimizer.lr_generator, betas=optimizer.betas
@@ -132,7 +144,7 @@ class GanTrainer:
         models, config, weights = self.models, self.config, self.config.losses.weights
         generator, discriminator, recognizer = models.generator, models.discriminator, models.recognizer
         with autocast(self.device, config.precision):
-            enhanced = generator(batch.degraded)
+            enhanced = self.training_generator(batch.degraded)
         # enhanced: (batch, 1, height, padded_width) in [0, 1]
         column_mask = _column_mask(batch.widths, enhanced.shape[-1])
 
@@ -245,8 +257,8 @@ class GanTrainer:
         self, degraded: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor
     ) -> torch.Tensor:
         if isinstance(self.config.discriminator, DualModalDiscriminatorConfig):
-            return self.models.discriminator(degraded, candidate, labels, lengths)
-        return self.models.discriminator(degraded, candidate)
+            return self.training_discriminator(degraded, candidate, labels, lengths)
+        return self.training_discriminator(degraded, candidate)
 
     def _clip_and_record(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, statistics: GradientStatistics
@@ -284,13 +296,17 @@ class GanTrainer:
         started = time.perf_counter()
         progress = tqdm(loader, desc=f"GAN epoch {self.epoch}/{self.config.epochs}", unit="batch", leave=False)
         samples = 0
+        world_size = self.group.world_size
         for batch in progress:
-            self.train_step(batch.to(self.device), ctc_factor, sums)
+            if len(batch.sample_ids) < world_size:
+                continue  # every process must get a line: a last batch smaller than the process count is skipped
+            self.train_step(batch.shard(self.group.rank, world_size).to(self.device), ctc_factor, sums)
             samples += len(batch.sample_ids)
             if sums.steps % PROGRESS_REFRESH_STEPS == 0:
                 progress.set_postfix(sums.means(("g_loss", "d_loss", "pixel_loss", "ctc_loss")))
         for scheduler in self.schedulers:
             scheduler.step()
+        sums.values = self.group.average(sums.values)  # every process balances the losses with the same means
         means = sums.means()
         update = self.balancer.update(mean_visual=means["visual_weighted"], mean_ctc=means["ctc_weighted"])
         generator_summary = self.generator_gradients.summarise()
@@ -433,6 +449,11 @@ def train_gan(
     metrics: dict[str, float] = {}
     while trainer.epoch < config.epochs:
         metrics = trainer.train_epoch(train_loader)
+        if not trainer.group.is_main:
+            # Rank 0 validates, logs and saves; the others wait for its decision to stop.
+            if trainer.group.broadcast_from_main(False):
+                break
+            continue
         validation = trainer.validate(val_loader)
         metrics |= validation.as_logged("val")
         tracker.log_metrics(metrics, step=trainer.epoch)
@@ -452,9 +473,9 @@ def train_gan(
         state = {**trainer.state_dict(), **run_metadata}
         for name in [*improved, CHECKPOINT_LAST]:
             save_checkpoint(state, checkpoint_folder / name)
-        if stopped_early:
+        if trainer.group.broadcast_from_main(stopped_early):
             break
-    if config.early_stopping is not None and config.early_stopping.restore_best_weights:
+    if trainer.group.is_main and config.early_stopping is not None and config.early_stopping.restore_best_weights:
         _restore_best(trainer, checkpoint_folder / CHECKPOINT_BEST)
     return GanTrainingOutcome(
         epochs_run=trainer.epoch,

@@ -52,6 +52,16 @@ class MetricTracker(Protocol):
     def log_dict(self, values: Mapping[str, Any], artifact_file: str) -> None: ...
 
 
+class DiscardingTracker:
+    """Where the metrics of data-parallel processes other than rank 0 go: nowhere (rank 0 logs for the run)."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_dict(self, values: Mapping[str, Any], artifact_file: str) -> None:
+        pass
+
+
 class MemoryTracker:
     """Keeps logged metrics in memory: ``history[name] = [(step, value), ...]``."""
 

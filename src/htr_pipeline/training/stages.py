@@ -18,10 +18,11 @@ from htr_pipeline.models import build_discriminator, build_generator, build_reco
 from htr_pipeline.training.checkpoints import CheckpointError, check_same_charset, load_checkpoint, restore_weights
 from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility_report
 from htr_pipeline.training.data_loading import line_loader
+from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
 from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
 from htr_pipeline.training.losses import VggFeatureExtractor
 from htr_pipeline.training.recognizer_training import pretrain_recognizer
-from htr_pipeline.training.runtime import MetricTracker, resolve_device, seed_everything
+from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,34 @@ def build_gan_models(
     recognizer = load_recognizer(recognizer_state, charset, config, Path("recognizer_checkpoint")).to(device)
     if config.recognizer_during_gan == "frozen":
         recognizer.requires_grad_(False)
+    generator = build_generator(config.generator).to(device)
+    discriminator = build_discriminator(config.discriminator, charset.num_classes).to(device)
+    for model in (generator, discriminator):
+        if config.speed.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if config.speed.compile:
+            model.compile()  # in place: the state dict keeps its keys, so checkpoints stay loadable anywhere
     return GanModels(
-        generator=build_generator(config.generator).to(device),
-        discriminator=build_discriminator(config.discriminator, charset.num_classes).to(device),
+        generator=generator,
+        discriminator=discriminator,
         recognizer=recognizer,
         feature_extractor=perceptual_feature_extractor(config, recognizer, device),
     )
+
+
+@dataclass(frozen=True)
+class GanStageInputs:
+    """Everything the GAN stage needs, picklable, so spawned data-parallel workers get it whole."""
+
+    manifest: pd.DataFrame
+    store: LineImageStore
+    charset: Charset
+    recognizer_state: dict[str, Any]
+    config: TrainingConfig
+    run_folder: Path
+    run_metadata: dict[str, Any]
+    tracker_for_run: Callable[[str], MetricTracker]
+    current_run_id: str
 
 
 def gan_stage(
@@ -151,27 +174,40 @@ def gan_stage(
 ) -> dict[str, Any]:
     """Train the GAN, or resume ``training.resume_from`` (logging into the MLflow run it continues).
 
-    Returns a summary naming the checkpoint folder, the best epoch and value of each metric, the final
-    metrics, and what the pre-flight dropped or excluded.
+    With ``training.devices`` > 1 the stage runs in that many data-parallel processes and returns rank 0's
+    summary (``tracker_for_run`` must then be picklable). Returns a summary naming the checkpoint folder, the
+    best epoch and value of each metric, the final metrics, and what the pre-flight dropped or excluded.
     """
+    inputs = GanStageInputs(
+        manifest, store, charset, recognizer_state, config, run_folder, run_metadata, tracker_for_run, current_run_id
+    )
     device = resolve_device(config.device)
+    if config.devices > 1:
+        return run_data_parallel(train_gan_in_group, inputs, config.devices, device.type)
+    return train_gan_in_group(SINGLE_PROCESS, device, inputs)
+
+
+def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: GanStageInputs) -> dict[str, Any]:
+    """The GAN stage in one process of ``group`` (all of it in a one-process run)."""
+    config = inputs.config
     seed_everything(config.seed)
-    splits = line_splits(manifest, config)
-    models = build_gan_models(recognizer_state, charset, config, device)
-    train_loader = line_loader(splits.train, store, charset, config, config.batch_size, training=True, device=device)
-    val_loader = line_loader(splits.valid, store, charset, config, config.batch_size, training=False, device=device)
-    trainer = GanTrainer(models, charset, config, device)
-    trainer.mlflow_run_id = current_run_id
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
+    splits = line_splits(inputs.manifest, config)
+    models = build_gan_models(inputs.recognizer_state, inputs.charset, config, device)
+    train_loader = line_loader(splits.train, inputs.store, inputs.charset, config, config.batch_size, True, device)
+    val_loader = line_loader(splits.valid, inputs.store, inputs.charset, config, config.batch_size, False, device)
+    trainer = GanTrainer(models, inputs.charset, config, device, group)
+    trainer.mlflow_run_id = inputs.current_run_id
     if config.resume_from is not None:
         path = Path(config.resume_from)
         resumed = load_checkpoint(path, "training.resume_from")
-        check_same_charset(resumed["charset"], charset, path)
+        check_same_charset(resumed["charset"], inputs.charset, path)
         trainer.load_state_dict(resumed, path)
-        tracker = tracker_for_run(trainer.mlflow_run_id)
-    else:
-        tracker = tracker_for_run(current_run_id)
+    tracker = inputs.tracker_for_run(trainer.mlflow_run_id) if group.is_main else DiscardingTracker()
+    if config.resume_from is None and group.is_main:
         tracker.log_metrics(trainer.validate(val_loader, restored=False).as_logged("val_degraded"), step=0)
-    outcome = train_gan(trainer, train_loader, val_loader, run_folder, run_metadata, tracker)
+    outcome = train_gan(trainer, train_loader, val_loader, inputs.run_folder, inputs.run_metadata, tracker)
     return {
         **asdict(outcome),
         "mlflow_run_id": trainer.mlflow_run_id,
@@ -179,4 +215,5 @@ def gan_stage(
         "pages_excluded": splits.pages_excluded,
         "train_lines": len(splits.train),
         "valid_lines": len(splits.valid),
+        "devices": group.world_size,
     }

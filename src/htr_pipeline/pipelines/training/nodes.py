@@ -10,7 +10,7 @@ import pandas as pd
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
 from htr_pipeline.datasets.line_image_store import LineImageStore
-from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, MlflowTracker, active_run_id, tag_run
+from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, active_run_id, tag_run, tracker_for_current_store
 from htr_pipeline.training.stages import gan_stage, recognizer_stage
 
 
@@ -18,7 +18,8 @@ def train_recognizer(
     manifest: pd.DataFrame, line_images: LineImageStore, charset: dict[str, Any], training: dict[str, Any]
 ) -> dict[str, Any]:
     config = validate_section(TrainingConfig, training, "training")
-    return recognizer_stage(manifest, line_images, Charset.from_dict(charset), config, MlflowTracker(active_run_id()))
+    tracker = tracker_for_current_store()(active_run_id())
+    return recognizer_stage(manifest, line_images, Charset.from_dict(charset), config, tracker)
 
 
 def train_restoration_gan(
@@ -47,7 +48,7 @@ def train_restoration_gan(
         config,
         training_run_folder,
         run_metadata,
-        tracker_for_run=MlflowTracker,
+        tracker_for_run=tracker_for_current_store(),
         current_run_id=active_run_id(),
     )
     tag_run(summary["mlflow_run_id"], {CHECKPOINT_FOLDER_TAG: summary["checkpoint_folder"]})
