@@ -1,6 +1,7 @@
 import unicodedata
 
 import pytest
+import torch
 
 from htr_pipeline.charset import BLANK_INDEX, Charset, UnknownSymbolError, normalise_text
 
@@ -55,3 +56,16 @@ def test_stored_form_round_trips_and_checks_the_convention():
 
 def test_normalisation_folds_whitespace():
     assert normalise_text("  a\t b \n") == "a b"
+
+
+def test_greedy_labels_on_the_device_are_the_labels_of_the_greedy_reading():
+    charset = Charset.from_texts(["abc"])
+    blank = charset.blank_index
+    # "a a - b b - b c c" collapses to "abbc"; the second path is cut at its own 4 time steps: "c a" -> "ca".
+    best_paths = torch.tensor([[1, 1, blank, 2, 2, blank, 2, 3, 3], [3, blank, 1, 1, 2, 2, 3, 3, 3]])
+    labels, lengths = Charset.greedy_labels(best_paths, torch.tensor([9, 4]))
+    assert lengths.tolist() == [4, 2]
+    assert labels.shape == (2, 9)
+    for row, length, path, steps in zip(labels.tolist(), lengths.tolist(), best_paths.tolist(), (9, 4), strict=True):
+        assert charset.decode_labels(row[:length]) == charset.decode_greedy(path[:steps])
+        assert row[length:] == [blank] * (9 - length)

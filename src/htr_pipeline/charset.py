@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 NORMALIZATION_FORM = "NFC"
 BLANK_INDEX = 0
 """CTC blank; symbol ``i`` of :attr:`Charset.symbols` has label index ``i + 1``."""
@@ -95,6 +97,21 @@ class Charset:
                 symbols.append(self._symbol_of(index))
             previous = index
         return "".join(symbols)
+
+    @staticmethod
+    def greedy_labels(best_paths: torch.Tensor, time_steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The label sequences of CTC best paths, computed on their device (no host synchronisation): merge
+        repeats, drop blanks, left-align. Labels are padded with the blank to the paths' length."""
+        # best_paths: (batch, time) int64 argmax per time step; time_steps: (batch,) each path's own length
+        batch, time = best_paths.shape
+        positions = torch.arange(time, device=best_paths.device)
+        previous = torch.cat([best_paths.new_full((batch, 1), BLANK_INDEX), best_paths[:, :-1]], dim=1)
+        kept = (positions[None, :] < time_steps[:, None]) & (best_paths != previous) & (best_paths != BLANK_INDEX)
+        # Each kept symbol goes to its rank among the kept ones; the others to a spare column, then dropped.
+        target_column = torch.where(kept, kept.cumsum(dim=1) - 1, time)
+        labels = best_paths.new_full((batch, time + 1), BLANK_INDEX)
+        labels.scatter_(1, target_column, torch.where(kept, best_paths, BLANK_INDEX))
+        return labels[:, :time], kept.sum(dim=1)
 
     def _symbol_of(self, label: int) -> str:
         if not 1 <= label <= len(self.symbols):

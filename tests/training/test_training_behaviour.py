@@ -771,11 +771,23 @@ def test_channels_last_changes_the_memory_layout_not_the_numbers(
     assert set(read_checkpoint(tmp_path / CHECKPOINT_LAST)["generator"]) == default_keys
 
 
-def test_compiled_models_keep_their_checkpoint_keys(line_data: LineData, recognizer_state: dict[str, Any]):
+@pytest.mark.slow
+def test_compiled_models_keep_their_checkpoint_keys_and_compute_what_eager_models_do(
+    line_data: LineData, recognizer_state: dict[str, Any]
+):
+    torch.manual_seed(0)
     compiled = build_gan_models(
         recognizer_state, line_data.charset, tiny_config(speed={"compile": True}), torch.device("cpu")
     )
+    torch.manual_seed(0)
     plain = build_gan_models(recognizer_state, line_data.charset, tiny_config(), torch.device("cpu"))
-    assert compiled.generator._compiled_call_impl is not None  # compiled lazily, on the first call
     assert list(compiled.generator.state_dict()) == list(plain.generator.state_dict())
     assert list(compiled.discriminator.state_dict()) == list(plain.discriminator.state_dict())
+    degraded = torch.rand(2, 1, 32, 128)
+    for model in (compiled.generator, plain.generator):
+        model(degraded).mean().backward()
+    torch.testing.assert_close(compiled.generator(degraded), plain.generator(degraded), rtol=1e-4, atol=1e-5)
+    for (name, compiled_weight), plain_weight in zip(
+        compiled.generator.named_parameters(), plain.generator.parameters(), strict=True
+    ):
+        torch.testing.assert_close(compiled_weight.grad, plain_weight.grad, rtol=1e-3, atol=1e-6, msg=name)

@@ -80,10 +80,13 @@ class TextEncoder(nn.Module):
         # text_labels: (batch, max_length) int64 label indices, BLANK_INDEX beyond each length
         # text_lengths: (batch,) int64
         batch, max_length = text_labels.shape
-        if text_lengths.shape != (batch,) or bool((text_lengths < 0).any() | (text_lengths > max_length).any()):
-            raise ValueError(
-                f"text_lengths must be (batch,) = ({batch},) values in [0, {max_length}], got {text_lengths.tolist()}"
-            )
+        if text_lengths.shape != (batch,):
+            raise ValueError(f"text_lengths must be (batch,) = ({batch},), got {tuple(text_lengths.shape)}")
+        # Checked on the device: reading the lengths back would make every training step wait for the GPU.
+        torch._assert_async(
+            ((text_lengths >= 0) & (text_lengths <= max_length)).all(),
+            f"text_lengths must be in [0, {max_length}] (the labels' padded length)",
+        )
         if max_length == 0:  # a batch of empty texts: one padding step keeps the GRU input non-empty
             text_labels = text_labels.new_full((batch, 1), BLANK_INDEX)
             max_length = 1

@@ -14,10 +14,16 @@ from htr_pipeline.config import TrainingConfig
 from htr_pipeline.data.line_batches import LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
 from htr_pipeline.datasets.line_image_store import LineImageStore
 
+COMPILED_WIDTH_STEP_PX = 64
+"""With ``training.speed.compile`` batch widths are rounded up to a multiple of this, so few shapes repeat and
+each compiles once (compiled with static shapes: inductor's dynamic-width kernels fail on the CPU in torch 2.13)."""
+
 
 def width_multiple(config: TrainingConfig) -> int:
-    """Padded batch widths are multiples of this: the recognizer's time step and the generator's deepest level."""
-    return math.lcm(config.recognizer.width_downsampling, 2 ** (len(config.generator.channels) - 1))
+    """Padded batch widths are multiples of this: the recognizer's time step and the generator's deepest level
+    (and the compiled-shape step when the models are compiled)."""
+    multiple = math.lcm(config.recognizer.width_downsampling, 2 ** (len(config.generator.channels) - 1))
+    return math.lcm(multiple, COMPILED_WIDTH_STEP_PX) if config.speed.compile else multiple
 
 
 def line_loader(

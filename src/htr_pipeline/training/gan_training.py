@@ -35,7 +35,7 @@ from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientStatistics, layer_gradient_norms
 from htr_pipeline.training.runtime import MetricTracker, autocast, grad_scaler
-from htr_pipeline.training.validation import ValidationMetrics, greedy_readings, score_lines
+from htr_pipeline.training.validation import ValidationMetrics, score_lines
 
 PROGRESS_REFRESH_STEPS = 10
 """The progress bar shows running losses every this many steps (reading them waits for the device)."""
@@ -243,15 +243,10 @@ class GanTrainer:
             return batch.labels, batch.label_lengths
         if discriminator_config.mode == "ground_truth":
             return batch.labels, batch.label_lengths
+        recognizer = self.models.recognizer
         with torch.no_grad():
-            logits = self.models.recognizer(enhanced).logits.float()
-        readings = greedy_readings(logits, batch.widths, self.models.recognizer.width_downsampling, self.charset)
-        encoded = [self.charset.encode(reading) for reading in readings]
-        lengths = torch.tensor([len(labels) for labels in encoded], dtype=torch.int64)
-        labels = torch.zeros((len(encoded), max(int(lengths.max()), 1)), dtype=torch.int64)
-        for index, sequence in enumerate(encoded):
-            labels[index, : len(sequence)] = torch.tensor(sequence, dtype=torch.int64)
-        return labels.to(self.device), lengths.to(self.device)
+            best_paths = recognizer(enhanced).logits.argmax(dim=-1)
+        return self.charset.greedy_labels(best_paths, ctc_time_steps(batch.widths, recognizer.width_downsampling))
 
     def _discriminate(
         self, degraded: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import torch._dynamo
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import TrainingConfig
@@ -25,6 +26,9 @@ from htr_pipeline.training.recognizer_training import pretrain_recognizer
 from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
+
+COMPILED_GRAPHS_PER_MODEL = 64
+"""Enough for 2,048-px lines at 64-px width steps, in training and evaluation mode."""
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,16 @@ def build_gan_models(
         recognizer.requires_grad_(False)
     generator = build_generator(config.generator).to(device)
     discriminator = build_discriminator(config.discriminator, charset.num_classes).to(device)
+    if config.speed.compile:
+        # One compiled graph per padded width and mode (train, eval): allow them all before falling back to eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_GRAPHS_PER_MODEL)
     for model in (generator, discriminator):
         if config.speed.channels_last:
             model.to(memory_format=torch.channels_last)
         if config.speed.compile:
-            model.compile()  # in place: the state dict keeps its keys, so checkpoints stay loadable anywhere
+            # In place: the state dict keeps its keys, so checkpoints stay loadable anywhere. Static shapes: the
+            # widths repeat (see COMPILED_WIDTH_STEP_PX).
+            model.compile(dynamic=False)
     return GanModels(
         generator=generator,
         discriminator=discriminator,
