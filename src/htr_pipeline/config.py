@@ -376,6 +376,15 @@ class SpeedConfig(StrictModel):
     may differ between runs, so results are no longer bit-identical across runs."""
 
 
+class PageCropsConfig(StrictModel):
+    """Train the GAN on random crops of page pairs (no text) beside the text lines."""
+
+    width: int = Field(256, ge=16)
+    """Crop width in pixels; the height is the lines' height (``data.image_height``), so crops batch with lines."""
+    crops_per_page: int = Field(32, ge=1)
+    """Crops cut from each page, at positions drawn once per run from ``training.seed``."""
+
+
 class TrainingConfig(StrictModel):
     """Parameters of the ``training`` pipeline."""
 
@@ -412,6 +421,9 @@ class TrainingConfig(StrictModel):
     """A step whose gradient norm exceeds this many times the running median counts as a spike."""
     drop_infeasible: bool = False
     """Samples whose label cannot fit the CTC time steps are an error unless this drops (and lists) them."""
+    page_crops: PageCropsConfig | None = None
+    """null: page pairs are left out of training; else the GAN also trains (and validates) on crops of them, with
+    the CTC and text terms off for those samples (they have no text)."""
     resume_from: Path | None = None
     """A training checkpoint: continue its run (and MLflow run) at the next epoch."""
 
@@ -486,6 +498,42 @@ class DiagnosticsConfig(StrictModel):
     (measured at hash size 32: distinct synthetic lines are >= 196 bits apart, noisy or shifted copies <= 118)."""
 
 
+class InferenceConfig(StrictModel):
+    """Parameters of the ``inference`` pipeline: restore (and read) a folder of your own scans."""
+
+    input_path: Path | None = None
+    """The folder of images to restore (line crops or whole pages); required by ``kedro run --pipeline=inference``."""
+    mode: Literal["lines", "pages", "auto"] = "auto"
+    """``auto``: an image at least ``line_min_aspect`` times wider than high is a line, anything else a page."""
+    line_min_aspect: float = Field(4.0, gt=0.0)
+    checkpoint: str | None = None
+    """null: ``checkpoint_name`` of the latest training run; else a ``.pt`` file or a training run's MLflow id."""
+    checkpoint_name: CheckpointName = "best"
+    ground_truth_path: Path | None = None
+    """A folder of clean or binary ground truth (``<name>_gt.png`` or ``<name>.png`` per input, 0 = ink): report
+    the DIBCO metrics (PSNR, F-measure, pseudo F-measure, DRD) per image and averaged."""
+    window_overlap: int = Field(64, ge=0)
+    """Pixels shared by neighbouring windows (lines and pages), blended with ``ramp`` weights."""
+    ramp: Literal["linear", "gaussian"] = "gaussian"
+    page_window: int = Field(256, ge=16)
+    """Side of the square windows a page is restored in, at the page's own scale."""
+    binarise: Literal["otsu", "sauvola"] | None = None
+    """Also write a binarised restoration (scikit-image); the DIBCO metrics use it (``otsu`` when null)."""
+    sauvola_window: int = Field(25, ge=3)
+    comparison_max_width: int = Field(1600, ge=100)
+    """Side-by-side comparison images are scaled down to at most this width."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    windows_per_batch: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _overlap_fits_the_window(self) -> InferenceConfig:
+        if self.window_overlap >= self.page_window:
+            raise ValueError(f"window_overlap ({self.window_overlap}) must be below page_window ({self.page_window})")
+        if self.sauvola_window % 2 == 0:
+            raise ValueError(f"sauvola_window must be odd, got {self.sauvola_window}")
+        return self
+
+
 class ProjectConfig(StrictModel):
     """All parameters of the project, one section per pipeline."""
 
@@ -493,6 +541,7 @@ class ProjectConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    inference: InferenceConfig = InferenceConfig()
 
 
 assert set(SplitCounts.model_fields) == set(SPLIT_NAMES)

@@ -102,6 +102,68 @@ class LinePairDataset(Dataset[LinePair]):
         )
 
 
+class PageCropDataset(Dataset[LinePair]):
+    """Random crops of degraded/clean page pairs, as line pairs without text (no CTC, no text loss for them).
+
+    Crop positions are drawn once from ``seed``, so every epoch and every loader worker sees the same crops, and
+    a resumed run too. Each page is read once per process and kept (pages are few, crops many).
+    """
+
+    def __init__(
+        self,
+        pages: pd.DataFrame,
+        store: LineImageStore,
+        crop_height: int,
+        crop_width: int,
+        crops_per_page: int,
+        seed: int,
+    ):
+        self.pages = pages.reset_index(drop=True)
+        self.store = store
+        self.crop_height, self.crop_width = crop_height, crop_width
+        self.crops_per_page = crops_per_page
+        self.origins = [self._crop_origins(row, seed + index) for index, row in self.pages.iterrows()]
+        self._page_images: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _crop_origins(self, page: pd.Series, seed: int) -> list[tuple[int, int]]:
+        height, width = int(page["height"]), int(page["width"])
+        if height < self.crop_height or width < self.crop_width:
+            raise ValueError(
+                f"page {page['sample_id']} ({width} x {height} px) is smaller than a {self.crop_width} x "
+                f"{self.crop_height} crop: lower training.page_crops.width or leave the page out"
+            )
+        rng = np.random.default_rng(seed)
+        tops = rng.integers(0, height - self.crop_height + 1, size=self.crops_per_page)
+        lefts = rng.integers(0, width - self.crop_width + 1, size=self.crops_per_page)
+        return list(zip(tops.tolist(), lefts.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return len(self.pages) * self.crops_per_page
+
+    @property
+    def widths(self) -> list[int]:
+        return [self.crop_width] * len(self)
+
+    def __getitem__(self, index: int) -> LinePair:
+        page_index, crop_index = divmod(index, self.crops_per_page)
+        degraded, clean = self._page(page_index)
+        top, left = self.origins[page_index][crop_index]
+        rows, columns = slice(top, top + self.crop_height), slice(left, left + self.crop_width)
+        return LinePair(
+            sample_id=f"{self.pages.at[page_index, 'sample_id']}#crop{crop_index:03d}",
+            degraded=_as_tensor(degraded[rows, columns]),
+            clean=_as_tensor(clean[rows, columns]),
+            text="",
+            labels=torch.zeros(0, dtype=torch.int64),
+        )
+
+    def _page(self, page_index: int) -> tuple[np.ndarray, np.ndarray]:
+        if page_index not in self._page_images:
+            row = self.pages.iloc[page_index]
+            self._page_images[page_index] = (self.store.read(row["degraded_path"]), self.store.read(row["clean_path"]))
+        return self._page_images[page_index]
+
+
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
     # image: (height, width) uint8 -> (1, height, width) float32 in [0, 1]
     return torch.from_numpy(image).to(torch.float32).div_(255.0).unsqueeze(0)

@@ -7,11 +7,16 @@ from functools import partial
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import TrainingConfig
-from htr_pipeline.data.line_batches import LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
+from htr_pipeline.data.line_batches import (
+    LinePairDataset,
+    PageCropDataset,
+    WidthBucketBatchSampler,
+    collate_line_pairs,
+)
 from htr_pipeline.datasets.line_image_store import LineImageStore
 
 COMPILED_WIDTH_STEP_PX = 64
@@ -34,10 +39,16 @@ def line_loader(
     batch_size: int,
     training: bool,
     device: torch.device,
+    pages: pd.DataFrame | None = None,
 ) -> DataLoader:
-    """Training loaders shuffle (by seed and epoch: call ``batch_sampler.set_epoch``) and encode labels."""
-    dataset = LinePairDataset(rows, store, charset, encode_labels=training)
-    sampler = WidthBucketBatchSampler(dataset.widths, batch_size, seed=config.seed, shuffle=training)
+    """Training loaders shuffle (by seed and epoch: call ``batch_sampler.set_epoch``) and encode labels. With
+    ``training.page_crops``, crops of ``pages`` join the lines (they have the lines' height)."""
+    dataset: Dataset = LinePairDataset(rows, store, charset, encode_labels=training)
+    widths = dataset.widths
+    if pages is not None and len(pages) and config.page_crops is not None:
+        crops = page_crops(pages, store, rows, config)
+        dataset, widths = ConcatDataset([dataset, crops]), widths + crops.widths
+    sampler = WidthBucketBatchSampler(widths, batch_size, seed=config.seed, shuffle=training)
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -46,3 +57,17 @@ def line_loader(
         pin_memory=device.type == "cuda",
         persistent_workers=config.num_workers > 0,
     )
+
+
+def page_crops(
+    pages: pd.DataFrame, store: LineImageStore, lines: pd.DataFrame, config: TrainingConfig
+) -> PageCropDataset:
+    """Crops as high as the lines, so lines and crops share batches."""
+    if lines.empty:
+        raise ValueError(
+            "training.page_crops trains page crops beside text lines, and this split has no line: add a source of "
+            "lines (the recognizer pre-trains on them) or set training.page_crops: null"
+        )
+    settings = config.page_crops
+    crop_height = int(lines["height"].iloc[0])
+    return PageCropDataset(pages, store, crop_height, settings.width, settings.crops_per_page, config.seed)

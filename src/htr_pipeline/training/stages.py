@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +38,30 @@ class LineSplits:
     valid: pd.DataFrame
     dropped_infeasible: list[str]
     pages_excluded: int
+    """Page pairs left out (all of them without ``training.page_crops``)."""
+    train_pages: pd.DataFrame
+    """Page pairs cut into crops for the GAN (empty without ``training.page_crops``)."""
+    valid_pages: pd.DataFrame
 
 
 def line_splits(manifest: pd.DataFrame, config: TrainingConfig) -> LineSplits:
-    """Train and valid lines after the CTC pre-flight; page pairs are left to page training."""
+    """Train and valid lines after the CTC pre-flight; page pairs go to page crops when configured."""
     lines = manifest[(manifest["image_type"] == "line") & manifest["split"].isin(["train", "valid"])]
     report = feasibility_report(lines, config.recognizer.width_downsampling)
     dropped = check_feasibility(report, config.drop_infeasible)
     if dropped:
         logger.warning("Dropped %d infeasible samples (training.drop_infeasible): %s", len(dropped), dropped[:20])
     kept = lines[~lines["sample_id"].isin(dropped)]
+    pages = manifest[(manifest["image_type"] == "page") & manifest["clean_path"].notna()]
+    used_pages = pages[pages["split"].isin(["train", "valid"])] if config.page_crops is not None else pages.iloc[:0]
     return LineSplits(
         train=kept[kept["split"] == "train"],
         valid=kept[kept["split"] == "valid"],
         dropped_infeasible=dropped,
-        pages_excluded=int((manifest["image_type"] == "page").sum()),
+        pages_excluded=int((manifest["image_type"] == "page").sum()) - len(used_pages),
+        train_pages=used_pages[used_pages["split"] == "train"],
+        valid_pages=used_pages[used_pages["split"] == "valid"],
     )
-
-
-# ------------------------------------------------------------------------------------------------ stage 1
 
 
 def recognizer_stage(
@@ -204,8 +210,9 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
     splits = line_splits(inputs.manifest, config)
     models = build_gan_models(inputs.recognizer_state, inputs.charset, config, device)
-    train_loader = line_loader(splits.train, inputs.store, inputs.charset, config, config.batch_size, True, device)
-    val_loader = line_loader(splits.valid, inputs.store, inputs.charset, config, config.batch_size, False, device)
+    loader_for = partial(line_loader, store=inputs.store, charset=inputs.charset, config=config, device=device)
+    train_loader = loader_for(splits.train, batch_size=config.batch_size, training=True, pages=splits.train_pages)
+    val_loader = loader_for(splits.valid, batch_size=config.batch_size, training=False, pages=splits.valid_pages)
     trainer = GanTrainer(models, inputs.charset, config, device, group)
     trainer.mlflow_run_id = inputs.current_run_id
     if config.resume_from is not None:
@@ -222,6 +229,7 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         "mlflow_run_id": trainer.mlflow_run_id,
         "dropped_infeasible": splits.dropped_infeasible,
         "pages_excluded": splits.pages_excluded,
+        "train_page_crops": len(splits.train_pages) * (config.page_crops.crops_per_page if config.page_crops else 0),
         "train_lines": len(splits.train),
         "valid_lines": len(splits.valid),
         "devices": group.world_size,
