@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -26,6 +28,15 @@ def requires_shared_data(name: str) -> pytest.MarkDecorator:
         not (SHARED_DATA / name).is_dir(),
         reason=f"real data set {SHARED_DATA / name} is absent (it lives beside the project, never inside it)",
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Small models run fastest on one thread; two competing threads contend badly on a two-core CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

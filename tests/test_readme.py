@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from htr_pipeline.config import DataConfig, DiagnosticsConfig, EvaluationConfig, TrainingConfig, _field_paths
+from htr_pipeline.config import (
+    DataConfig,
+    DiagnosticsConfig,
+    EvaluationConfig,
+    InferenceConfig,
+    TrainingConfig,
+    _field_paths,
+)
 from htr_pipeline.data.splits import SPLIT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +45,12 @@ def test_ci_runs_the_readme_test_command():
 
 @pytest.mark.parametrize(
     ("model", "section"),
-    [(TrainingConfig, "training"), (EvaluationConfig, "evaluation"), (DiagnosticsConfig, "diagnostics")],
+    [
+        (TrainingConfig, "training"),
+        (EvaluationConfig, "evaluation"),
+        (DiagnosticsConfig, "diagnostics"),
+        (InferenceConfig, "inference"),
+    ],
 )
 def test_every_training_evaluation_and_diagnostics_key_is_documented(model, section):
     readme = ROOT.joinpath("README.md").read_text()

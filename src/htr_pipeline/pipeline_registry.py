@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline
 
-from htr_pipeline.pipelines import data_ingestion, diagnostics, evaluation, training
+from htr_pipeline.pipelines import data_ingestion, diagnostics, evaluation, inference, training
 
 DEFAULT_PIPELINES: tuple[str, ...] = ("data_ingestion", "training", "evaluation")
 """Named pipelines that make up ``__default__``, in run order (also used to name MLflow runs)."""
@@ -14,6 +14,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "training": training.create_pipeline(),
         "evaluation": evaluation.create_pipeline(),
         "diagnostics": diagnostics.create_pipeline(),
+        "inference": inference.create_pipeline(),
     }
     pipelines["__default__"] = sum((pipelines[name] for name in DEFAULT_PIPELINES), Pipeline([]))
     return pipelines

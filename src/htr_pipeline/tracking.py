@@ -182,6 +182,13 @@ def log_evaluation(
         tag_run(evaluated_run_id, {"htr.evaluation_run_id": active_run_id()})
 
 
+def log_inference(summary: Mapping[str, Any]) -> None:
+    """The inference summary and its mean DIBCO scores into the active run."""
+    mlflow.log_dict(dict(summary), "inference/summary.json")
+    mlflow.log_metrics({f"inference/{key}": value for key, value in _flat_numbers(summary["mean_scores"]).items()})
+    mlflow.log_metric("inference/images_per_second", summary["images_per_second"] or 0.0)
+
+
 def log_models(models: Any, example: Any) -> None:
     """The generator and recognizer as MLflow models, with an input example and its inferred signature."""
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]

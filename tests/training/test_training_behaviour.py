@@ -100,13 +100,7 @@ def tiny_config(**overrides: Any) -> TrainingConfig:
     return validate_section(TrainingConfig, training_parameters(**overrides), "training")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; several threads contend badly on a shared CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------ data

@@ -54,9 +54,15 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
     def load(self) -> LineImageStore:
         return LineImageStore(Path(self._get_load_path()))
 
-    def save(self, data: Mapping[str, np.ndarray]) -> None:
+    def save(self, data: Mapping[str, np.ndarray | str]) -> None:
+        """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images)."""
         root = Path(self._get_save_path())
         for relative_path, image in data.items():
+            if isinstance(image, str):
+                target = root / relative_path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(image, encoding="utf-8")
+                continue
             if image.dtype != np.uint8 or image.ndim != 2:
                 raise DatasetError(f"'{relative_path}': expected a 2-D uint8 image, got {image.dtype} {image.shape}")
             target = root / relative_path

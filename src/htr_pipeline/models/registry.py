@@ -68,3 +68,8 @@ def build_discriminator(config: DiscriminatorConfig, num_classes: int) -> nn.Mod
     if isinstance(config, PatchDiscriminatorConfig):
         return discriminator_class(channels=list(config.channels))
     raise TypeError(f"no builder for discriminator config {type(config).__name__}")
+
+
+def generator_size_multiple(config: GeneratorConfig) -> int:
+    """Image sides a generator accepts are multiples of this: one halving per level below the top."""
+    return 2 ** (len(config.channels) - 1)

@@ -18,6 +18,7 @@ from htr_pipeline.data.line_batches import (
     collate_line_pairs,
 )
 from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.models import generator_size_multiple
 
 COMPILED_WIDTH_STEP_PX = 64
 """With ``training.speed.compile`` batch widths are rounded up to a multiple of this, so few shapes repeat and
@@ -27,7 +28,7 @@ each compiles once (compiled with static shapes: inductor's dynamic-width kernel
 def width_multiple(config: TrainingConfig) -> int:
     """Padded batch widths are multiples of this: the recognizer's time step and the generator's deepest level
     (and the compiled-shape step when the models are compiled)."""
-    multiple = math.lcm(config.recognizer.width_downsampling, 2 ** (len(config.generator.channels) - 1))
+    multiple = math.lcm(config.recognizer.width_downsampling, generator_size_multiple(config.generator))
     return math.lcm(multiple, COMPILED_WIDTH_STEP_PX) if config.speed.compile else multiple
 
 

@@ -1,0 +1,255 @@
+"""Restore (and read) a folder of scans with a trained checkpoint: lines and whole pages, any size.
+
+A line is resized to the model's height keeping its aspect, restored in windows of the model's maximum width
+(blended where they overlap), read by the recognizer at that height, and resized back to its own size. A page is
+restored at its own scale in square windows, band by band, so its float data never exceeds one band. With a
+ground-truth folder, restored and degraded images are binarised alike and scored with the DIBCO metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from pydantic import TypeAdapter
+from tqdm.auto import tqdm
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import GeneratorConfig, InferenceConfig
+from htr_pipeline.data.line_batches import PAPER_VALUE
+from htr_pipeline.evaluation.loading import load_restoration_models
+from htr_pipeline.inference.inputs import SkippedInput, read_grayscale
+from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_tiled
+from htr_pipeline.metrics import binarise, dibco_scores
+from htr_pipeline.models import generator_size_multiple
+from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.training.checkpoints import load_checkpoint
+
+InputKind = Literal["line", "page"]
+COMPARISON_GAP_PX = 8
+PAPER = 255
+
+
+@dataclass
+class InferenceModels:
+    generator: torch.nn.Module
+    recognizer: torch.nn.Module
+    charset: Charset
+    line_height: int
+    """The height lines were trained at (``data.image_height`` of the checkpoint's run)."""
+    line_window_width: int
+    """The widest line the model was trained on (``data.max_width``): longer lines are restored in windows."""
+    size_multiple: int
+    device: torch.device
+    description: str
+
+    def restore(self, batch: torch.Tensor) -> torch.Tensor:
+        # batch: (n, 1, height, width) float32 in [0, 1], on the CPU
+        return self.generator(batch.to(self.device)).float().clamp(0, 1).cpu()
+
+
+def load_inference_models(checkpoint: Path, device: torch.device) -> InferenceModels:
+    """Generator and recognizer of a training checkpoint, with the line size and charset it was trained with."""
+    state = load_checkpoint(checkpoint, "inference.checkpoint")
+    charset = Charset.from_dict(state["charset"])
+    models = load_restoration_models(checkpoint, charset, "inference.checkpoint")
+    data = state["config"]["data"]
+    generator_settings = TypeAdapter(GeneratorConfig).validate_python(state["generator_config"])
+    return InferenceModels(
+        generator=models.generator.to(device).eval(),
+        recognizer=models.recognizer.to(device).eval(),
+        charset=charset,
+        line_height=int(data["image_height"]),
+        line_window_width=int(data["max_width"]),
+        size_multiple=generator_size_multiple(generator_settings),
+        device=device,
+        description=models.description,
+    )
+
+
+def input_kind(image: np.ndarray, config: InferenceConfig) -> InputKind:
+    """``mode`` decides; ``auto``: at least ``line_min_aspect`` times wider than high is a line."""
+    if config.mode != "auto":
+        return "line" if config.mode == "lines" else "page"
+    height, width = image.shape
+    return "line" if width >= config.line_min_aspect * height else "page"
+
+
+# ------------------------------------------------------------------------------------------------ one image
+
+
+@torch.no_grad()
+def restore_line(image: np.ndarray, models: InferenceModels, config: InferenceConfig) -> tuple[np.ndarray, str]:
+    """The restored line at the input's own size, and the recognizer's reading of it."""
+    # image: (height, width) uint8
+    at_model_height, _ = resize_to_height(image, models.line_height)
+    window_width = models.line_window_width - models.line_window_width % models.size_multiple
+    restored = restore_tiled(
+        at_model_height,
+        models.restore,
+        window_height=models.line_height,
+        window_width=window_width,
+        overlap=min(config.window_overlap, window_width // 2),
+        ramp=config.ramp,
+        size_multiple=models.size_multiple,
+        tiles_per_batch=config.windows_per_batch,
+    )
+    return resize_to(restored, *image.shape), read_line(restored, models)
+
+
+def read_line(line: np.ndarray, models: InferenceModels) -> str:
+    """Greedy reading of a line at the model's height (the recognizer reads any width)."""
+    # line: (line_height, width) uint8
+    width_downsampling = models.recognizer.width_downsampling
+    padded_width = math.ceil(line.shape[1] / width_downsampling) * width_downsampling
+    pixels = torch.full((1, 1, line.shape[0], padded_width), PAPER_VALUE)  # padded with paper, as in training
+    pixels[0, 0, :, : line.shape[1]] = torch.from_numpy(line).float().div(255.0)
+    logits = models.recognizer(pixels.to(models.device)).logits.float()
+    steps = ctc_time_steps(line.shape[1], width_downsampling)
+    return models.charset.decode_greedy(logits[0, :steps].argmax(dim=-1).tolist())
+
+
+def restore_page(image: np.ndarray, models: InferenceModels, config: InferenceConfig) -> np.ndarray:
+    window = config.page_window - config.page_window % models.size_multiple
+    return restore_tiled(
+        image,
+        models.restore,
+        window_height=window,
+        window_width=window,
+        overlap=config.window_overlap,
+        ramp=config.ramp,
+        size_multiple=models.size_multiple,
+        tiles_per_batch=config.windows_per_batch,
+        progress=True,
+    )
+
+
+def comparison_image(panels: Sequence[np.ndarray], kind: InputKind, max_width: int) -> np.ndarray:
+    """Input, restored (and binarised) side by side for pages, stacked for lines; scaled to ``max_width``."""
+    gap_shape = (panels[0].shape[0], COMPARISON_GAP_PX) if kind == "page" else (COMPARISON_GAP_PX, panels[0].shape[1])
+    gap = np.full(gap_shape, PAPER // 2, dtype=np.uint8)
+    pieces = [piece for panel in panels for piece in (panel, gap)][:-1]
+    joined = np.hstack(pieces) if kind == "page" else np.vstack(pieces)
+    if joined.shape[1] <= max_width:
+        return joined
+    height = max(1, round(joined.shape[0] * max_width / joined.shape[1]))
+    return np.asarray(Image.fromarray(joined).resize((max_width, height), Image.Resampling.BILINEAR))
+
+
+def ground_truth_file(image_path: Path, folder: Path) -> Path | None:
+    """``<name>_gt.<ext>`` or ``<name>.<ext>`` in ``folder`` (any extension), as paired folders name them."""
+    for candidate in sorted(folder.glob(f"{image_path.stem}_gt.*")) + sorted(folder.glob(f"{image_path.stem}.*")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def truth_scores(
+    restored: np.ndarray, degraded: np.ndarray, truth: np.ndarray, config: InferenceConfig
+) -> dict[str, float]:
+    """DIBCO metrics of the restored and of the degraded image, both binarised the same way, against the truth's
+    ink (dark pixels of the ground truth)."""
+    if truth.shape != restored.shape:
+        raise ValueError(
+            f"ground truth is {truth.shape[1]} x {truth.shape[0]} px, the image {restored.shape[1]} x "
+            f"{restored.shape[0]} px: they must be the same size"
+        )
+    method = config.binarise or "otsu"
+    ink_truth = truth < 128
+    scores = {}
+    for name, image in (("restored", restored), ("degraded", degraded)):
+        ink = binarise(image, method, config.sauvola_window)
+        scores |= {f"{name}_{metric}": value for metric, value in dibco_scores(ink, ink_truth).items()}
+    return scores
+
+
+# ------------------------------------------------------------------------------------------------ a folder
+
+
+@dataclass
+class InferenceResult:
+    files: dict[str, np.ndarray | str]
+    """Relative path -> image or text, saved as one versioned folder."""
+    table: pd.DataFrame
+    """One row per input: kind, size, transcription, seconds, DIBCO scores when there is ground truth."""
+    summary: dict[str, Any]
+
+
+def run_inference(
+    inputs: Sequence[Path], skipped: Sequence[SkippedInput], models: InferenceModels, config: InferenceConfig
+) -> InferenceResult:
+    files: dict[str, np.ndarray | str] = {}
+    rows = []
+    started = time.perf_counter()
+    for path in tqdm(inputs, desc="inference", unit="image"):
+        row, outputs = _infer_one(path, models, config)
+        rows.append(row)
+        files |= outputs
+    seconds = time.perf_counter() - started
+    table = pd.DataFrame(rows)
+    return InferenceResult(files, table, _summary(table, skipped, models, config, seconds))
+
+
+def _infer_one(path: Path, models: InferenceModels, config: InferenceConfig) -> tuple[dict[str, Any], dict]:
+    started = time.perf_counter()
+    image = read_grayscale(path)
+    kind = input_kind(image, config)
+    if kind == "line":
+        restored, transcription = restore_line(image, models, config)
+    else:
+        restored, transcription = restore_page(image, models, config), None
+    name = path.stem
+    outputs: dict[str, np.ndarray | str] = {f"restored/{name}.png": restored}
+    panels = [image, restored]
+    if config.binarise is not None:
+        binary = np.where(binarise(restored, config.binarise, config.sauvola_window), 0, 255).astype(np.uint8)
+        outputs[f"binarised/{name}.png"] = binary
+        panels.append(binary)
+    if transcription is not None:
+        outputs[f"transcriptions/{name}.txt"] = transcription + "\n"
+    outputs[f"comparison/{name}.png"] = comparison_image(panels, kind, config.comparison_max_width)
+    row: dict[str, Any] = {
+        "file": path.name,
+        "kind": kind,
+        "width": image.shape[1],
+        "height": image.shape[0],
+        "transcription": transcription,
+    }
+    truth_path = ground_truth_file(path, config.ground_truth_path) if config.ground_truth_path else None
+    if config.ground_truth_path is not None:
+        row["ground_truth"] = truth_path.name if truth_path else None
+    if truth_path is not None:
+        row |= truth_scores(restored, image, read_grayscale(truth_path), config)
+    row["seconds"] = time.perf_counter() - started
+    return row, outputs
+
+
+def _summary(
+    table: pd.DataFrame,
+    skipped: Sequence[SkippedInput],
+    models: InferenceModels,
+    config: InferenceConfig,
+    seconds: float,
+) -> dict[str, Any]:
+    scored = [column for column in table.columns if column.startswith(("restored_", "degraded_"))]
+    return {
+        "checkpoint": models.description,
+        "input_path": str(config.input_path),
+        "inputs": len(table),
+        "lines": int((table["kind"] == "line").sum()) if len(table) else 0,
+        "pages": int((table["kind"] == "page").sum()) if len(table) else 0,
+        "skipped": [{"path": item.path, "reason": item.reason} for item in skipped],
+        "seconds": seconds,
+        "images_per_second": len(table) / seconds if seconds > 0 else None,
+        "with_ground_truth": int(table["ground_truth"].notna().sum()) if "ground_truth" in table else 0,
+        "binarisation_for_metrics": config.binarise or "otsu",
+        "mean_scores": {column: float(table[column].mean()) for column in scored},
+    }

@@ -1,0 +1,56 @@
+"""Node of inference: pick the checkpoint and the input folder, call the inference library, log, return data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+
+from htr_pipeline.config import InferenceConfig, validate_section
+from htr_pipeline.evaluation.loading import checkpoint_file
+from htr_pipeline.inference.inputs import list_input_images
+from htr_pipeline.inference.restoration import load_inference_models, run_inference
+from htr_pipeline.tracking import checkpoint_folder_of_run, log_inference
+from htr_pipeline.training.runtime import resolve_device
+
+
+class InferenceInputError(click.ClickException):
+    """No folder to restore, or nothing in it that Pillow reads: the message says what to set."""
+
+
+def restore_folder(
+    training_summary: dict[str, Any], inference: dict[str, Any]
+) -> tuple[dict[str, np.ndarray | str], pd.DataFrame, dict[str, Any]]:
+    config = validate_section(InferenceConfig, inference, "inference")
+    inputs, skipped = _input_images(config)
+    models = load_inference_models(_checkpoint(config, training_summary), resolve_device(config.device))
+    result = run_inference(inputs, skipped, models, config)
+    log_inference(result.summary)
+    return result.files, result.table, result.summary
+
+
+def _input_images(config: InferenceConfig) -> tuple[list[Path], list]:
+    if config.input_path is None:
+        raise InferenceInputError(
+            "inference.input_path is not set: name the folder of images to restore, e.g. "
+            "`kedro run --pipeline=inference --params=inference.input_path=/path/to/scans`"
+        )
+    try:
+        inputs, skipped = list_input_images(config.input_path)
+    except FileNotFoundError as error:
+        raise InferenceInputError(str(error)) from error
+    if not inputs:
+        reasons = "; ".join(f"{item.path}: {item.reason}" for item in skipped[:5]) or "the folder is empty"
+        raise InferenceInputError(f"inference.input_path {config.input_path} holds no image Pillow reads ({reasons})")
+    return inputs, skipped
+
+
+def _checkpoint(config: InferenceConfig, training_summary: dict[str, Any]) -> Path:
+    if config.checkpoint is None:
+        return checkpoint_file(training_summary["checkpoint_folder"], config.checkpoint_name)
+    if Path(config.checkpoint).suffix == ".pt":
+        return Path(config.checkpoint)
+    return checkpoint_file(checkpoint_folder_of_run(config.checkpoint), config.checkpoint_name)
