@@ -58,13 +58,12 @@ def tag_run(run_id: str, tags: Mapping[str, str]) -> None:
         client.set_tag(run_id, key, value)
 
 
-def checkpoint_folder_of_run(run_id: str) -> str:
+def checkpoint_folder_of_run(run_id: str, config_key: str) -> str:
+    """The checkpoint folder of a training run; ``config_key`` names the setting that gave the run id."""
     run = mlflow.MlflowClient().get_run(run_id)
     folder = run.data.tags.get(CHECKPOINT_FOLDER_TAG)
     if folder is None:
-        raise ValueError(
-            f"evaluation.checkpoint: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run"
-        )
+        raise ValueError(f"{config_key}: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run")
     return folder
 
 
@@ -186,7 +185,8 @@ def log_inference(summary: Mapping[str, Any]) -> None:
     """The inference summary and its mean DIBCO scores into the active run."""
     mlflow.log_dict(dict(summary), "inference/summary.json")
     mlflow.log_metrics({f"inference/{key}": value for key, value in _flat_numbers(summary["mean_scores"]).items()})
-    mlflow.log_metric("inference/images_per_second", summary["images_per_second"] or 0.0)
+    if summary["images_per_second"] is not None:
+        mlflow.log_metric("inference/images_per_second", summary["images_per_second"])
 
 
 def log_models(models: Any, example: Any) -> None:

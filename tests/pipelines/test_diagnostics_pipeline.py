@@ -6,20 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.entities import Param
 
 from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
 from htr_pipeline.pipelines.diagnostics.pipeline import AUDITS
-from tests.pipelines.test_training_pipeline import _client, _parameters, _run, _runs
+from tests.pipelines.test_training_pipeline import _client, _run, _runs
 
 REPORTS = Path("data/08_reporting/diagnostics")
-
-
-@pytest.fixture
-def training_project(kedro_project: Path) -> Path:
-    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(_parameters()))
-    return kedro_project
 
 
 def _latest(project: Path, name: str) -> Path:

@@ -7,18 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from htr_pipeline.pipelines.inference.nodes import InferenceInputError, restore_folder
 from tests.conftest import write_line_png
-from tests.pipelines.test_training_pipeline import _parameters, _run
-
-
-@pytest.fixture
-def training_project(kedro_project: Path) -> Path:
-    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(_parameters()))
-    return kedro_project
+from tests.pipelines.test_training_pipeline import _run
 
 
 def _scans(folder: Path) -> tuple[Path, Path]:

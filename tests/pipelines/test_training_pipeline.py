@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
@@ -33,12 +32,6 @@ def _parameters() -> dict:
     parameters = small_synthetic_parameters()
     parameters["training"] = TINY_TRAINING
     return parameters
-
-
-@pytest.fixture
-def training_project(kedro_project: Path) -> Path:
-    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(_parameters()))
-    return kedro_project
 
 
 def _run(project: Path, pipeline: str | None = None, runtime_params: dict | None = None):

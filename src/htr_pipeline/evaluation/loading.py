@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,28 @@ def checkpoint_file(folder: str | Path, checkpoint_name: str) -> Path:
     return Path(folder) / f"{checkpoint_name}.pt"
 
 
+def training_checkpoint(
+    setting: str | None,
+    checkpoint_name: str,
+    latest_run_folder: str,
+    folder_of_run: Callable[[str], str],
+) -> Path:
+    """The checkpoint a ``checkpoint`` setting names: null, the latest run's ``checkpoint_name``; a ``.pt`` file;
+    else a training run's id, whose folder ``folder_of_run`` finds."""
+    if setting is None:
+        return checkpoint_file(latest_run_folder, checkpoint_name)
+    if Path(setting).suffix == ".pt":
+        return Path(setting)
+    return checkpoint_file(folder_of_run(setting), checkpoint_name)
+
+
 def load_restoration_models(path: Path, charset: Charset, config_key: str) -> RestorationModels:
     """Generator and recognizer of a training checkpoint, built from the settings stored in it."""
-    state = load_checkpoint(path, config_key)
+    return restoration_models_from_state(load_checkpoint(path, config_key), charset, path)
+
+
+def restoration_models_from_state(state: dict[str, Any], charset: Charset, path: Path) -> RestorationModels:
+    """As :func:`load_restoration_models`, for a checkpoint already loaded from ``path``."""
     check_same_charset(state["charset"], charset, path)
     generator = build_generator(TypeAdapter(GeneratorConfig).validate_python(state["generator_config"]))
     restore_weights(generator, state["generator"], "generator", path)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import GeneratorConfig, InferenceConfig
 from htr_pipeline.data.line_batches import PAPER_VALUE
-from htr_pipeline.evaluation.loading import load_restoration_models
+from htr_pipeline.evaluation.loading import restoration_models_from_state
 from htr_pipeline.inference.inputs import SkippedInput, read_grayscale
 from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_tiled
 from htr_pipeline.metrics import binarise, dibco_scores
@@ -35,7 +35,8 @@ from htr_pipeline.training.checkpoints import load_checkpoint
 
 InputKind = Literal["line", "page"]
 COMPARISON_GAP_PX = 8
-PAPER = 255
+COMPARISON_GAP_GREY = 128
+"""Mid grey between the panels of a comparison image: distinct from paper and from ink."""
 
 
 @dataclass
@@ -60,7 +61,7 @@ def load_inference_models(checkpoint: Path, device: torch.device) -> InferenceMo
     """Generator and recognizer of a training checkpoint, with the line size and charset it was trained with."""
     state = load_checkpoint(checkpoint, "inference.checkpoint")
     charset = Charset.from_dict(state["charset"])
-    models = load_restoration_models(checkpoint, charset, "inference.checkpoint")
+    models = restoration_models_from_state(state, charset, checkpoint)
     data = state["config"]["data"]
     generator_settings = TypeAdapter(GeneratorConfig).validate_python(state["generator_config"])
     return InferenceModels(
@@ -135,7 +136,7 @@ def restore_page(image: np.ndarray, models: InferenceModels, config: InferenceCo
 def comparison_image(panels: Sequence[np.ndarray], kind: InputKind, max_width: int) -> np.ndarray:
     """Input, restored (and binarised) side by side for pages, stacked for lines; scaled to ``max_width``."""
     gap_shape = (panels[0].shape[0], COMPARISON_GAP_PX) if kind == "page" else (COMPARISON_GAP_PX, panels[0].shape[1])
-    gap = np.full(gap_shape, PAPER // 2, dtype=np.uint8)
+    gap = np.full(gap_shape, COMPARISON_GAP_GREY, dtype=np.uint8)
     pieces = [piece for panel in panels for piece in (panel, gap)][:-1]
     joined = np.hstack(pieces) if kind == "page" else np.vstack(pieces)
     if joined.shape[1] <= max_width:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ from htr_pipeline.config import EvaluationConfig, validate_section
 from htr_pipeline.datasets.line_image_store import LineImageStore
 from htr_pipeline.evaluation.loading import (
     RestorationModels,
-    checkpoint_file,
     load_recognizer_only,
     load_restoration_models,
+    training_checkpoint,
 )
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
 from htr_pipeline.tracking import checkpoint_folder_of_run, log_evaluation, log_models
@@ -52,10 +53,10 @@ def _models_to_evaluate(
             return load_recognizer_only(recognizer_state, charset, Path("recognizer_checkpoint (latest)"))
         path = Path(config.checkpoint)
         return load_recognizer_only(load_checkpoint(path, "evaluation.checkpoint"), charset, path)
-    if config.checkpoint is None:
-        folder = training_summary["checkpoint_folder"]
-    elif Path(config.checkpoint).suffix == ".pt":
-        return load_restoration_models(Path(config.checkpoint), charset, "evaluation.checkpoint")
-    else:
-        folder = checkpoint_folder_of_run(config.checkpoint)
-    return load_restoration_models(checkpoint_file(folder, config.checkpoint_name), charset, "evaluation.checkpoint")
+    path = training_checkpoint(
+        config.checkpoint,
+        config.checkpoint_name,
+        training_summary["checkpoint_folder"],
+        partial(checkpoint_folder_of_run, config_key="evaluation.checkpoint"),
+    )
+    return load_restoration_models(path, charset, "evaluation.checkpoint")

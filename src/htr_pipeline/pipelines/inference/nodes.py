@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from htr_pipeline.config import InferenceConfig, validate_section
-from htr_pipeline.evaluation.loading import checkpoint_file
+from htr_pipeline.evaluation.loading import training_checkpoint
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.restoration import load_inference_models, run_inference
 from htr_pipeline.tracking import checkpoint_folder_of_run, log_inference
@@ -26,7 +27,13 @@ def restore_folder(
 ) -> tuple[dict[str, np.ndarray | str], pd.DataFrame, dict[str, Any]]:
     config = validate_section(InferenceConfig, inference, "inference")
     inputs, skipped = _input_images(config)
-    models = load_inference_models(_checkpoint(config, training_summary), resolve_device(config.device))
+    checkpoint = training_checkpoint(
+        config.checkpoint,
+        config.checkpoint_name,
+        training_summary["checkpoint_folder"],
+        partial(checkpoint_folder_of_run, config_key="inference.checkpoint"),
+    )
+    models = load_inference_models(checkpoint, resolve_device(config.device))
     result = run_inference(inputs, skipped, models, config)
     log_inference(result.summary)
     return result.files, result.table, result.summary
@@ -46,11 +53,3 @@ def _input_images(config: InferenceConfig) -> tuple[list[Path], list]:
         reasons = "; ".join(f"{item.path}: {item.reason}" for item in skipped[:5]) or "the folder is empty"
         raise InferenceInputError(f"inference.input_path {config.input_path} holds no image Pillow reads ({reasons})")
     return inputs, skipped
-
-
-def _checkpoint(config: InferenceConfig, training_summary: dict[str, Any]) -> Path:
-    if config.checkpoint is None:
-        return checkpoint_file(training_summary["checkpoint_folder"], config.checkpoint_name)
-    if Path(config.checkpoint).suffix == ".pt":
-        return Path(config.checkpoint)
-    return checkpoint_file(checkpoint_folder_of_run(config.checkpoint), config.checkpoint_name)
