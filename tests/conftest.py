@@ -58,6 +58,17 @@ def write_line_png(path: Path, width: int = 120, height: int = 32, seed: int = 0
     return path
 
 
+TINY_JUDGE = {
+    "seed": 11,
+    "recognizer": {"conv_channels": [8, 16], "width_downsampling": 4, "lstm_hidden": 12, "lstm_layers": 1},
+}
+"""A judge as small as the tiny in-loop recognizers of the tests, with its own seed and width."""
+
+SMOKE_GATE = {"max_val_cer": 10.0}
+"""Tiny recognizers trained for an epoch or two cannot read yet; smoke runs open the gate between the stages
+(tests/training/test_recognizer_gate.py shows it shut)."""
+
+
 def small_synthetic_parameters(train: int = 24, valid: int = 6, test: int = 6) -> dict:
     return {
         "data": {

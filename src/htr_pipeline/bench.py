@@ -494,7 +494,9 @@ def measure_evaluation(
     """Lines/s of the evaluation library scoring lines with a generator and the recognizer, as evaluation does."""
     training = config.training
     generator = build_generator(training.generator).to(device)
-    recognizer = load_recognizer(recognizer_state, lines.charset, training, Path("recognizer_checkpoint")).to(device)
+    recognizer = load_recognizer(
+        recognizer_state, lines.charset, training.recognizer, Path("recognizer_checkpoint")
+    ).to(device)
     rows = lines.rows.head(bench.eval_lines)
     dataset = LinePairDataset(rows, lines.store, lines.charset, encode_labels=False)
     # Batched as the evaluation pipeline batches: in width order, padded to what both models accept.

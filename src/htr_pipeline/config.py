@@ -231,6 +231,11 @@ class RecognizerConfig(StrictModel):
     lstm_hidden: int = Field(128, ge=1)
     lstm_layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    column_pooling: Literal["max", "mean"] = "max"
+    """How the conv trunk's rows become one feature vector per column: ``max`` (HTR-best-practices) or ``mean``."""
+    ctc_shortcut: bool = True
+    """An auxiliary CTC head on the trunk's columns (Retsinas et al. 2022), trained with weight
+    ``recognizer_pretraining.shortcut_weight``; readings never come from it."""
 
     @model_validator(mode="after")
     def _downsampling_fits_the_blocks(self) -> RecognizerConfig:
@@ -355,13 +360,55 @@ class OptimizerConfig(StrictModel):
     """Clip each model's global gradient norm to this; null = no clipping."""
 
 
+class AugmentationConfig(StrictModel):
+    """Standard HTR augmentation of the lines a recognizer trains on (never of the GAN's pairs)."""
+
+    probability: float = Field(0.5, ge=0.0, le=1.0)
+    """Share of training lines augmented; the others are read as they are."""
+    rotation_degrees: float = Field(1.5, ge=0.0, le=10.0)
+    shear: float = Field(0.3, ge=0.0, le=1.0)
+    """Horizontal shear (slant) factor, drawn from [-shear, shear]."""
+    scale: float = Field(0.08, ge=0.0, lt=0.5)
+    """Relative size change, drawn from [-scale, scale]."""
+    elastic_px: float = Field(1.5, ge=0.0, le=8.0)
+    """Standard deviation of a smooth random displacement, in pixels (0: none)."""
+    morphology_probability: float = Field(0.4, ge=0.0, le=1.0)
+    """Share of augmented lines whose strokes are dilated or eroded by one 3 x 3 step (half each)."""
+    contrast: float = Field(0.4, ge=0.0, lt=1.0)
+    """Ink darkness is multiplied by a factor drawn from [1 - contrast, 1]."""
+
+
 class RecognizerPretrainingConfig(StrictModel):
-    """Stage 1: the recognizer on clean train lines, early-stopped on val CER."""
+    """Stage 1: the recognizer on clean train lines, early-stopped on val CER, then gated by ``max_val_cer``.
+
+    The recipe follows what makes small HTR sets learn (README, "How the recognizer learns real lines"): a step
+    schedule with warm-up, the CTC shortcut's auxiliary loss, augmentation, and early stopping that cannot fire on
+    the all-blank plateau every CTC model sits on first.
+    """
 
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
+    """Peak learning rate (Adam), reached after ``warmup_steps``."""
+    warmup_steps: int = Field(200, ge=0)
+    """Optimiser steps of linear warm-up from 0 to ``learning_rate``."""
+    schedule: Literal["constant", "cosine"] = "cosine"
+    """After warm-up: keep the peak, or decay it along a cosine to 1 % of the peak at the last epoch's end."""
+    shortcut_weight: float = Field(0.1, ge=0.0)
+    """Weight of the CTC shortcut head's loss (needs ``training.recognizer.ctc_shortcut``)."""
+    augmentation: AugmentationConfig | None = AugmentationConfig()
+    """null: train on the lines as they are."""
     patience: int = Field(5, ge=1)
+    """Epochs without a better val CER before stopping, counted only once the CER is below ``patience_from_cer``
+    and ``min_steps`` have run."""
+    patience_from_cer: float = Field(0.9, gt=0.0, le=1.0)
+    """A CTC recognizer first reads nothing (val CER ~1.0) for hundreds of steps; patience only counts once val
+    CER has fallen below this, so early stopping never ends a run on that plateau."""
+    min_steps: int = Field(0, ge=0)
+    """Optimiser steps that run before early stopping may stop."""
+    max_val_cer: float = Field(0.5, gt=0.0)
+    """The gate between the stages: a recognizer whose best val CER is above this stops the training node before
+    any GAN epoch (also one loaded from ``training.recognizer_checkpoint``)."""
 
 
 class SpeedConfig(StrictModel):
@@ -385,6 +432,25 @@ class PageCropsConfig(StrictModel):
     """Crops cut from each page, at positions drawn once per run from ``training.seed``."""
 
 
+JUDGE_RECOGNIZER_DEFAULTS: dict[str, Any] = {"conv_channels": [16, 32, 48, 80], "lstm_hidden": 96, "dropout": 0.2}
+"""The judge's architecture unless set: narrower than the in-loop default, more dropout; its width downsampling
+follows ``training.recognizer``'s, so both read the same padded lines."""
+
+
+class JudgeConfig(StrictModel):
+    """A second recognizer trained on the clean train lines, independent of the one in the GAN's loop: no GAN
+    loss ever sees it, so a CER gain it measures cannot come from a generator that learnt to please its own
+    recognizer (GAN-HTR, "Enhance to read better", 2022). Evaluation's headline figures are the judge's."""
+
+    seed: int = 1234
+    """Must differ from ``training.seed``."""
+    recognizer: RecognizerConfig = RecognizerConfig(**JUDGE_RECOGNIZER_DEFAULTS)
+    """Must differ from ``training.recognizer``; ``width_downsampling``, unless given, is the in-loop one's."""
+
+
+ReferenceRecognizerBaseline = Literal["degraded_trained"]
+
+
 class TrainingConfig(StrictModel):
     """Parameters of the ``training`` pipeline."""
 
@@ -404,7 +470,14 @@ class TrainingConfig(StrictModel):
     discriminator: DiscriminatorConfig = PatchDiscriminatorConfig(variant="patch", channels=[16, 32, 64])
     recognizer_pretraining: RecognizerPretrainingConfig = RecognizerPretrainingConfig()
     recognizer_checkpoint: Path | None = None
-    """Skip stage 1 and load this recognizer (strictly: same charset and shapes)."""
+    """Skip stage 1 and load this recognizer (strictly: same charset and shapes); the gate still applies."""
+    judge: JudgeConfig | None = JudgeConfig()
+    """The independent recognizer evaluation reads with; null: none (evaluation then reports the in-loop
+    recognizer alone, and says so)."""
+    baselines: list[ReferenceRecognizerBaseline] = []
+    """``degraded_trained``: also train a recognizer (``training.recognizer`` settings) on the degraded train
+    lines; evaluation scores it on the degraded test lines beside the enhanced figures, answering whether
+    restoration beats training on degraded data."""
     recognizer_during_gan: Literal["frozen", "fine_tune"] = "frozen"
     """``fine_tune`` also trains the recognizer on clean lines each step."""
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -426,6 +499,38 @@ class TrainingConfig(StrictModel):
     the CTC and text terms off for those samples (they have no text)."""
     resume_from: Path | None = None
     """A training checkpoint: continue its run (and MLflow run) at the next epoch."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_reads_at_the_recognizers_time_step(cls, values: Any) -> Any:
+        """The judge's ``width_downsampling`` defaults to the in-loop recognizer's."""
+        if not isinstance(values, dict) or values.get("judge", {}) is None:
+            return values
+        recognizer = values.get("recognizer") or {}
+        downsampling = recognizer.get("width_downsampling") if isinstance(recognizer, dict) else None
+        judge = values.get("judge", {})
+        if downsampling is None or not isinstance(judge, dict):
+            return values
+        judge_recognizer = judge.get("recognizer", JUDGE_RECOGNIZER_DEFAULTS)
+        if isinstance(judge_recognizer, dict) and "width_downsampling" not in judge_recognizer:
+            judge = {**judge, "recognizer": {**judge_recognizer, "width_downsampling": downsampling}}
+            values = {**values, "judge": judge}
+        return values
+
+    @model_validator(mode="after")
+    def _judge_is_independent(self) -> TrainingConfig:
+        if self.judge is None:
+            return self
+        if self.judge.seed == self.seed:
+            raise ValueError(f"judge.seed must differ from training.seed ({self.seed}): the judge is independent")
+        if self.judge.recognizer == self.recognizer:
+            raise ValueError("judge.recognizer must differ from training.recognizer (other architecture settings)")
+        if self.judge.recognizer.width_downsampling != self.recognizer.width_downsampling:
+            raise ValueError(
+                f"judge.recognizer.width_downsampling must equal training.recognizer.width_downsampling "
+                f"({self.recognizer.width_downsampling}): both read the same padded lines"
+            )
+        return self
 
     @model_validator(mode="after")
     def _data_parallel_is_supported(self) -> TrainingConfig:
@@ -493,6 +598,9 @@ class DiagnosticsConfig(StrictModel):
     """A gradient spike this many times the run's median global norm is a problem (smaller ones warn)."""
     near_duplicate_hash_size: int = Field(32, ge=4)
     """Side of the perceptual hash (``imagehash.phash``): 32 gives 1,024 bits."""
+    judge_gain_margin: float = Field(0.02, ge=0.0)
+    """The in-loop recognizer's corpus CER gain may exceed the judge's by this much before it is a warning (the
+    generator may be fooling its own recognizer)."""
     near_duplicate_max_distance: int = Field(150, ge=0)
     """Images of different splits whose perceptual hashes differ in at most this many bits are near-duplicates
     (measured at hash size 32: distinct synthetic lines are >= 196 bits apart, noisy or shifted copies <= 118)."""

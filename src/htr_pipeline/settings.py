@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from kedro.config import OmegaConfigLoader
+from kedro.config import MissingConfigException, OmegaConfigLoader
 from kedro.utils import find_kedro_project
+from omegaconf import OmegaConf
 
 from htr_pipeline.hooks import MissingInputsHook, MlflowRunNameHook, ParameterValidationHook
 
@@ -16,9 +17,37 @@ def project_root() -> str:
     return Path(root).resolve().as_posix()
 
 
+class LocalOverPresetConfigLoader(OmegaConfigLoader):
+    """Kedro's loader, plus ``conf/local/parameters*`` over a preset environment.
+
+    ``kedro run`` reads base + local; ``kedro run --env real_lines`` reads base + real_lines, and Kedro alone
+    would then ignore ``conf/local``, where users keep their own ``data.sources``. Here the parameters of
+    ``conf/local`` are merged last (deep merge, lists replaced, as the soft strategy does), so a preset holds the
+    recipe and ``conf/local`` the data. ``--params`` still wins over both.
+    """
+
+    def __getitem__(self, key: str):
+        config = super().__getitem__(key)
+        run_env = self.env or self.default_run_env
+        local = Path(self.conf_source) / self.default_run_env
+        if key != "parameters" or run_env in (self.base_env, self.default_run_env) or not local.is_dir():
+            return config
+        local_only = OmegaConfigLoader(
+            str(self.conf_source),
+            base_env=self.default_run_env,
+            default_run_env=self.default_run_env,
+            config_patterns={"parameters": self.config_patterns["parameters"]},
+        )
+        try:
+            local_parameters = local_only["parameters"]
+        except MissingConfigException:
+            return config
+        return OmegaConf.to_container(OmegaConf.merge(config, local_parameters), resolve=True)
+
+
 HOOKS = (ParameterValidationHook(), MissingInputsHook(), MlflowRunNameHook())
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = LocalOverPresetConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

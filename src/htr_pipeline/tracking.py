@@ -49,6 +49,9 @@ def active_run_id() -> str:
 
 
 CHECKPOINT_FOLDER_TAG = "htr.checkpoint_folder"
+EVALUATION_RUN_TAG = "htr.evaluation_run_id"
+"""Set on a training run: the run that last evaluated it."""
+EVALUATION_SUMMARY_ARTIFACT = "evaluation/summary.json"
 """Tag on a training run naming the folder of its checkpoints (evaluation finds them by run id)."""
 
 
@@ -86,6 +89,9 @@ class TrainingRunRecord:
     """The ``gradients/epoch_NNN.json`` artifacts, in epoch order."""
     checkpoint_folder: str | None
     """From the ``htr.checkpoint_folder`` tag; None if the run never finished a GAN epoch loop."""
+    evaluation_summary: dict[str, Any] | None = None
+    """The ``evaluation/summary.json`` of the run's latest evaluation (``htr.evaluation_run_id`` tag); None if
+    it was never evaluated."""
 
 
 class RunNotFoundError(ValueError):
@@ -133,7 +139,19 @@ def read_training_run(run_id: str, tracking_uri: str) -> TrainingRunRecord:
         metric_history=history,
         gradient_reports=_gradient_reports(client, run_id),
         checkpoint_folder=run.data.tags.get(CHECKPOINT_FOLDER_TAG),
+        evaluation_summary=_evaluation_summary(client, run.data.tags.get(EVALUATION_RUN_TAG)),
     )
+
+
+def _evaluation_summary(client: mlflow.MlflowClient, evaluation_run_id: str | None) -> dict[str, Any] | None:
+    if evaluation_run_id is None:
+        return None
+    logged = {artifact.path for artifact in client.list_artifacts(evaluation_run_id, "evaluation")}
+    if EVALUATION_SUMMARY_ARTIFACT not in logged:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(evaluation_run_id, EVALUATION_SUMMARY_ARTIFACT, folder)
+        return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _gradient_reports(client: mlflow.MlflowClient, run_id: str) -> list[dict[str, Any]]:
@@ -172,13 +190,13 @@ def log_evaluation(
 ) -> None:
     """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run."""
     mlflow.log_metrics({f"eval/{key}": value for key, value in _flat_numbers(summary).items()})
-    mlflow.log_dict(dict(summary), "evaluation/summary.json")
+    mlflow.log_dict(dict(summary), EVALUATION_SUMMARY_ARTIFACT)
     mlflow.log_text(report, "evaluation/report.md")
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"evaluation/{name}.png")
     if evaluated_run_id is not None:
         mlflow.set_tag("htr.evaluated_run_id", evaluated_run_id)
-        tag_run(evaluated_run_id, {"htr.evaluation_run_id": active_run_id()})
+        tag_run(evaluated_run_id, {EVALUATION_RUN_TAG: active_run_id()})
 
 
 def log_inference(summary: Mapping[str, Any]) -> None:
@@ -220,7 +238,7 @@ def _flat_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, floa
     flat: dict[str, float] = {}
     for key, value in values.items():
         if isinstance(value, Mapping):
-            flat.update(_flat_numbers(value, f"{prefix}{key}."))
+            flat.update(_flat_numbers(value, f"{prefix}{key}/"))
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             flat[f"{prefix}{key}"] = float(value)
     return flat

@@ -36,7 +36,11 @@ def test_recognizer_only_evaluation_on_the_real_test_split(tmp_path: Path):
     config = EvaluationConfig(recognizer_only=True, device="cpu", bootstrap_resamples=100, log_models=False)
     result = evaluate_split(dataset.manifest, LineImageStore(tmp_path / "images"), charset, models, config)
     assert len(result.samples) == 260
-    assert result.summary["lines_with_text"] == 260
-    assert result.summary["cer_corpus_clean"] > 0  # an untrained reader: the point is that real lines are scored
-    assert result.summary["cer_corpus_enhanced"] is None and result.summary["psnr_gain_db"] is None
+    assert result.summary["in_loop"]["lines_with_text"] == 260
+    assert (
+        result.summary["in_loop"]["cer_corpus_clean"] > 0
+    )  # an untrained reader: the point is that real lines are scored
+    assert (
+        result.summary["in_loop"]["cer_corpus_enhanced"] is None and result.summary["in_loop"]["psnr_gain_db"] is None
+    )
     assert "poilus:" in result.report

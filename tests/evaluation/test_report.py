@@ -132,13 +132,33 @@ def test_failure_gallery_truncates_long_readings_and_handles_no_lines(samples, t
         failure_gallery(samples.iloc[:2], [])
 
 
+def by_recognizer(**tables) -> dict:
+    """An evaluation summary as evaluate_split builds it: one summary per recognizer, the judge's the headline."""
+    summaries = {name: summarise(table, resamples=100, seed=0) for name, table in tables.items()}
+    headline = "judge" if "judge" in summaries else "in_loop"
+    return {"headline_recognizer": headline, "recognizers": list(summaries), **summaries}
+
+
 def test_markdown_report_holds_the_key_numbers(samples):
-    summary = summarise(samples, resamples=100, seed=0)
-    report = markdown_report(summary, samples, "generator epoch 7 (best val/cer)")
+    # A judge that reads nothing on the enhanced lines: other figures than the in-loop table's.
+    judge_samples = samples.assign(reading_enhanced="", cer_enhanced=1.0, wer_enhanced=1.0)
+    judge_samples["char_edits_enhanced"] = judge_samples["char_reference_length"].astype("Int64")
+    judge_samples["word_edits_enhanced"] = judge_samples["word_reference_length"].astype("Int64")
+    report_summary = by_recognizer(in_loop=samples, judge=judge_samples)
+    report = markdown_report(report_summary, samples, "generator epoch 7 (best val/cer)")
     assert "generator epoch 7 (best val/cer)" in report
-    for variant in ("degraded", "enhanced", "clean"):
-        assert f"{summary[f'cer_corpus_{variant}']:.4f}" in report
-        assert f"{summary[f'cer_mean_per_line_{variant}']:.4f}" in report
+    assert "read by **judge**" in report and "no GAN loss ever saw it" in report
+    in_loop_section = report.split("## Readability by `in_loop`")[1].split("## Readability by `judge`")[0]
+    judge_section = report.split("## Readability by `judge`")[1].split("## Image fidelity")[0]
+    for section, summary in ((in_loop_section, report_summary["in_loop"]), (judge_section, report_summary["judge"])):
+        for variant in ("degraded", "enhanced", "clean"):
+            assert f"{summary[f'cer_corpus_{variant}']:.4f}" in section
+            assert f"{summary[f'cer_mean_per_line_{variant}']:.4f}" in section
+        reduction = summary["cer_reduction"]
+        assert f"{reduction['estimate']:.4f} [{reduction['ci_low']:.4f}, {reduction['ci_high']:.4f}]" in section
+    assert report_summary["judge"]["cer_corpus_enhanced"] == 1.0
+    assert report_summary["judge"]["cer_reduction"] != report_summary["in_loop"]["cer_reduction"]
+    summary = report_summary["judge"]
     assert f"{summary['psnr_db_mean_degraded']:.2f}" in report
     gain = summary["psnr_gain_db"]
     assert f"{gain['estimate']:.2f} [{gain['ci_low']:.2f}, {gain['ci_high']:.2f}]" in report
@@ -152,10 +172,11 @@ def test_markdown_report_holds_the_key_numbers(samples):
 def test_markdown_report_without_text_or_generator(models, batch):
     _, recognizer, charset = models
     recognizer_only = score_samples([batch], None, recognizer, charset, CPU)
-    report = markdown_report(summarise(recognizer_only, resamples=20, seed=0), recognizer_only, "recognizer only")
+    report = markdown_report(by_recognizer(in_loop=recognizer_only), recognizer_only, "recognizer only")
     assert "recognizer only (no generator)" in report and "n/a" in report
+    assert "**No judge recognizer**" in report
     generator, _, _ = models
     textless = score_samples([line_batch([""] * 2)], generator, recognizer, charset, CPU)
-    report = markdown_report(summarise(textless, resamples=20, seed=0), textless, "textless")
+    report = markdown_report(by_recognizer(in_loop=textless), textless, "textless")
     assert "No line has a ground-truth text." in report
     assert "no line has a ground-truth text, so there is no CER to compare" in report

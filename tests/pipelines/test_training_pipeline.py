@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from htr_pipeline.config import effective_parameters, validate_parameters
 from htr_pipeline.hooks import MissingInputError
-from tests.conftest import flatten_as_logged, small_synthetic_parameters
+from tests.conftest import SMOKE_GATE, TINY_JUDGE, flatten_as_logged, small_synthetic_parameters
 
 TINY_TRAINING = {
     "seed": 3,
@@ -22,7 +22,8 @@ TINY_TRAINING = {
     "recognizer": {"conv_channels": [8, 16], "width_downsampling": 4, "lstm_hidden": 16, "lstm_layers": 1},
     "generator": {"variant": "unet", "channels": [8, 16]},
     "discriminator": {"variant": "dual_modal", "channels": [8, 16], "text_embedding_dim": 8},
-    "recognizer_pretraining": {"epochs": 2, "batch_size": 8, "patience": 2},
+    "recognizer_pretraining": {"epochs": 2, "batch_size": 8, "patience": 2, **SMOKE_GATE},
+    "judge": TINY_JUDGE,
     "adaptive_balancing": {"target_ctc_share": 0.65, "target_visual_share": 0.35, "adaptation_rate": 0.15},
     "early_stopping": {"patience": 5, "min_delta": 0.0},
 }

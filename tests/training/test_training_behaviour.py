@@ -56,7 +56,7 @@ from htr_pipeline.training.stages import (
     recognizer_stage,
 )
 from htr_pipeline.training.validation import ValidationMetrics, greedy_readings
-from tests.conftest import small_synthetic_parameters
+from tests.conftest import SMOKE_GATE, TINY_JUDGE, small_synthetic_parameters
 
 LINE_HEIGHT_PX = 32
 CPU = torch.device("cpu")
@@ -87,7 +87,8 @@ TINY_TRAINING: dict[str, Any] = {
     "recognizer": {"conv_channels": [8, 16], "width_downsampling": 4, "lstm_hidden": 16, "lstm_layers": 1},
     "generator": {"variant": "unet", "channels": [8, 16]},
     "discriminator": {"variant": "patch", "channels": [8, 16]},
-    "recognizer_pretraining": {"epochs": 1, "batch_size": 4},
+    "recognizer_pretraining": {"epochs": 1, "batch_size": 4, **SMOKE_GATE},
+    "judge": TINY_JUDGE,
 }
 
 
@@ -168,7 +169,7 @@ def recognizer_state(line_data: LineData) -> dict[str, Any]:
 def build_models(config: TrainingConfig, line_data: LineData, recognizer_state: dict[str, Any]) -> GanModels:
     """The models as ``gan_stage`` builds them: a strictly loaded, frozen recognizer and fresh G and D."""
     seed_everything(config.seed)
-    recognizer = load_recognizer(recognizer_state, line_data.charset, config, Path("recognizer.pt"))
+    recognizer = load_recognizer(recognizer_state, line_data.charset, config.recognizer, Path("recognizer.pt"))
     models = GanModels(
         generator=build_generator(config.generator),
         discriminator=build_discriminator(config.discriminator, line_data.charset.num_classes),
@@ -292,7 +293,7 @@ def test_stage_one_checkpoint_loads_back_into_an_identical_recognizer(
     assert recognizer_state["recognizer_config"] == tiny_config().recognizer.model_dump(mode="json")
     assert recognizer_state["charset"] == line_data.charset.to_dict()
     assert recognizer_state["epochs_run"] == 1
-    recognizer = load_recognizer(recognizer_state, line_data.charset, tiny_config(), Path("recognizer.pt"))
+    recognizer = load_recognizer(recognizer_state, line_data.charset, tiny_config().recognizer, Path("recognizer.pt"))
     assert same_tensors(weights_of(recognizer), recognizer_state["recognizer"])
 
 
@@ -302,7 +303,7 @@ def test_a_charset_with_one_symbol_more_is_refused_and_the_symbol_named(
     charset_here = Charset.from_texts([*TRAIN_TEXTS, "zebra"])
     assert set(charset_here.symbols) - set(line_data.charset.symbols) == {"z"}
     with pytest.raises(CheckpointError, match=r"only in the checkpoint: \[\], only here: \['z'\]"):
-        load_recognizer(recognizer_state, charset_here, tiny_config(), Path("recognizer.pt"))
+        load_recognizer(recognizer_state, charset_here, tiny_config().recognizer, Path("recognizer.pt"))
 
 
 def test_the_same_symbols_in_another_order_are_refused(line_data: LineData):
@@ -314,21 +315,21 @@ def test_the_same_symbols_in_another_order_are_refused(line_data: LineData):
 def test_other_recognizer_settings_are_refused(line_data: LineData, recognizer_state: dict[str, Any]):
     wider = tiny_config(recognizer={**TINY_TRAINING["recognizer"], "lstm_hidden": 32})
     with pytest.raises(CheckpointError, match=r"'lstm_hidden': 16.*differ from training.recognizer.*'lstm_hidden': 32"):
-        load_recognizer(recognizer_state, line_data.charset, wider, Path("recognizer.pt"))
+        load_recognizer(recognizer_state, line_data.charset, wider.recognizer, Path("recognizer.pt"))
 
 
 def test_a_missing_weight_is_an_error_never_a_partial_load(line_data: LineData, recognizer_state: dict[str, Any]):
     incomplete = {**recognizer_state, "recognizer": dict(recognizer_state["recognizer"])}
     del incomplete["recognizer"]["classifier.bias"]
     with pytest.raises(CheckpointError, match=r"(?s)recognizer.pt: the recognizer weights.*classifier\.bias"):
-        load_recognizer(incomplete, line_data.charset, tiny_config(), Path("recognizer.pt"))
+        load_recognizer(incomplete, line_data.charset, tiny_config().recognizer, Path("recognizer.pt"))
 
 
 def test_a_misshaped_weight_is_an_error(line_data: LineData, recognizer_state: dict[str, Any]):
     misshaped = {**recognizer_state, "recognizer": dict(recognizer_state["recognizer"])}
     misshaped["recognizer"]["classifier.bias"] = torch.zeros(line_data.charset.num_classes + 1)
     with pytest.raises(CheckpointError, match=r"classifier\.bias"):
-        load_recognizer(misshaped, line_data.charset, tiny_config(), Path("recognizer.pt"))
+        load_recognizer(misshaped, line_data.charset, tiny_config().recognizer, Path("recognizer.pt"))
 
 
 def test_a_refused_checkpoint_leaves_the_module_as_it_was(line_data: LineData, recognizer_state: dict[str, Any]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ class RestorationModels:
     description: str
     """Which checkpoint, in words, for the report."""
     mlflow_run_id: str | None
+    reference_recognizers: dict[str, nn.Module] = field(default_factory=dict)
+    """The run's judge and baseline recognizers by name (``judge``, ``degraded_trained``); none of them was seen
+    by a GAN loss. Empty for checkpoints made before the judge existed."""
 
 
 def checkpoint_file(folder: str | Path, checkpoint_name: str) -> Path:
@@ -56,11 +59,16 @@ def restoration_models_from_state(state: dict[str, Any], charset: Charset, path:
     generator = build_generator(TypeAdapter(GeneratorConfig).validate_python(state["generator_config"]))
     restore_weights(generator, state["generator"], "generator", path)
     recognizer = _recognizer_from(state, charset, path)
+    references = {
+        name: _recognizer_from(reference, charset, path)
+        for name, reference in state.get("reference_recognizers", {}).items()
+    }
     return RestorationModels(
         generator=generator.eval(),
         recognizer=recognizer,
         description=f"{path} (epoch {state['epoch']}, MLflow run {state['mlflow_run_id']})",
         mlflow_run_id=state["mlflow_run_id"],
+        reference_recognizers=references,
     )
 
 

@@ -170,50 +170,55 @@ def _cell(text: str | None) -> str:
     return _truncate(text, REPORT_TEXT_CHARS).replace("|", "\\|").replace("`", "'") or " "
 
 
+RECOGNIZER_ROLES = {
+    "in_loop": "the in-loop recognizer: the generator was trained through it (its CTC and feature losses), so it "
+    "may have learnt to please it",
+    "judge": "the judge: trained apart on the clean train lines, with its own seed and architecture; no GAN loss "
+    "ever saw it",
+    "degraded_trained": "the degraded-trained baseline: the in-loop architecture trained on the degraded train "
+    "lines, reading the degraded test lines without any restoration",
+}
+
+
 def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_description: str) -> str:
-    """A readable report: what was evaluated, error rates, image fidelity, gains with intervals, worst lines."""
-    confidence_pct = f"{100 * summary['confidence_level']:g}%"
-    mode = "generator + recognizer" if summary["generator_evaluated"] else "recognizer only (no generator)"
+    """A readable report: what was evaluated, error rates by each recognizer, image fidelity, gains with
+    intervals, worst lines (of the headline recognizer)."""
+    headline = summary["headline_recognizer"]
+    figures = summary[headline]
+    confidence_pct = f"{100 * figures['confidence_level']:g}%"
+    mode = "generator + recognizer" if figures["generator_evaluated"] else "recognizer only (no generator)"
     lines = [
         "# Evaluation report",
         "",
         f"- Checkpoint: {checkpoint_description}",
         f"- Evaluated: {mode}",
-        f"- Lines: {summary['lines']} ({summary['lines_with_text']} with a ground-truth text)",
+        f"- Lines: {figures['lines']} ({figures['lines_with_text']} with a ground-truth text)",
         "- CER and WER are measured against the ground-truth text. Corpus figures are total edits / total "
         "reference length over the lines with text; the per-line mean weighs every line the same.",
-        "",
-        "## Readability",
-        "",
-        "| input read | corpus CER | mean per-line CER | corpus WER | mean per-line WER |",
-        "|---|---|---|---|---|",
+        f"- Headline figures are read by **{headline}**. Recognizers:",
+        *(f"  - `{name}`: {RECOGNIZER_ROLES[name]}." for name in summary["recognizers"]),
     ]
-    for variant in ("degraded", "enhanced", "clean"):
+    if headline != "judge":
         lines.append(
-            f"| {variant} | {_number(summary[f'cer_corpus_{variant}'])} "
-            f"| {_number(summary[f'cer_mean_per_line_{variant}'])} "
-            f"| {_number(summary[f'wer_corpus_{variant}'])} "
-            f"| {_number(summary[f'wer_mean_per_line_{variant}'])} |"
+            "- **No judge recognizer** (training.judge was null, or the checkpoint predates it): the CER gain below "
+            "is read by the recognizer the generator was trained to please, and cannot stand on its own."
         )
+    for name in summary["recognizers"]:
+        lines += _readability_section(name, summary[name], confidence_pct)
     lines += [
-        "",
         "## Image fidelity (against the clean line)",
         "",
         "| image | mean PSNR (dB) | mean SSIM |",
         "|---|---|---|",
-        f"| degraded | {_number(summary['psnr_db_mean_degraded'], 2)} | {_number(summary['ssim_mean_degraded'])} |",
-        f"| enhanced | {_number(summary['psnr_db_mean_enhanced'], 2)} | {_number(summary['ssim_mean_enhanced'])} |",
+        f"| degraded | {_number(figures['psnr_db_mean_degraded'], 2)} | {_number(figures['ssim_mean_degraded'])} |",
+        f"| enhanced | {_number(figures['psnr_db_mean_enhanced'], 2)} | {_number(figures['ssim_mean_enhanced'])} |",
         "",
-        f"## Gains of the enhanced over the degraded input ({confidence_pct} paired bootstrap interval, "
-        f"{summary['bootstrap_resamples']} resamples, seed {summary['bootstrap_seed']})",
+        f"- PSNR gain (dB): {_gain(figures['psnr_gain_db'], 2)}",
+        f"- SSIM gain: {_gain(figures['ssim_gain'])}",
+        f"- ({confidence_pct} paired bootstrap intervals, {figures['bootstrap_resamples']} resamples, seed "
+        f"{figures['bootstrap_seed']})",
         "",
-        f"- PSNR gain (dB): {_gain(summary['psnr_gain_db'], 2)}",
-        f"- SSIM gain: {_gain(summary['ssim_gain'])}",
-        f"- Corpus CER reduction (degraded - enhanced): {_gain(summary['cer_reduction'])}",
-        f"- Share of the degraded-to-clean CER gap closed: {_number(summary['cer_gap_closed'], 3)}"
-        + (f" ({summary['cer_gap_closed_note']})" if summary["cer_gap_closed_note"] else ""),
-        "",
-        "## Plots",
+        "## Plots (headline recognizer)",
         "",
         f"![CER and PSNR distributions]({PLOTS_FILE})",
         "",
@@ -222,6 +227,33 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
     ]
     lines += _worst_lines_table(samples)
     return "\n".join(lines) + "\n"
+
+
+def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str) -> list[str]:
+    variants = ("degraded", "clean") if name == "degraded_trained" else ("degraded", "enhanced", "clean")
+    lines = [
+        "",
+        f"## Readability by `{name}`",
+        "",
+        "| input read | corpus CER | mean per-line CER | corpus WER | mean per-line WER |",
+        "|---|---|---|---|---|",
+    ]
+    for variant in variants:
+        lines.append(
+            f"| {variant} | {_number(figures[f'cer_corpus_{variant}'])} "
+            f"| {_number(figures[f'cer_mean_per_line_{variant}'])} "
+            f"| {_number(figures[f'wer_corpus_{variant}'])} "
+            f"| {_number(figures[f'wer_mean_per_line_{variant}'])} |"
+        )
+    if name != "degraded_trained":
+        lines += [
+            "",
+            f"- Corpus CER reduction (degraded - enhanced, {confidence_pct} paired bootstrap interval): "
+            f"{_gain(figures['cer_reduction'])}",
+            f"- Share of the degraded-to-clean CER gap closed: {_number(figures['cer_gap_closed'], 3)}"
+            + (f" ({figures['cer_gap_closed_note']})" if figures["cer_gap_closed_note"] else ""),
+        ]
+    return [*lines, ""]
 
 
 def _worst_lines_table(samples: pd.DataFrame) -> list[str]:

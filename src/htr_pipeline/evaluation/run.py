@@ -59,15 +59,16 @@ def evaluate_split(
             "ingest data with one (data.split_fractions / lines_per_split)."
         )
     device = resolve_device(config.device)
-    models.recognizer.to(device)
-    if models.generator is not None:
-        models.generator.to(device)
     dataset = LinePairDataset(rows, store, charset, encode_labels=False)
     loader = _loader(dataset, models, config.batch_size)
     started = time.perf_counter()
     beam_size = config.beam_search.beam_size if config.beam_search is not None else None
-    samples = score_samples(loader, models.generator, models.recognizer, charset, device, read=reader(beam_size))
-    lines_per_second = len(samples) / (time.perf_counter() - started)
+    tables = {
+        name: score_samples(loader, generator, recognizer.to(device), charset, device, read=reader(beam_size))
+        for name, generator, recognizer in _readers(models, device)
+    }
+    lines_per_second = len(rows) * len(tables) / (time.perf_counter() - started)
+    headline = HEADLINE_RECOGNIZER if HEADLINE_RECOGNIZER in tables else IN_LOOP_RECOGNIZER
     summary = {
         "split": config.split,
         "checkpoint": models.description,
@@ -75,16 +76,39 @@ def evaluate_split(
         "recognizer_only": models.generator is None,
         "decoding": f"beam search (width {beam_size})" if beam_size else "greedy",
         "lines_per_second": lines_per_second,
-        **summarise(samples, resamples=config.bootstrap_resamples, seed=config.bootstrap_seed),
+        "headline_recognizer": headline,
+        "recognizers": list(tables),
+        **{
+            name: summarise(table, resamples=config.bootstrap_resamples, seed=config.bootstrap_seed)
+            for name, table in tables.items()
+        },
     }
-    worst = worst_lines(samples, config.gallery_lines)
+    samples = pd.concat([table.assign(recognizer=name) for name, table in tables.items()], ignore_index=True)
+    samples = samples[["recognizer", *(column for column in samples.columns if column != "recognizer")]]
+    headline_samples = tables[headline]
+    worst = worst_lines(headline_samples, config.gallery_lines)
     return EvaluationResult(
         samples=samples,
         summary=summary,
-        report=markdown_report(summary, samples, models.description),
-        plots=plot_evaluation(samples),
+        report=markdown_report(summary, headline_samples, models.description),
+        plots=plot_evaluation(headline_samples),
         gallery=failure_gallery(worst, _gallery_images(worst, dataset, models, device)),
     )
+
+
+IN_LOOP_RECOGNIZER = "in_loop"
+"""The recognizer the generator was trained through (frozen in the GAN's CTC and feature losses)."""
+HEADLINE_RECOGNIZER = "judge"
+"""The recognizer whose figures are the headline: trained apart, never seen by a GAN loss."""
+
+
+def _readers(models: RestorationModels, device: torch.device):
+    """(name, generator or None, recognizer) for each recognizer that reads the split. The degraded-trained
+    baseline reads without the generator: it answers what training on degraded lines alone achieves."""
+    generator = models.generator.to(device) if models.generator is not None else None
+    yield IN_LOOP_RECOGNIZER, generator, models.recognizer
+    for name, recognizer in models.reference_recognizers.items():
+        yield name, (None if name == "degraded_trained" else generator), recognizer
 
 
 def _loader(dataset: LinePairDataset, models: RestorationModels, batch_size: int) -> DataLoader:

@@ -1,5 +1,10 @@
 """The CTC text recognizer ``crnn``: conv blocks, a BiLSTM over the columns, a linear layer over the charset.
 
+Optionally with the auxiliary "CTC shortcut" of Retsinas et al. (2022, "Best practices for a handwritten text
+recognition system"): a 1-D convolution straight from the conv trunk's columns to the charset, trained with its
+own CTC term so the trunk gets a short gradient path and leaves the all-blank plateau early. It is a training aid:
+readings always come from the BiLSTM head.
+
 It reads a line image and gives one distribution over ``num_classes`` (charset + blank at
 :data:`htr_pipeline.charset.BLANK_INDEX`) per CTC time step; a line ``W`` px wide gives exactly
 ``W // width_downsampling`` time steps, so data checks can know the time steps without running the model.
@@ -23,6 +28,8 @@ class RecognizerOutput:
     """(batch, time_steps, 2 * lstm_hidden), the BiLSTM outputs (for the recognition-feature loss)."""
     trunk: list[Tensor]
     """The output of each conv block (the perceptual features of a frozen recognizer)."""
+    shortcut_logits: Tensor | None = None
+    """(batch, time_steps, num_classes) of the CTC shortcut head, or ``None`` without one."""
 
 
 def ctc_time_steps(width_px: Any, width_downsampling: int) -> Any:
@@ -35,7 +42,8 @@ def ctc_time_steps(width_px: Any, width_downsampling: int) -> Any:
 
 
 class CrnnRecognizer(nn.Module):
-    """Conv blocks (conv3x3 + BatchNorm + ReLU + max-pool), mean over height, BiLSTM, linear classifier."""
+    """Conv blocks (conv3x3 + BatchNorm + ReLU + max-pool), a pooling over the height (``column_pooling``: max or
+    mean), BiLSTM, linear classifier; optionally a CTC shortcut head on the pooled columns."""
 
     def __init__(
         self,
@@ -45,6 +53,8 @@ class CrnnRecognizer(nn.Module):
         lstm_hidden: int,
         lstm_layers: int,
         dropout: float,
+        column_pooling: str = "max",
+        ctc_shortcut: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -59,7 +69,10 @@ class CrnnRecognizer(nn.Module):
                 f"width_downsampling {width_downsampling} needs {width_halvings} conv blocks, "
                 f"conv_channels has {len(conv_channels)}"
             )
+        if column_pooling not in ("max", "mean"):
+            raise ValueError(f"column_pooling must be 'max' or 'mean', got {column_pooling!r}")
         self.num_classes = num_classes
+        self.column_pooling = column_pooling
         self.conv_channels = list(conv_channels)
         self.width_downsampling = width_downsampling
         self.lstm_hidden = lstm_hidden
@@ -93,16 +106,20 @@ class CrnnRecognizer(nn.Module):
         )
         self.classifier_dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * lstm_hidden, num_classes)
+        self.shortcut = nn.Conv1d(in_channels, num_classes, kernel_size=3, padding=1) if ctc_shortcut else None
 
     def forward(self, images: Tensor) -> RecognizerOutput:
         # images: (batch, 1, height, width), values in [0, 1], white paper = 1
         trunk = self.trunk_features(images)
         trunk_output = trunk[-1]  # (batch, channels, reduced_height, time_steps)
-        # Averaging (not flattening) the rows keeps the LSTM input size independent of the line height.
-        columns = trunk_output.mean(dim=2).transpose(1, 2)  # (batch, time_steps, channels)
-        sequence, _ = self.lstm(columns)
+        # Pooling (not flattening) the rows keeps the LSTM input size independent of the line height; the max
+        # keeps a stroke's response wherever it sits in the column, where the mean dilutes it with paper.
+        pooled = trunk_output.amax(dim=2) if self.column_pooling == "max" else trunk_output.mean(dim=2)
+        # pooled: (batch, channels, time_steps)
+        sequence, _ = self.lstm(pooled.transpose(1, 2))  # (batch, time_steps, 2 * lstm_hidden)
         logits = self.classifier(self.classifier_dropout(sequence))
-        return RecognizerOutput(logits=logits, features=sequence, trunk=trunk)
+        shortcut_logits = self.shortcut(pooled).transpose(1, 2) if self.shortcut is not None else None
+        return RecognizerOutput(logits=logits, features=sequence, trunk=trunk, shortcut_logits=shortcut_logits)
 
     def trunk_features(self, images: Tensor) -> list[Tensor]:
         """The output of each conv block, first to last (a perceptual feature extractor when frozen)."""

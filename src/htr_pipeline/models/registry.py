@@ -46,6 +46,8 @@ def build_recognizer(config: RecognizerConfig, num_classes: int) -> CrnnRecogniz
         lstm_hidden=config.lstm_hidden,
         lstm_layers=config.lstm_layers,
         dropout=config.dropout,
+        column_pooling=config.column_pooling,
+        ctc_shortcut=config.ctc_shortcut,
     )
 
 

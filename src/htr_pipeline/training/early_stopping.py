@@ -93,3 +93,33 @@ class EarlyStopping:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best.load_state_dict(state["best"])
         self.epochs_without_improvement = int(state["epochs_without_improvement"])
+
+
+class PlateauAwareEarlyStopping:
+    """Early stopping of a CTC recognizer on val CER that cannot fire on the all-blank plateau.
+
+    A CTC model first reads nothing for hundreds of steps (val CER ~1.0, barely moving); patience only counts
+    once the best CER is below ``patience_from`` and ``min_steps`` optimiser steps have run.
+    """
+
+    def __init__(self, patience: int, patience_from: float, min_steps: int):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience = patience
+        self.patience_from = patience_from
+        self.min_steps = min_steps
+        self.best = BestMetricTracker("val_cer", "min")
+        self.epochs_without_improvement = 0
+
+    def update(self, epoch: int, cer: float, steps: int) -> EarlyStoppingDecision:
+        improved = self.best.update(epoch, cer)
+        armed = self.best.best_value is not None and self.best.best_value < self.patience_from
+        armed = armed and steps >= self.min_steps
+        self.epochs_without_improvement = 0 if improved or not armed else self.epochs_without_improvement + 1
+        return EarlyStoppingDecision(
+            improved=improved,
+            should_stop=armed and self.epochs_without_improvement >= self.patience,
+            epochs_without_improvement=self.epochs_without_improvement,
+            best_value=self.best.best_value,
+            best_epoch=self.best.best_epoch,
+        )

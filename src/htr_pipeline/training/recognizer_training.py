@@ -1,22 +1,33 @@
-"""Stage 1: the CTC recognizer on clean training lines, early-stopped on validation CER."""
+"""Training a CTC recognizer on lines with text: stage 1 (clean lines), the judge, and the degraded-trained
+baseline all use this one loop, then the gate that refuses a recognizer that does not read."""
 
 from __future__ import annotations
 
 import copy
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import TrainingConfig
+from htr_pipeline.config import RecognizerPretrainingConfig, TrainingConfig
 from htr_pipeline.models.recognizer import ctc_time_steps
-from htr_pipeline.training.early_stopping import EarlyStopping
+from htr_pipeline.training.augmentation import augment_lines
+from htr_pipeline.training.early_stopping import PlateauAwareEarlyStopping
 from htr_pipeline.training.losses import ctc_loss_per_sample
 from htr_pipeline.training.runtime import MetricTracker, autocast, grad_scaler
 from htr_pipeline.training.validation import score_lines
+
+LineKind = Literal["clean", "degraded"]
+
+
+class RecognizerDoesNotReadError(RuntimeError):
+    """A recognizer's best val CER is above ``training.recognizer_pretraining.max_val_cer``: nothing trained
+    against it (or scored with it) would mean anything."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,8 @@ class RecognizerTrainingResult:
     best_val_cer: float
     best_epoch: int
     epochs_run: int
+    steps_run: int
+    val_cer_by_epoch: list[float] = field(default_factory=list)
 
 
 def pretrain_recognizer(
@@ -34,33 +47,46 @@ def pretrain_recognizer(
     config: TrainingConfig,
     device: torch.device,
     tracker: MetricTracker,
+    seed: int | None = None,
+    metric_prefix: str = "recognizer",
+    lines: LineKind = "clean",
 ) -> RecognizerTrainingResult:
-    """Train on clean lines; keep (and leave loaded) the weights of the epoch with the best val CER."""
+    """Train on ``lines`` of the train split with the recipe of ``training.recognizer_pretraining``; keep (and
+    leave loaded) the weights of the epoch with the best val CER, read on the same kind of valid lines."""
     settings = config.recognizer_pretraining
+    seed = config.seed if seed is None else seed
     optimizer = torch.optim.Adam(recognizer.parameters(), lr=settings.learning_rate)
+    total_steps = settings.epochs * len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(settings, total_steps))
     scaler = grad_scaler(device, config.precision)
-    stopper = EarlyStopping(mode="min", patience=settings.patience, min_delta=0.0)
+    augmentation_draws = torch.Generator().manual_seed(seed)
+    stopper = PlateauAwareEarlyStopping(settings.patience, settings.patience_from_cer, settings.min_steps)
     best_weights = copy.deepcopy(recognizer.state_dict())
-    epoch = 0
+    epoch, steps, val_cers = 0, 0, []
     for epoch in range(1, settings.epochs + 1):
         started = time.perf_counter()
         train_loader.batch_sampler.set_epoch(epoch)
         recognizer.train()
         loss_sum = torch.zeros((), device=device)
         infinite = torch.zeros((), dtype=torch.int64, device=device)
-        progress = tqdm(train_loader, desc=f"recognizer epoch {epoch}/{settings.epochs}", unit="batch", leave=False)
+        progress = tqdm(
+            train_loader, desc=f"{metric_prefix} epoch {epoch}/{settings.epochs}", unit="batch", leave=False
+        )
         for batch in progress:
             batch = batch.to(device)
+            images = batch.clean if lines == "clean" else batch.degraded
+            if settings.augmentation is not None:
+                images = augment_lines(images, batch.widths, settings.augmentation, augmentation_draws)
             with autocast(device, config.precision):
-                logits = recognizer(batch.clean).logits
-            ctc = ctc_loss_per_sample(
-                logits,
-                batch.labels,
-                ctc_time_steps(batch.widths, recognizer.width_downsampling),
-                batch.label_lengths,
-                blank=charset.blank_index,
-            )
+                output = recognizer(images)
+            time_steps = ctc_time_steps(batch.widths, recognizer.width_downsampling)
+            ctc = ctc_loss_per_sample(output.logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index)
             loss = ctc.per_sample.mean()
+            if output.shortcut_logits is not None and settings.shortcut_weight > 0:
+                shortcut = ctc_loss_per_sample(
+                    output.shortcut_logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index
+                )
+                loss = loss + settings.shortcut_weight * shortcut.per_sample.mean()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -68,22 +94,32 @@ def pretrain_recognizer(
                 torch.nn.utils.clip_grad_norm_(recognizer.parameters(), config.optimizer.gradient_clip_norm)
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += loss.detach()
+            scheduler.step()
+            steps += 1
+            loss_sum += ctc.per_sample.mean().detach()
             infinite += ctc.infinite_count
             if progress.n % 10 == 9:
                 progress.set_postfix(ctc_loss=float(loss_sum) / (progress.n + 1))
         recognizer.eval()
         val = score_lines(
-            val_loader, recognizer, charset, device, config.precision, config.combined_cer_weight, read_clean=True
+            val_loader,
+            recognizer,
+            charset,
+            device,
+            config.precision,
+            config.combined_cer_weight,
+            read_clean=lines == "clean",
         )
-        decision = stopper.update(epoch, val.cer)
+        val_cers.append(val.cer)
+        decision = stopper.update(epoch, val.cer, steps)
         tracker.log_metrics(
             {
-                "recognizer/train_ctc_loss": float(loss_sum) / max(len(train_loader), 1),
-                "recognizer/ctc_infinite_samples": float(infinite),
-                "recognizer/val_cer": val.cer,
-                "recognizer/val_wer": val.wer,
-                "recognizer/epoch_seconds": time.perf_counter() - started,
+                f"{metric_prefix}/train_ctc_loss": float(loss_sum) / max(len(train_loader), 1),
+                f"{metric_prefix}/ctc_infinite_samples": float(infinite),
+                f"{metric_prefix}/val_cer": val.cer,
+                f"{metric_prefix}/val_wer": val.wer,
+                f"{metric_prefix}/learning_rate": scheduler.get_last_lr()[0],
+                f"{metric_prefix}/epoch_seconds": time.perf_counter() - started,
             },
             step=epoch,
         )
@@ -93,5 +129,43 @@ def pretrain_recognizer(
             break
     recognizer.load_state_dict(best_weights)
     return RecognizerTrainingResult(
-        best_val_cer=float(stopper.best.best_value), best_epoch=int(stopper.best.best_epoch), epochs_run=epoch
+        best_val_cer=float(stopper.best.best_value),
+        best_epoch=int(stopper.best.best_epoch),
+        epochs_run=epoch,
+        steps_run=steps,
+        val_cer_by_epoch=val_cers,
+    )
+
+
+def learning_rate_factor(settings: RecognizerPretrainingConfig, total_steps: int):
+    """The multiplier of the peak learning rate at each optimiser step: linear warm-up, then constant or a cosine
+    down to 1 % of the peak at ``total_steps``."""
+    warmup = settings.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if settings.schedule == "constant":
+            return 1.0
+        progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+        return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def check_recognizer_reads(
+    best_val_cer: float, settings: RecognizerPretrainingConfig, what: str, epochs_run: int | None, steps_run: int | None
+) -> None:
+    """The gate between the stages: raise :class:`RecognizerDoesNotReadError` with the figures and what to try
+    when ``best_val_cer`` is above ``max_val_cer``."""
+    if best_val_cer <= settings.max_val_cer:
+        return
+    trained = "" if epochs_run is None else f" after {epochs_run} epochs ({steps_run} optimiser steps)"
+    raise RecognizerDoesNotReadError(
+        f"{what} does not read: its best val CER is {best_val_cer:.3f}{trained}, above "
+        f"training.recognizer_pretraining.max_val_cer={settings.max_val_cer}. No GAN epoch was run against it. "
+        "Try: more epochs (training.recognizer_pretraining.epochs; a CTC recognizer often needs several hundred "
+        "steps to leave the all-blank plateau), the real-lines preset (`kedro run --env real_lines`), a smaller "
+        "learning rate or a longer warm-up, or check that the transcriptions match the images "
+        "(`kedro run --pipeline=diagnostics`)."
     )

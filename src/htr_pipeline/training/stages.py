@@ -14,7 +14,7 @@ import torch
 import torch._dynamo
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import TrainingConfig
+from htr_pipeline.config import RecognizerConfig, TrainingConfig
 from htr_pipeline.datasets.line_image_store import LineImageStore
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.training.checkpoints import CheckpointError, check_same_charset, load_checkpoint, restore_weights
@@ -23,10 +23,14 @@ from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
 from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
 from htr_pipeline.training.losses import VggFeatureExtractor
-from htr_pipeline.training.recognizer_training import pretrain_recognizer
+from htr_pipeline.training.recognizer_training import LineKind, check_recognizer_reads, pretrain_recognizer
 from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, resolve_device, seed_everything
+from htr_pipeline.training.validation import score_lines
 
 logger = logging.getLogger(__name__)
+
+REFERENCE_RECOGNIZERS = ("judge", "degraded_trained")
+"""The recognizers trained beside the in-loop one, by the name evaluation reports them under."""
 
 COMPILED_GRAPHS_PER_MODEL = 64
 """Enough for 2,048-px lines at 64-px width steps, in training and evaluation mode."""
@@ -68,22 +72,76 @@ def recognizer_stage(
     manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig, tracker: MetricTracker
 ) -> dict[str, Any]:
     """Pre-train the recognizer, or take it from ``training.resume_from`` or ``training.recognizer_checkpoint``
-    (loaded strictly); return its checkpoint."""
+    (loaded strictly); return its checkpoint. A recognizer that does not read (best val CER above
+    ``recognizer_pretraining.max_val_cer``) stops here, before any GAN epoch."""
     if config.resume_from is not None:
         path = Path(config.resume_from)
         resumed = load_checkpoint(path, "training.resume_from")
         recognizer_state = {key: resumed[key] for key in ("recognizer", "recognizer_config", "charset")}
-        load_recognizer(recognizer_state, charset, config, path)
+        load_recognizer(recognizer_state, charset, config.recognizer, path)
         return {**recognizer_state, "taken_from": str(path)}
     if config.recognizer_checkpoint is not None:
         path = Path(config.recognizer_checkpoint)
         state = load_checkpoint(path, "training.recognizer_checkpoint")
-        load_recognizer(state, charset, config, path)
-        return state
+        recognizer = load_recognizer(state, charset, config.recognizer, path)
+        val_cer = loaded_recognizer_val_cer(recognizer, manifest, store, charset, config)
+        tracker.log_metrics({"recognizer/val_cer": val_cer}, step=0)
+        check_recognizer_reads(val_cer, config.recognizer_pretraining, f"The recognizer of {path}", None, None)
+        return {**state, "best_val_cer": val_cer}
+    state = train_recognizer(manifest, store, charset, config, tracker, config.recognizer, config.seed)
+    check_recognizer_reads(
+        state["best_val_cer"],
+        config.recognizer_pretraining,
+        "The pre-trained recognizer (stage 1)",
+        state["epochs_run"],
+        state["steps_run"],
+    )
+    return state
+
+
+def reference_recognizers_stage(
+    manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig, tracker: MetricTracker
+) -> dict[str, Any]:
+    """The recognizers that evaluation reads with beside the in-loop one: the judge (clean train lines, its own
+    seed and architecture) and the configured baselines (``degraded_trained``). None of them is seen by a GAN
+    loss. A judge that does not read stops the run like stage 1 does."""
+    states: dict[str, Any] = {"charset": charset.to_dict()}
+    if config.judge is not None:
+        judge = train_recognizer(
+            manifest, store, charset, config, tracker, config.judge.recognizer, config.judge.seed, "judge"
+        )
+        check_recognizer_reads(
+            judge["best_val_cer"],
+            config.recognizer_pretraining,
+            "The judge recognizer (training.judge)",
+            judge["epochs_run"],
+            judge["steps_run"],
+        )
+        states["judge"] = judge
+    if "degraded_trained" in config.baselines:
+        states["degraded_trained"] = train_recognizer(
+            manifest, store, charset, config, tracker, config.recognizer, config.seed, "degraded_trained", "degraded"
+        )
+    return states
+
+
+def train_recognizer(
+    manifest: pd.DataFrame,
+    store: LineImageStore,
+    charset: Charset,
+    config: TrainingConfig,
+    tracker: MetricTracker,
+    recognizer_config: RecognizerConfig,
+    seed: int,
+    metric_prefix: str = "recognizer",
+    lines: LineKind = "clean",
+) -> dict[str, Any]:
+    """A recognizer of ``recognizer_config`` trained from ``seed`` on ``lines`` of the train split; its
+    checkpoint state with the training figures."""
     device = resolve_device(config.device)
-    seed_everything(config.seed)
+    seed_everything(seed)
     splits = line_splits(manifest, config)
-    recognizer = build_recognizer(config.recognizer, charset.num_classes).to(device)
+    recognizer = build_recognizer(recognizer_config, charset.num_classes).to(device)
     batch_size = config.recognizer_pretraining.batch_size
     result = pretrain_recognizer(
         recognizer,
@@ -93,24 +151,45 @@ def recognizer_stage(
         config,
         device,
         tracker,
+        seed=seed,
+        metric_prefix=metric_prefix,
+        lines=lines,
     )
     return {
         "recognizer": {name: tensor.cpu() for name, tensor in recognizer.state_dict().items()},
-        "recognizer_config": config.recognizer.model_dump(mode="json"),
+        "recognizer_config": recognizer_config.model_dump(mode="json"),
         "charset": charset.to_dict(),
+        "seed": seed,
+        "trained_on": lines,
         **asdict(result),
     }
 
 
-def load_recognizer(state: dict[str, Any], charset: Charset, config: TrainingConfig, path: Path) -> torch.nn.Module:
+def loaded_recognizer_val_cer(
+    recognizer: torch.nn.Module, manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig
+) -> float:
+    """The val CER of a loaded recognizer on the clean valid lines (what the gate compares)."""
+    device = resolve_device(config.device)
+    splits = line_splits(manifest, config)
+    batch_size = config.recognizer_pretraining.batch_size
+    loader = line_loader(splits.valid, store, charset, config, batch_size, training=False, device=device)
+    recognizer.to(device).eval()
+    return score_lines(
+        loader, recognizer, charset, device, config.precision, config.combined_cer_weight, read_clean=True
+    ).cer
+
+
+def load_recognizer(
+    state: dict[str, Any], charset: Charset, recognizer_config: RecognizerConfig, path: Path
+) -> torch.nn.Module:
     """A recognizer from a checkpoint: same charset, same architecture settings, strict weights."""
     check_same_charset(state["charset"], charset, path)
-    if state["recognizer_config"] != config.recognizer.model_dump(mode="json"):
+    if state["recognizer_config"] != recognizer_config.model_dump(mode="json"):
         raise CheckpointError(
             f"{path}: recognizer settings {state['recognizer_config']} differ from training.recognizer "
-            f"{config.recognizer.model_dump(mode='json')}; set training.recognizer to the checkpoint's settings."
+            f"{recognizer_config.model_dump(mode='json')}; set training.recognizer to the checkpoint's settings."
         )
-    recognizer = build_recognizer(config.recognizer, charset.num_classes)
+    recognizer = build_recognizer(recognizer_config, charset.num_classes)
     restore_weights(recognizer, state["recognizer"], "recognizer", path)
     return recognizer
 
@@ -138,7 +217,7 @@ def build_gan_models(
     recognizer_state: dict[str, Any], charset: Charset, config: TrainingConfig, device: torch.device
 ) -> GanModels:
     """Fresh generator and discriminator, the pre-trained recognizer (strictly loaded; frozen unless fine-tuned)."""
-    recognizer = load_recognizer(recognizer_state, charset, config, Path("recognizer_checkpoint")).to(device)
+    recognizer = load_recognizer(recognizer_state, charset, config.recognizer, Path("recognizer_checkpoint")).to(device)
     if config.recognizer_during_gan == "frozen":
         recognizer.requires_grad_(False)
     generator = build_generator(config.generator).to(device)

@@ -18,6 +18,7 @@ from htr_pipeline.diagnostics.config_audit import audit_run_config
 from htr_pipeline.diagnostics.ctc_lengths import ctc_length_report, plot_ctc_lengths
 from htr_pipeline.diagnostics.gradient_spikes import gradient_spike_report, plot_gradient_spikes
 from htr_pipeline.diagnostics.label_convention import label_convention_report
+from htr_pipeline.diagnostics.recognizer_readability import recognizer_readability_report
 from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines
 from htr_pipeline.diagnostics.run_inputs import RunCheckpoint, existing_checkpoints, find_run_checkpoint, run_setting
 from htr_pipeline.diagnostics.split_hygiene import plot_split_hygiene, split_hygiene_report
@@ -159,6 +160,20 @@ def audit_split_hygiene(
         manifest, line_images, config.near_duplicate_hash_size, config.near_duplicate_max_distance
     )
     return _published(run, report, plot_split_hygiene(report.details))
+
+
+def audit_recognizer_readability(
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, diagnostics: dict[str, Any], training: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+    # Runs made before the gate existed logged no max_val_cer: judge them by the current config's.
+    logged = run_setting(checkpoint, run.params, "training.recognizer_pretraining.max_val_cer")
+    current = validate_section(TrainingConfig, training, "training").recognizer_pretraining.max_val_cer
+    report = recognizer_readability_report(
+        run.metric_history, float(logged) if logged else current, run.evaluation_summary, config.judge_gain_margin
+    )
+    as_json, markdown, _ = _published(run, report)
+    return as_json, markdown
 
 
 def summarise_diagnostics(run: TrainingRunRecord, *reports: dict[str, Any]) -> tuple[dict[str, Any], str]:

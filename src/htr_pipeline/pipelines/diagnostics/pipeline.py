@@ -10,6 +10,7 @@ AUDITS = (
     "gradient_spikes",
     "best_model",
     "split_hygiene",
+    "recognizer_readability",
 )
 """Each audit saves ``diagnostics_<audit>_json`` and ``_markdown`` (and ``_plot`` where a picture says more)."""
 
@@ -76,6 +77,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["audited_run", "manifest", "line_images", "params:diagnostics"],
                 _report("split_hygiene"),
                 name="audit_split_hygiene",
+            ),
+            node(
+                nodes.audit_recognizer_readability,
+                ["audited_run", "audited_checkpoint", "params:diagnostics", "params:training"],
+                _report("recognizer_readability", plot=False),
+                name="audit_recognizer_readability",
             ),
             node(
                 nodes.summarise_diagnostics,

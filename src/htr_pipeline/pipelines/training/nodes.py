@@ -11,7 +11,7 @@ from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
 from htr_pipeline.datasets.line_image_store import LineImageStore
 from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, active_run_id, tag_run, tracker_for_current_store
-from htr_pipeline.training.stages import gan_stage, recognizer_stage
+from htr_pipeline.training.stages import REFERENCE_RECOGNIZERS, gan_stage, recognizer_stage, reference_recognizers_stage
 
 
 def train_recognizer(
@@ -22,11 +22,20 @@ def train_recognizer(
     return recognizer_stage(manifest, line_images, Charset.from_dict(charset), config, tracker)
 
 
+def train_reference_recognizers(
+    manifest: pd.DataFrame, line_images: LineImageStore, charset: dict[str, Any], training: dict[str, Any]
+) -> dict[str, Any]:
+    config = validate_section(TrainingConfig, training, "training")
+    tracker = tracker_for_current_store()(active_run_id())
+    return reference_recognizers_stage(manifest, line_images, Charset.from_dict(charset), config, tracker)
+
+
 def train_restoration_gan(
     manifest: pd.DataFrame,
     line_images: LineImageStore,
     charset: dict[str, Any],
     recognizer_checkpoint: dict[str, Any],
+    reference_recognizers: dict[str, Any],
     training_run_folder: Path,
     data: dict[str, Any],
     training: dict[str, Any],
@@ -39,6 +48,10 @@ def train_restoration_gan(
         "generator_config": config.generator.model_dump(mode="json"),
         "discriminator_config": config.discriminator.model_dump(mode="json"),
         "recognizer_config": config.recognizer.model_dump(mode="json"),
+        # Stored beside the GAN so evaluation reads any checkpoint with the judge of its own run; no loss sees it.
+        "reference_recognizers": {
+            name: state for name, state in reference_recognizers.items() if name in REFERENCE_RECOGNIZERS
+        },
     }
     summary = gan_stage(
         manifest,

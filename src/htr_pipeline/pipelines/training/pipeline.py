@@ -13,12 +13,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="pretrain_recognizer",
             ),
             node(
+                nodes.train_reference_recognizers,
+                inputs=["manifest", "line_images", "charset", "params:training"],
+                outputs="reference_recognizers",
+                name="train_reference_recognizers",
+            ),
+            node(
                 nodes.train_restoration_gan,
                 inputs=[
                     "manifest",
                     "line_images",
                     "charset",
                     "recognizer_checkpoint",
+                    "reference_recognizers",
                     "training_run_folder",
                     "params:data",
                     "params:training",

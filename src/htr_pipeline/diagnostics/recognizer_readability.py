@@ -1,0 +1,86 @@
+"""Does the run's recognizer read, and does the judge confirm the generator's CER gain?
+
+Two ways a run can look fine and mean nothing: a stage-1 recognizer stuck on the all-blank plateau (val CER 1.0;
+runs made before the gate between the stages could train a whole GAN against it), and a generator that learnt to
+please the recognizer in its loop, which only a recognizer it never saw (the judge) can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+
+RECOGNIZERS_TRAINED = (("recognizer", "the in-loop recognizer (stage 1)"), ("judge", "the judge recognizer"))
+"""Metric prefix of each recognizer's pre-training, and how the findings name it."""
+
+
+def recognizer_readability_report(
+    metric_history: Mapping[str, list[tuple[int, float]]],
+    max_val_cer: float,
+    evaluation_summary: Mapping[str, Any] | None,
+    judge_gain_margin: float,
+) -> AuditReport:
+    """Findings on each recognizer's best val CER against ``max_val_cer``, and on the in-loop CER gain against the
+    judge's (a warning when the in-loop gain is larger by more than ``judge_gain_margin``)."""
+    findings, rows = [], []
+    for prefix, name in RECOGNIZERS_TRAINED:
+        history = metric_history.get(f"{prefix}/val_cer", [])
+        best = min((value for _, value in history), default=None)
+        rows.append({"recognizer": prefix, "epochs_logged": len(history), "best_val_cer": best})
+        findings.append(_reading_finding(name, best, max_val_cer))
+    gains = _gains(evaluation_summary)
+    findings.append(_gain_finding(gains, judge_gain_margin))
+    return AuditReport(
+        audit="recognizer_readability",
+        title="Recognizer readability: does the recognizer read, and does the judge confirm the gain?",
+        findings=findings,
+        details={"recognizers": rows, "max_val_cer": max_val_cer, "cer_gains": gains},
+        markdown_sections=[markdown_table(rows, ["recognizer", "epochs_logged", "best_val_cer"])],
+    )
+
+
+def _reading_finding(name: str, best: float | None, max_val_cer: float) -> Finding:
+    if best is None:
+        return Finding("warning", f"{name}: no val CER was logged (trained elsewhere, or not at all), not checked")
+    if best > max_val_cer:
+        return Finding(
+            "problem",
+            f"{name} does not read: its best val CER is {best:.3f}, above max_val_cer {max_val_cer}. Every CER of "
+            "this run, and the CTC term the generator trained with, are meaningless; retrain with more recognizer "
+            "epochs or the real-lines preset (`kedro run --env real_lines`).",
+        )
+    return Finding("ok", f"{name} reads: best val CER {best:.3f} (max_val_cer {max_val_cer})")
+
+
+def _gains(summary: Mapping[str, Any] | None) -> dict[str, float | None]:
+    """Corpus CER reduction (degraded - enhanced) by recognizer, from an evaluation summary."""
+    if summary is None:
+        return {}
+    gains = {}
+    for name in ("in_loop", "judge"):
+        reduction = (summary.get(name) or {}).get("cer_reduction")
+        gains[name] = None if reduction is None else float(reduction["estimate"])
+    return gains
+
+
+def _gain_finding(gains: Mapping[str, float | None], margin: float) -> Finding:
+    if not gains:
+        return Finding("warning", "the run was never evaluated: run `kedro run --pipeline=evaluation` to compare gains")
+    in_loop, judge = gains.get("in_loop"), gains.get("judge")
+    if judge is None:
+        return Finding(
+            "warning",
+            "no judge read this run's evaluation (training.judge null, or a checkpoint made before the judge): the "
+            "CER gain was measured only by the recognizer the generator was trained to please",
+        )
+    if in_loop is None:
+        return Finding("warning", "the evaluation has no in-loop CER gain to compare with the judge's")
+    if in_loop - judge > margin:
+        return Finding(
+            "warning",
+            f"the in-loop recognizer's CER gain ({in_loop:.4f}) exceeds the judge's ({judge:.4f}) by more than "
+            f"{margin}: the generator may be fooling its own recognizer; report the judge's figure",
+        )
+    return Finding("ok", f"the judge confirms the CER gain: in-loop {in_loop:.4f}, judge {judge:.4f} (margin {margin})")
