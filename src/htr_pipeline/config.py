@@ -103,9 +103,10 @@ class SyntheticSource(StrictModel):
     """UTF-8 text to take lines from; ``null`` uses the built-in multilingual corpus."""
     line_chars: tuple[int, int] = (8, 40)
     """[min, max] characters per line."""
-    fonts: Literal["system"] | list[Path] = "system"
-    """``system``: handwriting fonts installed on this machine (Pillow's bundled font when there are none);
-    or a list of .ttf/.otf files."""
+    fonts: Literal["bundled", "system"] | list[Path] = "bundled"
+    """``bundled``: the handwriting fonts shipped with the package, so the data is the same on every machine;
+    ``system``: the handwriting fonts installed on this machine (the bundled ones when there are none); or a
+    list of .ttf/.otf files."""
     style: HandwritingStyle = HandwritingStyle()
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ import pytest
 
 from htr_pipeline.config import Degradations, DegradationSetting, HandwritingStyle
 from htr_pipeline.data.degradations import DEGRADATION_KINDS, degrade
-from htr_pipeline.data.fonts import bundled_font
+from htr_pipeline.data.fonts import pillow_font
 from htr_pipeline.data.synthetic import SyntheticLinePlan, render_planned_line
 
 NEVER = DegradationSetting(probability=0.0, strength=(0.0, 1.0))
@@ -25,7 +25,7 @@ def always(strength: float) -> DegradationSetting:
 
 
 def render_clean_line(image_height: int = 64, text: str = "Quick brown fox, 1847!") -> np.ndarray:
-    plan = SyntheticLinePlan("degrade-test-000000", "train", text, bundled_font().name, None)
+    plan = SyntheticLinePlan("degrade-test-000000", "train", text, pillow_font().name, None)
     image, _ = render_planned_line(plan, HandwritingStyle(), image_height, seed=0)
     return image
 

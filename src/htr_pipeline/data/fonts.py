@@ -1,4 +1,4 @@
-"""Handwriting fonts for synthetic lines: find them, know which characters each can draw, load them."""
+"""Handwriting fonts for synthetic lines: the bundled ones or the installed ones, which characters each can draw."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Literal
 
 from fontTools.ttLib import TTFont, TTLibError
 from PIL import ImageFont
+
+logger = logging.getLogger(__name__)
 
 FONTS_KEY = "data.sources[...].fonts"
 
@@ -38,12 +40,27 @@ HANDWRITING_FONT_FILES: frozenset[str] = frozenset(
 )
 """File names of the OFL handwriting fonts that ``fonts: system`` looks for."""
 
-BUNDLED_FONT_NAME = "Aileron-Regular (Pillow bundled)"
+BUNDLED_FONTS_DIRECTORY = Path(__file__).parent / "bundled_fonts"
+"""The handwriting fonts shipped inside the package, each with its licence (see the README there)."""
+
+BUNDLED_FONT_FILES: tuple[str, ...] = (
+    "Breip.ttf",
+    "DancingScript-Bold.otf",
+    "DancingScript-Regular.otf",
+    "dkg.ttf",
+    "dkgIt.ttf",
+    "Ecolier-court.ttf",
+    "KaushanScript-Regular.otf",
+    "Kristi.ttf",
+)
+"""The files ``fonts: bundled`` uses, named one by one so that a stray file in the folder changes nothing."""
+
+PILLOW_FONT_NAME = "Aileron-Regular (Pillow bundled)"
 
 
 @dataclass(frozen=True)
 class HandwritingFont:
-    """A font file (``path``; ``None`` for Pillow's bundled font) and the code points its cmap maps."""
+    """A font file (``path``; ``None`` for Pillow's own font) and the code points its cmap maps."""
 
     name: str
     path: str | None
@@ -60,7 +77,7 @@ class HandwritingFont:
 
 @functools.lru_cache(maxsize=256)
 def load_font(path: str | None, size_px: int) -> ImageFont.FreeTypeFont:
-    """The font file at ``path`` (``None``: Pillow's bundled font) at ``size_px`` pixels per em, cached."""
+    """The font file at ``path`` (``None``: Pillow's own font) at ``size_px`` pixels per em, cached."""
     # The basic layout engine: glyphs are drawn one at a time, so shaping is of no use, and this engine is
     # present in every Pillow build, so the pixels do not depend on whether libraqm is installed.
     if path is None:
@@ -68,18 +85,30 @@ def load_font(path: str | None, size_px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size_px, layout_engine=ImageFont.Layout.BASIC)
 
 
-def bundled_font() -> HandwritingFont:
-    """Pillow's bundled FreeType font (Aileron, ASCII only): the fallback when no handwriting font exists."""
+def pillow_font() -> HandwritingFont:
+    """Pillow's own FreeType font (Aileron, a printed sans, ASCII only): the last resort for a line that no
+    handwriting font of the source can draw."""
     font_bytes = ImageFont.load_default(size=16).font_bytes
-    return HandwritingFont(BUNDLED_FONT_NAME, None, _cmap_codepoints(io.BytesIO(font_bytes), BUNDLED_FONT_NAME))
+    return HandwritingFont(PILLOW_FONT_NAME, None, _cmap_codepoints(io.BytesIO(font_bytes), PILLOW_FONT_NAME))
 
 
-def find_handwriting_fonts(setting: Literal["system"] | list[Path]) -> list[HandwritingFont]:
+def bundled_fonts() -> list[HandwritingFont]:
+    """The handwriting fonts shipped with the package, sorted by name: the same on every machine."""
+    return sorted(
+        (_font_from_file(BUNDLED_FONTS_DIRECTORY / file_name) for file_name in BUNDLED_FONT_FILES),
+        key=lambda font: font.name,
+    )
+
+
+def find_handwriting_fonts(setting: Literal["bundled", "system"] | list[Path]) -> list[HandwritingFont]:
     """The fonts a synthetic source may use.
 
-    ``"system"``: the known handwriting fonts installed on this machine, sorted by name, or Pillow's bundled
-    font alone when none is installed. A list of paths: exactly those files, in that order.
+    ``"bundled"``: the fonts shipped with the package. ``"system"``: the known handwriting fonts installed on
+    this machine, sorted by name, or the bundled ones when none is installed. A list of paths: exactly those
+    files, in that order.
     """
+    if setting == "bundled":
+        return bundled_fonts()
     if setting == "system":
         return _find_system_fonts(_system_font_directories())
     return [_font_from_file(Path(path)) for path in setting]
@@ -95,14 +124,16 @@ def _system_font_directories() -> list[Path]:
 
 
 def _find_system_fonts(directories: Sequence[Path]) -> list[HandwritingFont]:
-    """Known handwriting fonts under ``directories`` (the first file of each name wins), else the bundled one."""
+    """Known handwriting fonts under ``directories`` (the first file of each name wins), else the bundled ones."""
     path_of_file_name: dict[str, Path] = {}
     for directory in directories:
         for path in _files_under(directory):
             if path.name in HANDWRITING_FONT_FILES:
                 path_of_file_name.setdefault(path.name, path)
     fonts = sorted((_font_from_file(path) for path in path_of_file_name.values()), key=lambda font: font.name)
-    return fonts or [bundled_font()]
+    if not fonts:
+        logger.warning("no handwriting font is installed here (`%s: system`): using the bundled fonts", FONTS_KEY)
+    return fonts or bundled_fonts()
 
 
 def _files_under(directory: Path) -> list[Path]:
@@ -114,7 +145,7 @@ def _files_under(directory: Path) -> list[Path]:
 
 def _font_from_file(path: Path) -> HandwritingFont:
     if not path.is_file():
-        raise FileNotFoundError(f"font file '{path}' does not exist; fix `{FONTS_KEY}` or set it to `system`")
+        raise FileNotFoundError(f"font file '{path}' does not exist; fix `{FONTS_KEY}` or set it to `bundled`")
     return HandwritingFont(path.stem, str(path), _cmap_codepoints(path, str(path)))
 
 
@@ -133,10 +164,10 @@ def _cmap_codepoints(font_file: Path | io.BytesIO, description: str) -> frozense
 def _quiet_font_tools() -> Iterator[None]:
     # Some packaged fonts (Kristi) have harmless padding in their 'post' table that fontTools reports as a
     # warning on every read; it says nothing about which glyphs exist.
-    logger = logging.getLogger("fontTools")
-    previous_level = logger.level
-    logger.setLevel(logging.ERROR)
+    font_tools_logger = logging.getLogger("fontTools")
+    previous_level = font_tools_logger.level
+    font_tools_logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(previous_level)
+        font_tools_logger.setLevel(previous_level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -17,7 +18,7 @@ from scipy import ndimage
 from htr_pipeline.config import HandwritingStyle, SyntheticSource
 from htr_pipeline.data.corpus import load_corpus_words, sample_line_text
 from htr_pipeline.data.degradations import smooth_random_field
-from htr_pipeline.data.fonts import HandwritingFont, bundled_font, find_handwriting_fonts, load_font
+from htr_pipeline.data.fonts import HandwritingFont, find_handwriting_fonts, load_font, pillow_font
 from htr_pipeline.data.seeding import rng_for
 from htr_pipeline.data.splits import SPLIT_NAMES
 
@@ -62,7 +63,7 @@ def plan_synthetic_lines(source: SyntheticSource, seed: int) -> list[SyntheticLi
     """The text and font of every line of ``source``, split by split, in a fixed order."""
     words = load_corpus_words(source.text_file)
     handwriting_fonts = find_handwriting_fonts(source.fonts)
-    fallback_font = bundled_font()
+    fallback_font = pillow_font()
     plans = []
     for split in SPLIT_NAMES:
         for index in range(getattr(source.lines_per_split, split)):
@@ -134,6 +135,8 @@ def render_planned_line(
     image = np.round(255.0 - ink * (255 - ink_gray)).astype(np.uint8)
     style_drawn = {
         "font_name": plan.font_name,
+        # The file name alone: where the package or the font is installed is no part of the data.
+        "font_file": Path(plan.font_path).name if plan.font_path is not None else None,
         "slant_degrees": drawn.slant_degrees,
         "baseline_wobble": drawn.baseline_wobble,
         "baseline_wavelength_em": drawn.baseline_wavelength_em,
