@@ -139,7 +139,46 @@ class PairedFolderSource(StrictModel):
     group_pattern: str | None = None
 
 
-Source = Annotated[SyntheticSource | LineFolderSource | PairedFolderSource, Field(discriminator="kind")]
+class XmlPagesSource(StrictModel):
+    """Page images with their PAGE-XML (2010, 2013, 2019) or ALTO (v2, v3, v4) files; every line is cropped."""
+
+    kind: Literal["xml_pages"]
+    name: str = "xml_pages"
+    path: Path
+    group_pattern: str | None = None
+    """Regular expression with a named group ``group``, searched in each XML file name, that gives the
+    document; ``null``: each page is its own group. Either way a page never spans two splits."""
+    margin_px: int = Field(6, ge=0)
+    """Pixels added around the bounding box of each line polygon (6: as the Testaments de Poilus crops)."""
+    line_mask: Literal["bbox", "polygon"] = "bbox"
+    """``bbox``: the box as scanned; ``polygon``: pixels outside the line polygon become the paper tone."""
+    steep_line_degrees: float = Field(45.0, gt=0.0, le=90.0)
+    """A baseline steeper than this is a steep line (``steep_lines`` says what happens); flatter ones are
+    levelled by their baseline angle."""
+    steep_lines: Literal["reject", "rotate"] = "reject"
+    """``reject`` (as ``vertical_line``) or ``rotate`` by the baseline angle like any other line."""
+    skip_region_types: list[str] = []
+    """Lines of regions of these types (PAGE ``TextRegion@type``, ALTO block tag label) are left out, as
+    rejects ``skipped_region_type``."""
+
+
+class ParquetLinesSource(StrictModel):
+    """Line images in Parquet files: encoded bytes, or the ``{bytes, path}`` struct Hugging Face writes."""
+
+    kind: Literal["parquet_lines"]
+    name: str = "parquet_lines"
+    path: str
+    """A Parquet file, a folder of them, or a glob (``data/*.parquet``)."""
+    image_column: str = "image"
+    text_column: str = "text"
+    split_column: str | None = None
+    """A column of ``train``/``valid``/``test``; ``null``: the seed splits the rows."""
+
+
+Source = Annotated[
+    SyntheticSource | LineFolderSource | PairedFolderSource | XmlPagesSource | ParquetLinesSource,
+    Field(discriminator="kind"),
+]
 
 
 # ------------------------------------------------------------------------------------------- degradations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,17 +16,21 @@ class UnreadableImageError(ValueError):
     """The file is missing, not an image, or truncated."""
 
 
-def read_grayscale(path: Path) -> np.ndarray:
-    """Any Pillow-readable image as (height, width) uint8, 255 = white; EXIF rotation applied.
+def read_grayscale(path: Path | bytes) -> np.ndarray:
+    """Any Pillow-readable image (a file, or its encoded bytes) as (height, width) uint8, 255 = white.
 
-    16-bit images are scaled to 8 bits; transparent pixels are composited on white paper.
+    EXIF rotation is applied; 16-bit images are scaled to 8 bits; transparent pixels are composited on white
+    paper. Only pixels come back: ICC profile and metadata stay behind.
     """
+    if isinstance(path, bytes):
+        path = io.BytesIO(path)
     try:
         with Image.open(path) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise UnreadableImageError(f"{path}: cannot read image ({error})") from None
+        where = f"{len(path.getvalue())} encoded bytes" if isinstance(path, io.BytesIO) else path
+        raise UnreadableImageError(f"{where}: cannot read image ({error})") from None
     return _to_uint8_gray(image)
 
 

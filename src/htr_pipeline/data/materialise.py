@@ -1,7 +1,8 @@
 """Turning sample candidates into normalised clean/degraded image pairs and manifest rows.
 
 Each sample is handled on its own with randomness from :func:`rng_for`, so the result does not depend on the
-number of worker processes or their order.
+number of worker processes or their order. Lines cut from one page image travel together, so the page is
+decoded once for all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from htr_pipeline.config import DataConfig
 from htr_pipeline.data.degradations import degrade
 from htr_pipeline.data.images import UnreadableImageError, normalise_line, read_grayscale
+from htr_pipeline.data.line_crops import crop_line
 from htr_pipeline.data.seeding import rng_for
 from htr_pipeline.data.sources import Reject, RejectReason, SampleCandidate
 from htr_pipeline.data.synthetic import render_planned_line
@@ -42,6 +44,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "degraded_origin",
     "degradation_recipe",
     "synthesis",
+    "origin",
 )
 """Image paths are relative to the ``line_images`` folder of the same ingestion run."""
 
@@ -57,24 +60,54 @@ class MaterialisedSample:
 def materialise_all(
     candidates: Sequence[SampleCandidate], data: DataConfig
 ) -> tuple[list[MaterialisedSample], list[Reject]]:
-    """Materialise every candidate (in ``data.num_workers`` processes), with a progress bar."""
-    work = partial(materialise_sample, data=data)
-    progress = partial(tqdm, total=len(candidates), desc="ingest lines", unit="line")
+    """Materialise every candidate (in ``data.num_workers`` processes, a page at a time), with a progress bar."""
+    work = partial(materialise_unit, data=data)
+    units = work_units(candidates)
+    progress = partial(tqdm, total=len(units), desc="ingest lines and pages", unit="unit")
     if data.num_workers == 1:
-        results: Iterator[MaterialisedSample | Reject] = map(work, candidates)
-        outcomes = list(progress(results))
+        results: Iterator[list[MaterialisedSample | Reject]] = map(work, units)
+        outcomes = [outcome for unit in progress(results) for outcome in unit]
     else:
         with ProcessPoolExecutor(max_workers=data.num_workers) as pool:
-            outcomes = list(progress(pool.map(work, candidates, chunksize=16)))
+            outcomes = [outcome for unit in progress(pool.map(work, units, chunksize=4)) for outcome in unit]
     samples = [outcome for outcome in outcomes if isinstance(outcome, MaterialisedSample)]
     rejects = [outcome for outcome in outcomes if isinstance(outcome, Reject)]
     return samples, rejects
 
 
-def materialise_sample(candidate: SampleCandidate, data: DataConfig) -> MaterialisedSample | Reject:
-    """Read or render the clean image, read or synthesise the degraded one, normalise both."""
+def work_units(candidates: Sequence[SampleCandidate]) -> list[list[SampleCandidate]]:
+    """The lines of one page image together (in their order), every other candidate on its own."""
+    by_page: dict[str, list[SampleCandidate]] = {}
+    units: list[list[SampleCandidate]] = []
+    for candidate in candidates:
+        if candidate.line_crop is None:
+            units.append([candidate])
+            continue
+        page = candidate.line_crop.page_path
+        if page not in by_page:
+            by_page[page] = []
+            units.append(by_page[page])
+        by_page[page].append(candidate)
+    return units
+
+
+def materialise_unit(unit: list[SampleCandidate], data: DataConfig) -> list[MaterialisedSample | Reject]:
+    """One candidate, or all lines of one page from a single decode of it."""
+    if unit[0].line_crop is None:
+        return [materialise_sample(unit[0], data)]
     try:
-        clean_source, synthesis = _clean_image(candidate, data)
+        page = read_grayscale(Path(unit[0].line_crop.page_path))
+    except UnreadableImageError as error:
+        return [_reject(candidate, RejectReason.UNREADABLE_IMAGE, str(error)) for candidate in unit]
+    return [materialise_sample(candidate, data, page) for candidate in unit]
+
+
+def materialise_sample(
+    candidate: SampleCandidate, data: DataConfig, page: np.ndarray | None = None
+) -> MaterialisedSample | Reject:
+    """Read, render or crop (from ``page``) the clean image, read or synthesise the degraded one, normalise both."""
+    try:
+        clean_source, synthesis = _clean_image(candidate, data, page)
         degraded_source = read_grayscale(Path(candidate.degraded_path)) if candidate.degraded_path else None
     except UnreadableImageError as error:
         return _reject(candidate, RejectReason.UNREADABLE_IMAGE, str(error))
@@ -100,10 +133,16 @@ def materialise_sample(candidate: SampleCandidate, data: DataConfig) -> Material
     return MaterialisedSample(clean=clean, degraded=degraded, manifest_row=row)
 
 
-def _clean_image(candidate: SampleCandidate, data: DataConfig) -> tuple[np.ndarray, dict[str, Any] | None]:
+def _clean_image(
+    candidate: SampleCandidate, data: DataConfig, page: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, Any] | None]:
     if candidate.synthetic_plan is not None:
         source = next(s for s in data.sources if s.name == candidate.source)
         return render_planned_line(candidate.synthetic_plan, source.style, data.image_height, data.seed)
+    if candidate.line_crop is not None:
+        return crop_line(page, candidate.line_crop), None
+    if candidate.image_bytes is not None:
+        return read_grayscale(candidate.image_bytes), None
     return read_grayscale(Path(candidate.clean_path)), None
 
 
@@ -148,9 +187,10 @@ def _manifest_row(
         "degraded_origin": "synthesised" if recipe is not None else "source",
         "degradation_recipe": json.dumps(recipe) if recipe is not None else None,
         "synthesis": json.dumps(synthesis) if synthesis is not None else None,
+        "origin": candidate.origin,
     }
 
 
 def _reject(candidate: SampleCandidate, reason: RejectReason, detail: str) -> Reject:
-    path = candidate.clean_path or candidate.degraded_path
+    path = candidate.clean_path or candidate.degraded_path or (candidate.line_crop and candidate.line_crop.page_path)
     return Reject(candidate.source, candidate.sample_id, path, reason, detail)

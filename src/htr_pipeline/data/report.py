@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,13 @@ from htr_pipeline.charset import Charset
 from htr_pipeline.data.splits import SPLIT_NAMES, groups_in_several_splits
 
 HISTOGRAM_BINS = 20
+GALLERY_LINES = 8
+REAL_LINE_KINDS = ("xml_pages", "parquet_lines", "line_folder")
+"""Sources whose crops the gallery shows first: real lines, whose cutting is worth a look."""
+
+
+class ImageReader(Protocol):
+    def read(self, relative_path: str) -> np.ndarray: ...
 
 
 def missing_characters_by_split(charset: Charset, manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -26,7 +34,10 @@ def missing_characters_by_split(charset: Charset, manifest: pd.DataFrame) -> dic
     return missing
 
 
-def summarise_dataset(manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Charset) -> dict[str, Any]:
+def summarise_dataset(
+    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Charset, page_sources: Collection[str] = ()
+) -> dict[str, Any]:
+    """``page_sources``: names of the ``xml_pages`` sources, whose rejects are also counted per page."""
     texts = manifest["transcription"].dropna()
     label_lengths = texts.str.len()
     return {
@@ -36,6 +47,7 @@ def summarise_dataset(manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Ch
         "samples_without_text": int(manifest["transcription"].isna().sum()),
         "rejects": len(rejects),
         "rejects_per_reason": rejects["reason"].value_counts().sort_index().to_dict() if len(rejects) else {},
+        "rejects_per_page_and_reason": rejects_per_page(rejects, page_sources),
         "squeezed_lines": int((manifest["width_scale"] < 1.0).sum()),
         "groups_in_several_splits": groups_in_several_splits(
             manifest["split"].tolist(), manifest["group"].where(manifest["group"].notna(), None).tolist()
@@ -47,6 +59,39 @@ def summarise_dataset(manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Ch
         "character_frequencies_train": dict(charset.counts),
         "missing_characters_by_split": missing_characters_by_split(charset, manifest),
     }
+
+
+def rejects_per_page(rejects: pd.DataFrame, page_sources: Collection[str]) -> dict[str, dict[str, int]]:
+    """``{page XML: {reason: count}}`` for the rejects of the given page sources."""
+    of_pages = rejects[rejects["source"].isin(list(page_sources))]
+    counts = of_pages.groupby(["path", "reason"]).size()
+    per_page: dict[str, dict[str, int]] = {}
+    for (page, reason), count in counts.items():
+        per_page.setdefault(page, {})[reason] = int(count)
+    return per_page
+
+
+def plot_line_gallery(manifest: pd.DataFrame, images: ImageReader, lines: int = GALLERY_LINES) -> Figure:
+    """A few clean line crops with their text, real lines first (spread over their sources), to eyeball cutting."""
+    real = manifest[manifest["source_kind"].isin(REAL_LINE_KINDS) & manifest["transcription"].notna()]
+    pool = real if len(real) else manifest[manifest["transcription"].notna()]
+    per_source = -(-lines // max(1, pool["source"].nunique()))
+    shown = (
+        pd.concat(
+            [
+                rows.iloc[np.linspace(0, len(rows) - 1, min(per_source, len(rows))).astype(int)]
+                for _, rows in pool.groupby("source")
+            ]
+        ).head(lines)
+        if len(pool)
+        else pool
+    )
+    figure = Figure(figsize=(10, 1.3 * max(1, len(shown))), layout="constrained")
+    for axis, row in zip(figure.subplots(max(1, len(shown)), 1, squeeze=False)[:, 0], shown.itertuples(), strict=False):
+        axis.imshow(images.read(row.clean_path), cmap="gray", vmin=0, vmax=255, aspect="equal")
+        axis.set_title(f"{row.sample_id}: {row.transcription}", fontsize=8, loc="left")
+        axis.axis("off")
+    return figure
 
 
 def tracked_metrics(summary: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -1,21 +1,55 @@
 """Reading the configured sources into sample candidates, and every unusable input into rejects.
 
 A source yields :class:`SampleCandidate` rows (what to load or render, which text, which split if the source
-says) and :class:`Reject` rows (what cannot be used, and why). Nothing here decodes pixels: image checks happen
-when samples are materialised (``htr_pipeline.data.materialise``).
+says) and :class:`Reject` rows (what cannot be used, and why). Nothing here decodes pixels, with one exception:
+a page XML whose coordinate frame only the page's ink can settle (``htr_pipeline.data.line_crops``). Image
+checks and line crops happen when samples are materialised (``htr_pipeline.data.materialise``), one decode per
+page.
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from PIL import UnidentifiedImageError
 
 from htr_pipeline.charset import normalise_text
-from htr_pipeline.config import DataConfig, LineFolderSource, PairedFolderSource, Source, SyntheticSource
-from htr_pipeline.data.images import IMAGE_SUFFIXES
+from htr_pipeline.config import (
+    DataConfig,
+    LineFolderSource,
+    PairedFolderSource,
+    ParquetLinesSource,
+    Source,
+    SyntheticSource,
+    XmlPagesSource,
+)
+from htr_pipeline.data.images import IMAGE_SUFFIXES, read_grayscale
+from htr_pipeline.data.line_crops import (
+    FRAME_WIN_RATIO,
+    MIN_DESKEW_DEGREES,
+    CoordinateFrame,
+    LineCrop,
+    baseline_angle_degrees,
+    candidate_frames,
+    ink_share,
+    read_page_image_info,
+)
+from htr_pipeline.data.page_xml import (
+    PageLayout,
+    UnknownXmlFormatError,
+    XmlLine,
+    XmlParseError,
+    count_text_lines,
+    read_page_layout,
+)
 from htr_pipeline.data.splits import SPLIT_NAMES
 from htr_pipeline.data.synthetic import SyntheticLinePlan, plan_synthetic_lines
 
@@ -33,6 +67,14 @@ class RejectReason(StrEnum):
     LABEL_TOO_LONG = "label_too_long"
     UNKNOWN_SPLIT = "unknown_split"
     NOT_IN_SPLITS = "not_in_splits"
+    MISSING_PAGE_IMAGE = "missing_page_image"
+    XML_PARSE_ERROR = "xml_parse_error"
+    UNKNOWN_XML_FORMAT = "unknown_xml_format"
+    LINE_WITHOUT_COORDS = "line_without_coords"
+    LINE_OUTSIDE_IMAGE = "line_outside_image"
+    AMBIGUOUS_COORDINATES = "ambiguous_coordinates"
+    VERTICAL_LINE = "vertical_line"
+    SKIPPED_REGION_TYPE = "skipped_region_type"
 
 
 @dataclass(frozen=True)
@@ -61,6 +103,12 @@ class SampleCandidate:
     clean_path: str | None = None
     degraded_path: str | None = None
     synthetic_plan: SyntheticLinePlan | None = None
+    line_crop: LineCrop | None = None
+    """A line cut from a page image (xml_pages); materialisation decodes each page once for all its lines."""
+    image_bytes: bytes | None = None
+    """An encoded image held in the source itself (parquet_lines)."""
+    origin: str | None = None
+    """JSON: where in the source the sample comes from (page, line, region, reading order, geometry)."""
 
 
 class SourceNotFoundError(FileNotFoundError):
@@ -86,7 +134,7 @@ def read_sources(data: DataConfig) -> SourceReading:
 
 def _check_source_path(source: Source, position: int) -> None:
     path = getattr(source, "path", None)
-    if path is not None and not Path(path).is_dir():
+    if path is not None and not isinstance(source, ParquetLinesSource) and not Path(path).is_dir():
         raise SourceNotFoundError(
             f"data.sources[{position}].path: folder '{path}' (resolved: '{Path(path).resolve()}') does not "
             f"exist. Fix the path in conf/<env>/parameters.yml or remove the '{source.name}' source."
@@ -98,6 +146,10 @@ def _read_source(source: Source, seed: int) -> SourceReading:
         return read_synthetic_source(source, seed)
     if isinstance(source, LineFolderSource):
         return read_line_folder(source)
+    if isinstance(source, XmlPagesSource):
+        return read_xml_pages(source)
+    if isinstance(source, ParquetLinesSource):
+        return read_parquet_lines(source)
     return read_paired_folder(source)
 
 
@@ -110,7 +162,7 @@ def screen_label_lengths(reading: SourceReading, max_label_length: int) -> Sourc
                 Reject(
                     candidate.source,
                     candidate.sample_id,
-                    candidate.clean_path,
+                    candidate.clean_path or (candidate.line_crop.page_path if candidate.line_crop else None),
                     RejectReason.LABEL_TOO_LONG,
                     f"{len(text)} symbols > data.max_label_length={max_label_length}",
                 )
@@ -235,16 +287,8 @@ def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceRead
 def _line_candidate(
     source: LineFolderSource, sample_id: str, image_path: Path, text: str, split: str | None
 ) -> SampleCandidate:
-    return SampleCandidate(
-        sample_id=sample_id,
-        source=source.name,
-        source_kind=source.kind,
-        image_type="line",
-        group=_group_of(image_path.name, source.group_pattern, source.name),
-        split=split,
-        transcription=normalise_text(text),
-        clean_path=str(image_path),
-    )
+    group = _group_of(image_path.name, source.group_pattern, source.name)
+    return _line_sample(source, sample_id, group, split, normalise_text(text), None, clean_path=str(image_path))
 
 
 # ----------------------------------------------------------------------------------------- paired folder
@@ -321,6 +365,265 @@ def _clean_images_by_stem(gt_dir: Path) -> dict[str, Path]:
         stem = path.stem[: -len("_gt")] if path.stem.endswith("_gt") else path.stem
         by_stem.setdefault(stem, path)
     return by_stem
+
+
+# --------------------------------------------------------------------------------------------- xml pages
+
+
+def read_xml_pages(source: XmlPagesSource) -> SourceReading:
+    """Every ``TextLine`` of every ``*.xml`` below ``path`` as a line candidate or a reject, never neither."""
+    root = Path(source.path)
+    reading = SourceReading(candidates=[], rejects=[])
+    for xml_path in sorted(root.rglob("*.xml")):
+        part = _read_xml_page(source, root, xml_path)
+        reading.candidates.extend(part.candidates)
+        reading.rejects.extend(part.rejects)
+    return _drop_duplicate_ids(reading)
+
+
+def _read_xml_page(source: XmlPagesSource, root: Path, xml_path: Path) -> SourceReading:
+    page_key = xml_path.relative_to(root).with_suffix("").as_posix()
+    try:
+        layout = read_page_layout(xml_path)
+    except (XmlParseError, UnknownXmlFormatError) as error:
+        reason = (
+            RejectReason.UNKNOWN_XML_FORMAT
+            if isinstance(error, UnknownXmlFormatError)
+            else RejectReason.XML_PARSE_ERROR
+        )
+        return SourceReading([], _whole_page_rejects(source, xml_path, page_key, reason, str(error)))
+    image_path = _page_image_path(xml_path, layout.image_filename)
+    if image_path is None:
+        detail = f"no image {layout.image_filename or xml_path.stem + '.*'} beside {xml_path.name}"
+        return SourceReading(
+            [], _line_rejects(source, xml_path, page_key, layout.lines, RejectReason.MISSING_PAGE_IMAGE, detail)
+        )
+    try:
+        image = read_page_image_info(image_path)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        detail = f"{image_path}: cannot read image ({error})"
+        return SourceReading(
+            [], _line_rejects(source, xml_path, page_key, layout.lines, RejectReason.UNREADABLE_IMAGE, detail)
+        )
+    frame = _coordinate_frame(layout, candidate_frames(layout.declared_size, image), image_path)
+    if isinstance(frame, Reject):
+        return SourceReading([], _line_rejects(source, xml_path, page_key, layout.lines, frame.reason, frame.detail))
+    group = _group_of(xml_path.name, source.group_pattern, source.name) or _sample_id(source.name, page_key)
+    reading = SourceReading(candidates=[], rejects=[])
+    for line in layout.lines:
+        outcome = _xml_line(source, layout, line, frame, page_key, xml_path, image_path, group)
+        (reading.rejects if isinstance(outcome, Reject) else reading.candidates).append(outcome)
+    return reading
+
+
+def _xml_line(
+    source: XmlPagesSource,
+    layout: PageLayout,
+    line: XmlLine,
+    frame: CoordinateFrame,
+    page_key: str,
+    xml_path: Path,
+    image_path: Path,
+    group: str,
+) -> SampleCandidate | Reject:
+    sample_id = _sample_id(source.name, f"{page_key}/{line.line_id}")
+
+    def reject(reason: RejectReason, detail: str) -> Reject:
+        return Reject(source.name, sample_id, str(xml_path), reason, f"line {line.line_id}: {detail}")
+
+    if line.region_type in source.skip_region_types:
+        return reject(RejectReason.SKIPPED_REGION_TYPE, f"region {line.region_id} is a {line.region_type}")
+    if line.polygon is None:
+        return reject(RejectReason.LINE_WITHOUT_COORDS, "no Coords/Shape/box")
+    text = normalise_text(line.text)
+    if not text:
+        return reject(RejectReason.EMPTY_TRANSCRIPTION, "no text")
+    if not frame.fits(line.polygon):
+        xs, ys = [x for x, _ in line.polygon], [y for _, y in line.polygon]
+        return reject(
+            RejectReason.LINE_OUTSIDE_IMAGE,
+            f"box x {min(xs):.0f}..{max(xs):.0f}, y {min(ys):.0f}..{max(ys):.0f} does not fit the "
+            f"{frame.size[0]:.0f} x {frame.size[1]:.0f} page the coordinates are in ({frame.name})",
+        )
+    baseline_degrees = baseline_angle_degrees(frame.transform(line.baseline) if line.baseline else None)
+    inclination = (baseline_degrees + 90.0) % 180.0 - 90.0
+    if abs(inclination) > source.steep_line_degrees:
+        if source.steep_lines == "reject":
+            return reject(
+                RejectReason.VERTICAL_LINE,
+                f"baseline at {baseline_degrees:.1f} degrees > steep_line_degrees={source.steep_line_degrees}",
+            )
+        rotation = baseline_degrees
+    else:
+        rotation = inclination if abs(inclination) >= MIN_DESKEW_DEGREES else 0.0
+    origin = {
+        "xml": str(xml_path),
+        "image": str(image_path),
+        "xml_format": layout.xml_format,
+        "line_id": line.line_id,
+        "region_id": line.region_id,
+        "region_type": line.region_type,
+        "reading_order": line.reading_order,
+        **frame.describe(),
+        "baseline_degrees": round(baseline_degrees, 3),
+        "rotation_degrees": round(rotation, 3),
+    }
+    crop = LineCrop(str(image_path), frame.transform(line.polygon), rotation, source.margin_px, source.line_mask)
+    return _line_sample(source, sample_id, group, None, text, origin, line_crop=crop)
+
+
+def _line_sample(
+    source: LineFolderSource | XmlPagesSource | ParquetLinesSource,
+    sample_id: str,
+    group: str | None,
+    split: str | None,
+    text: str,
+    origin: dict[str, Any] | None,
+    **pixels: Any,
+) -> SampleCandidate:
+    """A real text line; ``pixels`` says where its image is (a file, a page crop, encoded bytes)."""
+    return SampleCandidate(
+        sample_id=sample_id,
+        source=source.name,
+        source_kind=source.kind,
+        image_type="line",
+        group=group,
+        split=split,
+        transcription=text,
+        origin=json.dumps(origin, ensure_ascii=False) if origin is not None else None,
+        **pixels,
+    )
+
+
+def _coordinate_frame(layout: PageLayout, frames: list[CoordinateFrame], image_path: Path) -> CoordinateFrame | Reject:
+    """The one frame given, or among several the one whose lines fit and hold clearly the most ink."""
+    if len(frames) == 1:
+        return frames[0]
+    polygons = [line.polygon for line in layout.lines if line.polygon is not None]
+    fitting = [frame for frame in frames if all(frame.fits(polygon) for polygon in polygons)]
+    names = ", ".join(frame.name for frame in frames)
+    if not fitting:
+        return Reject(
+            "", None, None, RejectReason.LINE_OUTSIDE_IMAGE, f"the coordinates fit none of the frames {names}"
+        )
+    if len(fitting) == 1:
+        return fitting[0]
+    page = read_grayscale(image_path)
+    shares = sorted(
+        ((ink_share(page, [f.transform(p) for p in polygons]), f) for f in fitting), key=lambda item: -item[0]
+    )
+    (best_share, best), (runner_up_share, runner_up) = shares[0], shares[1]
+    if best_share >= FRAME_WIN_RATIO * runner_up_share:
+        return CoordinateFrame(best.name, best.size, best.scale, best.orientation)
+    return Reject(
+        "",
+        None,
+        None,
+        RejectReason.AMBIGUOUS_COORDINATES,
+        f"EXIF orientation turns the page and the coordinates fit several frames; the lines hold ink "
+        f"{best_share:.3f} in {best.name} vs {runner_up_share:.3f} in {runner_up.name} (< {FRAME_WIN_RATIO}x)",
+    )
+
+
+def _page_image_path(xml_path: Path, image_filename: str | None) -> Path | None:
+    """The file the XML names (beside it, by its base name), else an image with the XML's stem."""
+    if image_filename:
+        named = xml_path.parent / Path(image_filename.replace("\\", "/")).name
+        if named.is_file():
+            return named
+    return next((path for suffix in sorted(IMAGE_SUFFIXES) if (path := xml_path.with_suffix(suffix)).is_file()), None)
+
+
+def _line_rejects(
+    source: XmlPagesSource, xml_path: Path, page_key: str, lines: tuple[XmlLine, ...], reason: RejectReason, detail: str
+) -> list[Reject]:
+    return [
+        Reject(source.name, _sample_id(source.name, f"{page_key}/{line.line_id}"), str(xml_path), reason, detail)
+        for line in lines
+    ]
+
+
+def _whole_page_rejects(
+    source: XmlPagesSource, xml_path: Path, page_key: str, reason: RejectReason, detail: str
+) -> list[Reject]:
+    """One reject per ``TextLine`` when the file is well-formed enough to count them, else one for the file."""
+    try:
+        lines = count_text_lines(xml_path)
+    except XmlParseError:
+        lines = 0
+    if lines == 0:
+        return [Reject(source.name, None, str(xml_path), reason, detail)]
+    return [
+        Reject(source.name, _sample_id(source.name, f"{page_key}/line_{index}"), str(xml_path), reason, detail)
+        for index in range(lines)
+    ]
+
+
+# ----------------------------------------------------------------------------------------- parquet lines
+
+
+class MissingColumnError(KeyError):
+    """A configured column is not in a Parquet file of the source."""
+
+
+def read_parquet_lines(source: ParquetLinesSource) -> SourceReading:
+    """One candidate per row; rows without text or image, or with an unknown split, become rejects."""
+    reading = SourceReading(candidates=[], rejects=[])
+    columns = [source.image_column, source.text_column, *([source.split_column] if source.split_column else [])]
+    for parquet_path in _parquet_files(source):
+        schema_names = pq.read_schema(parquet_path).names
+        missing = [column for column in columns if column not in schema_names]
+        if missing:
+            raise MissingColumnError(
+                f"parquet_lines source '{source.name}': {parquet_path} has no column {', '.join(missing)} "
+                f"(it has {', '.join(schema_names)}); set image_column, text_column or split_column"
+            )
+        table = pq.read_table(parquet_path, columns=columns).to_pydict()
+        for row in range(len(table[source.image_column])):
+            outcome = _parquet_row(source, parquet_path, row, {column: table[column][row] for column in columns})
+            (reading.rejects if isinstance(outcome, Reject) else reading.candidates).append(outcome)
+    return _drop_duplicate_ids(reading)
+
+
+def _parquet_files(source: ParquetLinesSource) -> list[Path]:
+    path = Path(source.path)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else sorted(Path(match) for match in glob.glob(source.path))
+    if not files:
+        raise SourceNotFoundError(
+            f"parquet_lines source '{source.name}': no Parquet file at '{source.path}' (resolved: "
+            f"'{path.resolve()}'). Set path to a file, a folder of *.parquet or a glob."
+        )
+    return files
+
+
+def _parquet_row(
+    source: ParquetLinesSource, parquet_path: Path, row: int, values: dict[str, Any]
+) -> SampleCandidate | Reject:
+    sample_id = _sample_id(source.name, f"{parquet_path.stem}/{row:06d}")
+    where = f"{parquet_path}#row={row}"
+    image = values[source.image_column]
+    encoded = image.get("bytes") if isinstance(image, dict) else image
+    if not encoded:
+        return Reject(
+            source.name, sample_id, where, RejectReason.MISSING_IMAGE, f"no image bytes in {source.image_column!r}"
+        )
+    rejected = _text_reject(source.name, sample_id, where, values[source.text_column], f"column {source.text_column!r}")
+    if rejected:
+        return rejected
+    split = values.get(source.split_column) if source.split_column else None
+    if split is not None and split not in SPLIT_NAMES:
+        return Reject(
+            source.name,
+            sample_id,
+            where,
+            RejectReason.UNKNOWN_SPLIT,
+            f"split {split!r} is not one of {', '.join(SPLIT_NAMES)}",
+        )
+    origin = {"parquet": str(parquet_path), "row": row}
+    if isinstance(image, dict) and image.get("path"):
+        origin["image"] = image["path"]
+    text = normalise_text(values[source.text_column])
+    return _line_sample(source, sample_id, None, split, text, origin, image_bytes=bytes(encoded))
 
 
 # -------------------------------------------------------------------------------------------- shared bits
@@ -422,7 +725,7 @@ def _drop_duplicate_ids(reading: SourceReading) -> SourceReading:
                 Reject(
                     candidate.source,
                     candidate.sample_id,
-                    candidate.degraded_path or candidate.clean_path,
+                    candidate.degraded_path or candidate.clean_path or candidate.origin,
                     RejectReason.DUPLICATE_ID,
                     "another file already gives this sample id",
                 )

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, validate_section
 from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
-from htr_pipeline.data.report import plot_dataset_report, summarise_dataset, tracked_metrics
+from htr_pipeline.data.report import plot_dataset_report, plot_line_gallery, summarise_dataset, tracked_metrics
 from htr_pipeline.data.sources import Reject, SampleCandidate, read_sources
 
 
@@ -35,7 +35,10 @@ def build_charset(manifest: pd.DataFrame) -> dict[str, Any]:
 
 
 def report_dataset(
-    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: dict[str, Any]
-) -> tuple[dict[str, Any], Figure, dict[str, dict[str, float]]]:
-    summary = summarise_dataset(manifest, rejects, Charset.from_dict(charset))
-    return summary, plot_dataset_report(manifest, summary), tracked_metrics(summary)
+    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: dict[str, Any], line_images: Any, data: dict[str, Any]
+) -> tuple[dict[str, Any], Figure, Figure, dict[str, dict[str, float]]]:
+    config = validate_section(DataConfig, data, "data")
+    page_sources = [source.name for source in config.sources if source.kind == "xml_pages"]
+    summary = summarise_dataset(manifest, rejects, Charset.from_dict(charset), page_sources)
+    gallery = plot_line_gallery(manifest, line_images)
+    return summary, plot_dataset_report(manifest, summary), gallery, tracked_metrics(summary)

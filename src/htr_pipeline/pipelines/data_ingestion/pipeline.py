@@ -27,8 +27,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(nodes.build_charset, inputs="manifest", outputs="charset", name="build_charset"),
             node(
                 nodes.report_dataset,
-                inputs=["manifest", "rejects", "charset"],
-                outputs=["dataset_report", "dataset_report_plot", "ingestion_metrics"],
+                inputs=["manifest", "rejects", "charset", "line_images", "params:data"],
+                outputs=["dataset_report", "dataset_report_plot", "dataset_gallery", "ingestion_metrics"],
                 name="report_dataset",
             ),
         ]
