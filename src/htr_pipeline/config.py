@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from htr_pipeline.data.splits import SPLIT_NAMES
 
@@ -232,6 +232,16 @@ class DataConfig(StrictModel):
     degradations: Degradations = Degradations()
     num_workers: int = Field(1, ge=1)
     """Processes used to render, load and degrade images; results do not depend on it."""
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _sources_are_given(cls, sources: Any) -> Any:
+        if isinstance(sources, list) and not sources:
+            raise ValueError(
+                "no source is configured: list your line sets under data.sources in conf/local/parameters.yml "
+                "(conf/local.example/ shows how; a preset such as --env real_lines holds the recipe, not the data)"
+            )
+        return sources
 
     @model_validator(mode="after")
     def _source_names_are_unique(self) -> DataConfig:
