@@ -359,7 +359,9 @@ def test_saved_checkpoint_round_trips_safely_and_loads_through_the_stage(
     tracker = MemoryTracker()
     state = recognizer_stage(line_data.manifest, line_data.store, line_data.charset, with_checkpoint, tracker)
     assert same_tensors(state["recognizer"], recognizer_state["recognizer"])
-    assert tracker.history == {}  # loaded, not pre-trained again
+    # Loaded, not pre-trained again: only the gate's one reading of the valid lines is logged.
+    assert list(tracker.history) == ["recognizer/val_cer"] and len(tracker.history["recognizer/val_cer"]) == 1
+    assert state["best_val_cer"] == tracker.history["recognizer/val_cer"][0][1]
 
     other_charset = Charset.from_texts([*TRAIN_TEXTS, "zebra"])
     with pytest.raises(CheckpointError, match="another charset"):
