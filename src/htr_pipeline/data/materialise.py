@@ -8,6 +8,7 @@ decoded once for all of them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -167,7 +168,7 @@ def _manifest_row(
     recipe: list[dict[str, Any]] | None,
     synthesis: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    stem = candidate.sample_id.split(":", 1)[-1]
+    name = f"{_output_path(candidate.source)}/{_output_path(candidate.sample_id.split(':', 1)[-1])}.png"
     height, width = clean.shape
     return {
         "sample_id": candidate.sample_id,
@@ -177,8 +178,8 @@ def _manifest_row(
         "group": candidate.group,
         "image_type": candidate.image_type,
         "transcription": candidate.transcription,
-        "degraded_path": f"degraded/{candidate.source}/{stem}.png",
-        "clean_path": f"clean/{candidate.source}/{stem}.png",
+        "degraded_path": f"degraded/{name}",
+        "clean_path": f"clean/{name}",
         "width": width,
         "height": height,
         "original_width": original_width,
@@ -189,6 +190,13 @@ def _manifest_row(
         "synthesis": json.dumps(synthesis) if synthesis is not None else None,
         "origin": candidate.origin,
     }
+
+
+def _output_path(name: str) -> str:
+    """A relative path made of the name's parts, with ``..``, ``.`` and empty parts (a leading ``/``) escaped,
+    so that no file name or XML line id from a source can point outside the output folder."""
+    parts = re.split(r"[\\/]", name)
+    return "/".join(part.replace(".", "%2E") if part in (".", "..") else part or "%" for part in parts)
 
 
 def _reject(candidate: SampleCandidate, reason: RejectReason, detail: str) -> Reject:

@@ -75,6 +75,7 @@ class RejectReason(StrEnum):
     AMBIGUOUS_COORDINATES = "ambiguous_coordinates"
     VERTICAL_LINE = "vertical_line"
     SKIPPED_REGION_TYPE = "skipped_region_type"
+    PATH_OUTSIDE_SOURCE = "path_outside_source"
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ def read_line_folder(source: LineFolderSource) -> SourceReading:
 def _read_labelled_lines(source: LineFolderSource, root: Path) -> SourceReading:
     labels_path = root / "labels.tsv"
     image_dir = root / "lines" if (root / "lines").is_dir() else root
-    texts, rejects = _read_tsv(labels_path, source.name)
+    labels = _read_tsv(labels_path, source.name)
+    texts, rejects = labels.values, list(labels.rejects)
     split_reading = _read_splits(root / "splits.tsv", source.name)
     rejects += split_reading.rejects
     images_by_name = {path.name: path for path in _image_files(image_dir)}
@@ -214,6 +216,12 @@ def _read_labelled_lines(source: LineFolderSource, root: Path) -> SourceReading:
     for file_name, text in texts.items():
         sample_id = _sample_id(source.name, Path(file_name).with_suffix("").as_posix())
         image_path = image_dir / file_name
+        escaping = _outside_source(
+            source.name, sample_id, image_path, root, f"{labels.where(file_name)}: '{file_name}'"
+        )
+        if escaping:
+            rejects.append(escaping)
+            continue
         if file_name not in images_by_name and not image_path.is_file():
             rejects.append(
                 Reject(
@@ -242,7 +250,9 @@ def _read_labelled_lines(source: LineFolderSource, root: Path) -> SourceReading:
                     f"no row for it in {labels_path}",
                 )
             )
-    return _drop_duplicate_ids(SourceReading(candidates, rejects))
+    reading = SourceReading(candidates, rejects)
+    reading.rejects += _keys_without_files(split_reading.rows, image_dir, root, source.name, reading)
+    return _drop_duplicate_ids(reading)
 
 
 def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceReading:
@@ -252,6 +262,10 @@ def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceRead
         relative = image_path.relative_to(root)
         sample_id = _sample_id(source.name, relative.with_suffix("").as_posix())
         text_path = image_path.with_suffix(".txt")
+        escaping = _outside_source(source.name, sample_id, image_path, root, f"'{image_path}' (a symbolic link)")
+        if escaping:
+            rejects.append(escaping)
+            continue
         if not text_path.is_file():
             rejects.append(
                 Reject(
@@ -281,7 +295,9 @@ def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceRead
                     "transcription without an image of the same name",
                 )
             )
-    return _drop_duplicate_ids(SourceReading(candidates, rejects))
+    reading = SourceReading(candidates, rejects)
+    reading.rejects += _keys_without_files(split_reading.rows, root, root, source.name, reading)
+    return _drop_duplicate_ids(reading)
 
 
 def _line_candidate(
@@ -304,7 +320,8 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
                 "holds images/ (degraded) and gt/ (clean)."
             )
     labels_path = root / "labels.tsv"
-    texts, rejects = _read_tsv(labels_path, source.name) if labels_path.is_file() else ({}, [])
+    labels = _read_tsv(labels_path, source.name) if labels_path.is_file() else None
+    texts, rejects = (labels.values, list(labels.rejects)) if labels else ({}, [])
     split_reading = _read_splits(root / "splits.tsv", source.name)
     rejects += split_reading.rejects
     clean_by_stem = _clean_images_by_stem(root / "gt")
@@ -312,6 +329,12 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
     for degraded_path in _image_files(root / "images"):
         sample_id = _sample_id(source.name, degraded_path.stem)
         clean_path = clean_by_stem.pop(degraded_path.stem, None)
+        escaping = _outside_source(source.name, sample_id, degraded_path, root, f"'{degraded_path}' (a symbolic link)")
+        if clean_path is not None and not escaping:
+            escaping = _outside_source(source.name, sample_id, clean_path, root, f"'{clean_path}' (a symbolic link)")
+        if escaping:
+            rejects.append(escaping)
+            continue
         if clean_path is None:
             rejects.append(
                 Reject(
@@ -356,7 +379,10 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
                 "clean image without a degraded image in images/",
             )
         )
-    return _drop_duplicate_ids(SourceReading(candidates, rejects))
+    reading = SourceReading(candidates, rejects)
+    for rows in (labels, split_reading.rows):
+        reading.rejects += _keys_without_files(rows, root / "images", root, source.name, reading)
+    return _drop_duplicate_ids(reading)
 
 
 def _clean_images_by_stem(gt_dir: Path) -> dict[str, Path]:
@@ -398,6 +424,12 @@ def _read_xml_page(source: XmlPagesSource, root: Path, xml_path: Path) -> Source
         return SourceReading(
             [], _line_rejects(source, xml_path, page_key, layout.lines, RejectReason.MISSING_PAGE_IMAGE, detail)
         )
+    for path in (xml_path, image_path):
+        escaping = _outside_source(source.name, None, path, root, f"'{path}' (a symbolic link)")
+        if escaping:
+            return SourceReading(
+                [], _line_rejects(source, xml_path, page_key, layout.lines, escaping.reason, escaping.detail)
+            )
     try:
         image = read_page_image_info(image_path)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
@@ -630,19 +662,62 @@ def _parquet_row(
 
 
 @dataclass
+class _TsvRows:
+    path: Path
+    values: dict[str, str]
+    """``key -> value`` in file order, the first row of a repeated key."""
+    line_numbers: dict[str, int]
+    rejects: list[Reject]
+
+    def where(self, key: str) -> str:
+        return f"{self.path}:{self.line_numbers[key]}"
+
+
+@dataclass
 class _SplitsReading:
     split_of_file: dict[str, str] | None
     """As written in ``splits.tsv`` (checked when a sample asks); ``None`` when there is no such file."""
     rejects: list[Reject]
     path: Path
+    rows: _TsvRows | None = None
 
 
 def _read_splits(path: Path, source_name: str) -> _SplitsReading:
     """``filename<TAB>train|valid|test``; absent file: the seed assigns splits."""
     if not path.is_file():
         return _SplitsReading(None, [], path)
-    split_of_file, rejects = _read_tsv(path, source_name)
-    return _SplitsReading(split_of_file, rejects, path)
+    rows = _read_tsv(path, source_name)
+    return _SplitsReading(rows.values, rows.rejects, path, rows)
+
+
+def _keys_without_files(
+    rows: _TsvRows | None, folder: Path, root: Path, source: str, reading: SourceReading
+) -> list[Reject]:
+    """A reject for each key of a ``.tsv`` that names a file outside the source, or no file at all (unless the
+    sample is already accounted for), so a listed line never vanishes without a word."""
+    if rows is None:
+        return []
+    accounted = {c.sample_id for c in reading.candidates} | {r.sample_id for r in reading.rejects}
+    rejects = []
+    for key in rows.values:
+        sample_id = _sample_id(source, Path(key).with_suffix("").as_posix())
+        if sample_id in accounted:
+            continue
+        path = folder / key
+        escaping = _outside_source(source, sample_id, path, root, f"{rows.where(key)}: '{key}'")
+        if escaping:
+            rejects.append(escaping)
+        elif not path.is_file():
+            rejects.append(
+                Reject(
+                    source,
+                    sample_id,
+                    str(path),
+                    RejectReason.MISSING_IMAGE,
+                    f"{rows.where(key)}: lists '{key}' but the file does not exist",
+                )
+            )
+    return rejects
 
 
 def _split_of(
@@ -665,9 +740,10 @@ def _split_of(
     return split
 
 
-def _read_tsv(path: Path, source_name: str) -> tuple[dict[str, str], list[Reject]]:
+def _read_tsv(path: Path, source_name: str) -> _TsvRows:
     """``key<TAB>value`` rows; malformed rows and repeated keys become rejects naming the line."""
     rows: dict[str, str] = {}
+    line_numbers: dict[str, int] = {}
     rejects = []
     with path.open(encoding="utf-8-sig") as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -698,7 +774,23 @@ def _read_tsv(path: Path, source_name: str) -> tuple[dict[str, str], list[Reject
                 )
                 continue
             rows[key] = value
-    return rows, rejects
+            line_numbers[key] = line_number
+    return _TsvRows(path, rows, line_numbers, rejects)
+
+
+def _outside_source(source: str, sample_id: str | None, path: Path, root: Path, named_by: str) -> Reject | None:
+    """A reject when ``path``, once ``..`` and symbolic links are resolved, is not inside the source folder: a
+    source never makes ingestion read (or, through an output name, write) anywhere else."""
+    resolved, folder = path.resolve(), root.resolve()
+    if resolved.is_relative_to(folder):
+        return None
+    return Reject(
+        source,
+        sample_id,
+        str(path),
+        RejectReason.PATH_OUTSIDE_SOURCE,
+        f"{named_by} resolves to {resolved}, outside the source folder {folder}; only files inside it are read",
+    )
 
 
 def _read_text_file(path: Path) -> str:
