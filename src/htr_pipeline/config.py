@@ -22,6 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from htr_pipeline.data.splits import SPLIT_NAMES
 
+PILLOW_PIXEL_LIMIT = 178_956_970
+"""Pillow refuses to open an image above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (its default), and this project
+never changes that global, so ``data.max_image_pixels`` cannot promise more."""
+
 
 class ConfigError(ValueError):
     """The parameters do not match the schema; the message lists every problem by key path."""
@@ -232,6 +236,11 @@ class DataConfig(StrictModel):
     degradations: Degradations = Degradations()
     num_workers: int = Field(1, ge=1)
     """Processes used to render, load and degrade images; results do not depend on it."""
+    max_image_pixels: int = Field(100_000_000, ge=1, le=PILLOW_PIXEL_LIMIT)
+    """An image with more pixels (read from its header, before decoding) is rejected as ``image_too_large``.
+    100 M holds a 600 dpi A3 page (about 7,000 x 9,900 = 70 M) with room to spare, while one decoded image stays
+    near 100 MB in grey (300 MB in RGB) per worker; a 1-bit PNG of a few kB can claim far more. At most Pillow's
+    own limit, above which it refuses to open a file at all."""
 
     @model_validator(mode="after")
     def _source_names_are_unique(self) -> DataConfig:

@@ -8,7 +8,7 @@ from kedro.io.core import DatasetError
 from PIL import Image
 
 from htr_pipeline.data.materialise import _output_path
-from htr_pipeline.data.sources import RejectReason
+from htr_pipeline.data.sources import RejectReason, SourceEncodingError
 from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
 from tests.conftest import write_line_png
 from tests.data.test_sources import _config, _ingest
@@ -92,3 +92,60 @@ def test_the_image_store_refuses_a_path_out_of_its_folder(tmp_path: Path, victim
         store.save({"clean/ok.png": pixels, "../../outside/victim.png": pixels})
     assert victim.read_bytes() == before
     assert not (tmp_path / "store" / "line_images" / "clean" / "ok.png").exists()
+
+
+# ------------------------------------------------------------------------------------ one bad file, one reject
+
+
+def test_a_decompression_bomb_png_is_rejected_with_its_size(tmp_path: Path):
+    root = tmp_path / "set"
+    rows = _good_lines(root / "lines")
+    Image.new("1", (15000, 12000), 1).save(root / "lines" / "huge.png")
+    Image.new("L", (2000, 600), 255).save(root / "lines" / "big.png")
+    (root / "labels.tsv").write_text(rows + "huge.png\thuge\nbig.png\tbig\n")
+    config = _config({"kind": "line_folder", "name": "lines", "path": str(root)}, max_image_pixels=1_000_000)
+    manifest, rejects = _ingest(config)
+    assert (root / "lines" / "huge.png").stat().st_size < 100_000 and len(manifest) == len(GOOD_TEXTS)
+    too_large = rejects[rejects["reason"] == RejectReason.IMAGE_TOO_LARGE].set_index("sample_id")["detail"]
+    assert "2000 x 600 px = 1,200,000 pixels > data.max_image_pixels=1,000,000" in too_large["lines:big"]
+    assert "180000000 pixels" in too_large["lines:huge"]
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's global limit is left alone
+
+
+def test_max_image_pixels_cannot_exceed_what_pillow_opens():
+    with pytest.raises(ValueError, match="max_image_pixels"):
+        _config({"kind": "line_folder", "path": "."}, max_image_pixels=200_000_000)
+
+
+def test_a_utf16_labels_file_is_one_error_naming_file_and_encoding(tmp_path: Path):
+    root = tmp_path / "set"
+    rows = _good_lines(root / "lines")
+    (root / "labels.tsv").write_text(rows, encoding="utf-16")
+    with pytest.raises(SourceEncodingError) as raised:
+        _ingest(_config({"kind": "line_folder", "name": "lines", "path": str(root)}))
+    message = str(raised.value)
+    assert f"{root / 'labels.tsv'} is not UTF-8 text (it starts with a UTF-16 byte-order mark)" in message
+    assert "save it as UTF-8" in message and "iconv -f UTF-16 -t UTF-8 labels.tsv" in message
+
+
+def test_a_labels_file_with_a_utf8_byte_order_mark_is_read(tmp_path: Path):
+    root = tmp_path / "set"
+    (root / "labels.tsv").parent.mkdir(parents=True, exist_ok=True)
+    (root / "labels.tsv").write_text(_good_lines(root / "lines"), encoding="utf-8-sig")
+    manifest, rejects = _ingest(_config({"kind": "line_folder", "name": "lines", "path": str(root)}))
+    assert len(manifest) == len(GOOD_TEXTS) and len(rejects) == 0
+
+
+def test_a_latin1_sidecar_text_is_one_reject_and_the_rest_ingests(tmp_path: Path):
+    for index, text in enumerate(GOOD_TEXTS):
+        write_line_png(tmp_path / f"line_{index}.png", seed=index)
+        (tmp_path / f"line_{index}.txt").write_text(text)
+    write_line_png(tmp_path / "latin.png")
+    (tmp_path / "latin.txt").write_bytes("déjà vu".encode("latin-1"))
+    manifest, rejects = _ingest(_config({"kind": "line_folder", "name": "side", "path": str(tmp_path)}))
+    assert len(manifest) == len(GOOD_TEXTS)
+    assert list(rejects["reason"]) == [RejectReason.UNDECODABLE_TEXT]
+    assert rejects["detail"].iloc[0] == (
+        f"{tmp_path / 'latin.txt'} is not UTF-8 text: byte 0xe9 at offset 1, line 1; the project reads UTF-8, "
+        "with or without a byte-order mark"
+    )

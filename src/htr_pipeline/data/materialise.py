@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from htr_pipeline.config import DataConfig
 from htr_pipeline.data.degradations import degrade
-from htr_pipeline.data.images import UnreadableImageError, normalise_line, read_grayscale
+from htr_pipeline.data.images import ImageTooLargeError, UnreadableImageError, normalise_line, read_grayscale
 from htr_pipeline.data.line_crops import crop_line
 from htr_pipeline.data.seeding import rng_for
 from htr_pipeline.data.sources import Reject, RejectReason, SampleCandidate
@@ -97,9 +97,9 @@ def materialise_unit(unit: list[SampleCandidate], data: DataConfig) -> list[Mate
     if unit[0].line_crop is None:
         return [materialise_sample(unit[0], data)]
     try:
-        page = read_grayscale(Path(unit[0].line_crop.page_path))
+        page = read_grayscale(Path(unit[0].line_crop.page_path), data.max_image_pixels)
     except UnreadableImageError as error:
-        return [_reject(candidate, RejectReason.UNREADABLE_IMAGE, str(error)) for candidate in unit]
+        return [_reject(candidate, _unreadable_reason(error), str(error)) for candidate in unit]
     return [materialise_sample(candidate, data, page) for candidate in unit]
 
 
@@ -109,9 +109,11 @@ def materialise_sample(
     """Read, render or crop (from ``page``) the clean image, read or synthesise the degraded one, normalise both."""
     try:
         clean_source, synthesis = _clean_image(candidate, data, page)
-        degraded_source = read_grayscale(Path(candidate.degraded_path)) if candidate.degraded_path else None
+        degraded_source = (
+            read_grayscale(Path(candidate.degraded_path), data.max_image_pixels) if candidate.degraded_path else None
+        )
     except UnreadableImageError as error:
-        return _reject(candidate, RejectReason.UNREADABLE_IMAGE, str(error))
+        return _reject(candidate, _unreadable_reason(error), str(error))
     original_height, original_width = clean_source.shape
     if original_height < data.min_source_height_px or original_width < data.min_source_width_px:
         return _reject(
@@ -143,8 +145,12 @@ def _clean_image(
     if candidate.line_crop is not None:
         return crop_line(page, candidate.line_crop), None
     if candidate.image_bytes is not None:
-        return read_grayscale(candidate.image_bytes), None
-    return read_grayscale(Path(candidate.clean_path)), None
+        return read_grayscale(candidate.image_bytes, data.max_image_pixels), None
+    return read_grayscale(Path(candidate.clean_path), data.max_image_pixels), None
+
+
+def _unreadable_reason(error: UnreadableImageError) -> RejectReason:
+    return RejectReason.IMAGE_TOO_LARGE if isinstance(error, ImageTooLargeError) else RejectReason.UNREADABLE_IMAGE
 
 
 def _normalise_pair(

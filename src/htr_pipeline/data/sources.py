@@ -10,6 +10,7 @@ page.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from htr_pipeline.charset import normalise_text
 from htr_pipeline.config import (
@@ -76,6 +77,8 @@ class RejectReason(StrEnum):
     VERTICAL_LINE = "vertical_line"
     SKIPPED_REGION_TYPE = "skipped_region_type"
     PATH_OUTSIDE_SOURCE = "path_outside_source"
+    IMAGE_TOO_LARGE = "image_too_large"
+    UNDECODABLE_TEXT = "undecodable_text"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,10 @@ class SampleCandidate:
 
 class SourceNotFoundError(FileNotFoundError):
     """A configured source path does not exist."""
+
+
+class SourceEncodingError(ValueError):
+    """A label file (``labels.tsv``, ``splits.tsv``) of a source is not UTF-8: none of its lines can be read."""
 
 
 @dataclass
@@ -277,7 +284,12 @@ def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceRead
                 )
             )
             continue
-        text = _read_text_file(text_path)
+        try:
+            text = read_utf8(text_path)
+        except UnicodeDecodeError as error:
+            detail = _not_utf8(text_path, error)
+            rejects.append(Reject(source.name, sample_id, str(text_path), RejectReason.UNDECODABLE_TEXT, detail))
+            continue
         rejected = _text_reject(source.name, sample_id, str(image_path), text, str(text_path))
         split = _split_of(relative.as_posix(), split_reading, sample_id, str(image_path), source.name)
         if rejected or isinstance(split, Reject):
@@ -432,11 +444,11 @@ def _read_xml_page(source: XmlPagesSource, root: Path, xml_path: Path) -> Source
             )
     try:
         image = read_page_image_info(image_path)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        detail = f"{image_path}: cannot read image ({error})"
-        return SourceReading(
-            [], _line_rejects(source, xml_path, page_key, layout.lines, RejectReason.UNREADABLE_IMAGE, detail)
-        )
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        too_large = isinstance(error, Image.DecompressionBombError)
+        reason = RejectReason.IMAGE_TOO_LARGE if too_large else RejectReason.UNREADABLE_IMAGE
+        detail = f"{image_path}: {'too large for Pillow to open' if too_large else 'cannot read image'} ({error})"
+        return SourceReading([], _line_rejects(source, xml_path, page_key, layout.lines, reason, detail))
     frame = _coordinate_frame(layout, candidate_frames(layout.declared_size, image), image_path)
     if isinstance(frame, Reject):
         return SourceReading([], _line_rejects(source, xml_path, page_key, layout.lines, frame.reason, frame.detail))
@@ -745,7 +757,14 @@ def _read_tsv(path: Path, source_name: str) -> _TsvRows:
     rows: dict[str, str] = {}
     line_numbers: dict[str, int] = {}
     rejects = []
-    with path.open(encoding="utf-8-sig") as handle:
+    try:
+        text = read_utf8(path)
+    except UnicodeDecodeError as error:
+        raise SourceEncodingError(
+            f"source '{source_name}': {_not_utf8(path, error)}. Every line of it is unreadable: save it as UTF-8, "
+            f"for example `iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`, then rename it."
+        ) from None
+    with io.StringIO(text, newline=None) as handle:
         for line_number, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -793,8 +812,20 @@ def _outside_source(source: str, sample_id: str | None, path: Path, root: Path, 
     )
 
 
-def _read_text_file(path: Path) -> str:
-    return path.read_text(encoding="utf-8-sig")
+def read_utf8(path: Path) -> str:
+    """A text file of a source: UTF-8, with or without a byte-order mark (``UnicodeDecodeError`` otherwise)."""
+    return path.read_bytes().decode("utf-8-sig")
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, with a hint when it is plainly UTF-16."""
+    data = error.object
+    line = data.count(b"\n", 0, error.start) + 1
+    utf16 = " (it starts with a UTF-16 byte-order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+    return (
+        f"{path} is not UTF-8 text{utf16}: byte 0x{data[error.start]:02x} at offset {error.start}, line {line}; "
+        "the project reads UTF-8, with or without a byte-order mark"
+    )
 
 
 def _text_reject(source: str, sample_id: str, image_path: str, text: str | None, text_origin: str) -> Reject | None:
