@@ -7,7 +7,10 @@ import pytest
 from kedro.io.core import DatasetError
 from PIL import Image
 
+from htr_pipeline.charset import Charset
+from htr_pipeline.data.ingestion import charset_document
 from htr_pipeline.data.materialise import _output_path
+from htr_pipeline.data.report import summarise_dataset
 from htr_pipeline.data.sources import RejectReason, SourceEncodingError
 from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
 from tests.conftest import write_line_png
@@ -149,3 +152,27 @@ def test_a_latin1_sidecar_text_is_one_reject_and_the_rest_ingests(tmp_path: Path
         f"{tmp_path / 'latin.txt'} is not UTF-8 text: byte 0xe9 at offset 1, line 1; the project reads UTF-8, "
         "with or without a byte-order mark"
     )
+
+
+# --------------------------------------------------------------------------------------- invisible characters
+
+
+def test_invisible_characters_are_removed_and_reported_and_controls_rejected(tmp_path: Path):
+    root = tmp_path / "set"
+    rows = _good_lines(root / "lines")
+    for name in ("soft", "bell", "nul"):
+        write_line_png(root / "lines" / f"{name}.png")
+    (root / "labels.tsv").write_text(
+        rows + "soft.png\tmon\u00adde\u200bmain\ufeff\nbell.png\tding\x07\nnul.png\ta\x00b\n"
+    )
+    config = _config({"kind": "line_folder", "name": "lines", "path": str(root)})
+    manifest, rejects = _ingest(config)
+    assert manifest.set_index("sample_id").loc["lines:soft", "transcription"] == "mondemain"
+    controls = rejects.set_index("sample_id")["detail"]
+    assert set(rejects["reason"]) == {RejectReason.CONTROL_CHARACTER}
+    assert controls["lines:bell"] == f"control character U+0007 in the transcription in {root / 'labels.tsv'}"
+    assert controls["lines:nul"].startswith("control character U+0000")
+    charset = Charset.from_dict(charset_document(manifest))
+    report = summarise_dataset(manifest, rejects, charset)
+    assert report["invisible_characters_removed"] == {"U+00AD": 1, "U+200B": 1, "U+FEFF": 1}
+    assert report["rejects_per_reason"] == {"control_character": 2}

@@ -46,6 +46,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "degradation_recipe",
     "synthesis",
     "origin",
+    "invisible_removed",
 )
 """Image paths are relative to the ``line_images`` folder of the same ingestion run."""
 
@@ -195,6 +196,7 @@ def _manifest_row(
         "degradation_recipe": json.dumps(recipe) if recipe is not None else None,
         "synthesis": json.dumps(synthesis) if synthesis is not None else None,
         "origin": candidate.origin,
+        "invisible_removed": candidate.invisible_removed,
     }
 
 

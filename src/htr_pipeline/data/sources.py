@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
-from htr_pipeline.charset import normalise_text
+from htr_pipeline.charset import control_characters, describe_code_points, invisible_characters, normalise_text
 from htr_pipeline.config import (
     DataConfig,
     LineFolderSource,
@@ -79,6 +79,7 @@ class RejectReason(StrEnum):
     PATH_OUTSIDE_SOURCE = "path_outside_source"
     IMAGE_TOO_LARGE = "image_too_large"
     UNDECODABLE_TEXT = "undecodable_text"
+    CONTROL_CHARACTER = "control_character"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class SampleCandidate:
     """An encoded image held in the source itself (parquet_lines)."""
     origin: str | None = None
     """JSON: where in the source the sample comes from (page, line, region, reading order, geometry)."""
+    invisible_removed: str | None = None
+    """JSON ``{"U+00AD": count}``: the invisible characters normalisation removed from the source's text."""
 
 
 class SourceNotFoundError(FileNotFoundError):
@@ -316,7 +319,7 @@ def _line_candidate(
     source: LineFolderSource, sample_id: str, image_path: Path, text: str, split: str | None
 ) -> SampleCandidate:
     group = _group_of(image_path.name, source.group_pattern, source.name)
-    return _line_sample(source, sample_id, group, split, normalise_text(text), None, clean_path=str(image_path))
+    return _line_sample(source, sample_id, group, split, text, None, clean_path=str(image_path))
 
 
 # ----------------------------------------------------------------------------------------- paired folder
@@ -377,6 +380,7 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
                 group=_group_of(degraded_path.name, source.group_pattern, source.name) or sample_id,
                 split=split,
                 transcription=normalise_text(text) if text is not None else None,
+                invisible_removed=_invisible_removed(text) if text is not None else None,
                 clean_path=str(clean_path),
                 degraded_path=str(degraded_path),
             )
@@ -479,9 +483,10 @@ def _xml_line(
         return reject(RejectReason.SKIPPED_REGION_TYPE, f"region {line.region_id} is a {line.region_type}")
     if line.polygon is None:
         return reject(RejectReason.LINE_WITHOUT_COORDS, "no Coords/Shape/box")
-    text = normalise_text(line.text)
-    if not text:
+    if not normalise_text(line.text):
         return reject(RejectReason.EMPTY_TRANSCRIPTION, "no text")
+    if controls := control_characters(line.text):
+        return reject(RejectReason.CONTROL_CHARACTER, f"control character {describe_code_points(controls)}")
     if not frame.fits(line.polygon):
         xs, ys = [x for x, _ in line.polygon], [y for _, y in line.polygon]
         return reject(
@@ -513,7 +518,7 @@ def _xml_line(
         "rotation_degrees": round(rotation, 3),
     }
     crop = LineCrop(str(image_path), frame.transform(line.polygon), rotation, source.margin_px, source.line_mask)
-    return _line_sample(source, sample_id, group, None, text, origin, line_crop=crop)
+    return _line_sample(source, sample_id, group, None, line.text, origin, line_crop=crop)
 
 
 def _line_sample(
@@ -525,7 +530,8 @@ def _line_sample(
     origin: dict[str, Any] | None,
     **pixels: Any,
 ) -> SampleCandidate:
-    """A real text line; ``pixels`` says where its image is (a file, a page crop, encoded bytes)."""
+    """A real text line (``text`` as the source gives it); ``pixels`` says where its image is (a file, a page
+    crop, encoded bytes)."""
     return SampleCandidate(
         sample_id=sample_id,
         source=source.name,
@@ -533,7 +539,8 @@ def _line_sample(
         image_type="line",
         group=group,
         split=split,
-        transcription=text,
+        transcription=normalise_text(text),
+        invisible_removed=_invisible_removed(text),
         origin=json.dumps(origin, ensure_ascii=False) if origin is not None else None,
         **pixels,
     )
@@ -666,7 +673,7 @@ def _parquet_row(
     origin = {"parquet": str(parquet_path), "row": row}
     if isinstance(image, dict) and image.get("path"):
         origin["image"] = image["path"]
-    text = normalise_text(values[source.text_column])
+    text = values[source.text_column]
     return _line_sample(source, sample_id, None, split, text, origin, image_bytes=bytes(encoded))
 
 
@@ -835,7 +842,20 @@ def _text_reject(source: str, sample_id: str, image_path: str, text: str | None,
         return Reject(
             source, sample_id, image_path, RejectReason.EMPTY_TRANSCRIPTION, f"empty transcription in {text_origin}"
         )
+    if controls := control_characters(text):
+        return Reject(
+            source,
+            sample_id,
+            image_path,
+            RejectReason.CONTROL_CHARACTER,
+            f"control character {describe_code_points(controls)} in the transcription in {text_origin}",
+        )
     return None
+
+
+def _invisible_removed(text: str) -> str | None:
+    removed = invisible_characters(text)
+    return json.dumps(removed) if removed else None
 
 
 def _drop_duplicate_ids(reading: SourceReading) -> SourceReading:
