@@ -32,7 +32,8 @@ class ConfigError(ValueError):
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every float is finite: no setting of this project means anything at inf or nan (``lr_generator: .inf``).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_range(value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
@@ -724,9 +725,39 @@ _UNION_TAGS = frozenset(
 def validate_parameters(parameters: Mapping[str, Any]) -> ProjectConfig:
     """Validate the whole parameters tree; raise :class:`ConfigError` listing every problem by key path."""
     try:
-        return ProjectConfig.model_validate(dict(parameters))
+        config = ProjectConfig.model_validate(dict(parameters))
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, ProjectConfig)) from None
+    check_checkpoint_files(config)
+    return config
+
+
+def check_checkpoint_files(config: ProjectConfig) -> None:
+    """Every checkpoint file the parameters name exists, so a typo stops the run before any work starts."""
+    files = {
+        "training.resume_from": config.training.resume_from,
+        "training.recognizer_checkpoint": config.training.recognizer_checkpoint,
+        # Either a .pt file or a training run's MLflow id:
+        "evaluation.checkpoint": _pt_file(config.evaluation.checkpoint),
+        "inference.checkpoint": _pt_file(config.inference.checkpoint),
+    }
+    problems = [
+        f"{key}: checkpoint file '{path}' (resolved: '{path.resolve()}') does not exist. Point it at an "
+        "existing .pt file, or set it to null."
+        for key, path in files.items()
+        if path is not None and not path.is_file()
+    ]
+    if problems:
+        raise ConfigError(_problem_list(problems))
+
+
+def _pt_file(checkpoint: str | None) -> Path | None:
+    return Path(checkpoint) if checkpoint is not None and checkpoint.endswith(".pt") else None
+
+
+def _problem_list(problems: list[str]) -> str:
+    heading = f"Invalid parameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"
+    return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
 
 
 def validate_section(model: type[StrictModel], values: Mapping[str, Any], section: str) -> Any:
@@ -759,8 +790,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
             )
         else:
             problems.append(f"{path}: {detail['msg']} (got {detail.get('input')!r}).")
-    heading = f"Invalid parameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"
-    return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
+    return _problem_list(problems)
 
 
 def _visible_location(location: tuple[Any, ...]) -> tuple[Any, ...]:
