@@ -176,3 +176,43 @@ def test_invisible_characters_are_removed_and_reported_and_controls_rejected(tmp
     report = summarise_dataset(manifest, rejects, charset)
     assert report["invisible_characters_removed"] == {"U+00AD": 1, "U+200B": 1, "U+FEFF": 1}
     assert report["rejects_per_reason"] == {"control_character": 2}
+
+
+# ------------------------------------------------------------------------------------ splits.tsv without files
+
+
+def _splits(count: int) -> str:
+    return "".join(f"good_{index}.png\t{'valid' if index == 0 else 'train'}\n" for index in range(count))
+
+
+def test_a_splits_line_naming_no_file_is_a_missing_image_reject(tmp_path: Path):
+    root = tmp_path / "set"
+    (root / "labels.tsv").parent.mkdir(parents=True, exist_ok=True)
+    (root / "labels.tsv").write_text(_good_lines(root / "lines"))
+    (root / "splits.tsv").write_text(_splits(len(GOOD_TEXTS)) + "gone.png\ttest\n")
+    manifest, rejects = _ingest(_config({"kind": "line_folder", "name": "lines", "path": str(root)}))
+    assert len(manifest) == len(GOOD_TEXTS)
+    assert _reasons(rejects) == {
+        RejectReason.MISSING_IMAGE: f"{root / 'splits.tsv'}:7: lists 'gone.png' but the file does not exist"
+    }
+
+
+def test_sidecar_and_paired_splits_lines_naming_no_file_are_rejects(tmp_path: Path):
+    sidecar = tmp_path / "sidecar"
+    for index, text in enumerate(GOOD_TEXTS):
+        write_line_png(sidecar / f"good_{index}.png", seed=index)
+        (sidecar / f"good_{index}.txt").write_text(text)
+    (sidecar / "splits.tsv").write_text(_splits(len(GOOD_TEXTS)) + "gone.png\ttest\n")
+    pairs = tmp_path / "pairs"
+    for index in range(len(GOOD_TEXTS)):
+        write_line_png(pairs / f"images/good_{index}.png", seed=index)
+        write_line_png(pairs / f"gt/good_{index}_gt.png", seed=index)
+    (pairs / "splits.tsv").write_text(_splits(len(GOOD_TEXTS)) + "gone.png\ttest\n")
+    config = _config(
+        {"kind": "line_folder", "name": "side", "path": str(sidecar)},
+        {"kind": "paired_folder", "name": "pairs", "path": str(pairs), "image_type": "line"},
+    )
+    manifest, rejects = _ingest(config)
+    assert len(manifest) == 2 * len(GOOD_TEXTS)
+    assert sorted(rejects["sample_id"]) == ["pairs:gone", "side:gone"]
+    assert rejects["detail"].str.endswith("splits.tsv:7: lists 'gone.png' but the file does not exist").all()
