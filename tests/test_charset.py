@@ -3,7 +3,14 @@ import unicodedata
 import pytest
 import torch
 
-from htr_pipeline.charset import BLANK_INDEX, Charset, UnknownSymbolError, normalise_text
+from htr_pipeline.charset import (
+    BLANK_INDEX,
+    Charset,
+    UnknownSymbolError,
+    control_characters,
+    invisible_characters,
+    normalise_text,
+)
 
 
 def test_round_trip_including_nfd_input():
@@ -69,3 +76,32 @@ def test_greedy_labels_on_the_device_are_the_labels_of_the_greedy_reading():
     for row, length, path, steps in zip(labels.tolist(), lengths.tolist(), best_paths.tolist(), (9, 4), strict=True):
         assert charset.decode_labels(row[:length]) == charset.decode_greedy(path[:steps])
         assert row[length:] == [blank] * (9 - length)
+
+
+INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+
+
+def test_invisible_format_characters_are_removed_and_counted():
+    text = "\ufeffmon\u00adde\u200bmain\u200c\u200d\u2060!"
+    assert normalise_text(text) == "mondemain!"
+    assert invisible_characters(text) == {
+        "U+00AD": 1,
+        "U+200B": 1,
+        "U+200C": 1,
+        "U+200D": 1,
+        "U+2060": 1,
+        "U+FEFF": 1,
+    }
+    assert Charset.from_texts([text]).symbols == tuple(sorted(set("mondemain!")))
+
+
+def test_control_characters_are_found_but_tabs_and_newlines_fold_to_spaces():
+    assert control_characters("a\x00b\x07c\x00\x9b") == ["\x00", "\x07", "\x9b"]
+    assert control_characters("a\tb\nc\r\x85") == []
+    assert normalise_text("a\tb\nc") == "a b c"
+
+
+@pytest.mark.parametrize("symbol", ["\x00", "\x07", "\x1b", "\x7f", "\x9b", *INVISIBLE])
+def test_a_charset_refuses_control_and_invisible_symbols(symbol: str):
+    with pytest.raises(ValueError, match=rf"charset symbol U\+{ord(symbol):04X} is a control or invisible"):
+        Charset(symbols=("a", symbol))

@@ -1,7 +1,12 @@
 import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
 
+from htr_pipeline import settings
 from htr_pipeline.config import ConfigError, DataConfig, validate_parameters
-from tests.conftest import small_synthetic_parameters
+from htr_pipeline.hooks import ParameterValidationHook
+from tests.conftest import PROJECT_ROOT, small_synthetic_parameters
 
 
 def test_default_parameters_validate_and_fill_defaults():
@@ -100,3 +105,54 @@ def test_data_parallel_fine_tuning_is_refused_with_what_to_set():
         validate_parameters(parameters)
     parameters["training"] = {"devices": 2, "speed": {"channels_last": True, "compile": False}}
     assert validate_parameters(parameters).training.devices == 2
+
+
+@pytest.mark.parametrize("value", yaml.safe_load("[.inf, -.inf, .nan]"))
+def test_every_float_is_finite(value):
+    """As a parameters file spells them (``lr_generator: .inf``)."""
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"optimizer": {"lr_generator": value}}
+    with pytest.raises(ConfigError, match=r"training\.optimizer\.lr_generator: Input should be a finite number"):
+        validate_parameters(parameters)
+
+
+def test_no_float_of_the_real_parameters_is_infinite():
+    for env in ("base", "seed"):
+        loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+        validate_parameters(loader["parameters"])
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("training", "resume_from"),
+        ("training", "recognizer_checkpoint"),
+        ("evaluation", "checkpoint"),
+        ("inference", "checkpoint"),
+    ],
+)
+def test_a_missing_checkpoint_file_is_named_at_validation(tmp_path, section, key):
+    parameters = small_synthetic_parameters()
+    parameters[section] = {key: str(tmp_path / "runs" / "lats.pt")}
+    with pytest.raises(
+        ConfigError, match=rf"{section}\.{key}: checkpoint file '.*lats\.pt' \(resolved: '/.*'\) does not"
+    ):
+        validate_parameters(parameters)
+
+
+def test_a_run_id_or_an_existing_checkpoint_passes_validation(tmp_path):
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"checked later, when loaded")
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"resume_from": str(checkpoint)}
+    parameters["evaluation"] = {"checkpoint": "0123456789abcdef0123456789abcdef"}
+    validate_parameters(parameters)
+
+
+def test_the_hook_stops_on_a_missing_checkpoint_before_any_node(tmp_path):
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"resume_from": "data/06_models/nowhere/last.pt"}
+    catalog = DataCatalog()
+    catalog["parameters"] = parameters
+    with pytest.raises(ConfigError, match=r"training\.resume_from: checkpoint file 'data/06_models/nowhere/last\.pt'"):
+        ParameterValidationHook().after_catalog_created(catalog)

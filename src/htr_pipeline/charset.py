@@ -31,9 +31,35 @@ class UnknownSymbolError(ValueError):
         super().__init__(f"text {text!r} has characters missing from the charset: {shown}")
 
 
+INVISIBLE_CHARACTERS = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
+"""Format characters that draw no glyph: soft hyphen, zero-width space, zero-width non-joiner and joiner, word
+joiner, byte-order mark. No recognizer can see them on a line, so :func:`normalise_text` removes them (and
+:func:`invisible_characters` counts them for the data set report); a charset never holds one."""
+
+_WITHOUT_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARACTERS))
+
+
 def normalise_text(text: str) -> str:
-    """Unicode NFC, runs of white space folded to one space, no leading or trailing space."""
-    return " ".join(unicodedata.normalize(NORMALIZATION_FORM, text).split())
+    """Unicode NFC, :data:`INVISIBLE_CHARACTERS` removed, runs of white space (tab and newline included) folded
+    to one space, no leading or trailing space. Control characters are kept: :func:`control_characters` finds
+    them, and a text with one is rejected where it enters."""
+    return " ".join(unicodedata.normalize(NORMALIZATION_FORM, text.translate(_WITHOUT_INVISIBLE)).split())
+
+
+def invisible_characters(text: str) -> dict[str, int]:
+    """``{"U+00AD": count}`` of the :data:`INVISIBLE_CHARACTERS` that :func:`normalise_text` removes from ``text``."""
+    counts = Counter(f"U+{ord(symbol):04X}" for symbol in text if symbol in INVISIBLE_CHARACTERS)
+    return dict(sorted(counts.items()))
+
+
+def control_characters(text: str) -> list[str]:
+    """The C0 and C1 control characters of ``text`` that white-space folding does not turn into a space (NUL,
+    BEL, ESC, ...), in order of first appearance: a transcription holding one is corrupt, not handwriting."""
+    return list(dict.fromkeys(c for c in text if unicodedata.category(c) == "Cc" and not c.isspace()))
+
+
+def describe_code_points(symbols: Iterable[str]) -> str:
+    return ", ".join(f"U+{ord(symbol):04X}" for symbol in symbols)
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,11 @@ class Charset:
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("charset symbols must be unique")
         for symbol in self.symbols:
+            if len(symbol) == 1 and (unicodedata.category(symbol) == "Cc" or symbol in INVISIBLE_CHARACTERS):
+                raise ValueError(
+                    f"charset symbol {describe_code_points(symbol)} is a control or invisible character; texts "
+                    "go through normalise_text, and those with control characters are rejected, before a charset"
+                )
             if len(symbol) != 1 or (normalise_text(symbol) != symbol and symbol != " "):
                 raise ValueError(f"charset symbol {symbol!r} is not a single {NORMALIZATION_FORM} character")
         object.__setattr__(self, "_index_of", {symbol: i + 1 for i, symbol in enumerate(self.symbols)})

@@ -22,13 +22,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from htr_pipeline.data.splits import SPLIT_NAMES
 
+PILLOW_PIXEL_LIMIT = 178_956_970
+"""Pillow refuses to open an image above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (its default), and this project
+never changes that global, so ``data.max_image_pixels`` cannot promise more."""
+
 
 class ConfigError(ValueError):
     """The parameters do not match the schema; the message lists every problem by key path."""
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every float is finite: no setting of this project means anything at inf or nan (``lr_generator: .inf``).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _check_range(value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
@@ -232,6 +237,11 @@ class DataConfig(StrictModel):
     degradations: Degradations = Degradations()
     num_workers: int = Field(1, ge=1)
     """Processes used to render, load and degrade images; results do not depend on it."""
+    max_image_pixels: int = Field(100_000_000, ge=1, le=PILLOW_PIXEL_LIMIT)
+    """An image with more pixels (read from its header, before decoding) is rejected as ``image_too_large``.
+    100 M holds a 600 dpi A3 page (about 7,000 x 9,900 = 70 M) with room to spare, while one decoded image stays
+    near 100 MB in grey (300 MB in RGB) per worker; a 1-bit PNG of a few kB can claim far more. At most Pillow's
+    own limit, above which it refuses to open a file at all."""
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -725,9 +735,39 @@ _UNION_TAGS = frozenset(
 def validate_parameters(parameters: Mapping[str, Any]) -> ProjectConfig:
     """Validate the whole parameters tree; raise :class:`ConfigError` listing every problem by key path."""
     try:
-        return ProjectConfig.model_validate(dict(parameters))
+        config = ProjectConfig.model_validate(dict(parameters))
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, ProjectConfig)) from None
+    check_checkpoint_files(config)
+    return config
+
+
+def check_checkpoint_files(config: ProjectConfig) -> None:
+    """Every checkpoint file the parameters name exists, so a typo stops the run before any work starts."""
+    files = {
+        "training.resume_from": config.training.resume_from,
+        "training.recognizer_checkpoint": config.training.recognizer_checkpoint,
+        # Either a .pt file or a training run's MLflow id:
+        "evaluation.checkpoint": _pt_file(config.evaluation.checkpoint),
+        "inference.checkpoint": _pt_file(config.inference.checkpoint),
+    }
+    problems = [
+        f"{key}: checkpoint file '{path}' (resolved: '{path.resolve()}') does not exist. Point it at an "
+        "existing .pt file, or set it to null."
+        for key, path in files.items()
+        if path is not None and not path.is_file()
+    ]
+    if problems:
+        raise ConfigError(_problem_list(problems))
+
+
+def _pt_file(checkpoint: str | None) -> Path | None:
+    return Path(checkpoint) if checkpoint is not None and checkpoint.endswith(".pt") else None
+
+
+def _problem_list(problems: list[str]) -> str:
+    heading = f"Invalid parameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"
+    return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
 
 
 def validate_section(model: type[StrictModel], values: Mapping[str, Any], section: str) -> Any:
@@ -760,8 +800,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], pr
             )
         else:
             problems.append(f"{path}: {detail['msg']} (got {detail.get('input')!r}).")
-    heading = f"Invalid parameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"
-    return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
+    return _problem_list(problems)
 
 
 def _visible_location(location: tuple[Any, ...]) -> tuple[Any, ...]:

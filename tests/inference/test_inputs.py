@@ -3,10 +3,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from htr_pipeline.charset import Charset
+from htr_pipeline.config import InferenceConfig
 from htr_pipeline.data.images import UnreadableImageError
 from htr_pipeline.inference.inputs import SkippedInput, list_input_images, read_grayscale
+from htr_pipeline.inference.restoration import InferenceModels, run_inference
 
 EXIF_ORIENTATION_TAG = 0x0112
 ROTATE_90_CLOCKWISE_TO_DISPLAY = 6
@@ -145,9 +149,35 @@ def test_listing_skips_what_pillow_cannot_read_and_keeps_the_rest(tmp_path: Path
     assert readable == [tmp_path / "a_line.bmp", tmp_path / "b_page.png"]
     assert skipped == [
         SkippedInput(
+            path=str(tmp_path / "nested"),
+            reason="a folder: inference reads the images directly in inference.input_path, not in subfolders",
+        ),
+        SkippedInput(
             path=str(tmp_path / "notes.txt"), reason="not an image Pillow can read: cannot identify image file"
-        )
+        ),
     ]
+
+
+def test_inputs_of_one_stem_write_distinct_outputs(tmp_path: Path):
+    grey_png(tmp_path / "a.png")
+    rgb_bmp(tmp_path / "a.jpg")
+    grey_png(tmp_path / "a.jpg.png")
+    readable, skipped = list_input_images(tmp_path)
+    assert readable == [tmp_path / "a.jpg", tmp_path / "a.png"]
+    assert skipped == [
+        SkippedInput(path=str(tmp_path / "a.jpg.png"), reason="its outputs would be named a.jpg.png, as those of a.jpg")
+    ]
+    identity = InferenceModels(
+        torch.nn.Identity(), torch.nn.Identity(), Charset(("a",)), 32, 512, 8, torch.device("cpu"), "identity"
+    )
+    config = InferenceConfig(mode="pages", page_window=64, window_overlap=16)
+    result = run_inference(readable, skipped, identity, config)
+    assert sorted(name for name in result.files if name.startswith("restored/")) == [
+        "restored/a.jpg.png",
+        "restored/a.png",
+    ]
+    assert list(result.table["restored"]) == ["restored/a.jpg.png", "restored/a.png"]
+    assert [item["path"] for item in result.summary["skipped"]] == [str(tmp_path / "a.jpg.png")]
 
 
 def test_a_truncated_image_is_skipped_with_the_decoding_error(tmp_path: Path):

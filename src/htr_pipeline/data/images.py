@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,20 +17,40 @@ class UnreadableImageError(ValueError):
     """The file is missing, not an image, or truncated."""
 
 
-def read_grayscale(path: Path | bytes) -> np.ndarray:
+class ImageTooLargeError(UnreadableImageError):
+    """The image has more pixels than allowed: ``max_pixels``, or Pillow's own decompression-bomb limit."""
+
+
+def read_grayscale(path: Path | bytes, max_pixels: int | None = None) -> np.ndarray:
     """Any Pillow-readable image (a file, or its encoded bytes) as (height, width) uint8, 255 = white.
 
     EXIF rotation is applied; 16-bit images are scaled to 8 bits; transparent pixels are composited on white
-    paper. Only pixels come back: ICC profile and metadata stay behind.
+    paper. Only pixels come back: ICC profile and metadata stay behind. An image with more than ``max_pixels``
+    pixels (read from its header, before decoding) raises :class:`ImageTooLargeError`, as does one beyond
+    Pillow's limit (2 x ``Image.MAX_IMAGE_PIXELS``), which is left as it is for all other code.
     """
     if isinstance(path, bytes):
         path = io.BytesIO(path)
+    where = f"{len(path.getvalue())} encoded bytes" if isinstance(path, io.BytesIO) else path
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
+        with warnings.catch_warnings():
+            if max_pixels is not None:
+                # Our own limit is checked below; Pillow's warning between its two limits would only repeat it.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                width, height = opened.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        f"{where}: {width} x {height} px = {width * height:,} pixels > "
+                        f"data.max_image_pixels={max_pixels:,}"
+                    )
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(f"{where}: too large for Pillow to open ({error})") from None
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        where = f"{len(path.getvalue())} encoded bytes" if isinstance(path, io.BytesIO) else path
+        if isinstance(error, ImageTooLargeError):
+            raise
         raise UnreadableImageError(f"{where}: cannot read image ({error})") from None
     return _to_uint8_gray(image)
 

@@ -8,6 +8,7 @@ decoded once for all of them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from htr_pipeline.config import DataConfig
 from htr_pipeline.data.degradations import degrade
-from htr_pipeline.data.images import UnreadableImageError, normalise_line, read_grayscale
+from htr_pipeline.data.images import ImageTooLargeError, UnreadableImageError, normalise_line, read_grayscale
 from htr_pipeline.data.line_crops import crop_line
 from htr_pipeline.data.seeding import rng_for
 from htr_pipeline.data.sources import Reject, RejectReason, SampleCandidate
@@ -45,6 +46,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "degradation_recipe",
     "synthesis",
     "origin",
+    "invisible_removed",
 )
 """Image paths are relative to the ``line_images`` folder of the same ingestion run."""
 
@@ -96,9 +98,9 @@ def materialise_unit(unit: list[SampleCandidate], data: DataConfig) -> list[Mate
     if unit[0].line_crop is None:
         return [materialise_sample(unit[0], data)]
     try:
-        page = read_grayscale(Path(unit[0].line_crop.page_path))
+        page = read_grayscale(Path(unit[0].line_crop.page_path), data.max_image_pixels)
     except UnreadableImageError as error:
-        return [_reject(candidate, RejectReason.UNREADABLE_IMAGE, str(error)) for candidate in unit]
+        return [_reject(candidate, _unreadable_reason(error), str(error)) for candidate in unit]
     return [materialise_sample(candidate, data, page) for candidate in unit]
 
 
@@ -108,9 +110,11 @@ def materialise_sample(
     """Read, render or crop (from ``page``) the clean image, read or synthesise the degraded one, normalise both."""
     try:
         clean_source, synthesis = _clean_image(candidate, data, page)
-        degraded_source = read_grayscale(Path(candidate.degraded_path)) if candidate.degraded_path else None
+        degraded_source = (
+            read_grayscale(Path(candidate.degraded_path), data.max_image_pixels) if candidate.degraded_path else None
+        )
     except UnreadableImageError as error:
-        return _reject(candidate, RejectReason.UNREADABLE_IMAGE, str(error))
+        return _reject(candidate, _unreadable_reason(error), str(error))
     original_height, original_width = clean_source.shape
     if original_height < data.min_source_height_px or original_width < data.min_source_width_px:
         return _reject(
@@ -142,8 +146,12 @@ def _clean_image(
     if candidate.line_crop is not None:
         return crop_line(page, candidate.line_crop), None
     if candidate.image_bytes is not None:
-        return read_grayscale(candidate.image_bytes), None
-    return read_grayscale(Path(candidate.clean_path)), None
+        return read_grayscale(candidate.image_bytes, data.max_image_pixels), None
+    return read_grayscale(Path(candidate.clean_path), data.max_image_pixels), None
+
+
+def _unreadable_reason(error: UnreadableImageError) -> RejectReason:
+    return RejectReason.IMAGE_TOO_LARGE if isinstance(error, ImageTooLargeError) else RejectReason.UNREADABLE_IMAGE
 
 
 def _normalise_pair(
@@ -167,7 +175,7 @@ def _manifest_row(
     recipe: list[dict[str, Any]] | None,
     synthesis: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    stem = candidate.sample_id.split(":", 1)[-1]
+    name = f"{_output_path(candidate.source)}/{_output_path(candidate.sample_id.split(':', 1)[-1])}.png"
     height, width = clean.shape
     return {
         "sample_id": candidate.sample_id,
@@ -177,8 +185,8 @@ def _manifest_row(
         "group": candidate.group,
         "image_type": candidate.image_type,
         "transcription": candidate.transcription,
-        "degraded_path": f"degraded/{candidate.source}/{stem}.png",
-        "clean_path": f"clean/{candidate.source}/{stem}.png",
+        "degraded_path": f"degraded/{name}",
+        "clean_path": f"clean/{name}",
         "width": width,
         "height": height,
         "original_width": original_width,
@@ -188,7 +196,15 @@ def _manifest_row(
         "degradation_recipe": json.dumps(recipe) if recipe is not None else None,
         "synthesis": json.dumps(synthesis) if synthesis is not None else None,
         "origin": candidate.origin,
+        "invisible_removed": candidate.invisible_removed,
     }
+
+
+def _output_path(name: str) -> str:
+    """A relative path made of the name's parts, with ``..``, ``.`` and empty parts (a leading ``/``) escaped,
+    so that no file name or XML line id from a source can point outside the output folder."""
+    parts = re.split(r"[\\/]", name)
+    return "/".join(part.replace(".", "%2E") if part in (".", "..") else part or "%" for part in parts)
 
 
 def _reject(candidate: SampleCandidate, reason: RejectReason, detail: str) -> Reject:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Collection
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ def summarise_dataset(
         "rejects": len(rejects),
         "rejects_per_reason": rejects["reason"].value_counts().sort_index().to_dict() if len(rejects) else {},
         "rejects_per_page_and_reason": rejects_per_page(rejects, page_sources),
+        "invisible_characters_removed": invisible_characters_removed(manifest),
         "squeezed_lines": int((manifest["width_scale"] < 1.0).sum()),
         "groups_in_several_splits": groups_in_several_splits(
             manifest["split"].tolist(), manifest["group"].where(manifest["group"].notna(), None).tolist()
@@ -59,6 +61,14 @@ def summarise_dataset(
         "character_frequencies_train": dict(charset.counts),
         "missing_characters_by_split": missing_characters_by_split(charset, manifest),
     }
+
+
+def invisible_characters_removed(manifest: pd.DataFrame) -> dict[str, int]:
+    """``{"U+00AD": count}`` over the kept samples: what normalisation took out of their source texts."""
+    totals: Counter[str] = Counter()
+    for removed in manifest["invisible_removed"].dropna():
+        totals.update(json.loads(removed))
+    return dict(sorted(totals.items()))
 
 
 def rejects_per_page(rejects: pd.DataFrame, page_sources: Collection[str]) -> dict[str, dict[str, int]]:

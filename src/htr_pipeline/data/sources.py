@@ -10,6 +10,7 @@ page.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from htr_pipeline.charset import normalise_text
+from htr_pipeline.charset import control_characters, describe_code_points, invisible_characters, normalise_text
 from htr_pipeline.config import (
     DataConfig,
     LineFolderSource,
@@ -75,6 +76,10 @@ class RejectReason(StrEnum):
     AMBIGUOUS_COORDINATES = "ambiguous_coordinates"
     VERTICAL_LINE = "vertical_line"
     SKIPPED_REGION_TYPE = "skipped_region_type"
+    PATH_OUTSIDE_SOURCE = "path_outside_source"
+    IMAGE_TOO_LARGE = "image_too_large"
+    UNDECODABLE_TEXT = "undecodable_text"
+    CONTROL_CHARACTER = "control_character"
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,16 @@ class SampleCandidate:
     """An encoded image held in the source itself (parquet_lines)."""
     origin: str | None = None
     """JSON: where in the source the sample comes from (page, line, region, reading order, geometry)."""
+    invisible_removed: str | None = None
+    """JSON ``{"U+00AD": count}``: the invisible characters normalisation removed from the source's text."""
 
 
 class SourceNotFoundError(FileNotFoundError):
     """A configured source path does not exist."""
+
+
+class SourceEncodingError(ValueError):
+    """A label file (``labels.tsv``, ``splits.tsv``) of a source is not UTF-8: none of its lines can be read."""
 
 
 @dataclass
@@ -206,7 +217,8 @@ def read_line_folder(source: LineFolderSource) -> SourceReading:
 def _read_labelled_lines(source: LineFolderSource, root: Path) -> SourceReading:
     labels_path = root / "labels.tsv"
     image_dir = root / "lines" if (root / "lines").is_dir() else root
-    texts, rejects = _read_tsv(labels_path, source.name)
+    labels = _read_tsv(labels_path, source.name)
+    texts, rejects = labels.values, list(labels.rejects)
     split_reading = _read_splits(root / "splits.tsv", source.name)
     rejects += split_reading.rejects
     images_by_name = {path.name: path for path in _image_files(image_dir)}
@@ -214,6 +226,12 @@ def _read_labelled_lines(source: LineFolderSource, root: Path) -> SourceReading:
     for file_name, text in texts.items():
         sample_id = _sample_id(source.name, Path(file_name).with_suffix("").as_posix())
         image_path = image_dir / file_name
+        escaping = _outside_source(
+            source.name, sample_id, image_path, root, f"{labels.where(file_name)}: '{file_name}'"
+        )
+        if escaping:
+            rejects.append(escaping)
+            continue
         if file_name not in images_by_name and not image_path.is_file():
             rejects.append(
                 Reject(
@@ -242,7 +260,9 @@ def _read_labelled_lines(source: LineFolderSource, root: Path) -> SourceReading:
                     f"no row for it in {labels_path}",
                 )
             )
-    return _drop_duplicate_ids(SourceReading(candidates, rejects))
+    reading = SourceReading(candidates, rejects)
+    reading.rejects += _keys_without_files(split_reading.rows, image_dir, root, source.name, reading)
+    return _drop_duplicate_ids(reading)
 
 
 def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceReading:
@@ -252,6 +272,10 @@ def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceRead
         relative = image_path.relative_to(root)
         sample_id = _sample_id(source.name, relative.with_suffix("").as_posix())
         text_path = image_path.with_suffix(".txt")
+        escaping = _outside_source(source.name, sample_id, image_path, root, f"'{image_path}' (a symbolic link)")
+        if escaping:
+            rejects.append(escaping)
+            continue
         if not text_path.is_file():
             rejects.append(
                 Reject(
@@ -263,7 +287,12 @@ def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceRead
                 )
             )
             continue
-        text = _read_text_file(text_path)
+        try:
+            text = read_utf8(text_path)
+        except UnicodeDecodeError as error:
+            detail = _not_utf8(text_path, error)
+            rejects.append(Reject(source.name, sample_id, str(text_path), RejectReason.UNDECODABLE_TEXT, detail))
+            continue
         rejected = _text_reject(source.name, sample_id, str(image_path), text, str(text_path))
         split = _split_of(relative.as_posix(), split_reading, sample_id, str(image_path), source.name)
         if rejected or isinstance(split, Reject):
@@ -281,14 +310,16 @@ def _read_text_sidecar_lines(source: LineFolderSource, root: Path) -> SourceRead
                     "transcription without an image of the same name",
                 )
             )
-    return _drop_duplicate_ids(SourceReading(candidates, rejects))
+    reading = SourceReading(candidates, rejects)
+    reading.rejects += _keys_without_files(split_reading.rows, root, root, source.name, reading)
+    return _drop_duplicate_ids(reading)
 
 
 def _line_candidate(
     source: LineFolderSource, sample_id: str, image_path: Path, text: str, split: str | None
 ) -> SampleCandidate:
     group = _group_of(image_path.name, source.group_pattern, source.name)
-    return _line_sample(source, sample_id, group, split, normalise_text(text), None, clean_path=str(image_path))
+    return _line_sample(source, sample_id, group, split, text, None, clean_path=str(image_path))
 
 
 # ----------------------------------------------------------------------------------------- paired folder
@@ -304,7 +335,8 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
                 "holds images/ (degraded) and gt/ (clean)."
             )
     labels_path = root / "labels.tsv"
-    texts, rejects = _read_tsv(labels_path, source.name) if labels_path.is_file() else ({}, [])
+    labels = _read_tsv(labels_path, source.name) if labels_path.is_file() else None
+    texts, rejects = (labels.values, list(labels.rejects)) if labels else ({}, [])
     split_reading = _read_splits(root / "splits.tsv", source.name)
     rejects += split_reading.rejects
     clean_by_stem = _clean_images_by_stem(root / "gt")
@@ -312,6 +344,12 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
     for degraded_path in _image_files(root / "images"):
         sample_id = _sample_id(source.name, degraded_path.stem)
         clean_path = clean_by_stem.pop(degraded_path.stem, None)
+        escaping = _outside_source(source.name, sample_id, degraded_path, root, f"'{degraded_path}' (a symbolic link)")
+        if clean_path is not None and not escaping:
+            escaping = _outside_source(source.name, sample_id, clean_path, root, f"'{clean_path}' (a symbolic link)")
+        if escaping:
+            rejects.append(escaping)
+            continue
         if clean_path is None:
             rejects.append(
                 Reject(
@@ -342,6 +380,7 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
                 group=_group_of(degraded_path.name, source.group_pattern, source.name) or sample_id,
                 split=split,
                 transcription=normalise_text(text) if text is not None else None,
+                invisible_removed=_invisible_removed(text) if text is not None else None,
                 clean_path=str(clean_path),
                 degraded_path=str(degraded_path),
             )
@@ -356,7 +395,10 @@ def read_paired_folder(source: PairedFolderSource) -> SourceReading:
                 "clean image without a degraded image in images/",
             )
         )
-    return _drop_duplicate_ids(SourceReading(candidates, rejects))
+    reading = SourceReading(candidates, rejects)
+    for rows in (labels, split_reading.rows):
+        reading.rejects += _keys_without_files(rows, root / "images", root, source.name, reading)
+    return _drop_duplicate_ids(reading)
 
 
 def _clean_images_by_stem(gt_dir: Path) -> dict[str, Path]:
@@ -398,13 +440,19 @@ def _read_xml_page(source: XmlPagesSource, root: Path, xml_path: Path) -> Source
         return SourceReading(
             [], _line_rejects(source, xml_path, page_key, layout.lines, RejectReason.MISSING_PAGE_IMAGE, detail)
         )
+    for path in (xml_path, image_path):
+        escaping = _outside_source(source.name, None, path, root, f"'{path}' (a symbolic link)")
+        if escaping:
+            return SourceReading(
+                [], _line_rejects(source, xml_path, page_key, layout.lines, escaping.reason, escaping.detail)
+            )
     try:
         image = read_page_image_info(image_path)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        detail = f"{image_path}: cannot read image ({error})"
-        return SourceReading(
-            [], _line_rejects(source, xml_path, page_key, layout.lines, RejectReason.UNREADABLE_IMAGE, detail)
-        )
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        too_large = isinstance(error, Image.DecompressionBombError)
+        reason = RejectReason.IMAGE_TOO_LARGE if too_large else RejectReason.UNREADABLE_IMAGE
+        detail = f"{image_path}: {'too large for Pillow to open' if too_large else 'cannot read image'} ({error})"
+        return SourceReading([], _line_rejects(source, xml_path, page_key, layout.lines, reason, detail))
     frame = _coordinate_frame(layout, candidate_frames(layout.declared_size, image), image_path)
     if isinstance(frame, Reject):
         return SourceReading([], _line_rejects(source, xml_path, page_key, layout.lines, frame.reason, frame.detail))
@@ -435,9 +483,10 @@ def _xml_line(
         return reject(RejectReason.SKIPPED_REGION_TYPE, f"region {line.region_id} is a {line.region_type}")
     if line.polygon is None:
         return reject(RejectReason.LINE_WITHOUT_COORDS, "no Coords/Shape/box")
-    text = normalise_text(line.text)
-    if not text:
+    if not normalise_text(line.text):
         return reject(RejectReason.EMPTY_TRANSCRIPTION, "no text")
+    if controls := control_characters(line.text):
+        return reject(RejectReason.CONTROL_CHARACTER, f"control character {describe_code_points(controls)}")
     if not frame.fits(line.polygon):
         xs, ys = [x for x, _ in line.polygon], [y for _, y in line.polygon]
         return reject(
@@ -469,7 +518,7 @@ def _xml_line(
         "rotation_degrees": round(rotation, 3),
     }
     crop = LineCrop(str(image_path), frame.transform(line.polygon), rotation, source.margin_px, source.line_mask)
-    return _line_sample(source, sample_id, group, None, text, origin, line_crop=crop)
+    return _line_sample(source, sample_id, group, None, line.text, origin, line_crop=crop)
 
 
 def _line_sample(
@@ -481,7 +530,8 @@ def _line_sample(
     origin: dict[str, Any] | None,
     **pixels: Any,
 ) -> SampleCandidate:
-    """A real text line; ``pixels`` says where its image is (a file, a page crop, encoded bytes)."""
+    """A real text line (``text`` as the source gives it); ``pixels`` says where its image is (a file, a page
+    crop, encoded bytes)."""
     return SampleCandidate(
         sample_id=sample_id,
         source=source.name,
@@ -489,7 +539,8 @@ def _line_sample(
         image_type="line",
         group=group,
         split=split,
-        transcription=text,
+        transcription=normalise_text(text),
+        invisible_removed=_invisible_removed(text),
         origin=json.dumps(origin, ensure_ascii=False) if origin is not None else None,
         **pixels,
     )
@@ -622,11 +673,23 @@ def _parquet_row(
     origin = {"parquet": str(parquet_path), "row": row}
     if isinstance(image, dict) and image.get("path"):
         origin["image"] = image["path"]
-    text = normalise_text(values[source.text_column])
+    text = values[source.text_column]
     return _line_sample(source, sample_id, None, split, text, origin, image_bytes=bytes(encoded))
 
 
 # -------------------------------------------------------------------------------------------- shared bits
+
+
+@dataclass
+class _TsvRows:
+    path: Path
+    values: dict[str, str]
+    """``key -> value`` in file order, the first row of a repeated key."""
+    line_numbers: dict[str, int]
+    rejects: list[Reject]
+
+    def where(self, key: str) -> str:
+        return f"{self.path}:{self.line_numbers[key]}"
 
 
 @dataclass
@@ -635,14 +698,45 @@ class _SplitsReading:
     """As written in ``splits.tsv`` (checked when a sample asks); ``None`` when there is no such file."""
     rejects: list[Reject]
     path: Path
+    rows: _TsvRows | None = None
 
 
 def _read_splits(path: Path, source_name: str) -> _SplitsReading:
     """``filename<TAB>train|valid|test``; absent file: the seed assigns splits."""
     if not path.is_file():
         return _SplitsReading(None, [], path)
-    split_of_file, rejects = _read_tsv(path, source_name)
-    return _SplitsReading(split_of_file, rejects, path)
+    rows = _read_tsv(path, source_name)
+    return _SplitsReading(rows.values, rows.rejects, path, rows)
+
+
+def _keys_without_files(
+    rows: _TsvRows | None, folder: Path, root: Path, source: str, reading: SourceReading
+) -> list[Reject]:
+    """A reject for each key of a ``.tsv`` that names a file outside the source, or no file at all (unless the
+    sample is already accounted for), so a listed line never vanishes without a word."""
+    if rows is None:
+        return []
+    accounted = {c.sample_id for c in reading.candidates} | {r.sample_id for r in reading.rejects}
+    rejects = []
+    for key in rows.values:
+        sample_id = _sample_id(source, Path(key).with_suffix("").as_posix())
+        if sample_id in accounted:
+            continue
+        path = folder / key
+        escaping = _outside_source(source, sample_id, path, root, f"{rows.where(key)}: '{key}'")
+        if escaping:
+            rejects.append(escaping)
+        elif not path.is_file():
+            rejects.append(
+                Reject(
+                    source,
+                    sample_id,
+                    str(path),
+                    RejectReason.MISSING_IMAGE,
+                    f"{rows.where(key)}: lists '{key}' but the file does not exist",
+                )
+            )
+    return rejects
 
 
 def _split_of(
@@ -665,11 +759,19 @@ def _split_of(
     return split
 
 
-def _read_tsv(path: Path, source_name: str) -> tuple[dict[str, str], list[Reject]]:
+def _read_tsv(path: Path, source_name: str) -> _TsvRows:
     """``key<TAB>value`` rows; malformed rows and repeated keys become rejects naming the line."""
     rows: dict[str, str] = {}
+    line_numbers: dict[str, int] = {}
     rejects = []
-    with path.open(encoding="utf-8-sig") as handle:
+    try:
+        text = read_utf8(path)
+    except UnicodeDecodeError as error:
+        raise SourceEncodingError(
+            f"source '{source_name}': {_not_utf8(path, error)}. Every line of it is unreadable: save it as UTF-8, "
+            f"for example `iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`, then rename it."
+        ) from None
+    with io.StringIO(text, newline=None) as handle:
         for line_number, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -698,11 +800,39 @@ def _read_tsv(path: Path, source_name: str) -> tuple[dict[str, str], list[Reject
                 )
                 continue
             rows[key] = value
-    return rows, rejects
+            line_numbers[key] = line_number
+    return _TsvRows(path, rows, line_numbers, rejects)
 
 
-def _read_text_file(path: Path) -> str:
-    return path.read_text(encoding="utf-8-sig")
+def _outside_source(source: str, sample_id: str | None, path: Path, root: Path, named_by: str) -> Reject | None:
+    """A reject when ``path``, once ``..`` and symbolic links are resolved, is not inside the source folder: a
+    source never makes ingestion read (or, through an output name, write) anywhere else."""
+    resolved, folder = path.resolve(), root.resolve()
+    if resolved.is_relative_to(folder):
+        return None
+    return Reject(
+        source,
+        sample_id,
+        str(path),
+        RejectReason.PATH_OUTSIDE_SOURCE,
+        f"{named_by} resolves to {resolved}, outside the source folder {folder}; only files inside it are read",
+    )
+
+
+def read_utf8(path: Path) -> str:
+    """A text file of a source: UTF-8, with or without a byte-order mark (``UnicodeDecodeError`` otherwise)."""
+    return path.read_bytes().decode("utf-8-sig")
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, with a hint when it is plainly UTF-16."""
+    data = error.object
+    line = data.count(b"\n", 0, error.start) + 1
+    utf16 = " (it starts with a UTF-16 byte-order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+    return (
+        f"{path} is not UTF-8 text{utf16}: byte 0x{data[error.start]:02x} at offset {error.start}, line {line}; "
+        "the project reads UTF-8, with or without a byte-order mark"
+    )
 
 
 def _text_reject(source: str, sample_id: str, image_path: str, text: str | None, text_origin: str) -> Reject | None:
@@ -712,7 +842,20 @@ def _text_reject(source: str, sample_id: str, image_path: str, text: str | None,
         return Reject(
             source, sample_id, image_path, RejectReason.EMPTY_TRANSCRIPTION, f"empty transcription in {text_origin}"
         )
+    if controls := control_characters(text):
+        return Reject(
+            source,
+            sample_id,
+            image_path,
+            RejectReason.CONTROL_CHARACTER,
+            f"control character {describe_code_points(controls)} in the transcription in {text_origin}",
+        )
     return None
+
+
+def _invisible_removed(text: str) -> str | None:
+    removed = invisible_characters(text)
+    return json.dumps(removed) if removed else None
 
 
 def _drop_duplicate_ids(reading: SourceReading) -> SourceReading:

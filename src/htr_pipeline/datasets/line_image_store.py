@@ -57,16 +57,15 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
     def save(self, data: Mapping[str, np.ndarray | str]) -> None:
         """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images)."""
         root = Path(self._get_save_path())
+        targets = {relative_path: _inside(root, relative_path) for relative_path in data}
         for relative_path, image in data.items():
+            target = targets[relative_path]
+            target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(image, str):
-                target = root / relative_path
-                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(image, encoding="utf-8")
                 continue
             if image.dtype != np.uint8 or image.ndim != 2:
                 raise DatasetError(f"'{relative_path}': expected a 2-D uint8 image, got {image.dtype} {image.shape}")
-            target = root / relative_path
-            target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image, mode="L").save(target, compress_level=self._png_compress_level)
 
     def _exists(self) -> bool:
@@ -78,6 +77,16 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+def _inside(root: Path, relative_path: str) -> Path:
+    """The file ``relative_path`` names in ``root``; one outside it is an error, and nothing is saved."""
+    target = root / relative_path
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise DatasetError(
+            f"'{relative_path}' would be written to {target.resolve()}, outside {root}; nothing was saved"
+        )
+    return target
 
 
 def _is_dir(path: str) -> bool:

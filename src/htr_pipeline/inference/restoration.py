@@ -26,7 +26,7 @@ from htr_pipeline.charset import Charset
 from htr_pipeline.config import GeneratorConfig, InferenceConfig
 from htr_pipeline.data.line_batches import PAPER_VALUE
 from htr_pipeline.evaluation.loading import restoration_models_from_state
-from htr_pipeline.inference.inputs import SkippedInput, read_grayscale
+from htr_pipeline.inference.inputs import SkippedInput, output_name, read_grayscale
 from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_tiled
 from htr_pipeline.metrics import binarise, dibco_scores
 from htr_pipeline.models import generator_size_multiple
@@ -207,7 +207,7 @@ def _infer_one(path: Path, models: InferenceModels, config: InferenceConfig) -> 
         restored, transcription = restore_line(image, models, config)
     else:
         restored, transcription = restore_page(image, models, config), None
-    name = path.stem
+    name = output_name(path)
     outputs: dict[str, np.ndarray | str] = {f"restored/{name}.png": restored}
     panels = [image, restored]
     if config.binarise is not None:
@@ -219,6 +219,7 @@ def _infer_one(path: Path, models: InferenceModels, config: InferenceConfig) -> 
     outputs[f"comparison/{name}.png"] = comparison_image(panels, kind, config.comparison_max_width)
     row: dict[str, Any] = {
         "file": path.name,
+        "restored": f"restored/{name}.png",
         "kind": kind,
         "width": image.shape[1],
         "height": image.shape[0],

@@ -9,6 +9,7 @@ Python containers are stored, so ``torch.load(..., weights_only=True)`` can read
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from torch import nn
 from htr_pipeline.charset import Charset
 
 FORMAT_VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"
+"""How every ``torch.save`` file begins: one that does, yet whose archive cannot be read, is cut short."""
 
 
 class CheckpointError(ValueError):
@@ -44,9 +47,26 @@ def load_checkpoint(path: Path, config_key: str) -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``); ``config_key`` names the setting that pointed here."""
     if not Path(path).is_file():
         raise CheckpointError(f"{config_key}: checkpoint '{path}' does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {state.get('format_version')!r}, expected {FORMAT_VERSION}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        if isinstance(error, PermissionError):
+            raise
+        # Torch's own message advises weights_only=False, which would run whatever code the file holds.
+        with open(path, "rb") as handle:
+            truncated = handle.read(4) == ZIP_MAGIC and not isinstance(error, pickle.UnpicklingError)
+        raise CheckpointError(
+            f"{config_key}: '{path}' ({Path(path).stat().st_size:,} bytes) is not a checkpoint of this project"
+            f"{', or it is truncated' if truncated else ''}: "
+            f"{'its zip archive is incomplete' if truncated else 'it is no tensors-only PyTorch file'}. "
+            f"Re-copy it, or point {config_key} at another checkpoint."
+        ) from None
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_key}: '{path}' holds checkpoint format {version!r}, not this project's {FORMAT_VERSION}. "
+            f"Point {config_key} at a checkpoint this project wrote."
+        )
     return state
 
 

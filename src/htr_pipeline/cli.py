@@ -1,0 +1,67 @@
+"""``kedro run`` for this project: Kedro's own command, with the project's known errors told in one line.
+
+Kedro loads the ``cli`` group of this module and lets its commands replace its own. ``run`` takes every option
+of Kedro's ``run`` (``--pipeline``, ``--pipelines``, ``--params``, ...) and calls it; an error this project
+raises on purpose, with a message that says what to fix, is printed as ``Error: <message>`` with exit status
+1 instead of a stack trace. ``--verbose`` (``-v``, as Kedro's other commands spell it) or ``HTR_TRACEBACK=1``
+shows the full trace.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+
+from htr_pipeline.config import ConfigError
+from htr_pipeline.data.ingestion import TooManyRejectsError
+from htr_pipeline.data.sources import MissingColumnError, SourceEncodingError, SourceNotFoundError
+from htr_pipeline.data.splits import EmptySplitError
+from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
+from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
+from htr_pipeline.tracking import RunNotFoundError
+from htr_pipeline.training.checkpoints import CheckpointError
+from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
+from htr_pipeline.training.recognizer_training import RecognizerDoesNotReadError
+from htr_pipeline.training.runtime import DeviceUnavailableError
+
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    SourceNotFoundError,
+    SourceEncodingError,
+    MissingColumnError,
+    TooManyRejectsError,
+    EmptySplitError,
+    CheckpointError,
+    InfeasibleSamplesError,
+    RecognizerDoesNotReadError,
+    DeviceUnavailableError,
+    EmptyEvaluationSplitError,
+    BeamSearchUnavailableError,
+    RunNotFoundError,
+)
+"""Errors whose message names the file, line or key and what to do: the trace would only bury it."""
+
+TRACEBACK_VARIABLE = "HTR_TRACEBACK"
+
+
+@click.group(name="htr_pipeline")
+def cli() -> None:
+    """Project-specific commands of htr_pipeline."""
+
+
+@cli.command(name="run", params=list(kedro_run.params), help=kedro_run.help)
+@click.option(
+    "--verbose", "-v", is_flag=True, help=f"Show the full stack trace of any error (or set {TRACEBACK_VARIABLE}=1)."
+)
+@click.pass_context
+def run(context: click.Context, verbose: bool, **options: Any) -> Any:
+    try:
+        return context.invoke(kedro_run, **options)
+    except KNOWN_ERRORS as error:
+        if verbose or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        raise click.ClickException(message) from None

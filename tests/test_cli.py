@@ -1,0 +1,55 @@
+"""``kedro run`` tells the project's known errors in one line, with the trace on request."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from kedro.framework.cli.cli import KedroCLI
+
+from tests.conftest import small_synthetic_parameters
+
+
+def _run(project: Path, *args: str, env: dict | None = None):
+    return CliRunner().invoke(KedroCLI(project_path=project), ["run", *args], env=env)
+
+
+@pytest.fixture
+def infinite_lr_project(kedro_project: Path) -> Path:
+    parameters = small_synthetic_parameters()
+    parameters["training"] = {"optimizer": {"lr_generator": float("inf")}}
+    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
+    return kedro_project
+
+
+EXPECTED = (
+    "Error: Invalid parameters (1 problem):\n"
+    "  - training.optimizer.lr_generator: Input should be a finite number (got inf).\n"
+)
+
+
+@pytest.mark.parametrize("selection", ["--pipelines=data_ingestion", "--pipeline=data_ingestion"])
+def test_a_config_error_is_one_message_and_exit_status_1(infinite_lr_project: Path, selection: str):
+    result = _run(infinite_lr_project, selection)
+    assert result.exit_code == 1
+    assert result.output.endswith(EXPECTED)
+    assert "Traceback" not in result.output
+
+
+def test_the_trace_is_there_on_request(infinite_lr_project: Path):
+    for args, env in [
+        (("--pipelines=data_ingestion", "--verbose"), None),
+        (("--pipelines=data_ingestion",), {"HTR_TRACEBACK": "1"}),
+    ]:
+        result = _run(infinite_lr_project, *args, env=env)
+        assert result.exit_code == 1
+        assert type(result.exception).__name__ == "ConfigError"
+
+
+def test_an_error_raised_in_a_node_is_one_message_too(kedro_project: Path):
+    parameters = small_synthetic_parameters()
+    parameters["data"]["sources"] = [{"kind": "line_folder", "path": "data/01_raw/nowhere"}]
+    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
+    result = _run(kedro_project, "--pipelines=data_ingestion")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1].startswith("Error: data.sources[0].path: folder 'data/01_raw/nowhere'")
