@@ -79,7 +79,7 @@ class HandwritingStyle(StrictModel):
     baseline_wobble: tuple[float, float] = (0.0, 0.06)
     """Amplitude of the wavy baseline, as a fraction of the font size."""
     stroke_width: tuple[float, float] = (0.0, 0.015)
-    """Extra stroke thickness, as a fraction of the font size (above ~0.02 the thinner bundled fonts close into blobs)."""
+    """Extra stroke thickness, as a fraction of the font size (above ~0.02 thin bundled fonts close into blobs)."""
     letter_spacing: tuple[float, float] = (-0.03, 0.10)
     """Extra space between letters, as a fraction of the font size."""
     ink_intensity: tuple[float, float] = (0.70, 1.0)
