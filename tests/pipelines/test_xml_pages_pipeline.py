@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import SHARED_DATA, requires_shared_data
+from tests.conftest import SHARED_DATA, SMOKE_GATE, requires_shared_data
 from tests.pipelines.test_training_pipeline import TINY_TRAINING, _run
 
 HOOKER = SHARED_DATA / "hooker_pagexml_pages"
@@ -23,7 +23,11 @@ def test_main_job_runs_on_xml_pages(kedro_project: Path, one_torch_thread):
             "split_fractions": {"train": 0.6, "valid": 0.2, "test": 0.2},
             "max_reject_fraction": 0.05,
         },
-        "training": {**TINY_TRAINING, "epochs": 1, "recognizer_pretraining": {"epochs": 1, "batch_size": 16}},
+        "training": {
+            **TINY_TRAINING,
+            "epochs": 1,
+            "recognizer_pretraining": {"epochs": 1, "batch_size": 16, **SMOKE_GATE},
+        },
         "evaluation": {"bootstrap_resamples": 100, "log_models": False},
         "diagnostics": {},
     }
@@ -38,4 +42,5 @@ def test_main_job_runs_on_xml_pages(kedro_project: Path, one_torch_thread):
         str(HOOKER / "JDH_2_16_59_004.xml"): {"empty_transcription": 1},
     }
     summary = catalog.load("evaluation_summary")
-    assert summary["split"] == "test" and summary["lines"] == (manifest["split"] == "test").sum()
+    assert summary["split"] == "test" and summary["headline_recognizer"] == "judge"
+    assert summary["judge"]["lines"] == summary["in_loop"]["lines"] == (manifest["split"] == "test").sum()
