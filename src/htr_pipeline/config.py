@@ -658,9 +658,9 @@ class DiagnosticsConfig(StrictModel):
     """A gradient spike this many times the run's median global norm is a problem (smaller ones warn)."""
     near_duplicate_hash_size: int = Field(32, ge=4)
     """Side of the perceptual hash (``imagehash.phash``): 32 gives 1,024 bits."""
-    judge_gain_margin: float = Field(0.02, ge=0.0)
-    """The in-loop recognizer's corpus CER gain may exceed the judge's by this much before it is a warning (the
-    generator may be fooling its own recognizer)."""
+    judge_gain_margin: float = Field(0.1, ge=0.0, le=1.0)
+    """The share of the degraded-to-clean CER gap that restoration closes, as the in-loop recognizer reads it, may
+    exceed the judge's by this much before it is a warning (the generator may be fooling its own recognizer)."""
     near_duplicate_max_distance: int = Field(150, ge=0)
     """Images of different splits whose perceptual hashes differ in at most this many bits are near-duplicates
     (measured at hash size 32: distinct synthetic lines are >= 196 bits apart, noisy or shifted copies <= 118)."""

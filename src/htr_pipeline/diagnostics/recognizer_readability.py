@@ -22,8 +22,9 @@ def recognizer_readability_report(
     evaluation_summary: Mapping[str, Any] | None,
     judge_gain_margin: float,
 ) -> AuditReport:
-    """Findings on each recognizer's best val CER against ``max_val_cer``, and on the in-loop CER gain against the
-    judge's (a warning when the in-loop gain is larger by more than ``judge_gain_margin``)."""
+    """Findings on each recognizer's best val CER against ``max_val_cer``, and on the share of the CER gap closed
+    as the in-loop recognizer reads it against the judge's (a warning when larger by more than
+    ``judge_gain_margin``)."""
     findings, rows = [], []
     for prefix, name in RECOGNIZERS_TRAINED:
         history = metric_history.get(f"{prefix}/val_cer", [])
@@ -36,7 +37,7 @@ def recognizer_readability_report(
         audit="recognizer_readability",
         title="Recognizer readability: does the recognizer read, and does the judge confirm the gain?",
         findings=findings,
-        details={"recognizers": rows, "max_val_cer": max_val_cer, "cer_gains": gains},
+        details={"recognizers": rows, "max_val_cer": max_val_cer, "cer_gap_closed": gains},
         markdown_sections=[markdown_table(rows, ["recognizer", "epochs_logged", "best_val_cer"])],
     )
 
@@ -55,32 +56,37 @@ def _reading_finding(name: str, best: float | None, max_val_cer: float) -> Findi
 
 
 def _gains(summary: Mapping[str, Any] | None) -> dict[str, float | None]:
-    """Corpus CER reduction (degraded - enhanced) by recognizer, from an evaluation summary."""
+    """Share of the degraded-to-clean corpus CER gap that restoration closes, by recognizer: each recognizer is
+    measured against its own degraded and clean readings, so a judge that reads degraded lines better than the
+    in-loop recognizer does not look as if it saw a smaller gain. ``None`` where the gap is undefined."""
     if summary is None:
         return {}
-    gains = {}
-    for name in ("in_loop", "judge"):
-        reduction = (summary.get(name) or {}).get("cer_reduction")
-        gains[name] = None if reduction is None else float(reduction["estimate"])
-    return gains
+    return {name: summary[name].get("cer_gap_closed") for name in ("in_loop", "judge") if name in summary}
 
 
 def _gain_finding(gains: Mapping[str, float | None], margin: float) -> Finding:
     if not gains:
         return Finding("warning", "the run was never evaluated: run `kedro run --pipeline=evaluation` to compare gains")
-    in_loop, judge = gains.get("in_loop"), gains.get("judge")
-    if judge is None:
+    if "judge" not in gains:
         return Finding(
             "warning",
             "no judge read this run's evaluation (training.judge null, or a checkpoint made before the judge): the "
             "CER gain was measured only by the recognizer the generator was trained to please",
         )
-    if in_loop is None:
-        return Finding("warning", "the evaluation has no in-loop CER gain to compare with the judge's")
+    in_loop, judge = gains.get("in_loop"), gains["judge"]
+    if in_loop is None or judge is None:
+        return Finding(
+            "warning", "the share of the CER gap closed is undefined for a recognizer (see the evaluation report)"
+        )
     if in_loop - judge > margin:
         return Finding(
             "warning",
-            f"the in-loop recognizer's CER gain ({in_loop:.4f}) exceeds the judge's ({judge:.4f}) by more than "
-            f"{margin}: the generator may be fooling its own recognizer; report the judge's figure",
+            f"restoration closes {in_loop:.3f} of the in-loop recognizer's degraded-to-clean CER gap but only "
+            f"{judge:.3f} of the judge's (more than {margin} apart): the generator may be fooling its own "
+            "recognizer; report the judge's figure",
         )
-    return Finding("ok", f"the judge confirms the CER gain: in-loop {in_loop:.4f}, judge {judge:.4f} (margin {margin})")
+    return Finding(
+        "ok",
+        f"the judge confirms the CER gain: {in_loop:.3f} of the in-loop recognizer's degraded-to-clean gap closed, "
+        f"{judge:.3f} of the judge's (margin {margin})",
+    )
