@@ -11,8 +11,10 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from htr_pipeline.config import AugmentationConfig, RecognizerPretrainingConfig
-from htr_pipeline.models import build_recognizer
+from htr_pipeline.config import AugmentationConfig, EvaluationConfig, RecognizerConfig, RecognizerPretrainingConfig
+from htr_pipeline.evaluation.loading import RestorationModels
+from htr_pipeline.evaluation.run import evaluate_split
+from htr_pipeline.models import build_generator, build_recognizer
 from htr_pipeline.training.augmentation import augment_lines
 from htr_pipeline.training.checkpoints import save_checkpoint
 from htr_pipeline.training.early_stopping import PlateauAwareEarlyStopping
@@ -21,7 +23,7 @@ from htr_pipeline.training.recognizer_training import (
     check_recognizer_reads,
     learning_rate_factor,
 )
-from htr_pipeline.training.stages import recognizer_stage
+from htr_pipeline.training.stages import load_recognizer, recognizer_stage, reference_recognizers_stage
 from tests.pipelines.test_training_pipeline import _parameters, _run
 from tests.training.test_training_behaviour import LineData, MemoryTracker, line_data, tiny_config  # noqa: F401
 
@@ -136,3 +138,47 @@ def test_augmentation_is_seeded_keeps_the_padding_paper_and_changes_lines(line_d
     assert (first < 0.5).sum() > 0.3 * (images < 0.5).sum()  # still ink, not a blank page
     untouched = augment_lines(images, widths, settings.model_copy(update={"probability": 0.0}), torch.Generator())
     assert torch.equal(untouched, images)
+
+
+def test_the_judge_and_the_degraded_trained_baseline_are_trained_apart_and_each_read_the_split(
+    line_data: LineData,  # noqa: F811
+):
+    config = tiny_config(baselines=["degraded_trained"])
+    tracker = MemoryTracker()
+    states = reference_recognizers_stage(line_data.manifest, line_data.store, line_data.charset, config, tracker)
+    assert set(states) == {"charset", "judge", "degraded_trained"}
+    assert (states["judge"]["trained_on"], states["judge"]["seed"]) == ("clean", config.judge.seed)
+    assert (states["degraded_trained"]["trained_on"], states["degraded_trained"]["seed"]) == ("degraded", config.seed)
+    assert states["judge"]["recognizer_config"] == config.judge.recognizer.model_dump(mode="json")
+    assert {"judge/val_cer", "degraded_trained/val_cer"} <= set(tracker.history)
+
+    charset = line_data.charset
+    references = {
+        name: load_recognizer(
+            states[name], charset, RecognizerConfig.model_validate(states[name]["recognizer_config"]), Path(name)
+        )
+        for name in ("judge", "degraded_trained")
+    }
+    torch.manual_seed(0)
+    models = RestorationModels(
+        generator=build_generator(config.generator).eval(),
+        recognizer=build_recognizer(config.recognizer, charset.num_classes).eval(),
+        description="tiny models",
+        mlflow_run_id=None,
+        reference_recognizers=references,
+    )
+    evaluation = EvaluationConfig(
+        split="valid", device="cpu", bootstrap_resamples=100, log_models=False, gallery_lines=2
+    )
+    result = evaluate_split(line_data.manifest, line_data.store, charset, models, evaluation)
+    summary = result.summary
+    assert summary["recognizers"] == ["in_loop", "judge", "degraded_trained"]
+    assert summary["headline_recognizer"] == "judge"
+    valid_lines = int((line_data.manifest["split"] == "valid").sum())
+    assert result.samples.groupby("recognizer").size().to_dict() == dict.fromkeys(summary["recognizers"], valid_lines)
+    # The baseline reads the degraded lines as they are: no restored column, no gain.
+    baseline = summary["degraded_trained"]
+    assert baseline["cer_corpus_enhanced"] is None and baseline["cer_reduction"] is None
+    assert baseline["cer_corpus_degraded"] is not None
+    assert summary["judge"]["cer_corpus_enhanced"] is not None
+    assert "## Readability by `degraded_trained`" in result.report and "degraded-trained baseline" in result.report
