@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from click.testing import CliRunner
 from kedro.framework.cli.cli import KedroCLI
 
 from tests.conftest import small_synthetic_parameters
+from tests.pipelines.test_training_pipeline import TINY_TRAINING
 
 
 def _run(project: Path, *args: str, env: dict | None = None):
@@ -53,3 +55,31 @@ def test_an_error_raised_in_a_node_is_one_message_too(kedro_project: Path):
     result = _run(kedro_project, "--pipelines=data_ingestion")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.splitlines()[-1].startswith("Error: data.sources[0].path: folder 'data/01_raw/nowhere'")
+
+
+def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_say_why(kedro_project: Path):
+    # A run made with the gate opened, as runs were before the gate existed: one epoch, the recognizer reads nothing.
+    parameters = small_synthetic_parameters(train=8, valid=4, test=2)
+    parameters["training"] = {
+        **TINY_TRAINING,
+        "epochs": 1,
+        "recognizer_pretraining": {"epochs": 1, "batch_size": 4},
+    }
+    parameters["evaluation"] = {"bootstrap_resamples": 100, "log_models": False}
+    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
+    trained = _run(kedro_project, "--params=training.recognizer_pretraining.max_val_cer=10.0")
+    assert trained.exit_code == 0, trained.output
+    while mlflow.active_run() is not None:  # one process runs both commands here; `kedro run` runs one each
+        mlflow.end_run()
+
+    result = _run(kedro_project, "--pipeline=diagnostics")
+    assert result.exit_code == 1
+    last_line = result.output.strip().splitlines()[-1]
+    assert last_line.startswith("Error: diagnostics.fail_on is 'problem' and these audits reached it: ")
+    assert last_line.startswith(
+        "Error: diagnostics.fail_on is 'problem' and these audits reached it: recognizer_readability. "
+        "[recognizer_readability] the in-loop recognizer (stage 1) does not read: its best val CER is "
+    )
+    assert "above max_val_cer 0.5. Every CER of this run" in last_line
+    assert "completed successfully" not in result.output
+    assert sorted(p.name for p in (kedro_project / "data/08_reporting/diagnostics").iterdir())[-1] == "summary.md"

@@ -641,9 +641,9 @@ class DiagnosticsConfig(StrictModel):
     an ``htr.checkpoint_folder`` tag)."""
     tracking_uri: str | None = None
     """The MLflow store that holds the run; null: the project's own store (``conf/*/mlflow.yml``)."""
-    fail_on: Literal["problem", "warning"] | None = None
-    """``problem``: exit non-zero when any audit finds a problem (``warning``: also on warnings), after every
-    report is written; null: never (verdicts are in the reports)."""
+    fail_on: Literal["problem", "warning"] | None = "problem"
+    """``problem`` (default): exit non-zero when any audit finds a problem (``warning``: also on warnings), after
+    every report is written; null: never (verdicts are only in the reports)."""
     checkpoint_name: CheckpointName = "best"
     """The checkpoint of the run whose config is audited and whose recognizer reads the lines."""
     split: Literal["train", "valid", "test"] = "valid"

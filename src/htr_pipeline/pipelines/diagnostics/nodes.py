@@ -163,14 +163,14 @@ def audit_split_hygiene(
 
 
 def audit_recognizer_readability(
-    run: TrainingRunRecord, checkpoint: RunCheckpoint, diagnostics: dict[str, Any], training: dict[str, Any]
+    run: TrainingRunRecord, diagnostics: dict[str, Any], training: dict[str, Any]
 ) -> tuple[dict[str, Any], str]:
     config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
-    # Runs made before the gate existed logged no max_val_cer: judge them by the current config's.
-    logged = run_setting(checkpoint, run.params, "training.recognizer_pretraining.max_val_cer")
-    current = validate_section(TrainingConfig, training, "training").recognizer_pretraining.max_val_cer
+    # Judged by the project's gate as it is now, whatever the run was trained with: runs made before the gate
+    # existed logged none, and a run trained with the gate opened is no more readable for it.
+    max_val_cer = validate_section(TrainingConfig, training, "training").recognizer_pretraining.max_val_cer
     report = recognizer_readability_report(
-        run.metric_history, float(logged) if logged else current, run.evaluation_summary, config.judge_gain_margin
+        run.metric_history, max_val_cer, run.evaluation_summary, config.judge_gain_margin
     )
     as_json, markdown, _ = _published(run, report)
     return as_json, markdown
@@ -188,9 +188,12 @@ def fail_on_verdicts(summary: dict[str, Any], diagnostics: dict[str, Any]) -> No
     config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     failing = failing_audits(summary, config.fail_on)
     if failing:
+        headlines = {row["audit"]: row["headline"] for row in summary["audits"]}
         raise DiagnosticsFailedError(
             f"diagnostics.fail_on is '{config.fail_on}' and these audits reached it: {', '.join(failing)}. "
-            "Their reports are in data/08_reporting/diagnostics/ (start with summary.md)."
+            + " ".join(f"[{audit}] {headlines[audit]}" for audit in failing)
+            + " Their reports are in data/08_reporting/diagnostics/ (start with summary.md); set "
+            "diagnostics.fail_on: null to only report."
         )
 
 

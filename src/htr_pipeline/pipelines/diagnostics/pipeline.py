@@ -80,7 +80,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 nodes.audit_recognizer_readability,
-                ["audited_run", "audited_checkpoint", "params:diagnostics", "params:training"],
+                ["audited_run", "params:diagnostics", "params:training"],
                 _report("recognizer_readability", plot=False),
                 name="audit_recognizer_readability",
             ),
