@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,26 @@ from htr_pipeline.training.stages import REFERENCE_RECOGNIZERS, gan_stage, recog
 def train_recognizer(
     manifest: pd.DataFrame, line_images: LineImageStore, charset: dict[str, Any], training: dict[str, Any]
 ) -> dict[str, Any]:
-    config = validate_section(TrainingConfig, training, "training")
-    tracker = tracker_for_current_store()(active_run_id())
-    return recognizer_stage(manifest, line_images, Charset.from_dict(charset), config, tracker)
+    return _recognizer_stage_in_this_run(recognizer_stage, manifest, line_images, charset, training)
 
 
 def train_reference_recognizers(
     manifest: pd.DataFrame, line_images: LineImageStore, charset: dict[str, Any], training: dict[str, Any]
 ) -> dict[str, Any]:
+    return _recognizer_stage_in_this_run(reference_recognizers_stage, manifest, line_images, charset, training)
+
+
+def _recognizer_stage_in_this_run(
+    stage: Callable[..., dict[str, Any]],
+    manifest: pd.DataFrame,
+    line_images: LineImageStore,
+    charset: dict[str, Any],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """A recognizer-training stage with the validated config, logging into this session's MLflow run."""
     config = validate_section(TrainingConfig, training, "training")
     tracker = tracker_for_current_store()(active_run_id())
-    return reference_recognizers_stage(manifest, line_images, Charset.from_dict(charset), config, tracker)
+    return stage(manifest, line_images, Charset.from_dict(charset), config, tracker)
 
 
 def train_restoration_gan(
