@@ -14,7 +14,13 @@ from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig, UnetGeneratorConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.evaluation.aggregates import summarise
-from htr_pipeline.evaluation.scoring import COLUMNS, enhance_lines, score_samples
+from htr_pipeline.evaluation.scoring import (
+    COLUMNS,
+    RecognizerReading,
+    enhance_lines,
+    score_samples,
+    score_samples_by_recognizer,
+)
 from htr_pipeline.metrics import MAX_PSNR_DB, character_error_rates, psnr_db
 from htr_pipeline.models.registry import build_generator, build_recognizer
 
@@ -153,3 +159,26 @@ def test_summary_recomputed_from_the_stored_table_is_identical(batches, generato
     assert summary["cer_corpus_degraded"] == pytest.approx(
         character_error_rates(with_text["reference"].tolist(), with_text["reading_degraded"].tolist()).corpus
     )
+
+
+def test_several_recognizers_read_one_enhancement_per_batch_and_score_as_each_alone(
+    batches: list[LineBatch], generator: torch.nn.Module, recognizer: torch.nn.Module, charset: Charset
+):
+    torch.manual_seed(1)
+    other = build_recognizer(
+        RecognizerConfig(conv_channels=[8, 8], width_downsampling=4, lstm_hidden=8, lstm_layers=1), charset.num_classes
+    )
+    calls = []
+    hook = generator.register_forward_hook(lambda *_: calls.append(1))
+    readers = {
+        "in_loop": RecognizerReading(recognizer, reads_enhanced=True),
+        "judge": RecognizerReading(other, reads_enhanced=True),
+        "degraded_trained": RecognizerReading(other, reads_enhanced=False),
+    }
+    tables = score_samples_by_recognizer(batches, generator, readers, charset, CPU)
+    assert len(calls) == len(batches)  # the generator ran once per batch, not once per recognizer
+    hook.remove()
+    pd.testing.assert_frame_equal(tables["in_loop"], score_samples(batches, generator, recognizer, charset, CPU))
+    pd.testing.assert_frame_equal(tables["judge"], score_samples(batches, generator, other, charset, CPU))
+    pd.testing.assert_frame_equal(tables["degraded_trained"], score_samples(batches, None, other, charset, CPU))
+    assert not tables["judge"]["reading_enhanced"].equals(tables["in_loop"]["reading_enhanced"])

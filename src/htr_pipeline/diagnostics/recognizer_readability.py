@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+from htr_pipeline.training.recognizer_training import IN_LOOP_RECOGNIZER, JUDGE_RECOGNIZER
 
-RECOGNIZERS_TRAINED = (("recognizer", "the in-loop recognizer (stage 1)"), ("judge", "the judge recognizer"))
+RECOGNIZERS_TRAINED = (("recognizer", "the in-loop recognizer (stage 1)"), (JUDGE_RECOGNIZER, "the judge recognizer"))
 """Metric prefix of each recognizer's pre-training, and how the findings name it."""
 
 
@@ -61,19 +62,20 @@ def _gains(summary: Mapping[str, Any] | None) -> dict[str, float | None]:
     in-loop recognizer does not look as if it saw a smaller gain. ``None`` where the gap is undefined."""
     if summary is None:
         return {}
-    return {name: summary[name].get("cer_gap_closed") for name in ("in_loop", "judge") if name in summary}
+    names = (IN_LOOP_RECOGNIZER, JUDGE_RECOGNIZER)
+    return {name: summary[name].get("cer_gap_closed") for name in names if name in summary}
 
 
 def _gain_finding(gains: Mapping[str, float | None], margin: float) -> Finding:
     if not gains:
         return Finding("warning", "the run was never evaluated: run `kedro run --pipeline=evaluation` to compare gains")
-    if "judge" not in gains:
+    if JUDGE_RECOGNIZER not in gains:
         return Finding(
             "warning",
             "no judge read this run's evaluation (training.judge null, or a checkpoint made before the judge): the "
             "CER gain was measured only by the recognizer the generator was trained to please",
         )
-    in_loop, judge = gains.get("in_loop"), gains["judge"]
+    in_loop, judge = gains.get(IN_LOOP_RECOGNIZER), gains[JUDGE_RECOGNIZER]
     if in_loop is None or judge is None:
         return Finding(
             "warning", "the share of the CER gap closed is undefined for a recognizer (see the evaluation report)"

@@ -15,6 +15,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from htr_pipeline.evaluation.aggregates import has_enhanced
+from htr_pipeline.training.recognizer_training import (
+    DEGRADED_TRAINED_RECOGNIZER,
+    IN_LOOP_RECOGNIZER,
+    JUDGE_RECOGNIZER,
+)
 
 PLOTS_FILE = "evaluation_plots.png"
 GALLERY_FILE = "evaluation_gallery.png"
@@ -171,12 +176,17 @@ def _cell(text: str | None) -> str:
 
 
 RECOGNIZER_ROLES = {
-    "in_loop": "the in-loop recognizer: the generator was trained through it (its CTC and feature losses), so it "
-    "may have learnt to please it",
-    "judge": "the judge: trained apart on the clean train lines, with its own seed and architecture; no GAN loss "
-    "ever saw it",
-    "degraded_trained": "the degraded-trained baseline: the in-loop architecture trained on the degraded train "
-    "lines, reading the degraded test lines without any restoration",
+    IN_LOOP_RECOGNIZER: (
+        "the in-loop recognizer: the generator was trained through it (its CTC and feature losses), so it may have "
+        "learnt to please it"
+    ),
+    JUDGE_RECOGNIZER: (
+        "the judge: trained apart on the clean train lines, with its own seed and architecture; no GAN loss ever saw it"
+    ),
+    DEGRADED_TRAINED_RECOGNIZER: (
+        "the degraded-trained baseline: the in-loop architecture trained on the degraded train lines, reading the "
+        "degraded test lines without any restoration"
+    ),
 }
 
 
@@ -198,7 +208,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
         f"- Headline figures are read by **{headline}**. Recognizers:",
         *(f"  - `{name}`: {RECOGNIZER_ROLES[name]}." for name in summary["recognizers"]),
     ]
-    if headline != "judge":
+    if headline != JUDGE_RECOGNIZER:
         lines.append(
             "- **No judge recognizer** (training.judge was null, or the checkpoint predates it): the CER gain below "
             "is read by the recognizer the generator was trained to please, and cannot stand on its own."
@@ -230,7 +240,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
 
 
 def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str) -> list[str]:
-    variants = ("degraded", "clean") if name == "degraded_trained" else ("degraded", "enhanced", "clean")
+    variants = ("degraded", "clean") if name == DEGRADED_TRAINED_RECOGNIZER else ("degraded", "enhanced", "clean")
     lines = [
         "",
         f"## Readability by `{name}`",
@@ -245,7 +255,7 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
             f"| {_number(figures[f'wer_corpus_{variant}'])} "
             f"| {_number(figures[f'wer_mean_per_line_{variant}'])} |"
         )
-    if name != "degraded_trained":
+    if name != DEGRADED_TRAINED_RECOGNIZER:
         lines += [
             "",
             f"- Corpus CER reduction (degraded - enhanced, {confidence_pct} paired bootstrap interval): "

@@ -23,7 +23,12 @@ from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.decoding import reader
 from htr_pipeline.evaluation.loading import RestorationModels
 from htr_pipeline.evaluation.report import failure_gallery, markdown_report, plot_evaluation, worst_lines
-from htr_pipeline.evaluation.scoring import enhance_lines, score_samples
+from htr_pipeline.evaluation.scoring import RecognizerReading, enhance_lines, score_samples_by_recognizer
+from htr_pipeline.training.recognizer_training import (
+    DEGRADED_TRAINED_RECOGNIZER,
+    IN_LOOP_RECOGNIZER,
+    JUDGE_RECOGNIZER,
+)
 from htr_pipeline.training.runtime import resolve_device
 
 
@@ -63,11 +68,11 @@ def evaluate_split(
     loader = _loader(dataset, models, config.batch_size)
     started = time.perf_counter()
     beam_size = config.beam_search.beam_size if config.beam_search is not None else None
-    tables = {
-        name: score_samples(loader, generator, recognizer.to(device), charset, device, read=reader(beam_size))
-        for name, generator, recognizer in _readers(models, device)
-    }
-    lines_per_second = len(rows) * len(tables) / (time.perf_counter() - started)
+    generator = models.generator.to(device) if models.generator is not None else None
+    tables = score_samples_by_recognizer(
+        loader, generator, _readers(models, device), charset, device, read=reader(beam_size)
+    )
+    lines_per_second = len(rows) / (time.perf_counter() - started)  # each line read by every recognizer
     headline = HEADLINE_RECOGNIZER if HEADLINE_RECOGNIZER in tables else IN_LOOP_RECOGNIZER
     summary = {
         "split": config.split,
@@ -96,19 +101,17 @@ def evaluate_split(
     )
 
 
-IN_LOOP_RECOGNIZER = "in_loop"
-"""The recognizer the generator was trained through (frozen in the GAN's CTC and feature losses)."""
-HEADLINE_RECOGNIZER = "judge"
-"""The recognizer whose figures are the headline: trained apart, never seen by a GAN loss."""
+HEADLINE_RECOGNIZER = JUDGE_RECOGNIZER
+"""The recognizer whose figures are the headline, when the checkpoint holds it."""
 
 
-def _readers(models: RestorationModels, device: torch.device):
-    """(name, generator or None, recognizer) for each recognizer that reads the split. The degraded-trained
-    baseline reads without the generator: it answers what training on degraded lines alone achieves."""
-    generator = models.generator.to(device) if models.generator is not None else None
-    yield IN_LOOP_RECOGNIZER, generator, models.recognizer
+def _readers(models: RestorationModels, device: torch.device) -> dict[str, RecognizerReading]:
+    """Each recognizer that reads the split, by name. The degraded-trained baseline reads without the generator:
+    it answers what training on degraded lines alone achieves."""
+    readers = {IN_LOOP_RECOGNIZER: RecognizerReading(models.recognizer.to(device), reads_enhanced=True)}
     for name, recognizer in models.reference_recognizers.items():
-        yield name, (None if name == "degraded_trained" else generator), recognizer
+        readers[name] = RecognizerReading(recognizer.to(device), reads_enhanced=name != DEGRADED_TRAINED_RECOGNIZER)
+    return readers
 
 
 def _loader(dataset: LinePairDataset, models: RestorationModels, batch_size: int) -> DataLoader:

@@ -10,7 +10,8 @@ is empty (None / NaN / NA).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -73,40 +74,101 @@ def score_samples(
 
     Models are put in eval mode for the scoring and given back in the mode they came in.
     """
-    models = [model for model in (generator, recognizer) if model is not None]
+    readers = {"recognizer": RecognizerReading(recognizer, reads_enhanced=True)}
+    return score_samples_by_recognizer(batches, generator, readers, charset, device, precision, read)["recognizer"]
+
+
+@dataclass(frozen=True)
+class RecognizerReading:
+    recognizer: nn.Module
+    reads_enhanced: bool
+    """False: the recognizer reads only degraded and clean lines (its table has no enhanced columns)."""
+
+
+@torch.no_grad()
+def score_samples_by_recognizer(
+    batches: Iterable[LineBatch],
+    generator: nn.Module | None,
+    readers: Mapping[str, RecognizerReading],
+    charset: Charset,
+    device: torch.device,
+    precision: str = "fp32",
+    read: Reader = greedy_readings,
+) -> dict[str, pd.DataFrame]:
+    """One table per recognizer, as :func:`score_samples` makes it; each batch is loaded, enhanced and compared
+    with its clean lines once, whatever the number of recognizers reading it."""
+    models = [model for model in (generator, *(reader.recognizer for reader in readers.values())) if model is not None]
     modes = [model.training for model in models]
     for model in models:
         model.eval()
     try:
-        rows = []
+        rows: dict[str, list[dict]] = {name: [] for name in readers}
         for batch in batches:
-            rows += _score_batch(batch, generator, recognizer, charset, device, precision, read)
+            for name, batch_rows in _score_batch(batch, generator, readers, charset, device, precision, read).items():
+                rows[name] += batch_rows
     finally:
         for model, training in zip(models, modes, strict=True):
             model.train(training)
-    return _as_table(rows)
+    return {name: _as_table(name_rows) for name, name_rows in rows.items()}
 
 
 def _score_batch(
     batch: LineBatch,
     generator: nn.Module | None,
-    recognizer: nn.Module,
+    readers: Mapping[str, RecognizerReading],
+    charset: Charset,
+    device: torch.device,
+    precision: str,
+    read: Reader,
+) -> dict[str, list[dict]]:
+    batch = batch.to(device)
+    # images: (batch, 1, height, padded_width), values in [0, 1]
+    images = {"degraded": batch.degraded, "clean": batch.clean}
+    if generator is not None and any(reader.reads_enhanced for reader in readers.values()):
+        images["enhanced"] = _enhance(batch.degraded, generator, device, precision)
+    arrays = {variant: variant_images.float().cpu().numpy() for variant, variant_images in images.items()}
+    fidelity = _image_fidelity(arrays, batch.widths.cpu().tolist())
+    return {
+        name: _reader_rows(batch, images, fidelity, reader, charset, device, precision, read)
+        for name, reader in readers.items()
+    }
+
+
+def _image_fidelity(arrays: Mapping[str, np.ndarray], widths: list[int]) -> list[dict]:
+    """PSNR and SSIM of the degraded and enhanced lines against clean, each cropped to its own width."""
+    scores = []
+    for index, width in enumerate(widths):
+        clean_line = arrays["clean"][index, 0, :, :width]
+        line_scores = {}
+        for variant in ("degraded", "enhanced"):
+            if variant in arrays:
+                candidate_line = arrays[variant][index, 0, :, :width]
+                line_scores[f"psnr_db_{variant}"] = psnr_db(clean_line, candidate_line)
+                line_scores[f"ssim_{variant}"] = ssim(clean_line, candidate_line)
+            else:
+                line_scores[f"psnr_db_{variant}"] = np.nan
+                line_scores[f"ssim_{variant}"] = np.nan
+        scores.append(line_scores)
+    return scores
+
+
+def _reader_rows(
+    batch: LineBatch,
+    images: Mapping[str, torch.Tensor],
+    fidelity: list[dict],
+    reader: RecognizerReading,
     charset: Charset,
     device: torch.device,
     precision: str,
     read: Reader,
 ) -> list[dict]:
-    batch = batch.to(device)
-    # images: (batch, 1, height, padded_width), values in [0, 1]
-    images = {"degraded": batch.degraded, "clean": batch.clean}
-    if generator is not None:
-        images["enhanced"] = _enhance(batch.degraded, generator, device, precision)
     readings = {}
     for variant, variant_images in images.items():
+        if variant == "enhanced" and not reader.reads_enhanced:
+            continue
         with autocast(device, precision):  # type: ignore[arg-type]
-            logits = recognizer(variant_images.float()).logits
-        readings[variant] = read(logits.float(), batch.widths, recognizer.width_downsampling, charset)
-    arrays = {variant: variant_images.float().cpu().numpy() for variant, variant_images in images.items()}
+            logits = reader.recognizer(variant_images.float()).logits
+        readings[variant] = read(logits.float(), batch.widths, reader.recognizer.width_downsampling, charset)
 
     rows = []
     for index, width in enumerate(batch.widths.cpu().tolist()):
@@ -120,15 +182,10 @@ def _score_batch(
         for variant in VARIANTS:
             row[f"reading_{variant}"] = readings[variant][index] if variant in readings else None
         row.update(_line_error_rates(reference, {variant: row[f"reading_{variant}"] for variant in VARIANTS}))
-        clean_line = arrays["clean"][index, 0, :, :width]
-        for variant in ("degraded", "enhanced"):
-            if variant in arrays:
-                candidate_line = arrays[variant][index, 0, :, :width]
-                row[f"psnr_db_{variant}"] = psnr_db(clean_line, candidate_line)
-                row[f"ssim_{variant}"] = ssim(clean_line, candidate_line)
-            else:
-                row[f"psnr_db_{variant}"] = np.nan
-                row[f"ssim_{variant}"] = np.nan
+        line_fidelity = fidelity[index]
+        if not reader.reads_enhanced:
+            line_fidelity = {**line_fidelity, "psnr_db_enhanced": np.nan, "ssim_enhanced": np.nan}
+        row.update(line_fidelity)
         rows.append(row)
     return rows
 

@@ -30,8 +30,8 @@ def augment_lines(images: Tensor, widths: Tensor, settings: AugmentationConfig, 
     ink = _warp(ink, widths, settings, generator)
     ink = _morphology(ink, settings, generator)
     ink = ink * _uniform(batch, 1.0 - settings.contrast, 1.0, generator).to(ink).view(-1, 1, 1, 1)
-    augmented = (1.0 - ink.clamp(0.0, 1.0)) * _inside_widths(images, widths)
-    augmented = augmented + (1.0 - _inside_widths(images, widths))  # padding back to paper
+    # The padding goes back to paper: no ink outside each line's own width.
+    augmented = 1.0 - ink.clamp(0.0, 1.0) * _inside_widths(images, widths)
     selected = chosen.to(images.device).view(-1, 1, 1, 1)
     return torch.where(selected, augmented, images)
 
@@ -42,19 +42,21 @@ def _warp(ink: Tensor, widths: Tensor, settings: AugmentationConfig, generator: 
     angle = _uniform(batch, -settings.rotation_degrees, settings.rotation_degrees, generator) * math.pi / 180
     shear = _uniform(batch, -settings.shear, settings.shear, generator)
     scale = 1.0 + _uniform(batch, -settings.scale, settings.scale, generator)
-    # Where each output pixel samples from: the inverse of the drawn transform, about the line's centre.
-    rows = torch.arange(height, dtype=torch.float32).view(1, -1, 1)
-    columns = torch.arange(width, dtype=torch.float32).view(1, 1, -1)
-    centre_x = (widths.cpu().float() / 2).view(-1, 1, 1)
+    # Where each output pixel samples from: the inverse of the drawn transform, about the line's centre. Built on
+    # the images' device (the draws travel there, nothing comes back), so a GPU step never waits on the host.
+    on_device = {"device": ink.device, "dtype": torch.float32}
+    rows = torch.arange(height, **on_device).view(1, -1, 1)
+    columns = torch.arange(width, **on_device).view(1, 1, -1)
+    centre_x = (widths.to(**on_device) / 2).view(-1, 1, 1)
     centre_y = (height - 1) / 2
     dx, dy = columns - centre_x, rows - centre_y
-    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
-    shear, scale = shear.view(-1, 1, 1), scale.view(-1, 1, 1)
+    angle, shear, scale = (draw.to(**on_device).view(-1, 1, 1) for draw in (angle, shear, scale))
+    cos, sin = torch.cos(angle), torch.sin(angle)
     source_x = centre_x + (cos * dx - sin * dy + shear * dy) / scale
     source_y = centre_y + (sin * dx + cos * dy) / scale
     if settings.elastic_px > 0:
         coarse = torch.randn(batch, 2, max(height // 16, 2), max(width // 16, 2), generator=generator)
-        displacement = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
+        displacement = F.interpolate(coarse.to(**on_device), size=(height, width), mode="bicubic", align_corners=False)
         source_x = source_x + settings.elastic_px * displacement[:, 0]
         source_y = source_y + settings.elastic_px * displacement[:, 1]
     grid = torch.stack([(2 * source_x + 1) / width - 1, (2 * source_y + 1) / height - 1], dim=-1)

@@ -24,6 +24,15 @@ from htr_pipeline.training.validation import score_lines
 
 LineKind = Literal["clean", "degraded"]
 
+IN_LOOP_RECOGNIZER = "in_loop"
+"""The recognizer the generator is trained through (stage 1; frozen in the GAN's CTC and feature losses)."""
+JUDGE_RECOGNIZER = "judge"
+"""Trained apart on the clean lines and never seen by a GAN loss: evaluation's headline reader."""
+DEGRADED_TRAINED_RECOGNIZER = "degraded_trained"
+"""The in-loop architecture trained on degraded lines: the baseline restoration must beat."""
+REFERENCE_RECOGNIZERS = (JUDGE_RECOGNIZER, DEGRADED_TRAINED_RECOGNIZER)
+"""The recognizers trained beside the in-loop one, by the names checkpoints and evaluation use."""
+
 
 class RecognizerDoesNotReadError(RuntimeError):
     """A recognizer's best val CER is above ``training.recognizer_pretraining.max_val_cer``: nothing trained
@@ -81,7 +90,8 @@ def pretrain_recognizer(
                 output = recognizer(images)
             time_steps = ctc_time_steps(batch.widths, recognizer.width_downsampling)
             ctc = ctc_loss_per_sample(output.logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index)
-            loss = ctc.per_sample.mean()
+            ctc_loss = ctc.per_sample.mean()
+            loss = ctc_loss
             if output.shortcut_logits is not None and settings.shortcut_weight > 0:
                 shortcut = ctc_loss_per_sample(
                     output.shortcut_logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index
@@ -96,7 +106,7 @@ def pretrain_recognizer(
             scaler.update()
             scheduler.step()
             steps += 1
-            loss_sum += ctc.per_sample.mean().detach()
+            loss_sum += ctc_loss.detach()
             infinite += ctc.infinite_count
             if progress.n % 10 == 9:
                 progress.set_postfix(ctc_loss=float(loss_sum) / (progress.n + 1))

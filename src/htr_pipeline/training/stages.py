@@ -23,14 +23,17 @@ from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
 from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
 from htr_pipeline.training.losses import VggFeatureExtractor
-from htr_pipeline.training.recognizer_training import LineKind, check_recognizer_reads, pretrain_recognizer
+from htr_pipeline.training.recognizer_training import (
+    DEGRADED_TRAINED_RECOGNIZER,
+    JUDGE_RECOGNIZER,
+    LineKind,
+    check_recognizer_reads,
+    pretrain_recognizer,
+)
 from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, resolve_device, seed_everything
 from htr_pipeline.training.validation import score_lines
 
 logger = logging.getLogger(__name__)
-
-REFERENCE_RECOGNIZERS = ("judge", "degraded_trained")
-"""The recognizers trained beside the in-loop one, by the name evaluation reports them under."""
 
 COMPILED_GRAPHS_PER_MODEL = 64
 """Enough for 2,048-px lines at 64-px width steps, in training and evaluation mode."""
@@ -108,7 +111,7 @@ def reference_recognizers_stage(
     states: dict[str, Any] = {"charset": charset.to_dict()}
     if config.judge is not None:
         judge = train_recognizer(
-            manifest, store, charset, config, tracker, config.judge.recognizer, config.judge.seed, "judge"
+            manifest, store, charset, config, tracker, config.judge.recognizer, config.judge.seed, JUDGE_RECOGNIZER
         )
         check_recognizer_reads(
             judge["best_val_cer"],
@@ -117,10 +120,18 @@ def reference_recognizers_stage(
             judge["epochs_run"],
             judge["steps_run"],
         )
-        states["judge"] = judge
-    if "degraded_trained" in config.baselines:
-        states["degraded_trained"] = train_recognizer(
-            manifest, store, charset, config, tracker, config.recognizer, config.seed, "degraded_trained", "degraded"
+        states[JUDGE_RECOGNIZER] = judge
+    if DEGRADED_TRAINED_RECOGNIZER in config.baselines:
+        states[DEGRADED_TRAINED_RECOGNIZER] = train_recognizer(
+            manifest,
+            store,
+            charset,
+            config,
+            tracker,
+            config.recognizer,
+            config.seed,
+            DEGRADED_TRAINED_RECOGNIZER,
+            "degraded",
         )
     return states
 
