@@ -66,12 +66,13 @@ from htr_pipeline.config import (
 )
 from htr_pipeline.data.ingestion import image_files, manifest_table
 from htr_pipeline.data.line_batches import LineBatch, LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.materialise import materialise_all
 from htr_pipeline.data.sources import read_sources
-from htr_pipeline.datasets.line_image_store import LineImageStore, LineImageStoreDataset
+from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
 from htr_pipeline.evaluation.scoring import score_samples
 from htr_pipeline.models import build_generator, build_recognizer
-from htr_pipeline.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+from htr_pipeline.project_config import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 from htr_pipeline.training.data_loading import line_loader, width_multiple
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
 from htr_pipeline.training.runtime import resolve_device, seed_everything

@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from htr_pipeline.data.splits import SPLIT_NAMES
+SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
+"""The splits every manifest row belongs to; the schema names them in ``data.split``, the data modules use them."""
 
 PILLOW_PIXEL_LIMIT = 178_956_970
 """Pillow refuses to open an image above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (its default), and this project

@@ -41,6 +41,11 @@ def tracker_for_current_store() -> Callable[[str], MlflowTracker]:
     return functools.partial(MlflowTracker, tracking_uri=mlflow.get_tracking_uri())
 
 
+def current_tracking_uri() -> str:
+    """The store this session tracks into (conf/base/mlflow.yml)."""
+    return mlflow.get_tracking_uri()
+
+
 def active_run_id() -> str:
     run = mlflow.active_run()
     if run is None:

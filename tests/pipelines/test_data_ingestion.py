@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import ConfigError, effective_parameters, validate_parameters
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from tests.conftest import flatten_as_logged, small_synthetic_parameters
 
 

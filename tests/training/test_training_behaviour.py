@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import TrainingConfig, validate_section
 from htr_pipeline.data.line_batches import LineBatch
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.metrics import combined_score
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.recognizer import ctc_time_steps

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from htr_pipeline.charset import BLANK_INDEX, Charset
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 
 PAPER_VALUE = 1.0
 """Batches are padded on the right with white paper."""

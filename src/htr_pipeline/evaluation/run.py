@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import EvaluationConfig
 from htr_pipeline.data.line_batches import LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.decoding import reader
 from htr_pipeline.evaluation.loading import RestorationModels

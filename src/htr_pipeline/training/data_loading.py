@@ -17,7 +17,7 @@ from htr_pipeline.data.line_batches import (
     WidthBucketBatchSampler,
     collate_line_pairs,
 )
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.models import generator_size_multiple
 
 COMPILED_WIDTH_STEP_PX = 64

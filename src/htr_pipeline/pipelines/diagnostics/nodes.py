@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, DiagnosticsConfig, TrainingConfig, validate_section
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.diagnostics.best_model import best_model_report, history_table, plot_metric_history
 from htr_pipeline.diagnostics.charset_coverage import charset_coverage_report, plot_charset_coverage
 from htr_pipeline.diagnostics.config_audit import audit_run_config
@@ -28,6 +27,7 @@ from htr_pipeline.evaluation.loading import load_recognizer_only
 from htr_pipeline.tracking import (
     RunNotFoundError,
     TrainingRunRecord,
+    current_tracking_uri,
     latest_training_run_id,
     link_diagnostics_run,
     log_diagnostics,
@@ -50,7 +50,7 @@ class AuditedRunNotFoundError(click.ClickException):
 
 def find_training_run(diagnostics: dict[str, Any]) -> TrainingRunRecord:
     config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
-    tracking_uri = config.tracking_uri or mlflow.get_tracking_uri()
+    tracking_uri = config.tracking_uri or current_tracking_uri()
     try:
         run = read_training_run(config.run_id or latest_training_run_id(tracking_uri), tracking_uri)
     except RunNotFoundError as error:

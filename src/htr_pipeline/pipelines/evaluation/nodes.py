@@ -12,7 +12,7 @@ from PIL import Image
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import EvaluationConfig, validate_section
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.evaluation.loading import (
     RestorationModels,
     load_recognizer_only,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, active_run_id, tag_run, tracker_for_current_store
 from htr_pipeline.training.recognizer_training import REFERENCE_RECOGNIZERS
 from htr_pipeline.training.stages import gan_stage, recognizer_stage, reference_recognizers_stage
