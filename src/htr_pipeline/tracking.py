@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import math
+import os
+import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,3 +251,66 @@ def _flat_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, floa
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             flat[f"{prefix}{key}"] = float(value)
     return flat
+
+
+RUN_HOST_TAG = "htr.host"
+RUN_PID_TAG = "htr.pid"
+"""Tags naming the host and process that run a run: how a later start tells that a ``RUNNING`` run is dead."""
+
+
+def tag_run_process(run_id: str) -> None:
+    """Record this host and process on ``run_id`` (a run this process is running)."""
+    tag_run(run_id, {RUN_HOST_TAG: socket.gethostname(), RUN_PID_TAG: str(os.getpid())})
+
+
+def mark_dead_runs_killed(tracking_uri: str) -> list[str]:
+    """Mark ``KILLED`` every ``RUNNING`` run of this host whose process is gone; return their ids.
+
+    Runs of other hosts are left as they are: from here there is no telling whether their process lives.
+    """
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    running = client.search_runs(
+        experiment_ids,
+        filter_string=f"attributes.status = 'RUNNING' AND tags.`{RUN_HOST_TAG}` = '{socket.gethostname()}'",
+    )
+    dead = [run.info.run_id for run in running if not _process_alive(int(run.data.tags.get(RUN_PID_TAG, "0")))]
+    for run_id in dead:
+        client.set_terminated(run_id, status="KILLED")
+    return dead
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def finish_continued_run(run_id: str) -> None:
+    """A run that a resumed training completed (it logged its remaining epochs there) ends ``FINISHED``."""
+    mlflow.MlflowClient().set_terminated(run_id, status="FINISHED")
+
+
+@contextlib.contextmanager
+def store_creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock beside an sqlite store while it is created or migrated: two first-ever runs
+    started at once would otherwise both run its migrations (``duplicate column name``). Other stores: no lock."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f"{database.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
