@@ -27,6 +27,9 @@ class RestorationModels:
     reference_recognizers: dict[str, nn.Module] = field(default_factory=dict)
     """The run's judge and baseline recognizers by name (``judge``, ``degraded_trained``); none of them was seen
     by a GAN loss. Empty for checkpoints made before the judge existed."""
+    model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The settings ``generator`` and ``recognizer`` were built from (as stored in the checkpoint), so they can be
+    logged as weights plus settings and rebuilt without unpickling code."""
 
 
 def checkpoint_file(folder: str | Path, checkpoint_name: str) -> Path:
@@ -69,6 +72,7 @@ def restoration_models_from_state(state: dict[str, Any], charset: Charset, path:
         description=f"{path} (epoch {state['epoch']}, MLflow run {state['mlflow_run_id']})",
         mlflow_run_id=state["mlflow_run_id"],
         reference_recognizers=references,
+        model_configs={"generator": state["generator_config"], "recognizer": state["recognizer_config"]},
     )
 
 
@@ -80,6 +84,7 @@ def load_recognizer_only(state: dict[str, Any], charset: Charset, path: Path) ->
         recognizer=_recognizer_from(state, charset, path),
         description=f"recognizer of {path}",
         mlflow_run_id=state.get("mlflow_run_id"),
+        model_configs={"recognizer": state["recognizer_config"]},
     )
 
 
