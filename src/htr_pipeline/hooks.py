@@ -134,7 +134,7 @@ class ConsistentVersionsHook:
             outputs = _versioned_outputs(producer, self._catalog)
             if record_name in self._recorded or dataset_name not in outputs or not outputs <= self._saved:
                 continue
-            versions = _versions_of(sorted(self._saved | self._read), self._catalog)
+            versions = _versions_of(self._saved | self._read, self._catalog)
             self._catalog.save(record_name, {"pipeline": producer, "versions": versions})
             self._recorded.add(record_name)
 
@@ -149,9 +149,11 @@ def _save_version(dataset: Any) -> str | None:
     return dataset.resolve_save_version() if isinstance(dataset, AbstractVersionedDataset) else None
 
 
-def _versions_of(names: list[str], catalog: DataCatalog) -> dict[str, str]:
-    """The version each of ``names`` that the catalog versions was read or written at: a run's provenance."""
-    return {name: catalog.get(name).resolve_load_version() for name in names if _save_version(catalog.get(name))}
+def _versions_of(names: set[str], catalog: DataCatalog) -> dict[str, str]:
+    """The version each of ``names`` that is a recorded pipeline's output was read or written at: a run's
+    provenance."""
+    recorded = set().union(*(_versioned_outputs(producer, catalog) for producer in RECORDED_PIPELINES))
+    return {name: catalog.get(name).resolve_load_version() for name in sorted(names & recorded)}
 
 
 def _pin_to_newest_record(producer: str, record_name: str, read: list[str], catalog: DataCatalog) -> None:
@@ -181,9 +183,15 @@ def _pin_to_newest_record(producer: str, record_name: str, read: list[str], cata
             ", ".join(read),
             version,
         )
-    for name in read:
-        dataset = catalog.get(name)
-        catalog[name] = catalog.get(name, version=Version(version, dataset.resolve_save_version()))
+    catalog_logger = logging.getLogger(DataCatalog.__module__)
+    level = catalog_logger.level
+    catalog_logger.setLevel(logging.ERROR)  # its "Replacing dataset" WARNING: replacing is the point here
+    try:
+        for name in read:
+            dataset = catalog.get(name)
+            catalog[name] = catalog.get(name, version=Version(version, dataset.resolve_save_version()))
+    finally:
+        catalog_logger.setLevel(level)
     logger.info("Reading %s of the %s run %s", ", ".join(read), producer, version)
 
 

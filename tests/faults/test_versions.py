@@ -76,8 +76,12 @@ def test_an_unfinished_ingestion_is_never_paired_with_an_older_one(
     unfinished = _unfinished_ingestion(kedro_project)
     assert unfinished != complete and _versions(kedro_project, "charset.json") == [complete]
 
-    with caplog.at_level(logging.WARNING):
+    hook_logger = logging.getLogger("htr_pipeline.hooks")  # Kedro's logging setup may stop it propagating
+    hook_logger.addHandler(caplog.handler)
+    try:
         catalog = _catalog_as_read_by(kedro_project, "training")
+    finally:
+        hook_logger.removeHandler(caplog.handler)
     assert catalog.load("line_images").root.parent.name == complete
     stored = kedro_project / PRIMARY / "manifest.parquet" / complete / "manifest.parquet"
     assert catalog.load("manifest").equals(pd.read_parquet(stored))
