@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 import mlflow
+from kedro.config import MissingConfigException
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
@@ -208,7 +209,10 @@ class MlflowRunStateHook:
     def after_context_created(self, context: KedroContext) -> None:
         if mlflow.active_run() is not None:
             return  # kedro-mlflow then takes the store of that run as it is
-        config = KedroMlflowConfig.model_validate(context.config_loader["mlflow"])
+        try:
+            config = KedroMlflowConfig.model_validate(context.config_loader["mlflow"])
+        except MissingConfigException:
+            return  # no mlflow.yml: kedro-mlflow warns and uses its defaults
         with store_creation_lock(config.server.mlflow_tracking_uri):
             config.setup(context)
         killed = mark_dead_runs_killed(mlflow.get_tracking_uri())
