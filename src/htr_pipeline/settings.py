@@ -1,8 +1,24 @@
 """Kedro project settings: the hooks, and the config loader of ``project_config.py``."""
 
-from htr_pipeline.hooks import MissingInputsHook, MlflowRunNameHook, ParameterValidationHook
+from htr_pipeline.hooks import (
+    MissingInputsHook,
+    MlflowRunNameHook,
+    ParameterValidationHook,
+    RunRecordHook,
+    ValidatedParamsMlflowHook,
+)
 from htr_pipeline.project_config import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 
-HOOKS = (ParameterValidationHook(), MissingInputsHook(), MlflowRunNameHook())
+_PARAMETER_VALIDATION = ParameterValidationHook()
 
-__all__ = ["CONFIG_LOADER_ARGS", "CONFIG_LOADER_CLASS", "HOOKS"]
+# kedro-mlflow's own hook is replaced by ValidatedParamsMlflowHook, registered last as the plugin would be.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name, as pluggy lists it
+HOOKS = (
+    _PARAMETER_VALIDATION,
+    MissingInputsHook(),
+    MlflowRunNameHook(),
+    RunRecordHook(),
+    ValidatedParamsMlflowHook(_PARAMETER_VALIDATION),
+)
+
+__all__ = ["CONFIG_LOADER_ARGS", "CONFIG_LOADER_CLASS", "DISABLE_HOOKS_FOR_PLUGINS", "HOOKS"]

@@ -18,6 +18,8 @@ import torch
 from mlflow.entities import Metric
 from torch import nn
 
+from htr_pipeline.config import nested_items
+
 
 class MlflowTracker:
     """Logs epoch metrics to one MLflow run, also when another run is active (a resumed training logs into
@@ -44,6 +46,11 @@ def tracker_for_current_store() -> Callable[[str], MlflowTracker]:
 def current_tracking_uri() -> str:
     """The store this session tracks into (conf/base/mlflow.yml)."""
     return mlflow.get_tracking_uri()
+
+
+def log_parameters(parameters: Mapping[str, str]) -> None:
+    """Flattened parameters (:func:`htr_pipeline.config.flatten_as_logged`) into the active run."""
+    mlflow.log_params(dict(parameters))
 
 
 def active_run_id() -> str:
@@ -239,11 +246,10 @@ class _LogitsOnly(nn.Module):
         return self.recognizer(images).logits
 
 
-def _flat_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat_numbers(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            flat[f"{prefix}{key}"] = float(value)
-    return flat
+def _flat_numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    """Every finite number of a nested summary, keyed by its ``/``-joined path."""
+    return {
+        path: float(value)
+        for path, value in nested_items(values, separator="/")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
