@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import math
+import typing
 
 import numpy as np
 import pytest
 
 from htr_pipeline.metrics import (
     MAX_PSNR_DB,
+    MONITOR_MODES,
+    VALIDATION_SCORES,
+    Monitor,
     character_error_rates,
     combined_score,
+    corpus_rate,
+    mean_per_line,
     psnr_db,
     ssim,
+    validation_metric,
     word_error_rates,
 )
 
@@ -105,3 +112,36 @@ def test_ssim_of_images_smaller_than_the_default_window():
 
 def test_combined_score_matches_the_seed_report():
     assert combined_score(29.90, 0.0631, 50.0) == pytest.approx(26.745)
+
+
+def test_corpus_rate_from_per_line_counts_is_the_corpus_rate_of_the_lines():
+    references, hypotheses = ["abcd", "abcdefghij", ""], ["abxx", "abcdefghiz", "x"]
+    rates = character_error_rates(references, hypotheses)
+    per_line_edits = [character_error_rates([r], [h]).edits for r, h in zip(references, hypotheses, strict=True)]
+    assert corpus_rate(per_line_edits, [4, 10, 0]) == rates.corpus == (2 + 1 + 1) / 14
+    assert corpus_rate([3], [0]) == 3.0, "an empty reference floors the length at 1"
+    with pytest.raises(ValueError, match="no lines to score"):
+        corpus_rate([], [])
+    with pytest.raises(ValueError, match="2 edit counts but 1 reference lengths"):
+        corpus_rate([1, 2], [3])
+
+
+def test_mean_per_line_weighs_every_line_the_same():
+    assert mean_per_line([20.0, 22.0, 18.0]) == 20.0
+    with pytest.raises(ValueError, match="no lines to average"):
+        mean_per_line([])
+
+
+def test_validation_metric_names_and_monitor_modes_are_one_list():
+    assert [validation_metric(score) for score in VALIDATION_SCORES] == [
+        "val/cer",
+        "val/wer",
+        "val/psnr",
+        "val/ssim",
+        "val/combined",
+    ]
+    assert validation_metric("cer", "val_degraded") == "val_degraded/cer"
+    assert MONITOR_MODES == {"val/cer": "min", "val/psnr": "max", "val/ssim": "max", "val/combined": "max"}
+    assert typing.get_args(Monitor) == tuple(MONITOR_MODES)
+    with pytest.raises(ValueError, match="unknown validation score 'accuracy'"):
+        validation_metric("accuracy")

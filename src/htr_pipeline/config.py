@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from htr_pipeline.data.splits import SPLIT_NAMES
+from htr_pipeline.metrics import Monitor
+from htr_pipeline.precision import Precision
 
 PILLOW_PIXEL_LIMIT = 178_956_970
 """Pillow refuses to open an image above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (its default), and this project
@@ -265,18 +267,7 @@ class DataConfig(StrictModel):
 
 # -------------------------------------------------------------------------------------------------- training
 
-Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = typing.get_args(Precision)
-
-MONITOR_MODES: dict[str, Literal["min", "max"]] = {
-    "val/cer": "min",
-    "val/psnr": "max",
-    "val/ssim": "max",
-    "val/combined": "max",
-}
-"""The validation metrics that can pick the best model, and which direction is better for each."""
-
-Monitor = Literal["val/cer", "val/psnr", "val/ssim", "val/combined"]
 
 
 class RecognizerConfig(StrictModel):
