@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import math
-import typing
 
 import numpy as np
 import pytest
 
 from htr_pipeline.metrics import (
     MAX_PSNR_DB,
-    MONITOR_MODES,
-    VALIDATION_SCORES,
-    Monitor,
     character_error_rates,
     combined_score,
     corpus_rate,
     mean_per_line,
     psnr_db,
     ssim,
-    validation_metric,
     word_error_rates,
 )
 
@@ -130,18 +125,3 @@ def test_mean_per_line_weighs_every_line_the_same():
     assert mean_per_line([20.0, 22.0, 18.0]) == 20.0
     with pytest.raises(ValueError, match="no lines to average"):
         mean_per_line([])
-
-
-def test_validation_metric_names_and_monitor_modes_are_one_list():
-    assert [validation_metric(score) for score in VALIDATION_SCORES] == [
-        "val/cer",
-        "val/wer",
-        "val/psnr",
-        "val/ssim",
-        "val/combined",
-    ]
-    assert validation_metric("cer", "val_degraded") == "val_degraded/cer"
-    assert MONITOR_MODES == {"val/cer": "min", "val/psnr": "max", "val/ssim": "max", "val/combined": "max"}
-    assert typing.get_args(Monitor) == tuple(MONITOR_MODES)
-    with pytest.raises(ValueError, match="unknown validation score 'accuracy'"):
-        validation_metric("accuracy")

@@ -21,8 +21,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from htr_pipeline.data.splits import SPLIT_NAMES
-from htr_pipeline.metrics import Monitor
-from htr_pipeline.precision import Precision
+from htr_pipeline.metric_names import Monitor
 
 PILLOW_PIXEL_LIMIT = 178_956_970
 """Pillow refuses to open an image above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (its default), and this project
@@ -267,6 +266,7 @@ class DataConfig(StrictModel):
 
 # -------------------------------------------------------------------------------------------------- training
 
+Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = typing.get_args(Precision)
 
 

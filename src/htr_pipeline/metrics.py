@@ -190,28 +190,6 @@ def _unit_images(clean: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, 
 
 # ------------------------------------------------------------------------------------------ model selection
 
-VALIDATION_SCORES = ("cer", "wer", "psnr", "ssim", "combined")
-"""What every validation logs, each as ``<prefix>/<score>`` (``val/cer``; ``val_degraded/cer`` for the input)."""
-
-VALIDATION_PREFIX = "val"
-
-MONITOR_MODES: dict[str, Literal["min", "max"]] = {
-    f"{VALIDATION_PREFIX}/cer": "min",
-    f"{VALIDATION_PREFIX}/psnr": "max",
-    f"{VALIDATION_PREFIX}/ssim": "max",
-    f"{VALIDATION_PREFIX}/combined": "max",
-}
-"""The validation metrics a model can be selected by, and whether lower or higher is better."""
-
-Monitor = Literal[tuple(MONITOR_MODES)]  # type: ignore[valid-type]
-
-
-def validation_metric(score: str, prefix: str = VALIDATION_PREFIX) -> str:
-    """The logged name of a validation score: ``validation_metric("cer") == "val/cer"``."""
-    if score not in VALIDATION_SCORES:
-        raise ValueError(f"unknown validation score {score!r}; expected one of {VALIDATION_SCORES}")
-    return f"{prefix}/{score}"
-
 
 def combined_score(psnr_db: float, cer: float, cer_weight: float) -> float:
     """PSNR minus ``cer_weight`` times CER: one number where higher is better (the seed used cer_weight 50)."""

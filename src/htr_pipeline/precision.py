@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
 
 import torch
 
-Precision = Literal["fp32", "bf16", "fp16"]
+from htr_pipeline.config import Precision
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:

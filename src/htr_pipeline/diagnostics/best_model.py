@@ -12,7 +12,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
-from htr_pipeline.metrics import MONITOR_MODES, combined_score, validation_metric
+from htr_pipeline.metric_names import MONITOR_MODES, validation_metric
+from htr_pipeline.metrics import combined_score
 
 VAL_CER, VAL_PSNR, VAL_COMBINED = (validation_metric(score) for score in ("cer", "psnr", "combined"))
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
-from htr_pipeline.metrics import MONITOR_MODES
+from htr_pipeline.metric_names import MONITOR_MODES
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.precision import autocast
 from htr_pipeline.training import losses

@@ -12,15 +12,8 @@ import torch
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.data.line_batches import LineBatch
-from htr_pipeline.metrics import (
-    MAX_PSNR_DB,
-    VALIDATION_SCORES,
-    Monitor,
-    combined_score,
-    corpus_rate,
-    mean_per_line,
-    validation_metric,
-)
+from htr_pipeline.metric_names import VALIDATION_SCORES, Monitor, validation_metric
+from htr_pipeline.metrics import MAX_PSNR_DB, combined_score, corpus_rate, mean_per_line
 from htr_pipeline.precision import Precision
 from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
 
