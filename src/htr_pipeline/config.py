@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from htr_pipeline.metric_names import Monitor
+
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 """The splits every manifest row belongs to; the schema names them in ``data.split``, the data modules use them."""
 
@@ -268,16 +270,6 @@ class DataConfig(StrictModel):
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = typing.get_args(Precision)
-
-MONITOR_MODES: dict[str, Literal["min", "max"]] = {
-    "val/cer": "min",
-    "val/psnr": "max",
-    "val/ssim": "max",
-    "val/combined": "max",
-}
-"""The validation metrics that can pick the best model, and which direction is better for each."""
-
-Monitor = Literal["val/cer", "val/psnr", "val/ssim", "val/combined"]
 
 
 class RecognizerConfig(StrictModel):
