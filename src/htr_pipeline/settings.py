@@ -6,15 +6,23 @@ from htr_pipeline.hooks import (
     MlflowRunNameHook,
     MlflowRunStateHook,
     ParameterValidationHook,
+    RunRecordHook,
+    ValidatedParamsMlflowHook,
 )
 from htr_pipeline.project_config import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 
+_PARAMETER_VALIDATION = ParameterValidationHook()
+
+# kedro-mlflow's own hook is replaced by ValidatedParamsMlflowHook, registered last as the plugin would be.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name, as pluggy lists it
 HOOKS = (
-    ParameterValidationHook(),
+    _PARAMETER_VALIDATION,
     MissingInputsHook(),
     MlflowRunNameHook(),
+    RunRecordHook(),
     ConsistentVersionsHook(),
     MlflowRunStateHook(),
+    ValidatedParamsMlflowHook(_PARAMETER_VALIDATION),
 )
 
-__all__ = ["CONFIG_LOADER_ARGS", "CONFIG_LOADER_CLASS", "HOOKS"]
+__all__ = ["CONFIG_LOADER_ARGS", "CONFIG_LOADER_CLASS", "DISABLE_HOOKS_FOR_PLUGINS", "HOOKS"]

@@ -23,7 +23,7 @@ from mlflow.entities import Metric
 from pydantic import TypeAdapter
 from torch import nn
 
-from htr_pipeline.config import GeneratorConfig, RecognizerConfig
+from htr_pipeline.config import GeneratorConfig, RecognizerConfig, nested_items
 from htr_pipeline.models import build_generator, build_recognizer
 
 
@@ -52,6 +52,11 @@ def tracker_for_current_store() -> Callable[[str], MlflowTracker]:
 def current_tracking_uri() -> str:
     """The store this session tracks into (conf/base/mlflow.yml)."""
     return mlflow.get_tracking_uri()
+
+
+def log_parameters(parameters: Mapping[str, str]) -> None:
+    """Flattened parameters (:func:`htr_pipeline.config.flatten_as_logged`) into the active run."""
+    mlflow.log_params(dict(parameters))
 
 
 def active_run_id() -> str:
@@ -287,14 +292,13 @@ class _LogitsOnly(nn.Module):
         return self.recognizer(images).logits
 
 
-def _flat_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat_numbers(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            flat[f"{prefix}{key}"] = float(value)
-    return flat
+def _flat_numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    """Every finite number of a nested summary, keyed by its ``/``-joined path."""
+    return {
+        path: float(value)
+        for path, value in nested_items(values, separator="/")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 RUN_HOST_TAG = "htr.host"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from htr_pipeline.data.images import read_grayscale
 
 
 class LineImageMissingError(FileNotFoundError):
@@ -31,8 +32,7 @@ class LineImageStore:
         path = self.path_of(relative_path)
         if not path.is_file():
             raise LineImageMissingError(f"image '{relative_path}' is not in {self.root}; re-run data_ingestion")
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+        return read_grayscale(path)
 
     def __repr__(self) -> str:
         return f"LineImageStore(root={str(self.root)!r})"
