@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from htr_pipeline.checkpoints import CheckpointName, named_file
+
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 """The splits every manifest row belongs to; the schema names them in ``data.split``, the data modules use them."""
 
@@ -607,9 +609,6 @@ class BeamSearchConfig(StrictModel):
     beam_size: int = Field(10, ge=1)
 
 
-CheckpointName = Literal["best", "last", "best_cer", "best_psnr", "best_ssim", "best_combined"]
-
-
 class EvaluationConfig(StrictModel):
     """Parameters of the ``evaluation`` pipeline."""
 
@@ -645,6 +644,9 @@ class DiagnosticsConfig(StrictModel):
     fail_on: Literal["problem", "warning"] | None = "problem"
     """``problem`` (default): exit non-zero when any audit finds a problem (``warning``: also on warnings), after
     every report is written; null: never (verdicts are only in the reports)."""
+    checkpoint: str | None = None
+    """null: ``checkpoint_name`` of the audited run; else a ``.pt`` file or a training run's MLflow id (the same
+    resolution as ``evaluation.checkpoint``)."""
     checkpoint_name: CheckpointName = "best"
     """The checkpoint of the run whose config is audited and whose recognizer reads the lines."""
     split: Literal["train", "valid", "test"] = "valid"
@@ -749,8 +751,9 @@ def check_checkpoint_files(config: ProjectConfig) -> None:
         "training.resume_from": config.training.resume_from,
         "training.recognizer_checkpoint": config.training.recognizer_checkpoint,
         # Either a .pt file or a training run's MLflow id:
-        "evaluation.checkpoint": _pt_file(config.evaluation.checkpoint),
-        "inference.checkpoint": _pt_file(config.inference.checkpoint),
+        "evaluation.checkpoint": named_file(config.evaluation.checkpoint),
+        "inference.checkpoint": named_file(config.inference.checkpoint),
+        "diagnostics.checkpoint": named_file(config.diagnostics.checkpoint),
     }
     problems = [
         f"{key}: checkpoint file '{path}' (resolved: '{path.resolve()}') does not exist. Point it at an "
@@ -760,10 +763,6 @@ def check_checkpoint_files(config: ProjectConfig) -> None:
     ]
     if problems:
         raise ConfigError(_problem_list(problems))
-
-
-def _pt_file(checkpoint: str | None) -> Path | None:
-    return Path(checkpoint) if checkpoint is not None and checkpoint.endswith(".pt") else None
 
 
 def _problem_list(problems: list[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import click
@@ -27,6 +28,7 @@ from htr_pipeline.evaluation.loading import load_recognizer_only
 from htr_pipeline.tracking import (
     RunNotFoundError,
     TrainingRunRecord,
+    checkpoint_folder_of_run,
     current_tracking_uri,
     latest_training_run_id,
     link_diagnostics_run,
@@ -61,7 +63,10 @@ def find_training_run(diagnostics: dict[str, Any]) -> TrainingRunRecord:
 
 def load_run_checkpoint(run: TrainingRunRecord, diagnostics: dict[str, Any]) -> RunCheckpoint:
     config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
-    return find_run_checkpoint(run.checkpoint_folder, config.checkpoint_name)
+    folder_of_run = partial(
+        checkpoint_folder_of_run, config_key="diagnostics.checkpoint", tracking_uri=run.tracking_uri
+    )
+    return find_run_checkpoint(config.checkpoint, config.checkpoint_name, run.checkpoint_folder, folder_of_run)
 
 
 def read_lines_with_recognizer(
@@ -71,8 +76,8 @@ def read_lines_with_recognizer(
     config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     if checkpoint.state is None:
         return []
-    charset = Charset.from_dict(checkpoint.state["charset"])
-    recognizer = load_recognizer_only(checkpoint.state, charset, checkpoint.path).recognizer
+    charset = checkpoint.charset
+    recognizer = load_recognizer_only(checkpoint.recognizer_checkpoint(), charset, checkpoint.path).recognizer
     lines = manifest[
         (manifest["split"] == config.split) & manifest["transcription"].notna() & manifest["clean_path"].notna()
     ]
@@ -98,7 +103,7 @@ def audit_ctc_lengths(
     width_downsampling = int(run_setting(checkpoint, run.params, "training.recognizer.width_downsampling"))
     drop_infeasible = run_setting(checkpoint, run.params, "training.drop_infeasible") == "True"
     pretraining_losses = run.metric_history.get("recognizer/train_ctc_loss")
-    num_classes = len(checkpoint.state["charset"]["symbols"]) + 1 if checkpoint.state else 0
+    num_classes = checkpoint.charset.num_classes if checkpoint.charset else 0
     report = ctc_length_report(
         manifest,
         width_downsampling,
@@ -120,7 +125,7 @@ def audit_label_convention(
         report = label_convention_report(
             [reading.logits for reading in readings],
             [reading.reference for reading in readings],
-            Charset.from_dict(checkpoint.state["charset"]),
+            checkpoint.charset,
             config.label_convention_margin,
         )
     return _published(run, report)[:2]

@@ -10,8 +10,8 @@ import click
 import numpy as np
 import pandas as pd
 
+from htr_pipeline.checkpoints import resolve_checkpoint
 from htr_pipeline.config import InferenceConfig, validate_section
-from htr_pipeline.evaluation.loading import training_checkpoint
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.restoration import load_inference_models, run_inference
 from htr_pipeline.tracking import checkpoint_folder_of_run, log_inference
@@ -27,7 +27,7 @@ def restore_folder(
 ) -> tuple[dict[str, np.ndarray | str], pd.DataFrame, dict[str, Any]]:
     config = validate_section(InferenceConfig, inference, "inference")
     inputs, skipped = _input_images(config)
-    checkpoint = training_checkpoint(
+    checkpoint = resolve_checkpoint(
         config.checkpoint,
         config.checkpoint_name,
         training_summary["checkpoint_folder"],

@@ -12,8 +12,7 @@ from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, active_run_id, tag_run, tracker_for_current_store
-from htr_pipeline.training.recognizer_training import REFERENCE_RECOGNIZERS
-from htr_pipeline.training.stages import gan_stage, recognizer_stage, reference_recognizers_stage
+from htr_pipeline.training.stages import gan_run_metadata, gan_stage, recognizer_stage, reference_recognizers_stage
 
 
 def train_recognizer(
@@ -53,21 +52,12 @@ def train_restoration_gan(
 ) -> dict[str, Any]:
     config = validate_section(TrainingConfig, training, "training")
     validate_section(DataConfig, data, "data")
-    run_metadata = {
-        "charset": charset,
-        "config": {"data": data, "training": training},
-        "generator_config": config.generator.model_dump(mode="json"),
-        "discriminator_config": config.discriminator.model_dump(mode="json"),
-        "recognizer_config": config.recognizer.model_dump(mode="json"),
-        # Stored beside the GAN so evaluation reads any checkpoint with the judge of its own run; no loss sees it.
-        "reference_recognizers": {
-            name: state for name, state in reference_recognizers.items() if name in REFERENCE_RECOGNIZERS
-        },
-    }
+    symbols = Charset.from_dict(charset)
+    run_metadata = gan_run_metadata(symbols, {"data": data, "training": training}, config, reference_recognizers)
     summary = gan_stage(
         manifest,
         line_images,
-        Charset.from_dict(charset),
+        symbols,
         recognizer_checkpoint,
         config,
         training_run_folder,
