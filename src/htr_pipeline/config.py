@@ -329,6 +329,8 @@ class ResidualUnetGeneratorConfig(StrictModel):
 
 
 GeneratorConfig = Annotated[UnetGeneratorConfig | ResidualUnetGeneratorConfig, Field(discriminator="variant")]
+"""Every generator variant's settings; :data:`htr_pipeline.models.registry.GENERATORS` has a builder for each
+(checked when the registry is imported)."""
 
 
 class PatchDiscriminatorConfig(StrictModel):
@@ -349,6 +351,7 @@ class DualModalDiscriminatorConfig(StrictModel):
 
 
 DiscriminatorConfig = Annotated[PatchDiscriminatorConfig | DualModalDiscriminatorConfig, Field(discriminator="variant")]
+"""Every discriminator variant's settings; :data:`htr_pipeline.models.registry.DISCRIMINATORS` builds each."""
 
 
 class LossWeights(StrictModel):
@@ -717,18 +720,19 @@ class ProjectConfig(StrictModel):
 
 assert set(SplitCounts.model_fields) == set(SPLIT_NAMES)
 
-_UNION_TAGS = frozenset(
-    typing.get_args(model.model_fields[tag_field].annotation)[0]
-    for model, tag_field in [
-        (SyntheticSource, "kind"),
-        (LineFolderSource, "kind"),
-        (PairedFolderSource, "kind"),
-        (UnetGeneratorConfig, "variant"),
-        (ResidualUnetGeneratorConfig, "variant"),
-        (PatchDiscriminatorConfig, "variant"),
-        (DualModalDiscriminatorConfig, "variant"),
-    ]
-)
+
+def tag_of(model: type[BaseModel], tag_field: str = "variant") -> str:
+    """The one value a ``Literal`` tag field allows (``variant: Literal["unet"]`` -> ``"unet"``)."""
+    return typing.get_args(model.model_fields[tag_field].annotation)[0]
+
+
+def union_tags(union: Any) -> tuple[str, ...]:
+    """The tags of a discriminated union (``Annotated[A | B, Field(discriminator=...)]``), in member order."""
+    members, tag_field = typing.get_args(union)[0], typing.get_args(union)[1].discriminator
+    return tuple(tag_of(member, tag_field) for member in typing.get_args(members))
+
+
+_UNION_TAGS = frozenset(tag for union in (Source, GeneratorConfig, DiscriminatorConfig) for tag in union_tags(union))
 """Tags pydantic puts into error locations of discriminated unions; never field names."""
 
 

@@ -27,11 +27,11 @@ from htr_pipeline.checkpoints import (
 from htr_pipeline.config import RecognizerConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
+from htr_pipeline.models.vgg import VggFeatureExtractor
 from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility_report
 from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
 from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
-from htr_pipeline.training.losses import VggFeatureExtractor
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     JUDGE_RECOGNIZER,
