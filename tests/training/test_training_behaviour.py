@@ -36,6 +36,7 @@ from htr_pipeline.checkpoints import (
 from htr_pipeline.config import TrainingConfig, validate_section
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import DeviceUnavailableError, resolve_device
 from htr_pipeline.metrics import combined_score
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.recognizer import ctc_time_steps
@@ -43,7 +44,7 @@ from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError, feasib
 from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer, train_gan
 from htr_pipeline.training.losses import ctc_loss_per_sample
-from htr_pipeline.training.runtime import DeviceUnavailableError, MemoryTracker, resolve_device, seed_everything
+from htr_pipeline.training.runtime import MemoryTracker, seed_everything
 from htr_pipeline.training.stages import (
     build_gan_models,
     gan_run_metadata,
@@ -394,9 +395,11 @@ def test_a_missing_checkpoint_names_the_setting_that_points_to_it(tmp_path: Path
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: 'cuda' resolves to it, nothing to refuse")
 def test_cuda_without_a_gpu_is_an_error_not_a_cpu_run(line_data: LineData):
     with pytest.raises(DeviceUnavailableError, match=r"training.device is 'cuda'"):
-        resolve_device("cuda")
-    assert resolve_device("auto") == CPU
-    assert resolve_device("cpu") == CPU
+        resolve_device("cuda", "training.device")
+    with pytest.raises(DeviceUnavailableError, match=r"evaluation.device is 'cuda'.*Use evaluation.device: auto"):
+        resolve_device("cuda", "evaluation.device")
+    assert resolve_device("auto", "training.device") == CPU
+    assert resolve_device("cpu", "training.device") == CPU
     tracker = MemoryTracker()
     with pytest.raises(DeviceUnavailableError):
         recognizer_stage(line_data.manifest, line_data.store, line_data.charset, tiny_config(device="cuda"), tracker)

@@ -26,6 +26,7 @@ from htr_pipeline.checkpoints import (
 )
 from htr_pipeline.config import RecognizerConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.vgg import VggFeatureExtractor
 from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility_report
@@ -40,7 +41,7 @@ from htr_pipeline.training.recognizer_training import (
     check_recognizer_reads,
     pretrain_recognizer,
 )
-from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, resolve_device, seed_everything
+from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, seed_everything
 from htr_pipeline.training.validation import score_lines
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def train_recognizer(
 ) -> dict[str, Any]:
     """A recognizer of ``recognizer_config`` trained from ``seed`` on ``lines`` of the train split; its
     checkpoint state with the training figures."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "training.device")
     seed_everything(seed)
     splits = line_splits(manifest, config)
     recognizer = build_recognizer(recognizer_config, charset.num_classes).to(device)
@@ -188,7 +189,7 @@ def loaded_recognizer_val_cer(
     recognizer: torch.nn.Module, manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig
 ) -> float:
     """The val CER of a loaded recognizer on the clean valid lines (what the gate compares)."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "training.device")
     splits = line_splits(manifest, config)
     batch_size = config.recognizer_pretraining.batch_size
     loader = line_loader(splits.valid, store, charset, config, batch_size, training=False, device=device)
@@ -318,7 +319,7 @@ def gan_stage(
     inputs = GanStageInputs(
         manifest, store, charset, recognizer_state, config, run_folder, run_metadata, tracker_for_run, current_run_id
     )
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "training.device")
     if config.devices > 1:
         return run_data_parallel(train_gan_in_group, inputs, config.devices, device.type)
     return train_gan_in_group(SINGLE_PROCESS, device, inputs)

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, DiagnosticsConfig, TrainingConfig, validate_section
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.diagnostics.best_model import best_model_report, history_table, plot_metric_history
 from htr_pipeline.diagnostics.charset_coverage import charset_coverage_report, plot_charset_coverage
 from htr_pipeline.diagnostics.config_audit import audit_run_config
@@ -36,7 +37,6 @@ from htr_pipeline.tracking import (
     log_diagnostics_summary,
     read_training_run,
 )
-from htr_pipeline.training.runtime import resolve_device
 
 AUDITED_SECTIONS = ("data", "training")
 """What a training run depends on; the evaluation and diagnostics sections may change freely."""
@@ -81,7 +81,9 @@ def read_lines_with_recognizer(
     lines = manifest[
         (manifest["split"] == config.split) & manifest["transcription"].notna() & manifest["clean_path"].notna()
     ]
-    return read_clean_lines(recognizer, lines, line_images, charset, resolve_device(config.device), config.batch_size)
+    return read_clean_lines(
+        recognizer, lines, line_images, charset, resolve_device(config.device, "diagnostics.device"), config.batch_size
+    )
 
 
 # ------------------------------------------------------------------------------------------------ audits

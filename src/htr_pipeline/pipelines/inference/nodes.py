@@ -12,10 +12,10 @@ import pandas as pd
 
 from htr_pipeline.checkpoints import resolve_checkpoint
 from htr_pipeline.config import InferenceConfig, validate_section
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.restoration import load_inference_models, run_inference
 from htr_pipeline.tracking import checkpoint_folder_of_run, log_inference
-from htr_pipeline.training.runtime import resolve_device
 
 
 class InferenceInputError(click.ClickException):
@@ -33,7 +33,7 @@ def restore_folder(
         training_summary["checkpoint_folder"],
         partial(checkpoint_folder_of_run, config_key="inference.checkpoint"),
     )
-    models = load_inference_models(checkpoint, resolve_device(config.device))
+    models = load_inference_models(checkpoint, resolve_device(config.device, "inference.device"))
     result = run_inference(inputs, skipped, models, config)
     log_inference(result.summary)
     return result.files, result.table, result.summary
