@@ -1,12 +1,14 @@
 """The one validated schema for every parameters file.
 
-Parameters live under four top-level keys, one per pipeline: ``data``, ``training``, ``evaluation`` and
-``diagnostics``. Every model forbids unknown keys, so a misspelt or misplaced key is an error that names its
-path and the closest valid key, never a silently ignored setting. What a run logs is ``model_dump`` of the
-validated :class:`ProjectConfig`: the effective config, defaults included.
+Parameters live under five top-level keys, one per pipeline: ``data``, ``training``, ``evaluation``,
+``diagnostics`` and ``inference``. Every model forbids unknown keys, so a misspelt or misplaced key is an error
+that names its path and the closest valid key, never a silently ignored setting; every checkpoint file a setting
+names must exist. What a run logs is ``model_dump`` of the validated :class:`ProjectConfig`: the effective
+config, defaults included.
 
-The ``training``, ``evaluation`` and ``diagnostics`` sections accept no keys yet: their pipelines do not exist,
-and a key that nothing reads must not be accepted.
+Model variants are discriminated unions on ``variant`` (:data:`GeneratorConfig`, :data:`DiscriminatorConfig`);
+:mod:`htr_pipeline.models.registry` has a builder for each tag and checks that the two agree. Checkpoint names
+come from :mod:`htr_pipeline.checkpoints`.
 """
 
 from __future__ import annotations
@@ -399,14 +401,12 @@ class AdaptiveBalancingConfig(StrictModel):
     """Steers the CTC weight so that CTC makes up ``target_ctc_share`` of the balanced generator loss."""
 
     target_ctc_share: float = Field(0.65, gt=0.0, lt=1.0)
-    target_visual_share: float = Field(0.35, gt=0.0, lt=1.0)
     adaptation_rate: float = Field(0.15, gt=0.0, le=1.0)
 
-    @model_validator(mode="after")
-    def _shares_sum_to_one(self) -> AdaptiveBalancingConfig:
-        if abs(self.target_ctc_share + self.target_visual_share - 1.0) > 1e-6:
-            raise ValueError("target_ctc_share + target_visual_share must be 1.0")
-        return self
+    @property
+    def target_visual_share(self) -> float:
+        """The rest of the balanced generator loss: the visual terms' share."""
+        return 1.0 - self.target_ctc_share
 
 
 class EarlyStoppingConfig(StrictModel):

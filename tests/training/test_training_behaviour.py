@@ -566,7 +566,7 @@ def run_gan_stage(
     """``gan_stage`` called as the pipeline node calls it, with the run metadata the node builds."""
     training = training_parameters(
         early_stopping={"patience": 3},
-        adaptive_balancing={"target_ctc_share": 0.65, "target_visual_share": 0.35, "adaptation_rate": 0.15},
+        adaptive_balancing={"target_ctc_share": 0.65, "adaptation_rate": 0.15},
         **overrides,
     )
     config = validate_section(TrainingConfig, training, "training")
