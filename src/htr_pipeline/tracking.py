@@ -79,9 +79,10 @@ def tag_run(run_id: str, tags: Mapping[str, str]) -> None:
         client.set_tag(run_id, key, value)
 
 
-def checkpoint_folder_of_run(run_id: str, config_key: str) -> str:
-    """The checkpoint folder of a training run; ``config_key`` names the setting that gave the run id."""
-    run = mlflow.MlflowClient().get_run(run_id)
+def checkpoint_folder_of_run(run_id: str, config_key: str, tracking_uri: str | None = None) -> str:
+    """The checkpoint folder of a training run (in ``tracking_uri``, default: the project's store);
+    ``config_key`` names the setting that gave the run id."""
+    run = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
     folder = run.data.tags.get(CHECKPOINT_FOLDER_TAG)
     if folder is None:
         raise ValueError(f"{config_key}: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run")

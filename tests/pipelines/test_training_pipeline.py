@@ -24,7 +24,7 @@ TINY_TRAINING = {
     "discriminator": {"variant": "dual_modal", "channels": [8, 16], "text_embedding_dim": 8},
     "recognizer_pretraining": {"epochs": 2, "batch_size": 8, "patience": 2, **SMOKE_GATE},
     "judge": TINY_JUDGE,
-    "adaptive_balancing": {"target_ctc_share": 0.65, "target_visual_share": 0.35, "adaptation_rate": 0.15},
+    "adaptive_balancing": {"target_ctc_share": 0.65, "adaptation_rate": 0.15},
     "early_stopping": {"patience": 5, "min_delta": 0.0},
 }
 

@@ -11,17 +11,12 @@ import pandas as pd
 from PIL import Image
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import RecognizerCheckpoint, load_checkpoint, resolve_checkpoint
 from htr_pipeline.config import EvaluationConfig
 from htr_pipeline.data.line_store import LineImageStore
-from htr_pipeline.evaluation.loading import (
-    RestorationModels,
-    load_recognizer_only,
-    load_restoration_models,
-    training_checkpoint,
-)
+from htr_pipeline.evaluation.loading import RestorationModels, load_recognizer_only, load_restoration_models
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
 from htr_pipeline.tracking import checkpoint_folder_of_run, log_evaluation, log_models
-from htr_pipeline.training.checkpoints import load_checkpoint
 
 
 def evaluate_checkpoint(
@@ -49,10 +44,12 @@ def _models_to_evaluate(
 ) -> RestorationModels:
     if config.recognizer_only:
         if config.checkpoint is None:
-            return load_recognizer_only(recognizer_state, charset, Path("recognizer_checkpoint (latest)"))
+            latest = Path("recognizer_checkpoint (latest)")
+            return load_recognizer_only(RecognizerCheckpoint.from_state(recognizer_state, latest), charset, latest)
         path = Path(config.checkpoint)
-        return load_recognizer_only(load_checkpoint(path, "evaluation.checkpoint"), charset, path)
-    path = training_checkpoint(
+        stored = RecognizerCheckpoint.from_state(load_checkpoint(path, "evaluation.checkpoint"), path)
+        return load_recognizer_only(stored, charset, path)
+    path = resolve_checkpoint(
         config.checkpoint,
         config.checkpoint_name,
         training_summary["checkpoint_folder"],
