@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import mlflow
+import numpy as np
 from kedro.config import MissingConfigException
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
@@ -34,7 +35,9 @@ from htr_pipeline.tracking import (
     link_diagnostics_run,
     log_diagnostics,
     log_diagnostics_summary,
+    log_evaluation,
     log_inference,
+    log_models,
     log_parameters,
     mark_dead_runs_killed,
     store_creation_lock,
@@ -177,7 +180,9 @@ class RunRecordHook:
     """
 
     @hook_impl
-    def after_node_run(self, outputs: dict[str, Any]) -> None:
+    def after_node_run(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        if "evaluation_summary" in outputs:
+            self._record_evaluation(inputs, outputs)
         if "training_summary" in outputs:
             summary = outputs["training_summary"]
             tag_run(summary["mlflow_run_id"], {CHECKPOINT_FOLDER_TAG: summary["checkpoint_folder"]})
@@ -192,6 +197,16 @@ class RunRecordHook:
                 log_diagnostics(audit, report, markdown, outputs.get(f"diagnostics_{audit}_plot"), report["verdict"])
         if "inference_summary" in outputs:
             log_inference(outputs["inference_summary"])
+
+    @staticmethod
+    def _record_evaluation(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        """Into the evaluation run, linked both ways to the training run; with the models when asked for."""
+        images = {"plots": outputs["evaluation_plots"], "gallery": outputs["evaluation_gallery"]}
+        summary = outputs["evaluation_summary"]
+        log_evaluation(summary, outputs["evaluation_report"], images, summary["evaluated_mlflow_run_id"])
+        if inputs["params:evaluation"].log_models:
+            height = int(inputs["manifest"]["height"].iloc[0])
+            log_models(inputs["evaluated_models"], example=np.ones((1, 1, height, 8 * height), dtype=np.float32))
 
 
 def _audit_of(dataset_name: str) -> str | None:

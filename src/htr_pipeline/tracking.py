@@ -205,14 +205,14 @@ def link_diagnostics_run(audited_run_id: str, audited_tracking_uri: str) -> None
 
 
 def log_evaluation(
-    summary: Mapping[str, Any], report: str, figures: Mapping[str, Any], evaluated_run_id: str | None
+    summary: Mapping[str, Any], report: str, images: Mapping[str, Any], evaluated_run_id: str | None
 ) -> None:
     """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run."""
     mlflow.log_metrics({f"eval/{key}": value for key, value in _flat_numbers(summary).items()})
     mlflow.log_dict(dict(summary), EVALUATION_SUMMARY_ARTIFACT)
     mlflow.log_text(report, "evaluation/report.md")
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"evaluation/{name}.png")
+    for name, image in images.items():
+        mlflow.log_image(image, artifact_file=f"evaluation/{name}.png")
     if evaluated_run_id is not None:
         mlflow.set_tag("htr.evaluated_run_id", evaluated_run_id)
         tag_run(evaluated_run_id, {EVALUATION_RUN_TAG: active_run_id()})

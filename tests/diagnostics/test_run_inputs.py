@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from htr_pipeline.checkpoints import checkpoint_file, save_gan_checkpoint
-from htr_pipeline.diagnostics.run_inputs import find_run_checkpoint, run_setting
+from htr_pipeline.diagnostics.run_inputs import RunCheckpoint, find_run_checkpoint, run_flag, run_setting
 from tests.test_checkpoints import tiny_gan_checkpoint, tiny_run_metadata
 
 
@@ -38,3 +38,11 @@ def test_without_a_setting_the_audited_runs_own_checkpoint_or_why_it_is_missing(
     assert missing.state is None and missing.missing_reason == f"{tmp_path / 'best.pt'} does not exist on this machine"
     untagged = find_run_checkpoint(None, "best", None, _no_run_lookup)
     assert untagged.missing_reason == "the run has no checkpoint folder tag (it never finished a GAN epoch)"
+
+
+def test_a_boolean_setting_is_read_back_from_its_logged_text():
+    no_checkpoint = RunCheckpoint(path=None, state=None, missing_reason="none kept")
+    logged = {"training.drop_infeasible": "True", "training.compile": "False"}
+    assert run_flag(no_checkpoint, logged, "training.drop_infeasible") is True
+    assert run_flag(no_checkpoint, logged, "training.compile") is False
+    assert run_flag(no_checkpoint, logged, "training.missing") is False

@@ -71,3 +71,8 @@ def run_setting(checkpoint: RunCheckpoint, logged_params: Mapping[str, str], key
         if key in flat:
             return flat[key]
     return logged_params.get(key)
+
+
+def run_flag(checkpoint: RunCheckpoint, logged_params: Mapping[str, str], key: str) -> bool:
+    """A boolean setting of the run (``training.drop_infeasible``); MLflow holds it as ``"True"``/``"False"``."""
+    return run_setting(checkpoint, logged_params, key) == str(True)

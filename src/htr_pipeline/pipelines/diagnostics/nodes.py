@@ -20,8 +20,14 @@ from htr_pipeline.diagnostics.ctc_lengths import ctc_length_report, plot_ctc_len
 from htr_pipeline.diagnostics.gradient_spikes import gradient_spike_report, plot_gradient_spikes
 from htr_pipeline.diagnostics.label_convention import label_convention_report
 from htr_pipeline.diagnostics.recognizer_readability import recognizer_readability_report
-from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines
-from htr_pipeline.diagnostics.run_inputs import RunCheckpoint, existing_checkpoints, find_run_checkpoint, run_setting
+from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines, readable_clean_lines
+from htr_pipeline.diagnostics.run_inputs import (
+    RunCheckpoint,
+    existing_checkpoints,
+    find_run_checkpoint,
+    run_flag,
+    run_setting,
+)
 from htr_pipeline.diagnostics.split_hygiene import plot_split_hygiene, split_hygiene_report
 from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
@@ -71,11 +77,13 @@ def read_lines_with_recognizer(
         return []
     charset = checkpoint.charset
     recognizer = load_recognizer_only(checkpoint.recognizer_checkpoint(), charset, checkpoint.path).recognizer
-    lines = manifest[
-        (manifest["split"] == config.split) & manifest["transcription"].notna() & manifest["clean_path"].notna()
-    ]
     return read_clean_lines(
-        recognizer, lines, line_images, charset, resolve_device(config.device, "diagnostics.device"), config.batch_size
+        recognizer,
+        readable_clean_lines(manifest, config.split),
+        line_images,
+        charset,
+        resolve_device(config.device, "diagnostics.device"),
+        config.batch_size,
     )
 
 
@@ -94,7 +102,7 @@ def audit_ctc_lengths(
     run: TrainingRunRecord, checkpoint: RunCheckpoint, readings: list[LineReading], manifest: pd.DataFrame
 ) -> tuple[dict[str, Any], str, Figure]:
     width_downsampling = int(run_setting(checkpoint, run.params, "training.recognizer.width_downsampling"))
-    drop_infeasible = run_setting(checkpoint, run.params, "training.drop_infeasible") == "True"
+    drop_infeasible = run_flag(checkpoint, run.params, "training.drop_infeasible")
     pretraining_losses = run.metric_history.get("recognizer/train_ctc_loss")
     num_classes = checkpoint.charset.num_classes if checkpoint.charset else 0
     report = ctc_length_report(
