@@ -1,8 +1,10 @@
 """Kedro project settings: the hooks, and the config loader of ``project_config.py``."""
 
 from htr_pipeline.hooks import (
+    ConsistentVersionsHook,
     MissingInputsHook,
     MlflowRunNameHook,
+    MlflowRunStateHook,
     ParameterValidationHook,
     RunRecordHook,
     ValidatedParamsMlflowHook,
@@ -18,6 +20,8 @@ HOOKS = (
     MissingInputsHook(),
     MlflowRunNameHook(),
     RunRecordHook(),
+    ConsistentVersionsHook(),
+    MlflowRunStateHook(),
     ValidatedParamsMlflowHook(_PARAMETER_VALIDATION),
 )
 

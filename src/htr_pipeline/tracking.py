@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import math
+import os
+import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +20,11 @@ import mlflow
 import mlflow.pytorch
 import torch
 from mlflow.entities import Metric
+from pydantic import TypeAdapter
 from torch import nn
 
-from htr_pipeline.config import nested_items
+from htr_pipeline.config import GeneratorConfig, RecognizerConfig, nested_items
+from htr_pipeline.models import build_generator, build_recognizer
 
 
 class MlflowTracker:
@@ -221,19 +227,59 @@ def log_inference(summary: Mapping[str, Any]) -> None:
 
 
 def log_models(models: Any, example: Any) -> None:
-    """The generator and recognizer as MLflow models, with an input example and its inferred signature."""
+    """The generator and recognizer as MLflow models, with an input example and its inferred signature, and
+    each as plain weights plus the settings it was built from (``weights/<name>.pt``, ``weights/<name>.json``),
+    which :func:`load_logged_model` rebuilds without unpickling anything."""
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
     if models.generator is not None:
         _log_pytorch_model(models.generator.cpu(), "generator", example, requirements)
+        _log_weights(models.generator, "generator", {"config": models.model_configs.get("generator")})
     _log_pytorch_model(_LogitsOnly(models.recognizer.cpu()), "recognizer", example, requirements)
+    settings = {"config": models.model_configs.get("recognizer"), "num_classes": models.recognizer.num_classes}
+    _log_weights(models.recognizer, "recognizer", settings)
 
 
 def _log_pytorch_model(model: nn.Module, name: str, example: Any, requirements: list[str]) -> None:
     # "pickle", not MLflow 3's default "pt2": a torch.export graph only accepts the example's exact shape, and
-    # lines differ in width.
+    # lines differ in width. Loading it (mlflow.pytorch.load_model) unpickles: load_logged_model does not.
     mlflow.pytorch.log_model(
         model, name=name, input_example=example, pip_requirements=requirements, serialization_format="pickle"
     )
+
+
+LOGGED_WEIGHTS_FOLDER = "weights"
+"""Run artifact folder of the logged models as ``<name>.pt`` (a state dict) and ``<name>.json`` (its settings)."""
+
+
+def _log_weights(model: nn.Module, name: str, settings: Mapping[str, Any]) -> None:
+    if settings.get("config") is None:
+        return  # a model built in a test, not from a checkpoint: no settings to rebuild it from
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save({key: tensor.cpu() for key, tensor in model.state_dict().items()}, Path(folder) / f"{name}.pt")
+        (Path(folder) / f"{name}.json").write_text(json.dumps(dict(settings), indent=2))
+        mlflow.log_artifacts(folder, LOGGED_WEIGHTS_FOLDER)
+
+
+def load_logged_model(run_id: str, name: str, tracking_uri: str | None = None) -> nn.Module:
+    """The ``generator`` or ``recognizer`` an evaluation run logged, rebuilt from the model registry and its
+    weights read with ``torch.load(weights_only=True)``: no code from the run's files is executed."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory() as folder:
+        settings_file = client.download_artifacts(run_id, f"{LOGGED_WEIGHTS_FOLDER}/{name}.json", folder)
+        settings = json.loads(Path(settings_file).read_text())
+        weights = client.download_artifacts(run_id, f"{LOGGED_WEIGHTS_FOLDER}/{name}.pt", folder)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    if name == "generator":
+        model = build_generator(TypeAdapter(GeneratorConfig).validate_python(settings["config"]))
+    else:
+        model = build_recognizer(RecognizerConfig.model_validate(settings["config"]), settings["num_classes"])
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def load_logged_generator(run_id: str, tracking_uri: str | None = None) -> nn.Module:
+    """The restoration generator of an evaluation run (see :func:`load_logged_model`)."""
+    return load_logged_model(run_id, "generator", tracking_uri)
 
 
 class _LogitsOnly(nn.Module):
@@ -254,3 +300,66 @@ def _flat_numbers(values: Mapping[str, Any]) -> dict[str, float]:
         for path, value in nested_items(values, separator="/")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }
+
+
+RUN_HOST_TAG = "htr.host"
+RUN_PID_TAG = "htr.pid"
+"""Tags naming the host and process that run a run: how a later start tells that a ``RUNNING`` run is dead."""
+
+
+def tag_run_process(run_id: str) -> None:
+    """Record this host and process on ``run_id`` (a run this process is running)."""
+    tag_run(run_id, {RUN_HOST_TAG: socket.gethostname(), RUN_PID_TAG: str(os.getpid())})
+
+
+def mark_dead_runs_killed(tracking_uri: str) -> list[str]:
+    """Mark ``KILLED`` every ``RUNNING`` run of this host whose process is gone; return their ids.
+
+    Runs of other hosts are left as they are: from here there is no telling whether their process lives.
+    """
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    running = client.search_runs(
+        experiment_ids,
+        filter_string=f"attributes.status = 'RUNNING' AND tags.`{RUN_HOST_TAG}` = '{socket.gethostname()}'",
+    )
+    dead = [run.info.run_id for run in running if not _process_alive(int(run.data.tags.get(RUN_PID_TAG, "0")))]
+    for run_id in dead:
+        client.set_terminated(run_id, status="KILLED")
+    return dead
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def finish_continued_run(run_id: str) -> None:
+    """A run that a resumed training completed (it logged its remaining epochs there) ends ``FINISHED``."""
+    mlflow.MlflowClient().set_terminated(run_id, status="FINISHED")
+
+
+@contextlib.contextmanager
+def store_creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock beside an sqlite store while it is created or migrated: two first-ever runs
+    started at once would otherwise both run its migrations (``duplicate column name``). Other stores: no lock."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f"{database.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

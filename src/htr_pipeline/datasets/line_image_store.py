@@ -6,6 +6,7 @@ Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,9 +36,22 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
         return LineImageStore(Path(self._get_load_path()))
 
     def save(self, data: Mapping[str, np.ndarray | str]) -> None:
-        """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images)."""
+        """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images).
+
+        A new folder is written under a hidden name beside it and renamed into place once complete, so a run
+        killed while saving leaves no half folder that Kedro would take for a version.
+        """
         root = Path(self._get_save_path())
         targets = {relative_path: _inside(root, relative_path) for relative_path in data}
+        if root.exists():  # an unversioned folder saved again: written in place, as Kedro overwrites files
+            self._write(data, targets)
+            return
+        partial = root.with_name(f".{root.name}.partial")
+        partial.mkdir(parents=True, exist_ok=True)
+        self._write(data, {relative_path: partial / relative_path for relative_path in data})
+        os.replace(partial, root)
+
+    def _write(self, data: Mapping[str, np.ndarray | str], targets: Mapping[str, Path]) -> None:
         for relative_path, image in data.items():
             target = targets[relative_path]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import TypeAdapter
 from torch import nn
@@ -31,6 +32,9 @@ class RestorationModels:
     reference_recognizers: dict[str, nn.Module] = field(default_factory=dict)
     """The run's judge and baseline recognizers by name (``judge``, ``degraded_trained``); none of them was seen
     by a GAN loss. Empty for checkpoints made before the judge existed."""
+    model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The settings ``generator`` and ``recognizer`` were built from (as stored in the checkpoint), so they can be
+    logged as weights plus settings and rebuilt without unpickling code."""
 
 
 def load_restoration_models(path: Path, charset: Charset, config_key: str) -> RestorationModels:
@@ -44,7 +48,8 @@ def restoration_models_from_checkpoint(checkpoint: GanCheckpoint, charset: Chars
     check_same_charset(run.charset, charset, path)
     generator = build_generator(TypeAdapter(GeneratorConfig).validate_python(run.generator_config))
     restore_weights(generator, checkpoint.generator, "generator", path)
-    recognizer = _recognizer_from(checkpoint.recognizer_checkpoint(path), charset, path)
+    recognizer_checkpoint = checkpoint.recognizer_checkpoint(path)
+    recognizer = _recognizer_from(recognizer_checkpoint, charset, path)
     references = {
         name: _recognizer_from(reference, charset, path) for name, reference in run.reference_recognizers.items()
     }
@@ -54,6 +59,7 @@ def restoration_models_from_checkpoint(checkpoint: GanCheckpoint, charset: Chars
         description=f"{path} (epoch {checkpoint.epoch}, MLflow run {checkpoint.mlflow_run_id})",
         mlflow_run_id=checkpoint.mlflow_run_id,
         reference_recognizers=references,
+        model_configs={"generator": run.generator_config, "recognizer": recognizer_checkpoint.config},
     )
 
 
@@ -65,6 +71,7 @@ def load_recognizer_only(checkpoint: RecognizerCheckpoint, charset: Charset, pat
         recognizer=_recognizer_from(checkpoint, charset, path),
         description=f"recognizer of {path}",
         mlflow_run_id=checkpoint.mlflow_run_id,
+        model_configs={"recognizer": checkpoint.config},
     )
 
 
