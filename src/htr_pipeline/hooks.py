@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import click
 import mlflow
@@ -14,6 +15,8 @@ from kedro.pipeline import Pipeline
 
 from htr_pipeline.config import effective_parameters, validate_parameters
 from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES, register_pipelines
+from htr_pipeline.project_paths import mlflow_ui_command, project_relative
+from htr_pipeline.run_summary import RunResults, run_summary_lines
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +92,87 @@ class MissingInputsHook:
             f"{', '.join(missing)} not found: no run has produced {'it' if len(missing) == 1 else 'them'} yet. "
             f"Run {commands or 'the pipeline that produces them'} first, or `kedro run` for the whole main job."
         )
+
+
+class RunSummaryHook:
+    """Ends every run with the block of ``run_summary``: the figures of the pipelines that ran, loud warnings
+    for anything that looks like a failure, where the outputs are, and the MLflow run to open.
+
+    Printed also when a node fails (a diagnostics audit reaching ``fail_on``), after what was saved so far.
+    """
+
+    SUMMARIES: ClassVar[dict[str, str]] = {
+        "data": "dataset_report",
+        "training": "training_summary",
+        "evaluation": "evaluation_summary",
+        "diagnostics": "diagnostics_summary_json",
+        "inference": "inference_summary",
+    }
+    OUTPUTS = (
+        "dataset_report_plot",
+        "rejects",
+        "training_summary",
+        "evaluation_report",
+        "evaluation_plots",
+        "evaluation_gallery",
+        "diagnostics_summary_markdown",
+        "inference_outputs",
+        "inference_results",
+    )
+
+    def __init__(self) -> None:
+        self._saved: list[str] = []
+        self._project_path = Path.cwd()
+        self._mlflow_run_id: str | None = None
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._project_path = Path(context.project_path)
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self) -> None:
+        self._saved = []
+        run = mlflow.active_run()
+        self._mlflow_run_id = None if run is None else run.info.run_id
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        self._saved.append(dataset_name)
+
+    @hook_impl
+    def after_pipeline_run(self, catalog: DataCatalog) -> None:
+        self._print(catalog)
+
+    @hook_impl
+    def on_pipeline_error(self, catalog: DataCatalog) -> None:
+        self._print(catalog)
+
+    def _print(self, catalog: DataCatalog) -> None:
+        # The dataset itself, not catalog.load: the block is not preceded by "Loading data from ..." lines.
+        summaries = {key: catalog.get(name).load() for key, name in self.SUMMARIES.items() if name in self._saved}
+        outputs = [
+            (name, project_relative(_saved_path(catalog, name), self._project_path))
+            for name in self.OUTPUTS
+            if name in self._saved
+        ]
+        if "training" in summaries:
+            outputs.insert(0, ("checkpoints", summaries["training"]["checkpoint_folder"]))
+        if not summaries and not outputs:
+            return
+        results = RunResults(
+            **summaries,
+            outputs=outputs,
+            mlflow_run_id=self._mlflow_run_id,
+            mlflow_ui_command=mlflow_ui_command(self._project_path),
+        )
+        for line in run_summary_lines(results):
+            warning = line.startswith("WARNING")
+            click.secho(line, fg="red" if warning else None, bold=warning)
+
+
+def _saved_path(catalog: DataCatalog, name: str) -> str:
+    """Where dataset ``name`` lies now: a versioned one in its newest version's folder, the one just saved."""
+    dataset = catalog.get(name)
+    if hasattr(dataset, "_get_load_path"):
+        return str(dataset._get_load_path())
+    return str(getattr(dataset, "_filepath", name))

@@ -3,18 +3,18 @@
 from pathlib import Path
 
 from kedro.config import MissingConfigException, OmegaConfigLoader
-from kedro.utils import find_kedro_project
 from omegaconf import OmegaConf
 
-from htr_pipeline.hooks import MissingInputsHook, MlflowRunNameHook, ParameterValidationHook
+from htr_pipeline import project_paths
+from htr_pipeline.hooks import MissingInputsHook, MlflowRunNameHook, ParameterValidationHook, RunSummaryHook
+from htr_pipeline.quiet_warnings import silence_library_warnings
+
+silence_library_warnings()  # Kedro reads settings before it creates the config loader and loads its plugins
 
 
 def project_root() -> str:
     """Absolute path of the Kedro project kedro runs in (used for the MLflow sqlite store)."""
-    root = find_kedro_project(Path.cwd())
-    if root is None:
-        raise RuntimeError(f"{Path.cwd()} is not inside a Kedro project; run kedro from the project folder")
-    return Path(root).resolve().as_posix()
+    return project_paths.project_root().as_posix()
 
 
 class LocalOverPresetConfigLoader(OmegaConfigLoader):
@@ -45,7 +45,7 @@ class LocalOverPresetConfigLoader(OmegaConfigLoader):
         return OmegaConf.to_container(OmegaConf.merge(config, local_parameters), resolve=True)
 
 
-HOOKS = (ParameterValidationHook(), MissingInputsHook(), MlflowRunNameHook())
+HOOKS = (ParameterValidationHook(), MissingInputsHook(), MlflowRunNameHook(), RunSummaryHook())
 
 CONFIG_LOADER_CLASS = LocalOverPresetConfigLoader
 CONFIG_LOADER_ARGS = {

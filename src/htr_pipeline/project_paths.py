@@ -1,0 +1,48 @@
+"""Paths as the project stores them: relative to the project folder, so a copied project still finds its files.
+
+Kedro hands datasets absolute paths; what we write into summaries, reports and MLflow tags is made relative
+here, and resolved against the project folder again when read.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from kedro.utils import find_kedro_project
+
+
+def project_root() -> Path:
+    """The Kedro project kedro runs in (the folder of its ``pyproject.toml``)."""
+    root = find_kedro_project(Path.cwd())
+    if root is None:
+        raise RuntimeError(f"{Path.cwd()} is not inside a Kedro project; run kedro from the project folder")
+    return Path(root).resolve()
+
+
+def project_relative(path: str | Path, root: Path | None = None) -> str:
+    """``path`` relative to the project folder (POSIX), or as it is when it lies outside the project."""
+    root = (root or project_root()).resolve()
+    absolute = Path(path) if Path(path).is_absolute() else root / path
+    try:
+        return absolute.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def resolve_in_project(path: str | Path, root: Path | None = None) -> Path:
+    """A stored path read back: a relative one lies in the project folder, an absolute one stays as it is."""
+    return Path(path) if Path(path).is_absolute() else (root or project_root()) / path
+
+
+def mlflow_ui_command(root: Path) -> str:
+    """The ``mlflow ui`` command that opens this project's store, as typed in the project folder.
+
+    Without an activated virtual environment ``mlflow`` (and ``kedro mlflow ui``) is not on the PATH, so the
+    command names the ``mlflow`` script next to the running Python.
+    """
+    script = Path(sys.executable).parent / "mlflow"
+    active = os.environ.get("VIRTUAL_ENV") and Path(os.environ["VIRTUAL_ENV"]).resolve() == Path(sys.prefix).resolve()
+    program = "mlflow" if active or not script.exists() else project_relative(script, root)
+    return f"{program} ui --backend-store-uri sqlite:///mlflow.db"

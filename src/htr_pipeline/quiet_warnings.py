@@ -1,0 +1,33 @@
+"""Library warnings a user of this project can do nothing about, silenced before the libraries load.
+
+Each filter names the message (and, where Python's filters apply, the module that warns), so a new warning
+still shows. Imported first by ``settings.py``, which Kedro reads before it loads its plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+_SILENCED = (
+    # omegaconf 2.4 deprecates the resolver API that Kedro and kedro-mlflow call.
+    (r"register_new_resolver\(\) is deprecated", r"kedro\..*|kedro_mlflow\..*"),
+)
+
+_SILENCED_IN_LOG = ("Add type hints to the `predict` method",)
+"""mlflow warns when kedro-mlflow defines its PythonModel without type hints, inside its own ``simplefilter``
+("once"), which overrides any filter of ours; Kedro logs warnings (``py.warnings``), so the log drops it."""
+
+
+class _DropLibraryWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in _SILENCED_IN_LOG)
+
+
+def silence_library_warnings() -> None:
+    for message, module in _SILENCED:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
+    warnings_logger = logging.getLogger("py.warnings")
+    if not any(isinstance(existing, _DropLibraryWarnings) for existing in warnings_logger.filters):
+        warnings_logger.addFilter(_DropLibraryWarnings())
