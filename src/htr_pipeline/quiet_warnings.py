@@ -1,7 +1,8 @@
 """Library warnings a user of this project can do nothing about, silenced before the libraries load.
 
 Each filter names the message (and, where Python's filters apply, the module that warns), so a new warning
-still shows. Imported first by ``settings.py``, which Kedro reads before it loads its plugins.
+still shows. Importing this module installs the filters: ``settings.py`` imports it first, before anything
+imports mlflow, and Kedro reads settings before it loads its plugins or creates the config loader.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import warnings
 _SILENCED = (
     # omegaconf 2.4 deprecates the resolver API that Kedro and kedro-mlflow call.
     (r"register_new_resolver\(\) is deprecated", r"kedro\..*|kedro_mlflow\..*"),
+    # `import mlflow` imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns; our own bars are
+    # text bars there (htr_pipeline.progress).
+    (r"IProgress not found", r"tqdm\..*"),
 )
 
 _SILENCED_IN_LOG = ("Add type hints to the `predict` method",)
@@ -27,7 +31,10 @@ class _DropLibraryWarnings(logging.Filter):
 
 def silence_library_warnings() -> None:
     for message, module in _SILENCED:
-        warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
+        warnings.filterwarnings("ignore", message=message, category=Warning, module=module)
     warnings_logger = logging.getLogger("py.warnings")
     if not any(isinstance(existing, _DropLibraryWarnings) for existing in warnings_logger.filters):
         warnings_logger.addFilter(_DropLibraryWarnings())
+
+
+silence_library_warnings()

@@ -5,11 +5,9 @@ from pathlib import Path
 from kedro.config import MissingConfigException, OmegaConfigLoader
 from omegaconf import OmegaConf
 
+import htr_pipeline.quiet_warnings  # noqa: F401  (first: it silences library warnings before mlflow is imported)
 from htr_pipeline import project_paths
 from htr_pipeline.hooks import MissingInputsHook, MlflowRunNameHook, ParameterValidationHook, RunSummaryHook
-from htr_pipeline.quiet_warnings import silence_library_warnings
-
-silence_library_warnings()  # Kedro reads settings before it creates the config loader and loads its plugins
 
 
 def project_root() -> str:

@@ -192,3 +192,4 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
     assert not [output for output in outputs if output.get("output_type") == "error"]
     assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert [str(output)[:300] for output in outputs if "Warning" in str(output) or "IProgress" in str(output)] == []

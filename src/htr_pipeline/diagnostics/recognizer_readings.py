@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset, normalise_text
 from htr_pipeline.data.line_batches import LineBatch, LinePairDataset, collate_line_pairs
 from htr_pipeline.datasets.line_image_store import LineImageStore
 from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.progress import tqdm
 from htr_pipeline.training.ctc_feasibility import adjacent_repeats
 from htr_pipeline.training.losses import ctc_loss_per_sample
 

@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 from PIL import Image
 from pydantic import TypeAdapter
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import GeneratorConfig, InferenceConfig
@@ -31,6 +30,7 @@ from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_t
 from htr_pipeline.metrics import binarise, dibco_scores
 from htr_pipeline.models import generator_size_multiple
 from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.progress import tqdm
 from htr_pipeline.training.checkpoints import load_checkpoint
 
 InputKind = Literal["line", "page"]

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import MONITOR_MODES, DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.progress import tqdm
 from htr_pipeline.training import losses
 from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.checkpoints import restore_rng_states, restore_weights, rng_states, save_checkpoint
