@@ -17,6 +17,7 @@ from htr_pipeline.config import effective_parameters, validate_parameters
 from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES, register_pipelines
 from htr_pipeline.project_paths import mlflow_ui_command, project_relative
 from htr_pipeline.run_summary import RunResults, run_summary_lines
+from htr_pipeline.tracking import move_artifact_locations
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +177,17 @@ def _saved_path(catalog: DataCatalog, name: str) -> str:
     if hasattr(dataset, "_get_load_path"):
         return str(dataset._get_load_path())
     return str(getattr(dataset, "_filepath", name))
+
+
+class MovedProjectHook:
+    """A project copied to another folder (laptop to GPU server and back) keeps reading its own MLflow artifacts
+    and logs new runs into its own ``mlartifacts``, never into the original's: before kedro-mlflow opens the
+    store, artifact locations recorded under the original folder are moved to this one."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        project = Path(context.project_path)
+        experiment = context.config_loader["mlflow"]["tracking"]["experiment"]["name"]
+        made_in = move_artifact_locations(project / "mlflow.db", project, experiment)
+        if made_in is not None:
+            logger.info("MLflow store copied from %s: its artifact locations now point into %s", made_in, project)

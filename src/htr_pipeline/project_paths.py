@@ -21,19 +21,27 @@ def project_root() -> Path:
     return Path(root).resolve()
 
 
+def _root_or_cwd(root: Path | None) -> Path:
+    """The project folder; outside any project (a library call in a plain script), the working folder."""
+    if root is not None:
+        return root.resolve()
+    found = find_kedro_project(Path.cwd())
+    return Path(found if found is not None else Path.cwd()).resolve()
+
+
 def project_relative(path: str | Path, root: Path | None = None) -> str:
     """``path`` relative to the project folder (POSIX), or as it is when it lies outside the project."""
-    root = (root or project_root()).resolve()
-    absolute = Path(path) if Path(path).is_absolute() else root / path
+    base = _root_or_cwd(root)
+    absolute = Path(path) if Path(path).is_absolute() else Path.cwd() / path
     try:
-        return absolute.resolve().relative_to(root).as_posix()
+        return absolute.resolve().relative_to(base).as_posix()
     except ValueError:
         return Path(path).as_posix()
 
 
 def resolve_in_project(path: str | Path, root: Path | None = None) -> Path:
     """A stored path read back: a relative one lies in the project folder, an absolute one stays as it is."""
-    return Path(path) if Path(path).is_absolute() else (root or project_root()) / path
+    return Path(path) if Path(path).is_absolute() else _root_or_cwd(root) / path
 
 
 def mlflow_ui_command(root: Path) -> str:

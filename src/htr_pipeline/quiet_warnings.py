@@ -18,23 +18,33 @@ _SILENCED = (
     (r"IProgress not found", r"tqdm\..*"),
 )
 
-_SILENCED_IN_LOG = ("Add type hints to the `predict` method",)
-"""mlflow warns when kedro-mlflow defines its PythonModel without type hints, inside its own ``simplefilter``
-("once"), which overrides any filter of ours; Kedro logs warnings (``py.warnings``), so the log drops it."""
+_SILENCED_IN_LOG = {
+    # mlflow warns when kedro-mlflow defines its PythonModel without type hints, inside its own
+    # ``simplefilter("once")``, which overrides any filter of ours; Kedro logs warnings (``py.warnings``).
+    "py.warnings": ("Add type hints to the `predict` method",),
+    # Our models are pickled on purpose (tracking.log_models says why), at every evaluation.
+    "mlflow.pytorch": ("Saving pytorch model by Pickle or CloudPickle format",),
+}
+"""Per logger, the messages its log drops."""
 
 
 class _DropLibraryWarnings(logging.Filter):
+    def __init__(self, messages: tuple[str, ...]):
+        super().__init__()
+        self.messages = messages
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(text in message for text in _SILENCED_IN_LOG)
+        return not any(text in message for text in self.messages)
 
 
 def silence_library_warnings() -> None:
     for message, module in _SILENCED:
         warnings.filterwarnings("ignore", message=message, category=Warning, module=module)
-    warnings_logger = logging.getLogger("py.warnings")
-    if not any(isinstance(existing, _DropLibraryWarnings) for existing in warnings_logger.filters):
-        warnings_logger.addFilter(_DropLibraryWarnings())
+    for name, messages in _SILENCED_IN_LOG.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, _DropLibraryWarnings) for existing in logger.filters):
+            logger.addFilter(_DropLibraryWarnings(messages))
 
 
 silence_library_warnings()

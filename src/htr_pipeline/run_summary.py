@@ -15,6 +15,8 @@ NOTHING_READ_CER = 0.9
 """A corpus CER at or above this on clean lines means the recognizer reads (almost) nothing."""
 
 RULE = "=" * 78
+HEADLINE_CHARS = 90
+"""An audit's first finding is cut to this length in the block (its report has it in full)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,9 @@ def evaluation_lines(evaluation: Mapping[str, Any]) -> list[str]:
 def diagnostics_lines(diagnostics: Mapping[str, Any]) -> list[str]:
     lines = [f"Diagnostics of run {diagnostics['run_id']}: overall {diagnostics['verdict']}"]
     width = max((len(row["audit"]) for row in diagnostics["audits"]), default=0)
-    lines += [f"  {row['audit']:<{width}}  {row['verdict']}" for row in diagnostics["audits"]]
+    for row in diagnostics["audits"]:
+        finding = "" if row["verdict"] == "ok" else f"  {_shortened(row['headline'], HEADLINE_CHARS)}"
+        lines.append(f"  {row['audit']:<{width}}  {row['verdict']:<7}{finding}".rstrip())
     return lines
 
 
@@ -148,6 +152,10 @@ def _evaluation_warnings(evaluation: Mapping[str, Any]) -> list[str]:
         if gain is not None and gain["estimate"] <= 0.0:
             warnings.append(f"restored images are not closer to the clean ones: PSNR gain {_interval(gain, 2)} dB")
     return warnings
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _number(value: float | None, digits: int = 4) -> str:

@@ -7,7 +7,13 @@ from omegaconf import OmegaConf
 
 import htr_pipeline.quiet_warnings  # noqa: F401  (first: it silences library warnings before mlflow is imported)
 from htr_pipeline import project_paths
-from htr_pipeline.hooks import MissingInputsHook, MlflowRunNameHook, ParameterValidationHook, RunSummaryHook
+from htr_pipeline.hooks import (
+    MissingInputsHook,
+    MlflowRunNameHook,
+    MovedProjectHook,
+    ParameterValidationHook,
+    RunSummaryHook,
+)
 
 
 def project_root() -> str:
@@ -43,7 +49,7 @@ class LocalOverPresetConfigLoader(OmegaConfigLoader):
         return OmegaConf.to_container(OmegaConf.merge(config, local_parameters), resolve=True)
 
 
-HOOKS = (ParameterValidationHook(), MissingInputsHook(), MlflowRunNameHook(), RunSummaryHook())
+HOOKS = (ParameterValidationHook(), MissingInputsHook(), MlflowRunNameHook(), RunSummaryHook(), MovedProjectHook())
 
 CONFIG_LOADER_CLASS = LocalOverPresetConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import mlflow
@@ -17,6 +18,8 @@ import mlflow.pytorch
 import torch
 from mlflow.entities import Metric
 from torch import nn
+
+from htr_pipeline.project_paths import resolve_in_project
 
 
 class MlflowTracker:
@@ -67,7 +70,7 @@ def checkpoint_folder_of_run(run_id: str, config_key: str) -> str:
     folder = run.data.tags.get(CHECKPOINT_FOLDER_TAG)
     if folder is None:
         raise ValueError(f"{config_key}: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run")
-    return folder
+    return str(resolve_in_project(folder))
 
 
 GRADIENT_REPORT_FOLDER = "gradients"
@@ -188,12 +191,15 @@ def link_diagnostics_run(audited_run_id: str, audited_tracking_uri: str) -> None
 def log_evaluation(
     summary: Mapping[str, Any], report: str, figures: Mapping[str, Any], evaluated_run_id: str | None
 ) -> None:
-    """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run."""
+    """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run.
+
+    ``figures`` maps the file names the report links to (``evaluation_plots.png``) to their figures: logged
+    beside ``evaluation/report.md``, the report's links open in the MLflow UI too."""
     mlflow.log_metrics({f"eval/{key}": value for key, value in _flat_numbers(summary).items()})
     mlflow.log_dict(dict(summary), EVALUATION_SUMMARY_ARTIFACT)
     mlflow.log_text(report, "evaluation/report.md")
     for name, figure in figures.items():
-        mlflow.log_figure(figure, f"evaluation/{name}.png")
+        mlflow.log_figure(figure, f"evaluation/{name}")
     if evaluated_run_id is not None:
         mlflow.set_tag("htr.evaluated_run_id", evaluated_run_id)
         tag_run(evaluated_run_id, {EVALUATION_RUN_TAG: active_run_id()})
@@ -242,3 +248,47 @@ def _flat_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, floa
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             flat[f"{prefix}{key}"] = float(value)
     return flat
+
+
+ARTIFACTS_FOLDER = "mlartifacts"
+"""The project's artifact folder (``conf/base/mlflow.yml``), beside ``mlflow.db``."""
+
+_ARTIFACT_LOCATION_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+"""Where an MLflow sqlite store keeps absolute artifact locations (MLflow has no API to change them)."""
+
+
+def move_artifact_locations(store: Path, project_root: Path, experiment_name: str) -> Path | None:
+    """Point a copied project's store at its own ``mlartifacts``: returns the folder it was copied from, or None.
+
+    MLflow writes every artifact location as an absolute path. A project copied elsewhere (laptop to GPU server)
+    would then read artifacts from, and log new runs into, the original. The project folder the store was made
+    in is read from ``experiment_name``'s location (``<root>/mlartifacts``); every location under that root is
+    rewritten to the same place under ``project_root``.
+    """
+    if not store.is_file():
+        return None
+    with sqlite3.connect(store) as connection:
+        row = connection.execute(
+            "SELECT artifact_location FROM experiments WHERE name = ?", (experiment_name,)
+        ).fetchone()
+        if row is None:
+            return None
+        made_in = PurePosixPath(row[0].removeprefix("file://"))
+        here = PurePosixPath(project_root.resolve().as_posix())
+        if made_in.name != ARTIFACTS_FOLDER or made_in.parent == here:
+            return None
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for prefix in (f"file://{made_in.parent}/", f"{made_in.parent}/"):
+            for table, column in _ARTIFACT_LOCATION_COLUMNS:
+                if table in tables:
+                    connection.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                        (prefix.replace(str(made_in.parent), str(here)), len(prefix) + 1, len(prefix), prefix),
+                    )
+    return Path(made_in.parent)

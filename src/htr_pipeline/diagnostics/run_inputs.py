@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from htr_pipeline.diagnostics.config_audit import flatten_as_logged
+from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.training.checkpoints import load_checkpoint
 
 
@@ -28,17 +29,17 @@ def find_run_checkpoint(checkpoint_folder: str | None, checkpoint_name: str) -> 
     """``<folder>/<name>.pt`` of the run, or the reason it is not there (the audits that need it say so)."""
     if checkpoint_folder is None:
         return RunCheckpoint(None, None, "the run has no checkpoint folder tag (it never finished a GAN epoch)")
-    path = Path(checkpoint_folder) / f"{checkpoint_name}.pt"
-    if not path.is_file():
+    path = Path(checkpoint_folder) / f"{checkpoint_name}.pt"  # as stored: project-relative
+    if not resolve_in_project(path).is_file():
         return RunCheckpoint(str(path), None, f"{path} does not exist on this machine")
-    return RunCheckpoint(str(path), load_checkpoint(path, "diagnostics.checkpoint_name"))
+    return RunCheckpoint(str(path), load_checkpoint(resolve_in_project(path), "diagnostics.checkpoint_name"))
 
 
 def existing_checkpoints(checkpoint_folder: str | None) -> list[str] | None:
     """The ``.pt`` files in the run's checkpoint folder; None when the folder is unknown or absent."""
-    if checkpoint_folder is None or not Path(checkpoint_folder).is_dir():
+    if checkpoint_folder is None or not resolve_in_project(checkpoint_folder).is_dir():
         return None
-    return sorted(path.name for path in Path(checkpoint_folder).glob("*.pt"))
+    return sorted(path.name for path in resolve_in_project(checkpoint_folder).glob("*.pt"))
 
 
 def run_setting(checkpoint: RunCheckpoint, logged_params: Mapping[str, str], key: str) -> str | None:

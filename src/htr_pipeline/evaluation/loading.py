@@ -13,6 +13,7 @@ from torch import nn
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import GeneratorConfig, RecognizerConfig
 from htr_pipeline.models import build_generator, build_recognizer
+from htr_pipeline.project_paths import project_relative
 from htr_pipeline.training.checkpoints import check_same_charset, load_checkpoint, restore_weights
 
 
@@ -66,7 +67,7 @@ def restoration_models_from_state(state: dict[str, Any], charset: Charset, path:
     return RestorationModels(
         generator=generator.eval(),
         recognizer=recognizer,
-        description=f"{path} (epoch {state['epoch']}, MLflow run {state['mlflow_run_id']})",
+        description=f"{project_relative(path)} (epoch {state['epoch']}, MLflow run {state['mlflow_run_id']})",
         mlflow_run_id=state["mlflow_run_id"],
         reference_recognizers=references,
     )
@@ -78,7 +79,7 @@ def load_recognizer_only(state: dict[str, Any], charset: Charset, path: Path) ->
     return RestorationModels(
         generator=None,
         recognizer=_recognizer_from(state, charset, path),
-        description=f"recognizer of {path}",
+        description=f"recognizer of {project_relative(path)}",
         mlflow_run_id=state.get("mlflow_run_id"),
     )
 

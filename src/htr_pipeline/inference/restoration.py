@@ -31,6 +31,7 @@ from htr_pipeline.metrics import binarise, dibco_scores
 from htr_pipeline.models import generator_size_multiple
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.progress import tqdm
+from htr_pipeline.project_paths import project_relative
 from htr_pipeline.training.checkpoints import load_checkpoint
 
 InputKind = Literal["line", "page"]
@@ -244,7 +245,7 @@ def _summary(
     scored = [column for column in table.columns if column.startswith(("restored_", "degraded_"))]
     return {
         "checkpoint": models.description,
-        "input_path": str(config.input_path),
+        "input_path": str(config.input_path) if config.input_path is None else project_relative(config.input_path),
         "inputs": len(table),
         "lines": int((table["kind"] == "line").sum()) if len(table) else 0,
         "pages": int((table["kind"] == "page").sum()) if len(table) else 0,

@@ -19,7 +19,9 @@ from htr_pipeline.evaluation.loading import (
     load_restoration_models,
     training_checkpoint,
 )
+from htr_pipeline.evaluation.report import GALLERY_FILE, PLOTS_FILE
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
+from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import checkpoint_folder_of_run, log_evaluation, log_models
 from htr_pipeline.training.checkpoints import load_checkpoint
 
@@ -37,7 +39,7 @@ def evaluate_checkpoint(
     models = _models_to_evaluate(config, training_summary, recognizer_checkpoint, symbols)
     result = evaluate_split(manifest, line_images, symbols, models, config)
     log_evaluation(
-        result.summary, result.report, {"plots": result.plots, "gallery": result.gallery}, models.mlflow_run_id
+        result.summary, result.report, {PLOTS_FILE: result.plots, GALLERY_FILE: result.gallery}, models.mlflow_run_id
     )
     if config.log_models:
         height = int(manifest["height"].iloc[0])
@@ -56,7 +58,7 @@ def _models_to_evaluate(
     path = training_checkpoint(
         config.checkpoint,
         config.checkpoint_name,
-        training_summary["checkpoint_folder"],
+        str(resolve_in_project(training_summary["checkpoint_folder"])),
         partial(checkpoint_folder_of_run, config_key="evaluation.checkpoint"),
     )
     return load_restoration_models(path, charset, "evaluation.checkpoint")

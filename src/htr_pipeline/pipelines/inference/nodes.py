@@ -14,6 +14,7 @@ from htr_pipeline.config import InferenceConfig, validate_section
 from htr_pipeline.evaluation.loading import training_checkpoint
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.restoration import load_inference_models, run_inference
+from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import checkpoint_folder_of_run, log_inference
 from htr_pipeline.training.runtime import resolve_device
 
@@ -30,7 +31,7 @@ def restore_folder(
     checkpoint = training_checkpoint(
         config.checkpoint,
         config.checkpoint_name,
-        training_summary["checkpoint_folder"],
+        str(resolve_in_project(training_summary["checkpoint_folder"])),
         partial(checkpoint_folder_of_run, config_key="inference.checkpoint"),
     )
     models = load_inference_models(checkpoint, resolve_device(config.device))

@@ -11,6 +11,7 @@ import pandas as pd
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
 from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.project_paths import project_relative
 from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, active_run_id, tag_run, tracker_for_current_store
 from htr_pipeline.training.recognizer_training import REFERENCE_RECOGNIZERS
 from htr_pipeline.training.stages import gan_stage, recognizer_stage, reference_recognizers_stage
@@ -75,5 +76,6 @@ def train_restoration_gan(
         tracker_for_run=tracker_for_current_store(),
         current_run_id=active_run_id(),
     )
+    summary["checkpoint_folder"] = project_relative(summary["checkpoint_folder"])  # a copied project finds it
     tag_run(summary["mlflow_run_id"], {CHECKPOINT_FOLDER_TAG: summary["checkpoint_folder"]})
     return summary
