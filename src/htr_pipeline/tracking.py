@@ -195,7 +195,8 @@ def log_evaluation(
 
     ``figures`` maps the file names the report links to (``evaluation_plots.png``) to their figures: logged
     beside ``evaluation/report.md``, the report's links open in the MLflow UI too."""
-    mlflow.log_metrics({f"eval/{key}": value for key, value in _flat_numbers(summary).items()})
+    mlflow.log_metrics(evaluation_metrics(summary))
+    mlflow.log_params(evaluation_settings(summary))
     mlflow.log_dict(dict(summary), EVALUATION_SUMMARY_ARTIFACT)
     mlflow.log_text(report, "evaluation/report.md")
     for name, figure in figures.items():
@@ -203,6 +204,26 @@ def log_evaluation(
     if evaluated_run_id is not None:
         mlflow.set_tag("htr.evaluated_run_id", evaluated_run_id)
         tag_run(evaluated_run_id, {EVALUATION_RUN_TAG: active_run_id()})
+
+
+EVALUATION_SETTINGS = ("bootstrap_resamples", "bootstrap_seed", "confidence_level")
+"""Numbers of an evaluation summary that say how it was computed: params, not metrics."""
+
+
+def evaluation_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """``eval/<recognizer>/<figure>`` for every number of the summary but its settings; the restored image is
+    called ``restored`` here, as in the README and the report (``enhanced`` in the summary's own keys)."""
+    return {
+        f"eval/{key}".replace("enhanced", "restored"): value
+        for key, value in _flat_numbers(summary).items()
+        if key.rsplit("/", 1)[-1] not in EVALUATION_SETTINGS
+    }
+
+
+def evaluation_settings(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The bootstrap settings of the headline recognizer's figures (every recognizer shares them)."""
+    figures = summary[summary["headline_recognizer"]]
+    return {f"evaluation.{name}": figures[name] for name in EVALUATION_SETTINGS}
 
 
 def log_inference(summary: Mapping[str, Any]) -> None:
@@ -213,20 +234,29 @@ def log_inference(summary: Mapping[str, Any]) -> None:
         mlflow.log_metric("inference/images_per_second", summary["images_per_second"])
 
 
-def log_models(models: Any, example: Any) -> None:
-    """The generator and recognizer as MLflow models, with an input example and its inferred signature."""
+def log_models(models: Any, example: Any) -> dict[str, str]:
+    """The generator and recognizer as MLflow models, with an input example and its inferred signature; returns
+    each logged model's URI by name."""
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+    uris = {}
     if models.generator is not None:
-        _log_pytorch_model(models.generator.cpu(), "generator", example, requirements)
-    _log_pytorch_model(_LogitsOnly(models.recognizer.cpu()), "recognizer", example, requirements)
+        uris["generator"] = _log_pytorch_model(models.generator.cpu(), "generator", example, requirements)
+    uris["recognizer"] = _log_pytorch_model(_LogitsOnly(models.recognizer.cpu()), "recognizer", example, requirements)
+    return uris
 
 
-def _log_pytorch_model(model: nn.Module, name: str, example: Any, requirements: list[str]) -> None:
+def register_generator(model_uri: str, name: str) -> int:
+    """A new version of registered model ``name`` (``evaluation.register_model``) from a logged generator; returns
+    the version number."""
+    return int(mlflow.register_model(model_uri, name).version)
+
+
+def _log_pytorch_model(model: nn.Module, name: str, example: Any, requirements: list[str]) -> str:
     # "pickle", not MLflow 3's default "pt2": a torch.export graph only accepts the example's exact shape, and
     # lines differ in width.
-    mlflow.pytorch.log_model(
+    return mlflow.pytorch.log_model(
         model, name=name, input_example=example, pip_requirements=requirements, serialization_format="pickle"
-    )
+    ).model_uri
 
 
 class _LogitsOnly(nn.Module):

@@ -81,9 +81,12 @@ def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_
 
     expected = effective_parameters(validate_parameters(_parameters()))
     logged = straight.data.params
-    assert logged == flatten_as_logged(
-        {"data": expected["data"], "training": expected["training"], "evaluation": expected["evaluation"]}
-    )
+    assert logged == {
+        **flatten_as_logged(
+            {"data": expected["data"], "training": expected["training"], "evaluation": expected["evaluation"]}
+        ),
+        "evaluation.confidence_level": "0.95",  # how the intervals were computed: a param, as the bootstrap's
+    }
     assert logged["training.early_stopping.patience"] == "5"
     assert logged["training.adaptive_balancing.adaptation_rate"] == "0.15"
 

@@ -22,7 +22,7 @@ from htr_pipeline.evaluation.loading import (
 from htr_pipeline.evaluation.report import GALLERY_FILE, PLOTS_FILE
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
 from htr_pipeline.project_paths import resolve_in_project
-from htr_pipeline.tracking import checkpoint_folder_of_run, log_evaluation, log_models
+from htr_pipeline.tracking import checkpoint_folder_of_run, log_evaluation, log_models, register_generator
 from htr_pipeline.training.checkpoints import load_checkpoint
 
 
@@ -43,7 +43,9 @@ def evaluate_checkpoint(
     )
     if config.log_models:
         height = int(manifest["height"].iloc[0])
-        log_models(models, example=np.ones((1, 1, height, 8 * height), dtype=np.float32))
+        logged = log_models(models, example=np.ones((1, 1, height, 8 * height), dtype=np.float32))
+        if config.register_model is not None:
+            register_generator(logged["generator"], config.register_model)
     return result.samples, result.summary, result.report, figure_image(result.plots), figure_image(result.gallery)
 
 
