@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from htr_pipeline.config import MONITOR_MODES
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+from htr_pipeline.figure_axes import integer_axis, is_rate, rate_axis
 
 
 @dataclass(frozen=True)
@@ -126,5 +127,8 @@ def plot_metric_history(table: pd.DataFrame, cer_weight: float) -> Figure:
         axes.plot(values.index, values.to_numpy(), marker="o", markersize=3)
         axes.axvline(choice.epoch, color="tab:red", linestyle="--", label=f"picks epoch {choice.epoch}")
         axes.set(title=f"{choice.metric} ({choice.mode})", xlabel="epoch")
+        integer_axis(axes)
+        if is_rate(choice.metric):
+            rate_axis(axes, values)
         axes.legend(fontsize="small")
     return figure

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from pydantic import TypeAdapter
 
 from htr_pipeline.charset import Charset
@@ -37,6 +37,10 @@ from htr_pipeline.training.checkpoints import load_checkpoint
 InputKind = Literal["line", "page"]
 COMPARISON_GAP_PX = 8
 COMPARISON_GAP_GREY = 128
+COMPARISON_CAPTIONS = ("input", "restored", "binarised")
+"""What each panel of a comparison image is, in the order ``_infer_one`` puts them."""
+CAPTION_FONT_PX = 16
+CAPTION_STRIP_PX = 22
 """Mid grey between the panels of a comparison image: distinct from paper and from ink."""
 
 
@@ -134,16 +138,41 @@ def restore_page(image: np.ndarray, models: InferenceModels, config: InferenceCo
     )
 
 
-def comparison_image(panels: Sequence[np.ndarray], kind: InputKind, max_width: int) -> np.ndarray:
-    """Input, restored (and binarised) side by side for pages, stacked for lines; scaled to ``max_width``."""
-    gap_shape = (panels[0].shape[0], COMPARISON_GAP_PX) if kind == "page" else (COMPARISON_GAP_PX, panels[0].shape[1])
+def comparison_image(
+    panels: Sequence[np.ndarray], kind: InputKind, max_width: int, captions: Sequence[str] = COMPARISON_CAPTIONS
+) -> np.ndarray:
+    """Input, restored (and binarised) side by side for pages, stacked for lines; scaled to ``max_width``; each
+    panel under its caption (``captions[i]`` names ``panels[i]``), drawn after scaling so it stays readable."""
+    if len(captions) < len(panels):
+        raise ValueError(f"comparison of {len(panels)} panels got {len(captions)} captions")
+    total_width = sum(panel.shape[1] for panel in panels) + COMPARISON_GAP_PX * (len(panels) - 1)
+    scale = min(1.0, max_width / (total_width if kind == "page" else panels[0].shape[1]))
+    captioned = [
+        _under_caption(_scaled(panel, scale), caption) for panel, caption in zip(panels, captions, strict=False)
+    ]
+    if kind == "page":
+        height = max(panel.shape[0] for panel in captioned)
+        captioned = [np.pad(panel, ((0, height - panel.shape[0]), (0, 0)), constant_values=255) for panel in captioned]
+    gap_shape = (
+        (captioned[0].shape[0], COMPARISON_GAP_PX) if kind == "page" else (COMPARISON_GAP_PX, captioned[0].shape[1])
+    )
     gap = np.full(gap_shape, COMPARISON_GAP_GREY, dtype=np.uint8)
-    pieces = [piece for panel in panels for piece in (panel, gap)][:-1]
-    joined = np.hstack(pieces) if kind == "page" else np.vstack(pieces)
-    if joined.shape[1] <= max_width:
-        return joined
-    height = max(1, round(joined.shape[0] * max_width / joined.shape[1]))
-    return np.asarray(Image.fromarray(joined).resize((max_width, height), Image.Resampling.BILINEAR))
+    pieces = [piece for panel in captioned for piece in (panel, gap)][:-1]
+    return np.hstack(pieces) if kind == "page" else np.vstack(pieces)
+
+
+def _scaled(panel: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return panel
+    size = (max(1, round(panel.shape[1] * scale)), max(1, round(panel.shape[0] * scale)))
+    return np.asarray(Image.fromarray(panel).resize(size, Image.Resampling.BILINEAR))
+
+
+def _under_caption(panel: np.ndarray, caption: str) -> np.ndarray:
+    """``panel`` with a white strip above it that says what it is."""
+    strip = Image.new("L", (panel.shape[1], CAPTION_STRIP_PX), 255)
+    ImageDraw.Draw(strip).text((4, 2), caption, fill=0, font=ImageFont.load_default(size=CAPTION_FONT_PX))
+    return np.vstack([np.asarray(strip), panel])
 
 
 def ground_truth_file(image_path: Path, folder: Path) -> Path | None:
