@@ -188,9 +188,13 @@ def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(s
     save_png(figure, tmp_path / "constant.png")
     cer_axes, _, length_axes = figure.axes
     assert cer_axes.get_title() == "Per-line CER: degraded vs restored"
-    assert [patch.get_fill() for patch in cer_axes.patches] == [False, False]  # outlines: no blended colour
-    legend_colours = [handle.get_edgecolor() for handle in cer_axes.get_legend().legend_handles]
-    assert legend_colours == [patch.get_edgecolor() for patch in cer_axes.patches]
+    degraded_bars, restored_bars = cer_axes.containers  # side by side: no bar drawn over another
+    assert {bar.get_facecolor() for bar in degraded_bars} != {bar.get_facecolor() for bar in restored_bars}
+    assert all(bar.get_alpha() in (None, 1.0) for bar in cer_axes.patches)  # no blended colour
+    legend_colours = [handle.get_facecolor() for handle in cer_axes.get_legend().legend_handles]
+    assert legend_colours == [degraded_bars[0].get_facecolor(), restored_bars[0].get_facecolor()]
+    degraded_x = [bar.get_x() for bar in degraded_bars]
+    assert all(bar.get_x() > x for bar, x in zip(restored_bars, degraded_x, strict=True))
     low, high = length_axes.get_ylim()
     assert low < 0.0 < 1.0 < high < 1.1  # a constant CER of 1 on a 0-1 axis, not 0.96-1.04
 

@@ -69,12 +69,13 @@ def plot_evaluation(samples: pd.DataFrame) -> Figure:
         cer_degraded = with_text["cer_degraded"].to_numpy(dtype=np.float64)
         cer_compared = with_text[f"cer_{compared}"].to_numpy(dtype=np.float64)
         bins = np.linspace(0.0, max(1.0, float(np.nanmax([cer_degraded.max(), cer_compared.max()]))), 26)
-        # Outlines, not filled bars: where the two overlap each keeps its own colour, as in the legend.
-        for values, colour, label in (
-            (cer_degraded, _DEGRADED_COLOUR, "degraded"),
-            (cer_compared, compared_colour, compared_label),
-        ):
-            cer_axes.hist(values, bins=bins, histtype="step", linewidth=2, color=colour, label=label)
+        # Side by side, not overlapping: a line's two bars keep their own colours, as in the legend.
+        cer_axes.hist(
+            [cer_degraded, cer_compared],
+            bins=bins,
+            color=[_DEGRADED_COLOUR, compared_colour],
+            label=["degraded", compared_label],
+        )
         cer_axes.set_xlabel("CER of the line")
         cer_axes.set_ylabel("lines")
         integer_axis(cer_axes, "y")
@@ -150,8 +151,8 @@ def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.nd
         _say_empty(figure.subplots(), "no lines with text to show")
         return figure
 
-    figure = _new_figure(16, 1.9 * len(rows))
-    grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.0, 0.95] * len(rows))
+    figure = _new_figure(16, 2.1 * len(rows))
+    grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.3, 0.85] * len(rows))
     for position, ((_, row), triple) in enumerate(zip(rows.iterrows(), images, strict=True)):
         for column, (variant, image) in enumerate(zip(("degraded", "enhanced", "clean"), triple, strict=True)):
             shown = RESTORED if variant == "enhanced" else variant

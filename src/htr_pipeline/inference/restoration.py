@@ -150,9 +150,13 @@ def comparison_image(
     captioned = [
         _under_caption(_scaled(panel, scale), caption) for panel, caption in zip(panels, captions, strict=False)
     ]
-    if kind == "page":
-        height = max(panel.shape[0] for panel in captioned)
-        captioned = [np.pad(panel, ((0, height - panel.shape[0]), (0, 0)), constant_values=255) for panel in captioned]
+    # Side by side, panels share a height; stacked, a width (a caption may have widened a narrow line).
+    axis = 0 if kind == "page" else 1
+    size = max(panel.shape[axis] for panel in captioned)
+    captioned = [
+        np.pad(panel, [(0, size - panel.shape[axis]) if dim == axis else (0, 0) for dim in (0, 1)], constant_values=255)
+        for panel in captioned
+    ]
     gap_shape = (
         (captioned[0].shape[0], COMPARISON_GAP_PX) if kind == "page" else (COMPARISON_GAP_PX, captioned[0].shape[1])
     )
@@ -169,10 +173,13 @@ def _scaled(panel: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _under_caption(panel: np.ndarray, caption: str) -> np.ndarray:
-    """``panel`` with a white strip above it that says what it is."""
-    strip = Image.new("L", (panel.shape[1], CAPTION_STRIP_PX), 255)
-    ImageDraw.Draw(strip).text((4, 2), caption, fill=0, font=ImageFont.load_default(size=CAPTION_FONT_PX))
-    return np.vstack([np.asarray(strip), panel])
+    """``panel`` with a white strip above it that says what it is (widened with white to fit the caption)."""
+    font = ImageFont.load_default(size=CAPTION_FONT_PX)
+    width = max(panel.shape[1], int(np.ceil(font.getlength(caption))) + 8)
+    strip = Image.new("L", (width, CAPTION_STRIP_PX), 255)
+    ImageDraw.Draw(strip).text((4, 2), caption, fill=0, font=font)
+    widened = np.pad(panel, ((0, 0), (0, width - panel.shape[1])), constant_values=255)
+    return np.vstack([np.asarray(strip), widened])
 
 
 def ground_truth_file(image_path: Path, folder: Path) -> Path | None:
