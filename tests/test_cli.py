@@ -88,7 +88,8 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     assert "Evaluation on test (2 lines), read by judge, 95% intervals:" in block
     assert "WARNING: the judge recognizer reads (almost) nothing even on clean lines" in block
     assert "evaluation_report            data/08_reporting/evaluation_report.md/" in block
-    assert "--backend-store-uri sqlite:///mlflow.db`" in block
+    assert "--backend-store-uri sqlite:///mlflow.db --port 5000`" in block
+    assert "?workflowType=machine_learning" in block
     while mlflow.active_run() is not None:  # one process runs both commands here; `kedro run` runs one each
         mlflow.end_run()
 

@@ -1,6 +1,6 @@
 """The closing block of a run: figures of the pipelines that ran, and loud warnings for a model that failed."""
 
-from htr_pipeline.run_summary import RunResults, run_summary_lines
+from htr_pipeline.run_summary import RunResults, mlflow_run_url, run_summary_lines
 
 TRAINING = {
     "epochs_run": 2,
@@ -42,7 +42,8 @@ def test_a_good_run_shows_its_figures_outputs_and_mlflow_run_without_warnings():
             evaluation=_evaluation(cer_restored=0.1, psnr_gain=6.0),
             outputs=[("evaluation_report", "data/08_reporting/evaluation_report.md/v/evaluation_report.md")],
             mlflow_run_id="abc123",
-            mlflow_ui_command="mlflow ui --backend-store-uri sqlite:///mlflow.db",
+            mlflow_ui_command="mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000",
+            mlflow_run_url=mlflow_run_url("127.0.0.1", 5000, "1", "abc123"),
         )
     )
     text = "\n".join(lines)
@@ -50,7 +51,10 @@ def test_a_good_run_shows_its_figures_outputs_and_mlflow_run_without_warnings():
     assert "CER degraded 0.3000 -> restored 0.1000 (clean 0.0500); reduction 0.2000 [0.1500, 0.2500]" in text
     assert "PSNR degraded 18.00 dB -> restored 24.00 dB; gain 6.00 [5.00, 7.00] dB" in text
     assert "data/08_reporting/evaluation_report.md/v/evaluation_report.md" in text
-    assert "MLflow run abc123: open it with `mlflow ui --backend-store-uri sqlite:///mlflow.db`" in text
+    assert (
+        "MLflow run abc123: start the UI with `mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000`" in text
+    )
+    assert "then open http://127.0.0.1:5000/#/experiments/1/runs/abc123?workflowType=machine_learning" in text
     assert not _warnings(RunResults(training=TRAINING, evaluation=_evaluation(cer_restored=0.1, psnr_gain=6.0)))
 
 

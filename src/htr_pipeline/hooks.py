@@ -16,7 +16,7 @@ from kedro.pipeline import Pipeline
 from htr_pipeline.config import effective_parameters, validate_parameters
 from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES, register_pipelines
 from htr_pipeline.project_paths import mlflow_ui_command, project_relative
-from htr_pipeline.run_summary import RunResults, run_summary_lines
+from htr_pipeline.run_summary import RunResults, mlflow_run_url, run_summary_lines
 from htr_pipeline.tracking import move_artifact_locations
 
 logger = logging.getLogger(__name__)
@@ -125,16 +125,20 @@ class RunSummaryHook:
         self._saved: list[str] = []
         self._project_path = Path.cwd()
         self._mlflow_run_id: str | None = None
+        self._mlflow_experiment_id: str | None = None
+        self._mlflow_ui: dict[str, Any] = {}
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._project_path = Path(context.project_path)
+        self._mlflow_ui = context.config_loader["mlflow"].get("ui", {})
 
     @hook_impl(trylast=True)
     def before_pipeline_run(self) -> None:
         self._saved = []
         run = mlflow.active_run()
         self._mlflow_run_id = None if run is None else run.info.run_id
+        self._mlflow_experiment_id = None if run is None else run.info.experiment_id
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
@@ -164,7 +168,15 @@ class RunSummaryHook:
             **summaries,
             outputs=outputs,
             mlflow_run_id=self._mlflow_run_id,
-            mlflow_ui_command=mlflow_ui_command(self._project_path),
+            mlflow_ui_command=mlflow_ui_command(self._project_path, self._mlflow_ui.get("port", "5000")),
+            mlflow_run_url=None
+            if self._mlflow_run_id is None
+            else mlflow_run_url(
+                self._mlflow_ui.get("host", "127.0.0.1"),
+                self._mlflow_ui.get("port", "5000"),
+                self._mlflow_experiment_id,
+                self._mlflow_run_id,
+            ),
         )
         for line in run_summary_lines(results):
             warning = line.startswith("WARNING")

@@ -44,7 +44,7 @@ def resolve_in_project(path: str | Path, root: Path | None = None) -> Path:
     return Path(path) if Path(path).is_absolute() else _root_or_cwd(root) / path
 
 
-def mlflow_ui_command(root: Path) -> str:
+def mlflow_ui_command(root: Path, port: str | int = 5000) -> str:
     """The ``mlflow ui`` command that opens this project's store, as typed in the project folder.
 
     Without an activated virtual environment ``mlflow`` (and ``kedro mlflow ui``) is not on the PATH, so the
@@ -53,4 +53,4 @@ def mlflow_ui_command(root: Path) -> str:
     script = Path(sys.executable).parent / "mlflow"
     active = os.environ.get("VIRTUAL_ENV") and Path(os.environ["VIRTUAL_ENV"]).resolve() == Path(sys.prefix).resolve()
     program = "mlflow" if active or not script.exists() else project_relative(script, root)
-    return f"{program} ui --backend-store-uri sqlite:///mlflow.db"
+    return f"{program} ui --backend-store-uri sqlite:///mlflow.db --port {port}"

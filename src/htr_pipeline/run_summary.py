@@ -32,6 +32,8 @@ class RunResults:
     """``(dataset name, project-relative path)`` of the outputs a person opens first."""
     mlflow_run_id: str | None = None
     mlflow_ui_command: str | None = None
+    mlflow_run_url: str | None = None
+    """The run's page in that UI, opened on its model-training view."""
 
 
 def run_summary_lines(results: RunResults) -> list[str]:
@@ -53,9 +55,17 @@ def run_summary_lines(results: RunResults) -> list[str]:
         lines.append("Outputs (relative to the project folder):")
         lines += [f"  {name:<28} {path}" for name, path in results.outputs]
     if results.mlflow_run_id is not None:
-        lines.append(f"MLflow run {results.mlflow_run_id}: open it with `{results.mlflow_ui_command}`")
+        lines.append(f"MLflow run {results.mlflow_run_id}: start the UI with `{results.mlflow_ui_command}`")
+        if results.mlflow_run_url is not None:
+            lines.append(f"  then open {results.mlflow_run_url}")
     lines.append(RULE)
     return lines
+
+
+def mlflow_run_url(host: str, port: str | int, experiment_id: str, run_id: str) -> str:
+    """The run's page; ``workflowType=machine_learning`` because MLflow 3's UI opens every experiment on its
+    GenAI (traces) view otherwise, whatever the experiment's ``mlflow.experimentKind`` tag says."""
+    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def data_lines(report: Mapping[str, Any]) -> list[str]:
