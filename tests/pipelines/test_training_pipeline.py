@@ -196,3 +196,9 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     assert not [output for output in outputs if output.get("output_type") == "error"]
     assert any("image/png" in output.get("data", {}) for output in outputs)
     assert [str(output)[:300] for output in outputs if "Warning" in str(output) or "IProgress" in str(output)] == []
+    import re
+
+    (report,) = [output["data"]["text/markdown"] for output in outputs if "text/markdown" in output.get("data", {})]
+    image_links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(image_links) == 2
+    assert all((training_project / "notebooks" / link).resolve().is_file() for link in image_links), image_links
