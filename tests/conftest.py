@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from htr_pipeline.diagnostics.config_audit import flatten_as_logged  # noqa: F401  (re-exported for tests)
+from htr_pipeline.config import flatten_as_logged  # noqa: F401  (re-exported for tests)
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")

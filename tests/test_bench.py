@@ -12,7 +12,7 @@ import yaml
 from htr_pipeline import bench
 from htr_pipeline.charset import Charset
 from htr_pipeline.data.line_batches import WidthBucketBatchSampler
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from tests.conftest import small_synthetic_parameters
 
 TINY_TRAINING = {

@@ -30,9 +30,11 @@ def test_the_real_base_parameters_with_explicit_nulls_pass_through_the_hook():
     assert parameters["training"]["losses"]["ctc_ceiling"] is None  # the case that once broke the hook
     catalog = _catalog_with(parameters)
     ParameterValidationHook().after_catalog_created(catalog)
-    effective = effective_parameters(validate_parameters(parameters))
+    config = validate_parameters(parameters)
+    effective = effective_parameters(config)
     assert catalog.load("parameters") == effective
-    assert catalog.load("params:training") == effective["training"]
+    assert catalog.load("params:training") == config.training
+    assert catalog.load("params:training").model_dump(mode="json") == effective["training"]
     assert catalog.load("params:training.losses.ctc_ceiling") is None
     assert catalog.load("params:evaluation.beam_search") is None
 
@@ -40,5 +42,5 @@ def test_the_real_base_parameters_with_explicit_nulls_pass_through_the_hook():
 def test_defaults_missing_from_the_file_are_filled_in():
     catalog = _catalog_with({"data": {"sources": [{"kind": "line_folder", "path": "x"}]}})
     ParameterValidationHook().after_catalog_created(catalog)
-    assert catalog.load("params:data")["image_height"] == 64
+    assert catalog.load("params:data").image_height == 64
     assert catalog.load("params:training.epochs") == 10

@@ -11,6 +11,8 @@ from htr_pipeline.metrics import (
     MAX_PSNR_DB,
     character_error_rates,
     combined_score,
+    corpus_rate,
+    mean_per_line,
     psnr_db,
     ssim,
     word_error_rates,
@@ -105,3 +107,21 @@ def test_ssim_of_images_smaller_than_the_default_window():
 
 def test_combined_score_matches_the_seed_report():
     assert combined_score(29.90, 0.0631, 50.0) == pytest.approx(26.745)
+
+
+def test_corpus_rate_from_per_line_counts_is_the_corpus_rate_of_the_lines():
+    references, hypotheses = ["abcd", "abcdefghij", ""], ["abxx", "abcdefghiz", "x"]
+    rates = character_error_rates(references, hypotheses)
+    per_line_edits = [character_error_rates([r], [h]).edits for r, h in zip(references, hypotheses, strict=True)]
+    assert corpus_rate(per_line_edits, [4, 10, 0]) == rates.corpus == (2 + 1 + 1) / 14
+    assert corpus_rate([3], [0]) == 3.0, "an empty reference floors the length at 1"
+    with pytest.raises(ValueError, match="no lines to score"):
+        corpus_rate([], [])
+    with pytest.raises(ValueError, match="2 edit counts but 1 reference lengths"):
+        corpus_rate([1, 2], [3])
+
+
+def test_mean_per_line_weighs_every_line_the_same():
+    assert mean_per_line([20.0, 22.0, 18.0]) == 20.0
+    with pytest.raises(ValueError, match="no lines to average"):
+        mean_per_line([])

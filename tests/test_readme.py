@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from htr_pipeline.config import (
+    SPLIT_NAMES,
     DataConfig,
     DiagnosticsConfig,
     EvaluationConfig,
@@ -12,7 +13,6 @@ from htr_pipeline.config import (
     TrainingConfig,
     _field_paths,
 )
-from htr_pipeline.data.splits import SPLIT_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -64,14 +64,22 @@ from htr_pipeline.config import (
     validate_parameters,
 )
 from htr_pipeline.data.ingestion import image_files, manifest_table
-from htr_pipeline.data.line_batches import LineBatch, LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
+from htr_pipeline.data.line_batches import (
+    LineBatch,
+    LinePairDataset,
+    WidthBucketBatchSampler,
+    collate_line_pairs,
+    line_batch_loader,
+    padded_width_multiple,
+)
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.materialise import materialise_all
 from htr_pipeline.data.sources import read_sources
-from htr_pipeline.datasets.line_image_store import LineImageStore, LineImageStoreDataset
+from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
 from htr_pipeline.evaluation.scoring import score_samples
 from htr_pipeline.models import build_generator, build_recognizer
 from htr_pipeline.progress import tqdm
-from htr_pipeline.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+from htr_pipeline.project_config import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 from htr_pipeline.training.data_loading import line_loader, width_multiple
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
 from htr_pipeline.training.runtime import resolve_device, seed_everything
@@ -500,12 +508,9 @@ def measure_evaluation(
     rows = lines.rows.head(bench.eval_lines)
     dataset = LinePairDataset(rows, lines.store, lines.charset, encode_labels=False)
     # Batched as the evaluation pipeline batches: in width order, padded to what both models accept.
-    multiple = math.lcm(recognizer.width_downsampling, getattr(generator, "size_multiple", 1))
-    loader = DataLoader(
-        dataset,
-        batch_sampler=WidthBucketBatchSampler(dataset.widths, config.evaluation.batch_size, seed=0, shuffle=False),
-        collate_fn=partial(collate_line_pairs, width_multiple=multiple),
-    )
+    multiple = padded_width_multiple(recognizer.width_downsampling, generator.size_multiple)
+    sampler = WidthBucketBatchSampler(dataset.widths, config.evaluation.batch_size, seed=0, shuffle=False)
+    loader = line_batch_loader(dataset, sampler, multiple)
     rss_reset = reset_peak_rss()
     lines_per_second = []
     for _ in tqdm(range(bench.eval_repetitions), desc="evaluation scoring", unit="pass", leave=False):

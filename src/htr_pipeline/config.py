@@ -20,7 +20,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from htr_pipeline.data.splits import SPLIT_NAMES
+from htr_pipeline.metric_names import Monitor
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
+"""The splits every manifest row belongs to; the schema names them in ``data.split``, the data modules use them."""
 
 PILLOW_PIXEL_LIMIT = 178_956_970
 """Pillow refuses to open an image above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (its default), and this project
@@ -267,16 +270,6 @@ class DataConfig(StrictModel):
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = typing.get_args(Precision)
-
-MONITOR_MODES: dict[str, Literal["min", "max"]] = {
-    "val/cer": "min",
-    "val/psnr": "max",
-    "val/ssim": "max",
-    "val/combined": "max",
-}
-"""The validation metrics that can pick the best model, and which direction is better for each."""
-
-Monitor = Literal["val/cer", "val/psnr", "val/ssim", "val/combined"]
 
 
 class RecognizerConfig(StrictModel):
@@ -791,8 +784,34 @@ def validate_section(model: type[StrictModel], values: Mapping[str, Any], sectio
 
 
 def effective_parameters(config: ProjectConfig) -> dict[str, Any]:
-    """The validated config as plain data: what nodes receive and what MLflow logs."""
+    """The validated config as plain data, defaults included: what MLflow logs and audits compare."""
     return config.model_dump(mode="json")
+
+
+def nested_items(values: Mapping[str, Any], prefix: str = "", separator: str = ".") -> Iterator[tuple[str, Any]]:
+    """Every ``(path, value)`` of a nested mapping, sections before their keys: ``("training", {...})``,
+    ``("training.seed", 7)``, ... The one walk of nested config and summaries in this project."""
+    for key, value in values.items():
+        path = f"{prefix}{separator}{key}" if prefix else str(key)
+        yield path, value
+        if isinstance(value, Mapping):
+            yield from nested_items(value, path, separator)
+
+
+def flatten_as_logged(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """The params MLflow holds for ``values``: ``.``-joined keys, ``str`` of every value that is not a mapping
+    (lists and ``None`` included); an empty mapping logs nothing."""
+    return {path: str(value) for path, value in nested_items(values, prefix) if not isinstance(value, Mapping)}
+
+
+def validated_sections(config: ProjectConfig) -> Iterator[tuple[str, Any]]:
+    """``(path, validated value)`` of every section and sub-section, as nodes receive them (``params:<path>``):
+    sub-models as models, plain values as they are."""
+    for path, _ in nested_items(effective_parameters(config)):
+        value: Any = config
+        for key in path.split("."):
+            value = getattr(value, key) if isinstance(value, BaseModel) else value[key]
+        yield path, value
 
 
 def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> str:

@@ -1,55 +1,123 @@
-"""Project hooks: validate every parameter before any node runs, and name MLflow runs after their pipelines."""
+"""Project hooks: validate every parameter before any node runs, log the validated config to MLflow, name MLflow
+runs after their pipelines, and stop early when a pipeline's stored inputs do not exist."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import click
 import mlflow
+from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
+from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
+from pydantic import BaseModel
 
-from htr_pipeline.config import effective_parameters, validate_parameters
+from htr_pipeline.config import (
+    ProjectConfig,
+    effective_parameters,
+    flatten_as_logged,
+    validate_parameters,
+    validated_sections,
+)
 from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES, register_pipelines
 from htr_pipeline.project_paths import mlflow_ui_command, project_relative
 from htr_pipeline.run_summary import RunResults, mlflow_run_url, run_summary_lines
-from htr_pipeline.tracking import move_artifact_locations
+from htr_pipeline.tracking import (
+    CHECKPOINT_FOLDER_TAG,
+    link_diagnostics_run,
+    log_diagnostics,
+    log_diagnostics_summary,
+    log_inference,
+    log_parameters,
+    move_artifact_locations,
+    tag_run,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class ParameterValidationHook:
-    """Validates the whole parameters tree, then hands nodes (and MLflow) the validated, effective values.
+    """Validates the whole parameters tree before any node runs, then hands every node its validated section.
 
-    Every ``params:<path>`` entry of the catalog is replaced by its validated value, defaults included, so
-    what a node receives and what kedro-mlflow logs is exactly what runs.
+    The tree is validated as soon as the context exists, so a bad key stops the run with one
+    :class:`~htr_pipeline.config.ConfigError` naming it (before Kedro's own per-node type checks, whose messages
+    do not name the closest valid key). Each ``params:<path>`` entry of the catalog then holds the validated
+    value: a section or sub-section as its model from ``config.py``, defaults included (also for sections the
+    parameters files leave out), so nodes never validate again and what they receive is exactly what runs.
+    ``parameters`` holds the same config as plain data.
     """
+
+    def __init__(self) -> None:
+        self.config: ProjectConfig | None = None
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: KedroContext) -> None:
+        self.config = validate_parameters(context.config_loader["parameters"])
 
     @hook_impl(tryfirst=True)
     def after_catalog_created(self, catalog: DataCatalog) -> None:
-        config = validate_parameters(catalog.load("parameters"))
-        effective = effective_parameters(config)
-        for name, value in [("parameters", effective), *((f"params:{p}", v) for p, v in _nested_items(effective))]:
-            if name not in catalog:
-                catalog[name] = value  # a default the parameters file did not spell out
-            elif catalog.load(name) != value:
-                if value is None:
-                    catalog[name] = value  # Kedro datasets refuse to save None
-                else:
-                    catalog.save(name, value)  # the parameter's dataset now holds the validated value
-        logger.info("Parameters validated: %s", ", ".join(sorted(effective)))
+        config = validate_parameters(_plain(catalog["parameters"].load()))
+        _hold(catalog, "parameters", effective_parameters(config))
+        for path, value in validated_sections(config):
+            _hold(catalog, f"params:{path}", value)
+        self.config = config
+        logger.info("Parameters validated: %s", ", ".join(ProjectConfig.model_fields))
 
 
-def _nested_items(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        yield path, value
-        if isinstance(value, Mapping):
-            yield from _nested_items(value, f"{path}.")
+def _hold(catalog: DataCatalog, name: str, value: Any) -> None:
+    """Put ``value`` in the catalog's parameter dataset ``name`` quietly (``catalog.save`` logs a line per key,
+    replacing a dataset warns): datasets refuse to save ``None``, so only a ``None`` that differs is replaced."""
+    dataset = catalog.get(name)
+    if dataset is None:
+        catalog[name] = value
+    elif value is not None:
+        dataset.save(value)
+    elif dataset.load() is not None:
+        catalog[name] = value
+
+
+def _plain(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as plain data: Kedro has already turned the sections typed in node signatures into models."""
+    return {key: value.model_dump() if isinstance(value, BaseModel) else value for key, value in parameters.items()}
+
+
+class ValidatedParamsMlflowHook(MlflowHook):
+    """kedro-mlflow's hook (its run, its datasets), except for which params it logs.
+
+    kedro-mlflow logs each node's raw ``params:`` inputs when the node starts. Here the run logs, once when it
+    starts, the validated effective config of every section its pipeline reads, flattened by
+    :func:`htr_pipeline.config.flatten_as_logged`, the rule the diagnostics audit compares with.
+    ``settings.py`` registers this hook in place of the plugin's own.
+    """
+
+    def __init__(self, validation: ParameterValidationHook):
+        super().__init__()
+        self._validation = validation
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
+        super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+        if self.run_id is None or self._validation.config is None:
+            return
+        effective = effective_parameters(self._validation.config)
+        sections = sorted(
+            {name.removeprefix("params:").split(".")[0] for name in pipeline.inputs() if _is_parameter(name)}
+        )
+        log_parameters(flatten_as_logged({section: effective[section] for section in sections}))
+
+    @hook_impl
+    def before_node_run(self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool) -> None:
+        without_params = {name: value for name, value in inputs.items() if not _is_parameter(name)}
+        super().before_node_run(node=node, catalog=catalog, inputs=without_params, is_async=is_async)
+
+
+def _is_parameter(name: str) -> bool:
+    return name == "parameters" or name.startswith("params:")
 
 
 class MlflowRunNameHook:
@@ -93,6 +161,40 @@ class MissingInputsHook:
             f"{', '.join(missing)} not found: no run has produced {'it' if len(missing) == 1 else 'them'} yet. "
             f"Run {commands or 'the pipeline that produces them'} first, or `kedro run` for the whole main job."
         )
+
+
+class RunRecordHook:
+    """Records in MLflow what the nodes produced: nodes return data, and this hook hands it to ``tracking.py``.
+
+    Driven by dataset names, so a node keeps its plain signature and a test can run it without a store:
+    ``training_summary`` tags the training run with its checkpoint folder; ``audited_run`` links a diagnostics
+    run to the run it audits; each ``diagnostics_<audit>_json`` (with its markdown and plot) and the diagnostics
+    summary are logged to the diagnostics run; ``inference_summary`` to the inference run.
+    """
+
+    @hook_impl
+    def after_node_run(self, outputs: dict[str, Any]) -> None:
+        if "training_summary" in outputs:
+            summary = outputs["training_summary"]
+            tag_run(summary["mlflow_run_id"], {CHECKPOINT_FOLDER_TAG: summary["checkpoint_folder"]})
+        if "audited_run" in outputs:
+            link_diagnostics_run(outputs["audited_run"].run_id, outputs["audited_run"].tracking_uri)
+        for name, report in outputs.items():
+            audit = _audit_of(name)
+            if audit == "summary":
+                log_diagnostics_summary(report, outputs["diagnostics_summary_markdown"])
+            elif audit is not None:
+                markdown = outputs[f"diagnostics_{audit}_markdown"]
+                log_diagnostics(audit, report, markdown, outputs.get(f"diagnostics_{audit}_plot"), report["verdict"])
+        if "inference_summary" in outputs:
+            log_inference(outputs["inference_summary"])
+
+
+def _audit_of(dataset_name: str) -> str | None:
+    """``diagnostics_<audit>_json`` -> ``<audit>`` (``summary`` for the summary); other names -> None."""
+    if dataset_name.startswith("diagnostics_") and dataset_name.endswith("_json"):
+        return dataset_name.removeprefix("diagnostics_").removesuffix("_json")
+    return None
 
 
 class RunSummaryHook:

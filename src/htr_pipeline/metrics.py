@@ -101,12 +101,32 @@ def _error_rates(
     total_edits = sum(edits_per_line)
     total_length = sum(reference_lengths)
     return ErrorRates(
-        corpus=total_edits / max(total_length, 1),
+        corpus=corpus_rate(edits_per_line, reference_lengths),
         mean_per_line=sum(per_line) / len(per_line),
         per_line=per_line,
         edits=total_edits,
         reference_length=total_length,
     )
+
+
+def corpus_rate(edits_per_line: Sequence[int], reference_lengths: Sequence[int]) -> float:
+    """Total edits / total reference length of a set of lines (the length floored at 1, never a division by
+    zero): the corpus error rate, from per-line counts such as a stored per-line table holds."""
+    edits = np.asarray(edits_per_line, dtype=np.int64)
+    lengths = np.asarray(reference_lengths, dtype=np.int64)
+    if edits.shape != lengths.shape:
+        raise ValueError(f"got {edits.size} edit counts but {lengths.size} reference lengths")
+    if not edits.size:
+        raise ValueError("no lines to score: an empty set has no error rate")
+    return int(edits.sum()) / max(int(lengths.sum()), 1)
+
+
+def mean_per_line(values: Sequence[float]) -> float:
+    """The mean of per-line figures (PSNR, SSIM, a per-line CER): every line weighs the same."""
+    line_values = np.asarray(values, dtype=np.float64)
+    if not line_values.size:
+        raise ValueError("no lines to average: an empty set has no mean")
+    return float(np.mean(line_values))
 
 
 def _edit_count(alignment: Sequence[jiwer.AlignmentChunk]) -> int:

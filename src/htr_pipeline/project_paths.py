@@ -10,23 +10,23 @@ import os
 import sys
 from pathlib import Path
 
-from kedro.utils import find_kedro_project
+PROJECT_MARKER = "[tool.kedro]"
+"""What a Kedro project's ``pyproject.toml`` holds (Kedro finds its project the same way)."""
 
 
-def project_root() -> Path:
-    """The Kedro project kedro runs in (the folder of its ``pyproject.toml``)."""
-    root = find_kedro_project(Path.cwd())
-    if root is None:
-        raise RuntimeError(f"{Path.cwd()} is not inside a Kedro project; run kedro from the project folder")
-    return Path(root).resolve()
+def _kedro_project_above(folder: Path) -> Path | None:
+    for candidate in (folder, *folder.parents):
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and PROJECT_MARKER in pyproject.read_text(encoding="utf-8"):
+            return candidate
+    return None
 
 
 def _root_or_cwd(root: Path | None) -> Path:
     """The project folder; outside any project (a library call in a plain script), the working folder."""
     if root is not None:
         return root.resolve()
-    found = find_kedro_project(Path.cwd())
-    return Path(found if found is not None else Path.cwd()).resolve()
+    return (_kedro_project_above(Path.cwd().resolve()) or Path.cwd()).resolve()
 
 
 def project_relative(path: str | Path, root: Path | None = None) -> str:

@@ -8,7 +8,7 @@ import math
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,9 +16,11 @@ from typing import Any
 import mlflow
 import mlflow.pytorch
 import torch
+from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
 from mlflow.entities import Metric
 from torch import nn
 
+from htr_pipeline.config import nested_items
 from htr_pipeline.project_paths import resolve_in_project
 
 
@@ -42,6 +44,16 @@ class MlflowTracker:
 def tracker_for_current_store() -> Callable[[str], MlflowTracker]:
     """A picklable ``run_id -> tracker`` for the store the active run lives in."""
     return functools.partial(MlflowTracker, tracking_uri=mlflow.get_tracking_uri())
+
+
+def current_tracking_uri() -> str:
+    """The store this session tracks into (conf/base/mlflow.yml)."""
+    return mlflow.get_tracking_uri()
+
+
+def log_parameters(parameters: Mapping[str, str]) -> None:
+    """Flattened parameters (:func:`htr_pipeline.config.flatten_as_logged`) into the active run."""
+    mlflow.log_params(dict(parameters))
 
 
 def active_run_id() -> str:
@@ -270,14 +282,13 @@ class _LogitsOnly(nn.Module):
         return self.recognizer(images).logits
 
 
-def _flat_numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat_numbers(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            flat[f"{prefix}{key}"] = float(value)
-    return flat
+def _flat_numbers(values: Mapping[str, Any]) -> dict[str, float]:
+    """Every finite number of a nested summary, keyed by its ``/``-joined path."""
+    return {
+        path: float(value)
+        for path, value in nested_items(values, separator="/")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 ARTIFACTS_FOLDER = "mlartifacts"
@@ -322,3 +333,19 @@ def move_artifact_locations(store: Path, project_root: Path, experiment_name: st
                         (prefix.replace(str(made_in.parent), str(here)), len(prefix) + 1, len(prefix), prefix),
                     )
     return Path(made_in.parent)
+
+
+class PrefixedMetricsDataset(MlflowMetricsHistoryDataset):
+    """kedro-mlflow's metrics dataset, named as every other metric of the project: ``<prefix>/<name>``
+    (``ingestion/samples_train``) where kedro-mlflow writes ``<prefix>.<name>``; kedro-mlflow sets the prefix to
+    the dataset's name when the catalog gives none."""
+
+    def _is_dataset_metric(self, key: str) -> bool:
+        return key.startswith(f"{self._prefix}/")
+
+    def _build_args_list_from_metric_item(self, key: str, value: Any) -> Iterator[tuple[str, float, int]]:
+        name = f"{self._prefix}/{key}"
+        points = [value] if isinstance(value, dict) else value
+        if not isinstance(points, list) or not points:
+            raise ValueError(f"metric '{name}': expected {{'value', 'step'}} or a non-empty list of them")
+        return ((name, point["value"], point["step"]) for point in points)

@@ -49,3 +49,14 @@ def test_lines_keep_their_aspect_and_wide_lines_are_squeezed():
     assert kept.image.shape == (64, 200) and kept.width_scale == 1.0
     squeezed = normalise_line(line, image_height=64, max_width=150)
     assert squeezed.image.shape == (64, 150) and squeezed.width_scale == pytest.approx(0.75)
+
+
+def test_wide_values_are_stretched_only_when_asked(tmp_path: Path):
+    # A float image of fractions of white: inference reads it as grey levels, ingestion as it always has.
+    Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32)).save(tmp_path / "fractions.tif")
+    assert read_grayscale(tmp_path / "fractions.tif", stretch_wide_values=True).tolist() == [[0, 128, 255]]
+    assert read_grayscale(tmp_path / "fractions.tif").tolist() == [[0, 0, 1]]
+    # 32-bit integers beyond 16 bits: stretched over their own range, or clipped at 65535.
+    Image.fromarray(np.array([[0, 100_000, 200_000]], dtype=np.int32)).save(tmp_path / "wide.tif")
+    assert read_grayscale(tmp_path / "wide.tif", stretch_wide_values=True).tolist() == [[0, 128, 255]]
+    assert read_grayscale(tmp_path / "wide.tif").tolist() == [[0, 255, 255]]

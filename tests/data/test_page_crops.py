@@ -11,7 +11,7 @@ from PIL import Image
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import TrainingConfig
 from htr_pipeline.data.line_batches import PageCropDataset
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.training.data_loading import line_loader
 
 

@@ -12,12 +12,11 @@ import mlflow
 import pytest
 from mlflow.entities import Param
 
-from htr_pipeline.config import effective_parameters, validate_parameters
+from htr_pipeline.config import effective_parameters, flatten_as_logged, validate_parameters
 from htr_pipeline.diagnostics.config_audit import (
     ParameterMismatch,
     audit_run_config,
     compare_with_logged,
-    flatten_as_logged,
 )
 
 SECTIONS = ("data", "training")

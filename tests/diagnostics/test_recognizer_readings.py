@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.diagnostics.recognizer_readings import read_clean_lines
 from htr_pipeline.models import build_recognizer
 from tests.conftest import write_line_png

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from htr_pipeline.config import DiagnosticsConfig
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.diagnostics.split_hygiene import (
     hamming_distance_chunks,
     pad_to_aspect,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from htr_pipeline.evaluation.aggregates import summarise
-from htr_pipeline.evaluation.scoring import COLUMNS
+from htr_pipeline.scoring.lines import COLUMNS
 
 
 def hand_made_table(with_enhanced: bool = True, with_text: bool = True) -> pd.DataFrame:

@@ -8,8 +8,9 @@ import torch
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, EvaluationConfig, RecognizerConfig
 from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.sources import read_sources
-from htr_pipeline.datasets.line_image_store import LineImageStore, LineImageStoreDataset
+from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
 from htr_pipeline.evaluation.loading import load_recognizer_only
 from htr_pipeline.evaluation.run import evaluate_split
 from htr_pipeline.models import build_recognizer

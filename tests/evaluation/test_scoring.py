@@ -14,15 +14,11 @@ from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig, UnetGeneratorConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.evaluation.aggregates import summarise
-from htr_pipeline.evaluation.scoring import (
-    COLUMNS,
-    RecognizerReading,
-    enhance_lines,
-    score_samples,
-    score_samples_by_recognizer,
-)
-from htr_pipeline.metrics import MAX_PSNR_DB, character_error_rates, psnr_db
+from htr_pipeline.evaluation.scoring import enhance_lines, score_samples
+from htr_pipeline.metrics import MAX_PSNR_DB, character_error_rates, combined_score, psnr_db
 from htr_pipeline.models.registry import build_generator, build_recognizer
+from htr_pipeline.scoring.lines import COLUMNS, RecognizerReading, score_line_tables
+from htr_pipeline.training.validation import score_lines
 
 HEIGHT = 16
 CPU = torch.device("cpu")
@@ -175,10 +171,58 @@ def test_several_recognizers_read_one_enhancement_per_batch_and_score_as_each_al
         "judge": RecognizerReading(other, reads_enhanced=True),
         "degraded_trained": RecognizerReading(other, reads_enhanced=False),
     }
-    tables = score_samples_by_recognizer(batches, generator, readers, charset, CPU)
+    tables = score_line_tables(batches, generator, readers, charset, CPU)
     assert len(calls) == len(batches)  # the generator ran once per batch, not once per recognizer
     hook.remove()
     pd.testing.assert_frame_equal(tables["in_loop"], score_samples(batches, generator, recognizer, charset, CPU))
     pd.testing.assert_frame_equal(tables["judge"], score_samples(batches, generator, other, charset, CPU))
     pd.testing.assert_frame_equal(tables["degraded_trained"], score_samples(batches, None, other, charset, CPU))
     assert not tables["judge"]["reading_enhanced"].equals(tables["in_loop"]["reading_enhanced"])
+
+
+# ------------------------------------------------------- validation: a summary of the same per-line scoring
+
+CER_WEIGHT = 50.0
+
+
+def test_validation_of_restored_lines_is_the_evaluation_table_summarised(batches, generator, recognizer, charset):
+    validation = score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT, enhance=generator)
+    table = score_samples(batches, generator, recognizer, charset, CPU)
+    evaluation = summarise(table, resamples=10, seed=0)
+
+    assert validation.cer == evaluation["cer_corpus_enhanced"]
+    assert validation.wer == evaluation["wer_corpus_enhanced"]
+    assert validation.psnr_db == evaluation["psnr_db_mean_enhanced"]
+    assert validation.ssim == evaluation["ssim_mean_enhanced"]
+    assert validation.combined == combined_score(validation.psnr_db, validation.cer, CER_WEIGHT)
+    assert validation.lines == 4
+
+
+def test_validation_of_the_degraded_input_summarises_the_degraded_columns(batches, recognizer, charset):
+    validation = score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT)
+    evaluation = summarise(score_samples(batches, None, recognizer, charset, CPU), resamples=10, seed=0)
+    assert (validation.cer, validation.psnr_db, validation.ssim) == (
+        evaluation["cer_corpus_degraded"],
+        evaluation["psnr_db_mean_degraded"],
+        evaluation["ssim_mean_degraded"],
+    )
+
+
+def test_validation_of_clean_lines_reads_them_and_scores_them_perfect_against_themselves(batches, recognizer, charset):
+    validation = score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT, read_clean=True)
+    evaluation = summarise(score_samples(batches, None, recognizer, charset, CPU), resamples=10, seed=0)
+    assert validation.cer == evaluation["cer_corpus_clean"]
+    assert (validation.psnr_db, validation.ssim) == (MAX_PSNR_DB, 1.0)
+
+
+def test_validation_without_any_text_is_an_error_not_a_zero(recognizer, charset):
+    textless = [make_batch(["", ""], [32, 40], seed=3)]
+    with pytest.raises(ValueError, match="no lines to score"):
+        score_lines(textless, recognizer, charset, CPU, "fp32", CER_WEIGHT)
+
+
+def test_scoring_leaves_models_in_the_mode_they_came_in(batches, generator, recognizer, charset):
+    generator.train()
+    recognizer.train()
+    score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT, enhance=generator)
+    assert generator.training and recognizer.training

@@ -8,8 +8,8 @@ from PIL import Image
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import InferenceConfig
-from htr_pipeline.data.images import UnreadableImageError
-from htr_pipeline.inference.inputs import SkippedInput, list_input_images, read_grayscale
+from htr_pipeline.data.images import UnreadableImageError, read_grayscale
+from htr_pipeline.inference.inputs import SkippedInput, list_input_images
 from htr_pipeline.inference.restoration import InferenceModels, run_inference
 
 EXIF_ORIENTATION_TAG = 0x0112
@@ -107,7 +107,7 @@ def test_every_pillow_mode_reads_as_eight_bit_grey(
     path = write(tmp_path / name)
     with Image.open(path) as opened:
         assert opened.mode == mode, "the file must exercise the mode it is named for"
-    grey = read_grayscale(path)
+    grey = read_grayscale(path, stretch_wide_values=True)
     assert grey.dtype == np.uint8
     assert grey.tolist() == [expected_row]
 
@@ -119,7 +119,7 @@ def test_exif_orientation_turns_a_jpeg_upright(tmp_path: Path):
     exif = Image.Exif()
     exif[EXIF_ORIENTATION_TAG] = ROTATE_90_CLOCKWISE_TO_DISPLAY
     Image.fromarray(pixels).save(tmp_path / "rotated.jpg", exif=exif)
-    grey = read_grayscale(tmp_path / "rotated.jpg")
+    grey = read_grayscale(tmp_path / "rotated.jpg", stretch_wide_values=True)
     assert grey.shape == (40, 10)
     assert grey[:20].mean() < 50 < 200 < grey[20:].mean()
 
@@ -127,13 +127,13 @@ def test_exif_orientation_turns_a_jpeg_upright(tmp_path: Path):
 def test_exif_orientation_is_applied_to_float_images_too(tmp_path: Path):
     pixels = np.zeros((10, 40), dtype=np.float32)
     Image.fromarray(pixels).save(tmp_path / "rotated.tif", tiffinfo={EXIF_ORIENTATION_TAG: 6})
-    assert read_grayscale(tmp_path / "rotated.tif").shape == (40, 10)
+    assert read_grayscale(tmp_path / "rotated.tif", stretch_wide_values=True).shape == (40, 10)
 
 
 def test_a_file_that_is_not_an_image_cannot_be_read(tmp_path: Path):
     (tmp_path / "notes.png").write_text("not pixels")
     with pytest.raises(UnreadableImageError, match=r"notes\.png"):
-        read_grayscale(tmp_path / "notes.png")
+        read_grayscale(tmp_path / "notes.png", stretch_wide_values=True)
 
 
 def test_listing_skips_what_pillow_cannot_read_and_keeps_the_rest(tmp_path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import ConfigError, effective_parameters, validate_parameters
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from tests.conftest import flatten_as_logged, small_synthetic_parameters
 
 
@@ -60,3 +61,27 @@ def test_misplaced_runtime_parameter_stops_before_any_work(kedro_project: Path):
     with pytest.raises(ConfigError, match=r"data\.sources: unknown key|training\.image_height: unknown key"):
         run_pipeline(kedro_project, runtime_params={"training": {"image_height": 64}})
     assert not any((kedro_project / "data" / "03_primary").iterdir())
+
+
+def test_parameters_reach_nodes_validated_without_a_log_line_per_key(kedro_project: Path, caplog):
+    bootstrap_project(kedro_project)  # configures logging, so the capture is attached after it
+    loggers = [logging.getLogger(name) for name in ("kedro", "htr_pipeline")]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
+    try:
+        catalog = run_pipeline(kedro_project)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(caplog.handler)
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(message.startswith("Loading data from") for message in messages)
+    per_key = [
+        message for message in messages if message.startswith(("Saving data to 'params:", "Saving data to params:"))
+    ]
+    assert per_key == []
+    assert not [message for message in messages if message.startswith("Replacing dataset")]
+    assert any(message.startswith("Parameters validated") for message in messages)
+    data = catalog.load("params:data")
+    assert data == validate_parameters(small_synthetic_parameters()).data
+    assert catalog.load("params:data.image_height") == data.image_height == 32

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from htr_pipeline.config import InferenceConfig
 from htr_pipeline.pipelines.inference.nodes import InferenceInputError, restore_folder
 from tests.conftest import write_line_png
 from tests.pipelines.test_training_pipeline import _run
@@ -30,12 +31,12 @@ def _scans(folder: Path) -> tuple[Path, Path]:
 
 def test_inference_without_an_input_folder_or_images_says_what_to_set(tmp_path: Path):
     with pytest.raises(InferenceInputError, match=r"inference\.input_path is not set"):
-        restore_folder({"checkpoint_folder": str(tmp_path)}, {})
+        restore_folder({"checkpoint_folder": str(tmp_path)}, InferenceConfig())
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(InferenceInputError, match=r"holds no image Pillow reads \(.*notes\.txt: "):
-        restore_folder({"checkpoint_folder": str(tmp_path)}, {"input_path": str(tmp_path)})
+        restore_folder({"checkpoint_folder": str(tmp_path)}, InferenceConfig(input_path=str(tmp_path)))
     with pytest.raises(InferenceInputError, match="missing"):
-        restore_folder({"checkpoint_folder": str(tmp_path)}, {"input_path": str(tmp_path / "missing")})
+        restore_folder({"checkpoint_folder": str(tmp_path)}, InferenceConfig(input_path=str(tmp_path / "missing")))
 
 
 @pytest.mark.slow

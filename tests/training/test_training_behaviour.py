@@ -23,10 +23,11 @@ from PIL import Image, ImageDraw, ImageFont
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import TrainingConfig, validate_section
 from htr_pipeline.data.line_batches import LineBatch
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.metrics import combined_score
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.scoring.lines import greedy_readings
 from htr_pipeline.training.checkpoints import (
     CheckpointError,
     check_same_charset,
@@ -55,7 +56,7 @@ from htr_pipeline.training.stages import (
     perceptual_feature_extractor,
     recognizer_stage,
 )
-from htr_pipeline.training.validation import ValidationMetrics, greedy_readings
+from htr_pipeline.training.validation import ValidationMetrics
 from tests.conftest import SMOKE_GATE, TINY_JUDGE, small_synthetic_parameters
 
 LINE_HEIGHT_PX = 32

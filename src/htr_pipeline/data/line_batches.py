@@ -5,17 +5,22 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from htr_pipeline.charset import BLANK_INDEX, Charset
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 
 PAPER_VALUE = 1.0
 """Batches are padded on the right with white paper."""
+
+COMPILED_WIDTH_STEP_PX = 64
+"""With ``training.speed.compile`` batch widths are rounded up to a multiple of this, so few shapes repeat and
+each compiles once (compiled with static shapes: inductor's dynamic-width kernels fail on the CPU in torch 2.13)."""
 
 
 @dataclass(frozen=True)
@@ -176,21 +181,60 @@ def collate_line_pairs(pairs: Sequence[LinePair], width_multiple: int) -> LineBa
     height = pairs[0].clean.shape[-2]
     degraded = torch.full((len(pairs), 1, height, padded_width), PAPER_VALUE)
     clean = torch.full_like(degraded, PAPER_VALUE)
-    longest_label = max((len(pair.labels) for pair in pairs), default=0)
-    labels = torch.full((len(pairs), max(longest_label, 1)), BLANK_INDEX, dtype=torch.int64)
     for index, pair in enumerate(pairs):
         degraded[index, :, :, : widths[index]] = pair.degraded
         clean[index, :, :, : widths[index]] = pair.clean
-        labels[index, : len(pair.labels)] = pair.labels
+    labels, label_lengths = pad_labels([pair.labels for pair in pairs])
     return LineBatch(
         sample_ids=[pair.sample_id for pair in pairs],
         degraded=degraded,
         clean=clean,
         widths=torch.tensor(widths, dtype=torch.int64),
         labels=labels,
-        label_lengths=torch.tensor([len(pair.labels) for pair in pairs], dtype=torch.int64),
+        label_lengths=label_lengths,
         texts=[pair.text for pair in pairs],
     )
+
+
+def pad_labels(labels: Sequence[torch.Tensor | Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label sequences as one (lines, longest label, at least 1) int64 tensor padded with the blank, and their
+    (lines,) lengths: the targets the CTC loss takes."""
+    longest_label = max((len(label) for label in labels), default=0)
+    padded = torch.full((len(labels), max(longest_label, 1)), BLANK_INDEX, dtype=torch.int64)
+    for index, label in enumerate(labels):
+        padded[index, : len(label)] = torch.as_tensor(label, dtype=torch.int64)
+    return padded, torch.tensor([len(label) for label in labels], dtype=torch.int64)
+
+
+def padded_width_multiple(width_downsampling: int, generator_size_multiple: int = 1, compiled: bool = False) -> int:
+    """Padded batch widths are multiples of this: the recognizer's time step (``width_downsampling``), the
+    generator's deepest level (``generator_size_multiple``; 1 without a generator) and, when the models are
+    compiled, :data:`COMPILED_WIDTH_STEP_PX`."""
+    multiple = math.lcm(width_downsampling, generator_size_multiple)
+    return math.lcm(multiple, COMPILED_WIDTH_STEP_PX) if compiled else multiple
+
+
+def line_batch_loader(
+    dataset: Dataset[LinePair],
+    batch_sampler: Sampler[list[int]],
+    width_multiple: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """The one DataLoader over line pairs: batches of ``batch_sampler``, padded by :func:`collate_line_pairs`."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=partial(collate_line_pairs, width_multiple=width_multiple),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def input_order_batches(line_count: int, batch_size: int) -> BatchSampler:
+    """Batches of consecutive lines in input order (the last one may be short)."""
+    return BatchSampler(SequentialSampler(range(line_count)), batch_size, drop_last=False)
 
 
 class WidthBucketBatchSampler(Sampler[list[int]]):

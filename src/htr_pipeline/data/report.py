@@ -12,7 +12,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.data.splits import SPLIT_NAMES, groups_in_several_splits
+from htr_pipeline.config import SPLIT_NAMES
+from htr_pipeline.data.splits import groups_in_several_splits
 from htr_pipeline.figure_axes import integer_axis
 
 HISTOGRAM_BINS = 20

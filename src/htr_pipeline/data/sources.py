@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from htr_pipeline.charset import control_characters, describe_code_points, invisible_characters, normalise_text
 from htr_pipeline.config import (
+    SPLIT_NAMES,
     DataConfig,
     LineFolderSource,
     PairedFolderSource,
@@ -51,7 +52,6 @@ from htr_pipeline.data.page_xml import (
     count_text_lines,
     read_page_layout,
 )
-from htr_pipeline.data.splits import SPLIT_NAMES
 from htr_pipeline.data.synthetic import SyntheticLinePlan, plan_synthetic_lines
 
 

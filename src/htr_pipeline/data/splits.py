@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
+from htr_pipeline.config import SPLIT_NAMES
+
 REQUIRED_SPLITS: tuple[str, ...] = ("train", "valid")
 """Splits that must hold at least one sample after ingestion; ``test`` may be empty by design (seed run)."""
 

@@ -15,12 +15,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from htr_pipeline.config import HandwritingStyle, SyntheticSource
+from htr_pipeline.config import SPLIT_NAMES, HandwritingStyle, SyntheticSource
 from htr_pipeline.data.corpus import load_corpus_words, sample_line_text
 from htr_pipeline.data.degradations import smooth_random_field
 from htr_pipeline.data.fonts import HandwritingFont, find_handwriting_fonts, load_font, pillow_font
 from htr_pipeline.data.seeding import rng_for
-from htr_pipeline.data.splits import SPLIT_NAMES
 
 TEXT_ATTEMPTS = 20
 """Lines drawn for a sample before giving up when no font has a glyph for every character."""

@@ -1,8 +1,7 @@
-"""A versioned folder of 8-bit grayscale PNG images, addressed by relative path.
+"""Kedro dataset of a versioned folder of 8-bit grayscale PNG images, addressed by relative path.
 
-Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns a :class:`LineImageStore`
-that reads images on demand, so later pipelines never hold the whole data set in memory. The manifest of the
-same ingestion run holds the relative paths.
+Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns the plain reader
+:class:`htr_pipeline.data.line_store.LineImageStore`, so the library that reads images never imports Kedro.
 """
 
 from __future__ import annotations
@@ -15,26 +14,7 @@ import numpy as np
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from PIL import Image
 
-
-class LineImageStore:
-    """Read access to one saved version of the image folder."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def path_of(self, relative_path: str) -> Path:
-        return self.root / relative_path
-
-    def read(self, relative_path: str) -> np.ndarray:
-        """(height, width) uint8 image."""
-        path = self.path_of(relative_path)
-        if not path.is_file():
-            raise DatasetError(f"image '{relative_path}' is not in {self.root}; re-run data_ingestion")
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
-
-    def __repr__(self) -> str:
-        return f"LineImageStore(root={str(self.root)!r})"
+from htr_pipeline.data.line_store import LineImageStore
 
 
 class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], LineImageStore]):

@@ -11,9 +11,12 @@ from typing import Literal
 import pandas as pd
 from matplotlib.figure import Figure
 
-from htr_pipeline.config import MONITOR_MODES
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.figure_axes import integer_axis, is_rate, rate_axis
+from htr_pipeline.metric_names import MONITOR_MODES, validation_metric
+from htr_pipeline.metrics import combined_score
+
+VAL_CER, VAL_PSNR, VAL_COMBINED = (validation_metric(score) for score in ("cer", "psnr", "combined"))
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,11 @@ def history_table(history: Mapping[str, Sequence[tuple[int, float]]]) -> pd.Data
 
 
 def with_combined(table: pd.DataFrame, cer_weight: float) -> pd.DataFrame:
-    """Fill ``val/combined`` = val/psnr - cer_weight x val/cer where it was not logged."""
-    computed = table["val/psnr"] - cer_weight * table["val/cer"]
+    """Fill ``val/combined`` (:func:`~htr_pipeline.metrics.combined_score` of val/psnr and val/cer) where it
+    was not logged."""
+    computed = combined_score(table[VAL_PSNR], table[VAL_CER], cer_weight)
     filled = table.copy()
-    filled["val/combined"] = table["val/combined"].fillna(computed) if "val/combined" in table else computed
+    filled[VAL_COMBINED] = table[VAL_COMBINED].fillna(computed) if VAL_COMBINED in table else computed
     return filled
 
 
@@ -70,7 +74,7 @@ def best_model_report(
 ) -> AuditReport:
     """A missing best checkpoint is a problem (that model is lost); criteria that disagree are a warning (the
     paper must say which criterion chose the reported model)."""
-    if table.empty or "val/cer" not in table or "val/psnr" not in table:
+    if _no_validation(table):
         finding = Finding("warning", "the run logged no val/cer and val/psnr history: no epoch was validated")
         return AuditReport("best_model", "Best-model criterion", [finding], {"choices": [], "disagreements": []})
     choices = criterion_choices(table, cer_weight, existing_checkpoints)
@@ -115,11 +119,15 @@ def best_model_report(
     )
 
 
+def _no_validation(table: pd.DataFrame) -> bool:
+    return table.empty or VAL_CER not in table or VAL_PSNR not in table
+
+
 def plot_metric_history(table: pd.DataFrame, cer_weight: float) -> Figure:
     """One panel per criterion: its validation curve, with the epoch it picks marked."""
     figure = Figure(figsize=(12, 3.2), layout="constrained")
     axes_row = figure.subplots(1, len(MONITOR_MODES))
-    if table.empty or "val/cer" not in table or "val/psnr" not in table:
+    if _no_validation(table):
         return figure
     table = with_combined(table, cer_weight)
     for axes, choice in zip(axes_row, criterion_choices(table, cer_weight), strict=True):

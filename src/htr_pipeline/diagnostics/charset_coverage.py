@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from htr_pipeline.charset import NORMALIZATION_FORM, Charset, normalise_text
-from htr_pipeline.data.splits import SPLIT_NAMES
+from htr_pipeline.config import SPLIT_NAMES
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 
 EXAMPLE_SAMPLES = 3

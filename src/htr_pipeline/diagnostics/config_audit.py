@@ -3,8 +3,8 @@
 The seed system's JSON config said ``early_stopping: true, patience: 15`` while its launcher read another key
 shape and MLflow logged ``early_stopping: False, patience: 0``. This module compares a config (plain data, as
 :func:`htr_pipeline.config.effective_parameters` gives it) with a run's logged params, key by key, using the
-same flattening rule as kedro-mlflow: nested dicts become ``.``-joined keys, every other value is ``str(value)``
-(lists and ``None`` included) and empty dicts are not logged.
+flattening rule the params were logged with (:func:`htr_pipeline.config.flatten_as_logged`): nested dicts become
+``.``-joined keys, every other value is ``str(value)`` (lists and ``None`` included), empty dicts are not logged.
 
 Two comparisons make a verdict: the checkpoint's config (what really ran) against the logged params, and the
 current project config against them. A difference in the first means the run's record is wrong (``problem``);
@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from htr_pipeline.config import flatten_as_logged
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
 
 MismatchKind = Literal["mismatch", "missing", "unexpected"]
@@ -34,18 +35,6 @@ class ParameterMismatch:
     expected: str | None
     logged: str | None
     kind: MismatchKind
-
-
-def flatten_as_logged(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Flatten ``values`` exactly as kedro-mlflow logs params: ``.``-joined keys, ``str`` of every non-dict."""
-    flat: dict[str, str] = {}
-    for name, value in values.items():
-        key = f"{prefix}.{name}" if prefix else str(name)
-        if isinstance(value, Mapping):
-            flat.update(flatten_as_logged(value, key))
-        else:
-            flat[key] = str(value)
-    return flat
 
 
 def _values_equal(expected: str, logged: str) -> bool:

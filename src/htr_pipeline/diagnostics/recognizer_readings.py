@@ -8,16 +8,21 @@ of time steps whose best class is the blank.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from htr_pipeline.charset import Charset, normalise_text
-from htr_pipeline.data.line_batches import LineBatch, LinePairDataset, collate_line_pairs
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_batches import (
+    LineBatch,
+    LinePairDataset,
+    input_order_batches,
+    line_batch_loader,
+    pad_labels,
+    padded_width_multiple,
+)
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.progress import tqdm
 from htr_pipeline.training.ctc_feasibility import adjacent_repeats
@@ -50,12 +55,9 @@ def read_clean_lines(
 ) -> list[LineReading]:
     """The recognizer's reading of the clean image of every line in ``lines`` (each must have a clean image)."""
     dataset = LinePairDataset(lines, store, charset, encode_labels=False)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        collate_fn=partial(collate_line_pairs, width_multiple=recognizer.width_downsampling),
-    )
+    # In input order, each line padded only to the recognizer's time step: no generator reads these lines.
+    batches = input_order_batches(len(dataset), batch_size)
+    loader = line_batch_loader(dataset, batches, padded_width_multiple(recognizer.width_downsampling))
     recognizer = recognizer.to(device).eval()
     readings: list[LineReading] = []
     for batch in tqdm(loader, desc="recognizer on clean lines", unit="batch", leave=False):
@@ -90,10 +92,7 @@ def _ctc_loss_nats(logits: torch.Tensor, time_steps: list[int], texts: list[str]
     """Per line, the summed CTC (the per-length loss x L); nan where it cannot be computed."""
     encodable = [bool(text) and not charset.missing_symbols(text) for text in texts]
     labels = [charset.encode(text) if usable else [] for text, usable in zip(texts, encodable, strict=True)]
-    targets = torch.zeros((len(texts), max(1, max(map(len, labels)))), dtype=torch.int64)
-    for index, label in enumerate(labels):
-        targets[index, : len(label)] = torch.tensor(label, dtype=torch.int64)
-    label_lengths = torch.tensor([len(label) for label in labels], dtype=torch.int64)
+    targets, label_lengths = pad_labels(labels)
     input_lengths = torch.tensor(time_steps, dtype=torch.int64)
     result = ctc_loss_per_sample(logits, targets.to(logits.device), input_lengths, label_lengths, charset.blank_index)
     repeats = torch.tensor([adjacent_repeats(normalise_text(text)) for text in texts], dtype=torch.int64)

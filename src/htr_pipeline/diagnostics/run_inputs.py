@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from htr_pipeline.diagnostics.config_audit import flatten_as_logged
+from htr_pipeline.config import flatten_as_logged
 from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.training.checkpoints import load_checkpoint
 

@@ -46,8 +46,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from htr_pipeline.charset import normalise_text
-from htr_pipeline.data.splits import SPLIT_NAMES, groups_in_several_splits
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.config import SPLIT_NAMES
+from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.data.splits import groups_in_several_splits
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.progress import tqdm
 

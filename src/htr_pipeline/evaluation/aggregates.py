@@ -1,4 +1,5 @@
-"""The evaluation summary, computed only from the per-line table of :func:`.scoring.score_samples`.
+"""The evaluation summary, computed only from the per-line table of :func:`.scoring.score_samples`, with the
+definitions of :mod:`htr_pipeline.metrics` (corpus rate, mean per line).
 
 Nothing here sees a model or an image: every figure is a sum or a mean of table columns, so anyone holding the
 stored table can recompute the summary exactly (same seed, same numbers).
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from htr_pipeline.evaluation.scoring import VARIANTS
+from htr_pipeline.metrics import corpus_rate, mean_per_line
+from htr_pipeline.scoring.lines import VARIANTS
 
 
 def has_enhanced(samples: pd.DataFrame) -> bool:
@@ -54,10 +56,10 @@ def summarise(samples: pd.DataFrame, resamples: int, seed: int, confidence: floa
         rates = _error_rates(with_text, variant) if variant in text_variants else dict.fromkeys(_RATE_NAMES)
         summary.update({f"{name}_{variant}": value for name, value in rates.items()})
 
-    summary["psnr_db_mean_degraded"] = _mean(samples["psnr_db_degraded"])
-    summary["psnr_db_mean_enhanced"] = _mean(samples["psnr_db_enhanced"]) if enhanced else None
-    summary["ssim_mean_degraded"] = _mean(samples["ssim_degraded"])
-    summary["ssim_mean_enhanced"] = _mean(samples["ssim_enhanced"]) if enhanced else None
+    summary["psnr_db_mean_degraded"] = mean_per_line(samples["psnr_db_degraded"])
+    summary["psnr_db_mean_enhanced"] = mean_per_line(samples["psnr_db_enhanced"]) if enhanced else None
+    summary["ssim_mean_degraded"] = mean_per_line(samples["ssim_degraded"])
+    summary["ssim_mean_enhanced"] = mean_per_line(samples["ssim_enhanced"]) if enhanced else None
 
     if enhanced:
         # One set of line indices for both image gains, so they are paired with each other as well.
@@ -83,20 +85,11 @@ _RATE_NAMES = ("cer_corpus", "cer_mean_per_line", "wer_corpus", "wer_mean_per_li
 
 def _error_rates(with_text: pd.DataFrame, variant: str) -> dict[str, float]:
     return {
-        "cer_corpus": _corpus_rate(with_text[f"char_edits_{variant}"], with_text["char_reference_length"]),
-        "cer_mean_per_line": _mean(with_text[f"cer_{variant}"]),
-        "wer_corpus": _corpus_rate(with_text[f"word_edits_{variant}"], with_text["word_reference_length"]),
-        "wer_mean_per_line": _mean(with_text[f"wer_{variant}"]),
+        "cer_corpus": corpus_rate(with_text[f"char_edits_{variant}"], with_text["char_reference_length"]),
+        "cer_mean_per_line": mean_per_line(with_text[f"cer_{variant}"]),
+        "wer_corpus": corpus_rate(with_text[f"word_edits_{variant}"], with_text["word_reference_length"]),
+        "wer_mean_per_line": mean_per_line(with_text[f"wer_{variant}"]),
     }
-
-
-def _corpus_rate(edits: pd.Series, reference_lengths: pd.Series) -> float:
-    # Same floor as metrics.character_error_rates: never a division by zero.
-    return int(edits.sum()) / max(int(reference_lengths.sum()), 1)
-
-
-def _mean(values: pd.Series) -> float:
-    return float(values.astype("float64").mean())
 
 
 def _interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict[str, float]:
@@ -117,7 +110,7 @@ def _cer_reduction(with_text: pd.DataFrame, text_indices: np.ndarray, confidence
     degraded_edits = with_text["char_edits_degraded"].to_numpy(dtype=np.int64)
     enhanced_edits = with_text["char_edits_enhanced"].to_numpy(dtype=np.int64)
     reference_lengths = with_text["char_reference_length"].to_numpy(dtype=np.int64)
-    estimate = _corpus_rate(with_text["char_edits_degraded"], with_text["char_reference_length"]) - _corpus_rate(
+    estimate = corpus_rate(with_text["char_edits_degraded"], with_text["char_reference_length"]) - corpus_rate(
         with_text["char_edits_enhanced"], with_text["char_reference_length"]
     )
     resampled_lengths = np.maximum(reference_lengths[text_indices].sum(axis=1), 1)

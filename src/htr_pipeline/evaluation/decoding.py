@@ -11,9 +11,8 @@ import numpy as np
 import torch
 
 from htr_pipeline.charset import BLANK_INDEX, Charset
-from htr_pipeline.evaluation.scoring import Reader
 from htr_pipeline.models.recognizer import ctc_time_steps
-from htr_pipeline.training.validation import greedy_readings
+from htr_pipeline.scoring.lines import Reader, greedy_readings
 
 
 class BeamSearchUnavailableError(ImportError):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -17,13 +15,20 @@ from torch.utils.data import DataLoader
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import EvaluationConfig
-from htr_pipeline.data.line_batches import LinePairDataset, WidthBucketBatchSampler, collate_line_pairs
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_batches import (
+    LinePairDataset,
+    WidthBucketBatchSampler,
+    collate_line_pairs,
+    line_batch_loader,
+    padded_width_multiple,
+)
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.decoding import reader
 from htr_pipeline.evaluation.loading import RestorationModels
 from htr_pipeline.evaluation.report import failure_gallery, markdown_report, plot_evaluation, worst_lines
-from htr_pipeline.evaluation.scoring import RecognizerReading, enhance_lines, score_samples_by_recognizer
+from htr_pipeline.evaluation.scoring import enhance_lines
+from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     IN_LOOP_RECOGNIZER,
@@ -69,9 +74,7 @@ def evaluate_split(
     started = time.perf_counter()
     beam_size = config.beam_search.beam_size if config.beam_search is not None else None
     generator = models.generator.to(device) if models.generator is not None else None
-    tables = score_samples_by_recognizer(
-        loader, generator, _readers(models, device), charset, device, read=reader(beam_size)
-    )
+    tables = score_line_tables(loader, generator, _readers(models, device), charset, device, read=reader(beam_size))
     lines_per_second = len(rows) / (time.perf_counter() - started)  # each line read by every recognizer
     headline = HEADLINE_RECOGNIZER if HEADLINE_RECOGNIZER in tables else IN_LOOP_RECOGNIZER
     summary = {
@@ -115,9 +118,10 @@ def _readers(models: RestorationModels, device: torch.device) -> dict[str, Recog
 
 
 def _loader(dataset: LinePairDataset, models: RestorationModels, batch_size: int) -> DataLoader:
-    multiple = math.lcm(models.recognizer.width_downsampling, getattr(models.generator, "size_multiple", 1))
+    generator_multiple = getattr(models.generator, "size_multiple", 1)
+    multiple = padded_width_multiple(models.recognizer.width_downsampling, generator_multiple)
     sampler = WidthBucketBatchSampler(dataset.widths, batch_size, seed=0, shuffle=False)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=partial(collate_line_pairs, width_multiple=multiple))
+    return line_batch_loader(dataset, sampler, multiple)
 
 
 def _gallery_images(worst: pd.DataFrame, dataset: LinePairDataset, models: RestorationModels, device: torch.device):

@@ -23,9 +23,10 @@ from pydantic import TypeAdapter
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import GeneratorConfig, InferenceConfig
+from htr_pipeline.data.images import read_grayscale
 from htr_pipeline.data.line_batches import PAPER_VALUE
 from htr_pipeline.evaluation.loading import restoration_models_from_state
-from htr_pipeline.inference.inputs import SkippedInput, output_name, read_grayscale
+from htr_pipeline.inference.inputs import SkippedInput, output_name
 from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_tiled
 from htr_pipeline.metrics import binarise, dibco_scores
 from htr_pipeline.models import generator_size_multiple
@@ -238,7 +239,7 @@ def run_inference(
 
 def _infer_one(path: Path, models: InferenceModels, config: InferenceConfig) -> tuple[dict[str, Any], dict]:
     started = time.perf_counter()
-    image = read_grayscale(path)
+    image = read_grayscale(path, stretch_wide_values=True)
     kind = input_kind(image, config)
     if kind == "line":
         restored, transcription = restore_line(image, models, config)
@@ -266,7 +267,7 @@ def _infer_one(path: Path, models: InferenceModels, config: InferenceConfig) -> 
     if config.ground_truth_path is not None:
         row["ground_truth"] = truth_path.name if truth_path else None
     if truth_path is not None:
-        row |= truth_scores(restored, image, read_grayscale(truth_path), config)
+        row |= truth_scores(restored, image, read_grayscale(truth_path, stretch_wide_values=True), config)
     row["seconds"] = time.perf_counter() - started
     return row, outputs
 

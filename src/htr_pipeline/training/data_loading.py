@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from functools import partial
-
 import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
@@ -15,21 +12,18 @@ from htr_pipeline.data.line_batches import (
     LinePairDataset,
     PageCropDataset,
     WidthBucketBatchSampler,
-    collate_line_pairs,
+    line_batch_loader,
+    padded_width_multiple,
 )
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.models import generator_size_multiple
-
-COMPILED_WIDTH_STEP_PX = 64
-"""With ``training.speed.compile`` batch widths are rounded up to a multiple of this, so few shapes repeat and
-each compiles once (compiled with static shapes: inductor's dynamic-width kernels fail on the CPU in torch 2.13)."""
 
 
 def width_multiple(config: TrainingConfig) -> int:
-    """Padded batch widths are multiples of this: the recognizer's time step and the generator's deepest level
-    (and the compiled-shape step when the models are compiled)."""
-    multiple = math.lcm(config.recognizer.width_downsampling, generator_size_multiple(config.generator))
-    return math.lcm(multiple, COMPILED_WIDTH_STEP_PX) if config.speed.compile else multiple
+    """The padded-width multiple of every training batch, from the models the config describes."""
+    return padded_width_multiple(
+        config.recognizer.width_downsampling, generator_size_multiple(config.generator), config.speed.compile
+    )
 
 
 def line_loader(
@@ -50,13 +44,8 @@ def line_loader(
         crops = page_crops(pages, store, rows, config)
         dataset, widths = ConcatDataset([dataset, crops]), widths + crops.widths
     sampler = WidthBucketBatchSampler(widths, batch_size, seed=config.seed, shuffle=training)
-    return DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=partial(collate_line_pairs, width_multiple=width_multiple(config)),
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=config.num_workers > 0,
+    return line_batch_loader(
+        dataset, sampler, width_multiple(config), num_workers=config.num_workers, pin_memory=device.type == "cuda"
     )
 
 

@@ -24,9 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import MONITOR_MODES, DualModalDiscriminatorConfig, TrainingConfig
+from htr_pipeline.config import DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
+from htr_pipeline.metric_names import MONITOR_MODES
 from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.precision import autocast
 from htr_pipeline.progress import tqdm
 from htr_pipeline.training import losses
 from htr_pipeline.training.balancing import build_balancer
@@ -34,12 +36,12 @@ from htr_pipeline.training.checkpoints import restore_rng_states, restore_weight
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientStatistics, layer_gradient_norms
-from htr_pipeline.training.runtime import MetricTracker, autocast, grad_scaler
+from htr_pipeline.training.runtime import MetricTracker, grad_scaler
 from htr_pipeline.training.validation import ValidationMetrics, score_lines
 
 PROGRESS_REFRESH_STEPS = 10
 """The progress bar shows running losses every this many steps (reading them waits for the device)."""
-BEST_PER_METRIC: tuple[str, ...] = ("val/cer", "val/psnr", "val/ssim", "val/combined")
+BEST_PER_METRIC: tuple[str, ...] = tuple(MONITOR_MODES)
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 """Best by ``training.monitor``; ``best_<metric>.pt`` hold the best epoch of each metric."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -24,14 +23,6 @@ def resolve_device(setting: Literal["auto", "cpu", "cuda"]) -> torch.device:
     if setting == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", torch.cuda.current_device())
-
-
-def autocast(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -> contextlib.AbstractContextManager:
-    """Mixed precision for the forward passes; the CTC and its log-softmax stay fp32 (see losses)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def grad_scaler(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -> torch.amp.GradScaler:

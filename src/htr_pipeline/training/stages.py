@@ -15,7 +15,7 @@ import torch._dynamo
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig, TrainingConfig
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.training.checkpoints import CheckpointError, check_same_charset, load_checkpoint, restore_weights
 from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility_report

@@ -1,18 +1,23 @@
-"""Validation: read lines with the recognizer and score them against the ground truth and the clean image."""
+"""Validation: a summary of the per-line scoring of :mod:`htr_pipeline.scoring.lines`, the loop that evaluation
+uses too, read on one variant of the valid lines (the enhanced, the degraded or the clean ones)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
-import numpy as np
+import pandas as pd
 import torch
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.data.line_batches import LineBatch
-from htr_pipeline.metrics import character_error_rates, combined_score, psnr_db, ssim, word_error_rates
-from htr_pipeline.models.recognizer import ctc_time_steps
-from htr_pipeline.training.runtime import autocast
+from htr_pipeline.metric_names import VALIDATION_SCORES, Monitor, validation_metric
+from htr_pipeline.metrics import MAX_PSNR_DB, combined_score, corpus_rate, mean_per_line
+from htr_pipeline.precision import Precision
+from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
+
+ValidatedLines = Literal["enhanced", "degraded", "clean"]
 
 
 @dataclass(frozen=True)
@@ -26,28 +31,11 @@ class ValidationMetrics:
     lines: int
 
     def as_logged(self, prefix: str) -> dict[str, float]:
-        return {
-            f"{prefix}/cer": self.cer,
-            f"{prefix}/wer": self.wer,
-            f"{prefix}/psnr": self.psnr_db,
-            f"{prefix}/ssim": self.ssim,
-            f"{prefix}/combined": self.combined,
-        }
+        scores = {"cer": self.cer, "wer": self.wer, "psnr": self.psnr_db, "ssim": self.ssim, "combined": self.combined}
+        return {validation_metric(score, prefix): scores[score] for score in VALIDATION_SCORES}
 
-    def value_of(self, monitor: str) -> float:
-        return {"val/cer": self.cer, "val/psnr": self.psnr_db, "val/ssim": self.ssim, "val/combined": self.combined}[
-            monitor
-        ]
-
-
-def greedy_readings(logits: torch.Tensor, widths: torch.Tensor, width_downsampling: int, charset: Charset) -> list[str]:
-    """Best-path decoding of each line over its own time steps (padding excluded)."""
-    # logits: (batch, time_steps, num_classes)
-    best_paths = logits.argmax(dim=-1).cpu()
-    return [
-        charset.decode_greedy(best_paths[i, : ctc_time_steps(int(width), width_downsampling)].tolist())
-        for i, width in enumerate(widths.cpu())
-    ]
+    def value_of(self, monitor: Monitor) -> float:
+        return self.as_logged("val")[monitor]
 
 
 @torch.no_grad()
@@ -56,9 +44,9 @@ def score_lines(
     recognizer: torch.nn.Module,
     charset: Charset,
     device: torch.device,
-    precision: str,
+    precision: Precision,
     cer_weight: float,
-    enhance: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    enhance: torch.nn.Module | None = None,
     read_clean: bool = False,
 ) -> ValidationMetrics:
     """Score ``enhance(degraded)`` (or the degraded input itself, or the clean line) against clean and the text.
@@ -66,32 +54,22 @@ def score_lines(
     PSNR and SSIM compare each line, cropped to its own width, with its clean image (data range 1.0); CER and
     WER compare the recognizer's greedy reading with the ground-truth transcription, corpus-level.
     """
-    references, readings, psnrs, ssims = [], [], [], []
-    for batch in batches:
-        batch = batch.to(device)
-        with autocast(device, precision):  # type: ignore[arg-type]
-            candidate = batch.clean if read_clean else batch.degraded
-            if enhance is not None and not read_clean:
-                candidate = enhance(candidate)
-            logits = recognizer(candidate.float()).logits
-        readings += greedy_readings(logits.float(), batch.widths, recognizer.width_downsampling, charset)
-        references += batch.texts
-        candidate_images = candidate.float().clamp(0, 1).cpu().numpy()
-        clean_images = batch.clean.cpu().numpy()
-        for index, width in enumerate(batch.widths.cpu().tolist()):
-            clean_line = clean_images[index, 0, :, :width]
-            candidate_line = candidate_images[index, 0, :, :width]
-            psnrs.append(psnr_db(clean_line, candidate_line))
-            ssims.append(ssim(clean_line, candidate_line))
-    with_text = [i for i, reference in enumerate(references) if reference]
-    cer = character_error_rates([references[i] for i in with_text], [readings[i] for i in with_text]).corpus
-    wer = word_error_rates([references[i] for i in with_text], [readings[i] for i in with_text]).corpus
-    mean_psnr, mean_ssim = float(np.mean(psnrs)), float(np.mean(ssims))
+    lines: ValidatedLines = "clean" if read_clean else "enhanced" if enhance is not None else "degraded"
+    readers = {"recognizer": RecognizerReading(recognizer, reads_enhanced=lines == "enhanced")}
+    tables = score_line_tables(batches, enhance, readers, charset, device, precision, variants=(lines,))
+    return summarise_validation(tables["recognizer"], lines, cer_weight)
+
+
+def summarise_validation(table: pd.DataFrame, lines: ValidatedLines, cer_weight: float) -> ValidationMetrics:
+    """Corpus CER and WER over the lines with text, mean PSNR and SSIM over all lines, of the ``lines`` variant
+    of a per-line table. A clean line compared with itself scores MAX_PSNR_DB and SSIM 1.0."""
+    with_text = table[table["has_text"]]
+    cer = corpus_rate(with_text[f"char_edits_{lines}"], with_text["char_reference_length"])
+    wer = corpus_rate(with_text[f"word_edits_{lines}"], with_text["word_reference_length"])
+    if lines == "clean":
+        psnr, ssim = MAX_PSNR_DB, 1.0
+    else:
+        psnr, ssim = mean_per_line(table[f"psnr_db_{lines}"]), mean_per_line(table[f"ssim_{lines}"])
     return ValidationMetrics(
-        cer=cer,
-        wer=wer,
-        psnr_db=mean_psnr,
-        ssim=mean_ssim,
-        combined=combined_score(mean_psnr, cer, cer_weight),
-        lines=len(references),
+        cer=cer, wer=wer, psnr_db=psnr, ssim=ssim, combined=combined_score(psnr, cer, cer_weight), lines=len(table)
     )

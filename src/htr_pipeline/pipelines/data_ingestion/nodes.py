@@ -1,4 +1,4 @@
-"""Nodes of data_ingestion: validate parameters, call the data library, return data."""
+"""Nodes of data_ingestion: call the data library with the validated ``data`` section, return data."""
 
 from __future__ import annotations
 
@@ -8,25 +8,25 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import DataConfig, validate_section
+from htr_pipeline.config import DataConfig
 from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
 from htr_pipeline.data.report import plot_dataset_report, plot_line_gallery, summarise_dataset, tracked_metrics
 from htr_pipeline.data.sources import Reject, SampleCandidate, read_sources
 
 
-def read_configured_sources(data: dict[str, Any]) -> tuple[list[SampleCandidate], list[Reject]]:
-    reading = read_sources(validate_section(DataConfig, data, "data"))
+def read_configured_sources(data: DataConfig) -> tuple[list[SampleCandidate], list[Reject]]:
+    reading = read_sources(data)
     return reading.candidates, reading.rejects
 
 
-def split_samples(candidates: list[SampleCandidate], data: dict[str, Any]) -> list[SampleCandidate]:
-    return assign_splits(candidates, validate_section(DataConfig, data, "data"))
+def split_samples(candidates: list[SampleCandidate], data: DataConfig) -> list[SampleCandidate]:
+    return assign_splits(candidates, data)
 
 
 def materialise_samples(
-    candidates: list[SampleCandidate], source_rejects: list[Reject], data: dict[str, Any]
+    candidates: list[SampleCandidate], source_rejects: list[Reject], data: DataConfig
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    dataset = ingest(candidates, source_rejects, validate_section(DataConfig, data, "data"))
+    dataset = ingest(candidates, source_rejects, data)
     return dataset.images, dataset.manifest, dataset.rejects
 
 
@@ -35,10 +35,9 @@ def build_charset(manifest: pd.DataFrame) -> dict[str, Any]:
 
 
 def report_dataset(
-    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: dict[str, Any], line_images: Any, data: dict[str, Any]
+    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: dict[str, Any], line_images: Any, data: DataConfig
 ) -> tuple[dict[str, Any], Figure, Figure, dict[str, dict[str, float]]]:
-    config = validate_section(DataConfig, data, "data")
-    page_sources = [source.name for source in config.sources if source.kind == "xml_pages"]
+    page_sources = [source.name for source in data.sources if source.kind == "xml_pages"]
     summary = summarise_dataset(manifest, rejects, Charset.from_dict(charset), page_sources)
     gallery = plot_line_gallery(manifest, line_images)
     return summary, plot_dataset_report(manifest, summary), gallery, tracked_metrics(summary)

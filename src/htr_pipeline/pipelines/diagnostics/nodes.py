@@ -1,17 +1,16 @@
-"""Nodes of diagnostics: find the run, call one audit of the diagnostics library each, log, return data."""
+"""Nodes of diagnostics: find the run, call one audit of the diagnostics library each, return data."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import click
-import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import DataConfig, DiagnosticsConfig, TrainingConfig, validate_section
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.config import DataConfig, DiagnosticsConfig, TrainingConfig
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.diagnostics.best_model import best_model_report, history_table, plot_metric_history
 from htr_pipeline.diagnostics.charset_coverage import charset_coverage_report, plot_charset_coverage
 from htr_pipeline.diagnostics.config_audit import audit_run_config
@@ -28,10 +27,8 @@ from htr_pipeline.evaluation.loading import load_recognizer_only
 from htr_pipeline.tracking import (
     RunNotFoundError,
     TrainingRunRecord,
+    current_tracking_uri,
     latest_training_run_id,
-    link_diagnostics_run,
-    log_diagnostics,
-    log_diagnostics_summary,
     read_training_run,
 )
 from htr_pipeline.training.runtime import resolve_device
@@ -48,27 +45,23 @@ class AuditedRunNotFoundError(click.ClickException):
     """No run to audit: the message says which run and store were searched, and what to do."""
 
 
-def find_training_run(diagnostics: dict[str, Any]) -> TrainingRunRecord:
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
-    tracking_uri = config.tracking_uri or mlflow.get_tracking_uri()
+def find_training_run(config: DiagnosticsConfig) -> TrainingRunRecord:
+    tracking_uri = config.tracking_uri or current_tracking_uri()
     try:
         run = read_training_run(config.run_id or latest_training_run_id(tracking_uri), tracking_uri)
     except RunNotFoundError as error:
         raise AuditedRunNotFoundError(str(error)) from error
-    link_diagnostics_run(run.run_id, tracking_uri)
     return run
 
 
-def load_run_checkpoint(run: TrainingRunRecord, diagnostics: dict[str, Any]) -> RunCheckpoint:
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
+def load_run_checkpoint(run: TrainingRunRecord, config: DiagnosticsConfig) -> RunCheckpoint:
     return find_run_checkpoint(run.checkpoint_folder, config.checkpoint_name)
 
 
 def read_lines_with_recognizer(
-    checkpoint: RunCheckpoint, manifest: pd.DataFrame, line_images: LineImageStore, diagnostics: dict[str, Any]
+    checkpoint: RunCheckpoint, manifest: pd.DataFrame, line_images: LineImageStore, config: DiagnosticsConfig
 ) -> list[LineReading]:
     """The checkpoint's recognizer, with the charset it was trained with, on the clean lines of one split."""
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     if checkpoint.state is None:
         return []
     charset = Charset.from_dict(checkpoint.state["charset"])
@@ -83,11 +76,9 @@ def read_lines_with_recognizer(
 
 
 def audit_config(
-    run: TrainingRunRecord, checkpoint: RunCheckpoint, data: dict[str, Any], training: dict[str, Any]
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, data: DataConfig, training: TrainingConfig
 ) -> tuple[dict[str, Any], str]:
-    validate_section(DataConfig, data, "data")
-    validate_section(TrainingConfig, training, "training")
-    current = {"data": data, "training": training}
+    current = {"data": data.model_dump(mode="json"), "training": training.model_dump(mode="json")}
     report = audit_run_config(run.params, run.run_id, current, checkpoint.config, AUDITED_SECTIONS)
     return _published(run, report)[:2]
 
@@ -111,9 +102,8 @@ def audit_ctc_lengths(
 
 
 def audit_label_convention(
-    run: TrainingRunRecord, checkpoint: RunCheckpoint, readings: list[LineReading], diagnostics: dict[str, Any]
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, readings: list[LineReading], config: DiagnosticsConfig
 ) -> tuple[dict[str, Any], str]:
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     if checkpoint.state is None:
         report = _not_checked("label_convention", "Label convention", checkpoint)
     else:
@@ -127,18 +117,16 @@ def audit_label_convention(
 
 
 def audit_charset_coverage(
-    run: TrainingRunRecord, manifest: pd.DataFrame, charset: dict[str, Any], diagnostics: dict[str, Any]
+    run: TrainingRunRecord, manifest: pd.DataFrame, charset: dict[str, Any], config: DiagnosticsConfig
 ) -> tuple[dict[str, Any], str, Figure]:
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     symbols = Charset.from_dict(charset)
     report = charset_coverage_report(manifest, symbols, config.rare_symbol_count)
     return _published(run, report, plot_charset_coverage(manifest, symbols, config.rare_symbol_count))
 
 
 def audit_gradient_spikes(
-    run: TrainingRunRecord, checkpoint: RunCheckpoint, diagnostics: dict[str, Any]
+    run: TrainingRunRecord, checkpoint: RunCheckpoint, config: DiagnosticsConfig
 ) -> tuple[dict[str, Any], str, Figure]:
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     precision = run_setting(checkpoint, run.params, "training.precision") or "fp32"
     report = gradient_spike_report(run.gradient_reports, config.gradient_problem_factor, precision)
     return _published(run, report, plot_gradient_spikes(run.gradient_reports))
@@ -153,9 +141,8 @@ def audit_best_model(run: TrainingRunRecord, checkpoint: RunCheckpoint) -> tuple
 
 
 def audit_split_hygiene(
-    run: TrainingRunRecord, manifest: pd.DataFrame, line_images: LineImageStore, diagnostics: dict[str, Any]
+    run: TrainingRunRecord, manifest: pd.DataFrame, line_images: LineImageStore, config: DiagnosticsConfig
 ) -> tuple[dict[str, Any], str, Figure]:
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     report = split_hygiene_report(
         manifest, line_images, config.near_duplicate_hash_size, config.near_duplicate_max_distance
     )
@@ -163,12 +150,11 @@ def audit_split_hygiene(
 
 
 def audit_recognizer_readability(
-    run: TrainingRunRecord, diagnostics: dict[str, Any], training: dict[str, Any]
+    run: TrainingRunRecord, config: DiagnosticsConfig, training: TrainingConfig
 ) -> tuple[dict[str, Any], str]:
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     # Judged by the project's gate as it is now, whatever the run was trained with: runs made before the gate
     # existed logged none, and a run trained with the gate opened is no more readable for it.
-    max_val_cer = validate_section(TrainingConfig, training, "training").recognizer_pretraining.max_val_cer
+    max_val_cer = training.recognizer_pretraining.max_val_cer
     report = recognizer_readability_report(
         run.metric_history, max_val_cer, run.evaluation_summary, config.judge_gain_margin
     )
@@ -179,13 +165,11 @@ def audit_recognizer_readability(
 def summarise_diagnostics(run: TrainingRunRecord, *reports: dict[str, Any]) -> tuple[dict[str, Any], str]:
     summary = diagnostics_summary(reports, run.run_id, run.run_name)
     markdown = summary_markdown(summary)
-    log_diagnostics_summary(summary, markdown)
     return summary, markdown
 
 
-def fail_on_verdicts(summary: dict[str, Any], diagnostics: dict[str, Any]) -> None:
+def fail_on_verdicts(summary: dict[str, Any], config: DiagnosticsConfig) -> None:
     """Runs after the summary is saved, so a failing run still leaves every report behind."""
-    config = validate_section(DiagnosticsConfig, diagnostics, "diagnostics")
     failing = failing_audits(summary, config.fail_on)
     if failing:
         headlines = {row["audit"]: row["headline"] for row in summary["audits"]}
@@ -200,11 +184,8 @@ def fail_on_verdicts(summary: dict[str, Any], diagnostics: dict[str, Any]) -> No
 def _published(
     run: TrainingRunRecord, report: AuditReport, figure: Figure | None = None
 ) -> tuple[dict[str, Any], str, Figure | None]:
-    """Log the report to the diagnostics run and return it as the catalog saves it."""
-    as_json = {**report.to_dict(), "audited_run_id": run.run_id}
-    markdown = report.to_markdown()
-    log_diagnostics(report.audit, as_json, markdown, figure, report.verdict)
-    return as_json, markdown, figure
+    """The report as the catalog saves it (and the run record hook logs it)."""
+    return {**report.to_dict(), "audited_run_id": run.run_id}, report.to_markdown(), figure
 
 
 def _not_checked(audit: str, title: str, checkpoint: RunCheckpoint) -> AuditReport:

@@ -11,8 +11,8 @@ import pandas as pd
 from PIL import Image
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import EvaluationConfig, validate_section
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.config import EvaluationConfig
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.evaluation.loading import (
     RestorationModels,
     load_recognizer_only,
@@ -32,9 +32,8 @@ def evaluate_checkpoint(
     charset: dict[str, Any],
     training_summary: dict[str, Any],
     recognizer_checkpoint: dict[str, Any],
-    evaluation: dict[str, Any],
+    config: EvaluationConfig,
 ) -> tuple[pd.DataFrame, dict[str, Any], str, Image.Image, Image.Image]:
-    config = validate_section(EvaluationConfig, evaluation, "evaluation")
     symbols = Charset.from_dict(charset)
     models = _models_to_evaluate(config, training_summary, recognizer_checkpoint, symbols)
     result = evaluate_split(manifest, line_images, symbols, models, config)

@@ -1,4 +1,4 @@
-"""Node of inference: pick the checkpoint and the input folder, call the inference library, log, return data."""
+"""Node of inference: pick the checkpoint and the input folder, call the inference library, return data."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import click
 import numpy as np
 import pandas as pd
 
-from htr_pipeline.config import InferenceConfig, validate_section
+from htr_pipeline.config import InferenceConfig
 from htr_pipeline.evaluation.loading import training_checkpoint
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.restoration import load_inference_models, run_inference
 from htr_pipeline.project_paths import resolve_in_project
-from htr_pipeline.tracking import checkpoint_folder_of_run, log_inference
+from htr_pipeline.tracking import checkpoint_folder_of_run
 from htr_pipeline.training.runtime import resolve_device
 
 
@@ -24,9 +24,8 @@ class InferenceInputError(click.ClickException):
 
 
 def restore_folder(
-    training_summary: dict[str, Any], inference: dict[str, Any]
+    training_summary: dict[str, Any], config: InferenceConfig
 ) -> tuple[dict[str, np.ndarray | str], pd.DataFrame, dict[str, Any]]:
-    config = validate_section(InferenceConfig, inference, "inference")
     inputs, skipped = _input_images(config)
     checkpoint = training_checkpoint(
         config.checkpoint,
@@ -36,7 +35,6 @@ def restore_folder(
     )
     models = load_inference_models(checkpoint, resolve_device(config.device))
     result = run_inference(inputs, skipped, models, config)
-    log_inference(result.summary)
     return result.files, result.table, result.summary
 
 
