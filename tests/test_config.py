@@ -129,6 +129,7 @@ def test_no_float_of_the_real_parameters_is_infinite():
         ("training", "recognizer_checkpoint"),
         ("evaluation", "checkpoint"),
         ("inference", "checkpoint"),
+        ("diagnostics", "checkpoint"),
     ],
 )
 def test_a_missing_checkpoint_file_is_named_at_validation(tmp_path, section, key):

@@ -76,13 +76,14 @@ from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.materialise import materialise_all
 from htr_pipeline.data.sources import read_sources
 from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.evaluation.scoring import score_samples
 from htr_pipeline.models import build_generator, build_recognizer
 from htr_pipeline.progress import tqdm
 from htr_pipeline.project_config import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 from htr_pipeline.training.data_loading import line_loader, width_multiple
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
-from htr_pipeline.training.runtime import resolve_device, seed_everything
+from htr_pipeline.training.runtime import seed_everything
 from htr_pipeline.training.stages import build_gan_models, line_splits, load_recognizer
 
 SEED_WAY_BATCH_SIZE = 2
@@ -610,7 +611,7 @@ def run_benchmark(bench: BenchSettings) -> dict[str, Any]:
     created = datetime.now(UTC)
     config = load_project_config(bench.project, bench.env)
     training = config.training
-    device = resolve_device(bench.device or training.device)
+    device = resolve_device(bench.device or training.device, "--device" if bench.device else "training.device")
     with tempfile.TemporaryDirectory(prefix="htr_bench_") as folder:
         lines = ingest_bench_lines(config.data, training, bench.lines, Path(folder))
         needed = max(SEED_WAY_BATCH_SIZE, bench.batch_size or training.batch_size)

@@ -115,10 +115,6 @@ class Charset:
         index_of = self._index_of  # type: ignore[attr-defined]
         return [index_of[symbol] for symbol in normalise_text(text)]
 
-    def decode_labels(self, labels: Iterable[int]) -> str:
-        """Text of a label sequence as produced by :meth:`encode` (no CTC collapsing)."""
-        return "".join(self._symbol_of(int(label)) for label in labels)
-
     def decode_greedy(self, best_path: Iterable[int]) -> str:
         """Text of a CTC best path (argmax per time step): merge repeats, then drop blanks."""
         symbols = []

@@ -16,17 +16,17 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run as kedro_run
 
+from htr_pipeline.checkpoints import CheckpointError
 from htr_pipeline.config import ConfigError
 from htr_pipeline.data.ingestion import TooManyRejectsError
 from htr_pipeline.data.sources import MissingColumnError, SourceEncodingError, SourceNotFoundError
 from htr_pipeline.data.splits import EmptySplitError
+from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
 from htr_pipeline.tracking import RunNotFoundError
-from htr_pipeline.training.checkpoints import CheckpointError
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
 from htr_pipeline.training.recognizer_training import RecognizerDoesNotReadError
-from htr_pipeline.training.runtime import DeviceUnavailableError
 
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,

@@ -1,12 +1,14 @@
 """The one validated schema for every parameters file.
 
-Parameters live under four top-level keys, one per pipeline: ``data``, ``training``, ``evaluation`` and
-``diagnostics``. Every model forbids unknown keys, so a misspelt or misplaced key is an error that names its
-path and the closest valid key, never a silently ignored setting. What a run logs is ``model_dump`` of the
-validated :class:`ProjectConfig`: the effective config, defaults included.
+Parameters live under five top-level keys, one per pipeline: ``data``, ``training``, ``evaluation``,
+``diagnostics`` and ``inference``. Every model forbids unknown keys, so a misspelt or misplaced key is an error
+that names its path and the closest valid key, never a silently ignored setting; every checkpoint file a setting
+names must exist. What a run logs is ``model_dump`` of the validated :class:`ProjectConfig`: the effective
+config, defaults included.
 
-The ``training``, ``evaluation`` and ``diagnostics`` sections accept no keys yet: their pipelines do not exist,
-and a key that nothing reads must not be accepted.
+Model variants are discriminated unions on ``variant`` (:data:`GeneratorConfig`, :data:`DiscriminatorConfig`);
+:mod:`htr_pipeline.models.registry` has a builder for each tag and checks that the two agree. Checkpoint names
+come from :mod:`htr_pipeline.checkpoints`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from htr_pipeline.checkpoint_names import CheckpointName, named_file
 from htr_pipeline.metric_names import Monitor
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
@@ -319,6 +322,8 @@ class ResidualUnetGeneratorConfig(StrictModel):
 
 
 GeneratorConfig = Annotated[UnetGeneratorConfig | ResidualUnetGeneratorConfig, Field(discriminator="variant")]
+"""Every generator variant's settings; :data:`htr_pipeline.models.registry.GENERATORS` has a builder for each
+(checked when the registry is imported)."""
 
 
 class PatchDiscriminatorConfig(StrictModel):
@@ -339,6 +344,7 @@ class DualModalDiscriminatorConfig(StrictModel):
 
 
 DiscriminatorConfig = Annotated[PatchDiscriminatorConfig | DualModalDiscriminatorConfig, Field(discriminator="variant")]
+"""Every discriminator variant's settings; :data:`htr_pipeline.models.registry.DISCRIMINATORS` builds each."""
 
 
 class LossWeights(StrictModel):
@@ -386,14 +392,12 @@ class AdaptiveBalancingConfig(StrictModel):
     """Steers the CTC weight so that CTC makes up ``target_ctc_share`` of the balanced generator loss."""
 
     target_ctc_share: float = Field(0.65, gt=0.0, lt=1.0)
-    target_visual_share: float = Field(0.35, gt=0.0, lt=1.0)
     adaptation_rate: float = Field(0.15, gt=0.0, le=1.0)
 
-    @model_validator(mode="after")
-    def _shares_sum_to_one(self) -> AdaptiveBalancingConfig:
-        if abs(self.target_ctc_share + self.target_visual_share - 1.0) > 1e-6:
-            raise ValueError("target_ctc_share + target_visual_share must be 1.0")
-        return self
+    @property
+    def target_visual_share(self) -> float:
+        """The rest of the balanced generator loss: the visual terms' share."""
+        return 1.0 - self.target_ctc_share
 
 
 class EarlyStoppingConfig(StrictModel):
@@ -599,9 +603,6 @@ class BeamSearchConfig(StrictModel):
     beam_size: int = Field(10, ge=1)
 
 
-CheckpointName = Literal["best", "last", "best_cer", "best_psnr", "best_ssim", "best_combined"]
-
-
 class EvaluationConfig(StrictModel):
     """Parameters of the ``evaluation`` pipeline."""
 
@@ -649,6 +650,9 @@ class DiagnosticsConfig(StrictModel):
     fail_on: Literal["problem", "warning"] | None = "problem"
     """``problem`` (default): exit non-zero when any audit finds a problem (``warning``: also on warnings), after
     every report is written; null: never (verdicts are only in the reports)."""
+    checkpoint: str | None = None
+    """null: ``checkpoint_name`` of the audited run; else a ``.pt`` file or a training run's MLflow id (the same
+    resolution as ``evaluation.checkpoint``)."""
     checkpoint_name: CheckpointName = "best"
     """The checkpoint of the run whose config is audited and whose recognizer reads the lines."""
     split: Literal["train", "valid", "test"] = "valid"
@@ -719,18 +723,19 @@ class ProjectConfig(StrictModel):
 
 assert set(SplitCounts.model_fields) == set(SPLIT_NAMES)
 
-_UNION_TAGS = frozenset(
-    typing.get_args(model.model_fields[tag_field].annotation)[0]
-    for model, tag_field in [
-        (SyntheticSource, "kind"),
-        (LineFolderSource, "kind"),
-        (PairedFolderSource, "kind"),
-        (UnetGeneratorConfig, "variant"),
-        (ResidualUnetGeneratorConfig, "variant"),
-        (PatchDiscriminatorConfig, "variant"),
-        (DualModalDiscriminatorConfig, "variant"),
-    ]
-)
+
+def tag_of(model: type[BaseModel], tag_field: str = "variant") -> str:
+    """The one value a ``Literal`` tag field allows (``variant: Literal["unet"]`` -> ``"unet"``)."""
+    return typing.get_args(model.model_fields[tag_field].annotation)[0]
+
+
+def union_tags(union: Any) -> tuple[str, ...]:
+    """The tags of a discriminated union (``Annotated[A | B, Field(discriminator=...)]``), in member order."""
+    members, tag_field = typing.get_args(union)[0], typing.get_args(union)[1].discriminator
+    return tuple(tag_of(member, tag_field) for member in typing.get_args(members))
+
+
+_UNION_TAGS = frozenset(tag for union in (Source, GeneratorConfig, DiscriminatorConfig) for tag in union_tags(union))
 """Tags pydantic puts into error locations of discriminated unions; never field names."""
 
 
@@ -753,8 +758,9 @@ def check_checkpoint_files(config: ProjectConfig) -> None:
         "training.resume_from": config.training.resume_from,
         "training.recognizer_checkpoint": config.training.recognizer_checkpoint,
         # Either a .pt file or a training run's MLflow id:
-        "evaluation.checkpoint": _pt_file(config.evaluation.checkpoint),
-        "inference.checkpoint": _pt_file(config.inference.checkpoint),
+        "evaluation.checkpoint": named_file(config.evaluation.checkpoint),
+        "inference.checkpoint": named_file(config.inference.checkpoint),
+        "diagnostics.checkpoint": named_file(config.diagnostics.checkpoint),
     }
     problems = [
         f"{key}: checkpoint file '{path}' (resolved: '{path.resolve()}') does not exist. Point it at an "
@@ -764,10 +770,6 @@ def check_checkpoint_files(config: ProjectConfig) -> None:
     ]
     if problems:
         raise ConfigError(_problem_list(problems))
-
-
-def _pt_file(checkpoint: str | None) -> Path | None:
-    return Path(checkpoint) if checkpoint is not None and checkpoint.endswith(".pt") else None
 
 
 def _problem_list(problems: list[str]) -> str:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import click
 import mlflow
+import numpy as np
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog
@@ -32,9 +33,12 @@ from htr_pipeline.tracking import (
     link_diagnostics_run,
     log_diagnostics,
     log_diagnostics_summary,
+    log_evaluation,
     log_inference,
+    log_models,
     log_parameters,
     move_artifact_locations,
+    register_generator,
     tag_run,
 )
 
@@ -173,7 +177,9 @@ class RunRecordHook:
     """
 
     @hook_impl
-    def after_node_run(self, outputs: dict[str, Any]) -> None:
+    def after_node_run(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        if "evaluation_summary" in outputs:
+            self._record_evaluation(inputs, outputs)
         if "training_summary" in outputs:
             summary = outputs["training_summary"]
             tag_run(summary["mlflow_run_id"], {CHECKPOINT_FOLDER_TAG: summary["checkpoint_folder"]})
@@ -188,6 +194,20 @@ class RunRecordHook:
                 log_diagnostics(audit, report, markdown, outputs.get(f"diagnostics_{audit}_plot"), report["verdict"])
         if "inference_summary" in outputs:
             log_inference(outputs["inference_summary"])
+
+    @staticmethod
+    def _record_evaluation(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        """Into the evaluation run, linked both ways to the training run; with the models when asked for."""
+        # Named as the report links them, so its links open in the MLflow UI too.
+        images = {name: outputs[name] for name in ("evaluation_plots", "evaluation_gallery")}
+        summary = outputs["evaluation_summary"]
+        log_evaluation(summary, outputs["evaluation_report"], images, summary["evaluated_mlflow_run_id"])
+        if inputs["params:evaluation"].log_models:
+            height = int(inputs["manifest"]["height"].iloc[0])
+            example = np.ones((1, 1, height, 8 * height), dtype=np.float32)
+            logged = log_models(inputs["evaluated_models"], example=example)
+            if inputs["params:evaluation"].register_model is not None:
+                register_generator(logged["generator"], inputs["params:evaluation"].register_model)
 
 
 def _audit_of(dataset_name: str) -> str | None:

@@ -76,9 +76,10 @@ def tag_run(run_id: str, tags: Mapping[str, str]) -> None:
         client.set_tag(run_id, key, value)
 
 
-def checkpoint_folder_of_run(run_id: str, config_key: str) -> str:
-    """The checkpoint folder of a training run; ``config_key`` names the setting that gave the run id."""
-    run = mlflow.MlflowClient().get_run(run_id)
+def checkpoint_folder_of_run(run_id: str, config_key: str, tracking_uri: str | None = None) -> str:
+    """The checkpoint folder of a training run (in ``tracking_uri``, default: the project's store);
+    ``config_key`` names the setting that gave the run id."""
+    run = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
     folder = run.data.tags.get(CHECKPOINT_FOLDER_TAG)
     if folder is None:
         raise ValueError(f"{config_key}: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run")
@@ -201,18 +202,18 @@ def link_diagnostics_run(audited_run_id: str, audited_tracking_uri: str) -> None
 
 
 def log_evaluation(
-    summary: Mapping[str, Any], report: str, figures: Mapping[str, Any], evaluated_run_id: str | None
+    summary: Mapping[str, Any], report: str, images: Mapping[str, Any], evaluated_run_id: str | None
 ) -> None:
     """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run.
 
-    ``figures`` maps the file names the report links to (``evaluation_plots.png``) to their figures: logged
-    beside ``evaluation/report.md``, the report's links open in the MLflow UI too."""
+    ``images`` maps the names the report links to (``evaluation_plots`` for ``evaluation_plots.png``) to their
+    images, logged beside ``evaluation/report.md``."""
     mlflow.log_metrics(evaluation_metrics(summary))
     mlflow.log_params(evaluation_settings(summary))
     mlflow.log_dict(dict(summary), EVALUATION_SUMMARY_ARTIFACT)
     mlflow.log_text(report, "evaluation/report.md")
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"evaluation/{name}")
+    for name, image in images.items():
+        mlflow.log_image(image, artifact_file=f"evaluation/{name}.png")
     if evaluated_run_id is not None:
         mlflow.set_tag("htr.evaluated_run_id", evaluated_run_id)
         tag_run(evaluated_run_id, {EVALUATION_RUN_TAG: active_run_id()})

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import RecognizerCheckpoint
 from htr_pipeline.config import DataConfig, EvaluationConfig, RecognizerConfig
 from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
 from htr_pipeline.data.line_store import LineImageStore
@@ -28,12 +29,12 @@ def test_recognizer_only_evaluation_on_the_real_test_split(tmp_path: Path):
     charset = Charset.from_dict(charset_document(dataset.manifest))
     settings = RecognizerConfig(conv_channels=[8, 16], width_downsampling=4, lstm_hidden=16, lstm_layers=1)
     torch.manual_seed(0)
-    state = {
-        "recognizer": build_recognizer(settings, charset.num_classes).state_dict(),
-        "recognizer_config": settings.model_dump(mode="json"),
-        "charset": charset.to_dict(),
-    }
-    models = load_recognizer_only(state, charset, tmp_path / "recognizer.pt")
+    stored = RecognizerCheckpoint(
+        weights=build_recognizer(settings, charset.num_classes).state_dict(),
+        config=settings.model_dump(mode="json"),
+        charset=charset.to_dict(),
+    )
+    models = load_recognizer_only(stored, charset, tmp_path / "recognizer.pt")
     config = EvaluationConfig(recognizer_only=True, device="cpu", bootstrap_resamples=100, log_models=False)
     result = evaluate_split(dataset.manifest, LineImageStore(tmp_path / "images"), charset, models, config)
     assert len(result.samples) == 260

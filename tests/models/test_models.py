@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated, Literal
 
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import Field, TypeAdapter
 from torch import Tensor, nn
 
 from htr_pipeline.charset import BLANK_INDEX
 from htr_pipeline.config import (
+    DiscriminatorConfig,
     DualModalDiscriminatorConfig,
+    GeneratorConfig,
     PatchDiscriminatorConfig,
     RecognizerConfig,
     ResidualUnetGeneratorConfig,
+    StrictModel,
     TrainingConfig,
     UnetGeneratorConfig,
+    union_tags,
 )
 from htr_pipeline.models import RecognizerOutput, build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.discriminator import DualModalDiscriminator, PatchDiscriminator
 from htr_pipeline.models.generator import ResidualUnetGenerator, UnetGenerator
 from htr_pipeline.models.recognizer import CrnnRecognizer
-from htr_pipeline.models.registry import DISCRIMINATORS, GENERATORS, RECOGNIZERS
+from htr_pipeline.models.registry import (
+    DISCRIMINATORS,
+    GENERATORS,
+    RECOGNIZERS,
+    check_every_variant_has_a_builder,
+    crnn,
+)
 
 NUM_CLASSES = 12
 LSTM_HIDDEN = 12
@@ -229,7 +241,7 @@ def test_registry_builds_each_discriminator() -> None:
 def test_registry_builds_the_recognizer_the_config_describes() -> None:
     config = RecognizerConfig(conv_channels=[8, 16, 16], width_downsampling=8, lstm_hidden=10, lstm_layers=1)
     recognizer = build_recognizer(config, NUM_CLASSES)
-    assert type(recognizer) is RECOGNIZERS["crnn"]
+    assert type(recognizer) is CrnnRecognizer and RECOGNIZERS["crnn"] is crnn
     assert recognizer.width_downsampling == 8 and recognizer.lstm_layers == 1
     assert recognizer(line_images(1, 32, 64)).logits.shape == (1, 8, NUM_CLASSES)
 
@@ -239,6 +251,32 @@ def test_registry_builds_the_default_training_models() -> None:
     assert isinstance(build_recognizer(training.recognizer, NUM_CLASSES), CrnnRecognizer)
     assert isinstance(build_generator(training.generator), nn.Module)
     assert isinstance(build_discriminator(training.discriminator, NUM_CLASSES), nn.Module)
+
+
+def test_the_registries_build_exactly_the_variants_the_config_accepts() -> None:
+    assert tuple(GENERATORS) == union_tags(GeneratorConfig) == ("unet", "unet_residual")
+    assert tuple(DISCRIMINATORS) == union_tags(DiscriminatorConfig) == ("patch", "dual_modal")
+
+
+def test_a_new_variant_needs_only_its_settings_class_and_its_builder() -> None:
+    class TinyGeneratorConfig(StrictModel):
+        variant: Literal["tiny"]
+        channels: list[int]
+
+    def tiny(config: TinyGeneratorConfig) -> nn.Module:
+        return nn.Conv2d(1, 1, kernel_size=1)
+
+    generators = Annotated[
+        UnetGeneratorConfig | ResidualUnetGeneratorConfig | TinyGeneratorConfig, Field(discriminator="variant")
+    ]
+    with pytest.raises(TypeError, match=r"settings without a builder in models/registry.py: \['tiny'\]"):
+        check_every_variant_has_a_builder(GENERATORS, union_tags(generators), "generator")
+    registry = {**GENERATORS, "tiny": tiny}
+    check_every_variant_has_a_builder(registry, union_tags(generators), "generator")
+    settings = TypeAdapter(generators).validate_python({"variant": "tiny", "channels": [4]})
+    assert isinstance(registry[settings.variant](settings), nn.Conv2d)
+    with pytest.raises(TypeError, match=r"builders without settings in config.py: \['tiny'\]"):
+        check_every_variant_has_a_builder(registry, union_tags(GeneratorConfig), "generator")
 
 
 def test_registry_names_the_valid_variants_of_an_unknown_one() -> None:
@@ -285,9 +323,14 @@ def test_seed_scale_generator_is_the_classic_31m_parameter_unet() -> None:
         "CrnnRecognizer(109, [64, 128, 256, 256, 512], 8, 256, 2)": parameter_count(seed_scale_recognizer()),
         "PatchDiscriminator([64, 128, 256, 512])": parameter_count(PatchDiscriminator([64, 128, 256, 512])),
     }
-    for name, count in counts.items():
-        print(f"{name}: {count:,} parameters")
     assert 29_000_000 <= counts["UnetGenerator([64, 128, 256, 512, 1024])"] <= 33_000_000
+    # Exact, so a change to any layer of these variants shows here (and in the README's model sizes).
+    assert counts == {
+        "UnetGenerator([64, 128, 256, 512, 1024])": 31_036_481,
+        "ResidualUnetGenerator([64, 128, 256, 512, 1024], 1)": 47_095_557,
+        "CrnnRecognizer(109, [64, 128, 256, 256, 512], 8, 256, 2)": 5_350_957,
+        "PatchDiscriminator([64, 128, 256, 512])": 2_764_609,
+    }
 
 
 def test_one_training_step_at_seed_scale_on_cpu() -> None:

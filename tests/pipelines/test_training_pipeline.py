@@ -24,7 +24,7 @@ TINY_TRAINING = {
     "discriminator": {"variant": "dual_modal", "channels": [8, 16], "text_embedding_dim": 8},
     "recognizer_pretraining": {"epochs": 2, "batch_size": 8, "patience": 2, **SMOKE_GATE},
     "judge": TINY_JUDGE,
-    "adaptive_balancing": {"target_ctc_share": 0.65, "target_visual_share": 0.35, "adaptation_rate": 0.15},
+    "adaptive_balancing": {"target_ctc_share": 0.65, "adaptation_rate": 0.15},
     "early_stopping": {"patience": 5, "min_delta": 0.0},
 }
 
@@ -172,6 +172,8 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     assert run.data.tags["htr.evaluated_run_id"] == run.info.run_id
     assert "htr.checkpoint_folder" in run.data.tags
     assert any(key.startswith("eval/") for key in client.get_run(run.info.run_id).data.metrics)
+    logged = {Path(item.path).name for item in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"summary.json", "report.md", "plots.png", "gallery.png"} <= logged
 
     mlflow.set_tracking_uri(f"sqlite:///{training_project.as_posix()}/mlflow.db")
     generator = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator").eval()

@@ -14,7 +14,7 @@ from htr_pipeline.training.balancing import (
     build_balancer,
 )
 
-SEED_BALANCING = AdaptiveBalancingConfig(target_ctc_share=0.65, target_visual_share=0.35, adaptation_rate=0.15)
+SEED_BALANCING = AdaptiveBalancingConfig(target_ctc_share=0.65, adaptation_rate=0.15)
 
 
 def test_one_update_by_hand():
@@ -52,10 +52,14 @@ def test_undefined_share_leaves_the_weights_and_says_why(mean_visual: float, mea
     assert (update.weight_ctc, update.weight_visual) == before == (balancer.weight_ctc, balancer.weight_visual)
 
 
+def test_the_visual_share_is_the_rest_and_cannot_be_set():
+    assert AdaptiveBalancingConfig(target_ctc_share=0.65).target_visual_share == 0.35
+    with pytest.raises(ValueError, match="target_visual_share"):
+        AdaptiveBalancingConfig(target_ctc_share=0.65, target_visual_share=0.35)
+
+
 def test_weights_are_clamped():
-    balancer = AdaptiveLossBalancer(
-        AdaptiveBalancingConfig(target_ctc_share=0.99, target_visual_share=0.01, adaptation_rate=1.0)
-    )
+    balancer = AdaptiveLossBalancer(AdaptiveBalancingConfig(target_ctc_share=0.99, adaptation_rate=1.0))
     for _ in range(10):
         balancer.update(mean_visual=1e6, mean_ctc=1e-6)
     assert balancer.weight_ctc == MAX_WEIGHT

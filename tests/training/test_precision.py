@@ -16,35 +16,72 @@ TINY = {
     "generator": {"variant": "unet", "channels": [8, 16]},
     "discriminator": {"variant": "patch", "channels": [8, 16]},
 }
+CHARSET = Charset.from_texts(["lame"])
+FP16_RELATIVE_TOLERANCE = 1e-3
+"""fp16 keeps about 3 significant digits; the losses are reduced in fp32, so one step agrees with fp32 to that."""
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_a_training_step_runs_in_each_precision(precision: str):
+def tiny_trainer(precision: str) -> GanTrainer:
     config = TrainingConfig.model_validate({**TINY, "precision": precision})
-    charset = Charset.from_texts(["lame"])
     torch.manual_seed(0)
-    recognizer = build_recognizer(config.recognizer, charset.num_classes).requires_grad_(False).eval()
+    recognizer = build_recognizer(config.recognizer, CHARSET.num_classes).requires_grad_(False).eval()
     models = GanModels(
         build_generator(config.generator), build_discriminator(config.discriminator, 5), recognizer, None
     )
-    trainer = GanTrainer(models, charset, config, torch.device("cpu"))
-    assert trainer.scaler.is_enabled() == (precision == "fp16")
+    return GanTrainer(models, CHARSET, config, torch.device("cpu"))
+
+
+def tiny_batch() -> LineBatch:
     clean = torch.ones(2, 1, 32, 64)
     clean[:, :, 10:20, 8:56] = 0.1
-    batch = LineBatch(
+    return LineBatch(
         ["a", "b"],
         (clean * 0.6 + 0.3),
         clean,
         torch.tensor([64, 60]),
-        torch.tensor([charset.encode("lame"), charset.encode("lame")]),
+        torch.tensor([CHARSET.encode("lame"), CHARSET.encode("lame")]),
         torch.tensor([4, 4]),
         ["lame", "lame"],
     )
-    before = [parameter.detach().clone() for parameter in models.generator.parameters()]
+
+
+def generator_moved(trainer: GanTrainer, before: list[torch.Tensor]) -> bool:
+    return any(not torch.equal(b, a) for b, a in zip(before, trainer.models.generator.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_a_training_step_runs_in_each_precision(precision: str):
+    trainer = tiny_trainer(precision)
+    assert trainer.scaler.is_enabled() == (precision == "fp16")
+    before = [parameter.detach().clone() for parameter in trainer.models.generator.parameters()]
     sums = EpochSums()
-    trainer.train_step(batch, ctc_factor=1.0, sums=sums)
+    trainer.train_step(tiny_batch(), ctc_factor=1.0, sums=sums)
     means = sums.means()
     assert all(torch.isfinite(torch.tensor(value)) for value in means.values()), means
-    moved = any(not torch.equal(b, a) for b, a in zip(before, models.generator.parameters(), strict=True))
     # fp16 may skip its first step: GradScaler starts at a scale that overflows, then lowers it.
-    assert moved or precision == "fp16"
+    assert generator_moved(trainer, before) or precision == "fp16"
+
+
+def losses_per_step(trainer: GanTrainer, steps: int) -> list[dict[str, float]]:
+    per_step = []
+    for _ in range(steps):
+        sums = EpochSums()
+        trainer.train_step(tiny_batch(), ctc_factor=1.0, sums=sums)
+        per_step.append(sums.means(("g_loss", "pixel_loss", "ctc_loss")))
+    return per_step
+
+
+def test_fp16_reads_as_fp32_then_trains_once_the_scaler_has_backed_off():
+    fp32 = losses_per_step(tiny_trainer("fp32"), 1)[0]
+    trainer = tiny_trainer("fp16")
+    initial_scale = trainer.scaler.get_scale()
+    before = [parameter.detach().clone() for parameter in trainer.models.generator.parameters()]
+    fp16 = losses_per_step(trainer, 6)
+    # The same models on the same batch: the first step's losses agree with fp32 to fp16's precision.
+    for term, value in fp32.items():
+        assert fp16[0][term] == pytest.approx(value, rel=FP16_RELATIVE_TOLERANCE), term
+    # Overflowing steps were skipped and the scale halved each time; then the generator learnt.
+    assert trainer.scaler.get_scale() < initial_scale
+    assert generator_moved(trainer, before)
+    assert fp16[-1]["g_loss"] < fp16[0]["g_loss"]
+    assert fp16[-1]["pixel_loss"] < fp16[0]["pixel_loss"]

@@ -11,12 +11,12 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from htr_pipeline.checkpoints import save_checkpoint
 from htr_pipeline.config import AugmentationConfig, EvaluationConfig, RecognizerConfig, RecognizerPretrainingConfig
 from htr_pipeline.evaluation.loading import RestorationModels
 from htr_pipeline.evaluation.run import evaluate_split
 from htr_pipeline.models import build_generator, build_recognizer
 from htr_pipeline.training.augmentation import augment_lines
-from htr_pipeline.training.checkpoints import save_checkpoint
 from htr_pipeline.training.early_stopping import PlateauAwareEarlyStopping
 from htr_pipeline.training.recognizer_training import (
     RecognizerDoesNotReadError,

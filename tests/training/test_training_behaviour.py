@@ -21,35 +21,34 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import (
+    BEST,
+    LAST,
+    CheckpointError,
+    best_of_metric,
+    check_same_charset,
+    checkpoint_file_name,
+    load_checkpoint,
+    load_gan_checkpoint,
+    restore_weights,
+    save_checkpoint,
+)
 from htr_pipeline.config import TrainingConfig, validate_section
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import DeviceUnavailableError, resolve_device
 from htr_pipeline.metrics import combined_score
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.scoring.lines import greedy_readings
-from htr_pipeline.training.checkpoints import (
-    CheckpointError,
-    check_same_charset,
-    load_checkpoint,
-    restore_weights,
-    save_checkpoint,
-)
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError, feasibility_report
 from htr_pipeline.training.data_loading import line_loader
-from htr_pipeline.training.gan_training import (
-    CHECKPOINT_BEST,
-    CHECKPOINT_LAST,
-    EpochSums,
-    GanModels,
-    GanTrainer,
-    best_checkpoint_name,
-    train_gan,
-)
+from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer, train_gan
 from htr_pipeline.training.losses import ctc_loss_per_sample
-from htr_pipeline.training.runtime import DeviceUnavailableError, MemoryTracker, resolve_device, seed_everything
+from htr_pipeline.training.runtime import MemoryTracker, seed_everything
 from htr_pipeline.training.stages import (
     build_gan_models,
+    gan_run_metadata,
     gan_stage,
     line_splits,
     load_recognizer,
@@ -58,6 +57,14 @@ from htr_pipeline.training.stages import (
 )
 from htr_pipeline.training.validation import ValidationMetrics
 from tests.conftest import SMOKE_GATE, TINY_JUDGE, small_synthetic_parameters
+
+CHECKPOINT_LAST = checkpoint_file_name(LAST)
+CHECKPOINT_BEST = checkpoint_file_name(BEST)
+
+
+def best_checkpoint_name(metric: str) -> str:
+    return checkpoint_file_name(best_of_metric(metric))
+
 
 LINE_HEIGHT_PX = 32
 CPU = torch.device("cpu")
@@ -389,9 +396,11 @@ def test_a_missing_checkpoint_names_the_setting_that_points_to_it(tmp_path: Path
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: 'cuda' resolves to it, nothing to refuse")
 def test_cuda_without_a_gpu_is_an_error_not_a_cpu_run(line_data: LineData):
     with pytest.raises(DeviceUnavailableError, match=r"training.device is 'cuda'"):
-        resolve_device("cuda")
-    assert resolve_device("auto") == CPU
-    assert resolve_device("cpu") == CPU
+        resolve_device("cuda", "training.device")
+    with pytest.raises(DeviceUnavailableError, match=r"evaluation.device is 'cuda'.*Use evaluation.device: auto"):
+        resolve_device("cuda", "evaluation.device")
+    assert resolve_device("auto", "training.device") == CPU
+    assert resolve_device("cpu", "training.device") == CPU
     tracker = MemoryTracker()
     with pytest.raises(DeviceUnavailableError):
         recognizer_stage(line_data.manifest, line_data.store, line_data.charset, tiny_config(device="cuda"), tracker)
@@ -485,7 +494,7 @@ def test_early_stopping_stops_the_loop_and_each_checkpoint_holds_its_epoch(
     trainer = ScriptedValidationTrainer(models, line_data.charset, config, CPU, history=scripted_history())
     tracker = MemoryTracker()
 
-    outcome = train_gan(trainer, train_loader, [], tmp_path, {"charset": line_data.charset.to_dict()}, tracker)
+    outcome = train_gan(trainer, train_loader, [], tmp_path, None, tracker)
 
     assert (outcome.epochs_run, outcome.stopped_early, trainer.epoch) == (6, True, 6)
     assert [epoch for epoch, _ in tracker.history["val/cer"]] == [1, 2, 3, 4, 5, 6]
@@ -514,7 +523,7 @@ def test_a_run_resumed_from_best_pt_keeps_it_against_a_worse_epoch(
     trainer = ScriptedValidationTrainer(
         build_models(config, line_data, recognizer_state), line_data.charset, config, CPU, history=scripted_history()
     )
-    train_gan(trainer, train_loader, [], tmp_path, {}, MemoryTracker())
+    train_gan(trainer, train_loader, [], tmp_path, None, MemoryTracker())
     best_path = tmp_path / CHECKPOINT_BEST
     assert read_checkpoint(best_path)["epoch"] == 4
 
@@ -529,9 +538,9 @@ def test_a_run_resumed_from_best_pt_keeps_it_against_a_worse_epoch(
         CPU,
         history=[*scripted_history()[:4], worse],
     )
-    resumed.load_state_dict(load_checkpoint(best_path, "training.resume_from"), best_path)
+    resumed.restore(load_gan_checkpoint(best_path, "training.resume_from"), best_path)
     assert resumed.epoch == 4
-    train_gan(resumed, train_loader, [], tmp_path, {}, MemoryTracker())
+    train_gan(resumed, train_loader, [], tmp_path, None, MemoryTracker())
     assert read_checkpoint(tmp_path / CHECKPOINT_LAST)["epoch"] == 5
     assert read_checkpoint(best_path)["epoch"] == 4
     assert read_checkpoint(best_path)["best_by_monitor"]["best_epoch"] == 4
@@ -558,18 +567,12 @@ def run_gan_stage(
     """``gan_stage`` called as the pipeline node calls it, with the run metadata the node builds."""
     training = training_parameters(
         early_stopping={"patience": 3},
-        adaptive_balancing={"target_ctc_share": 0.65, "target_visual_share": 0.35, "adaptation_rate": 0.15},
+        adaptive_balancing={"target_ctc_share": 0.65, "adaptation_rate": 0.15},
         **overrides,
     )
     config = validate_section(TrainingConfig, training, "training")
     data = small_synthetic_parameters()["data"]
-    run_metadata = {
-        "charset": line_data.charset.to_dict(),
-        "config": {"data": data, "training": training},
-        "generator_config": config.generator.model_dump(mode="json"),
-        "discriminator_config": config.discriminator.model_dump(mode="json"),
-        "recognizer_config": config.recognizer.model_dump(mode="json"),
-    }
+    run_metadata = gan_run_metadata(line_data.charset, {"data": data, "training": training}, config, {})
     tracker = MemoryTracker()
     tracked_run_ids: list[str] = []
 

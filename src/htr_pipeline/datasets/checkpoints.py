@@ -7,11 +7,12 @@ from typing import Any
 
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
-from htr_pipeline.training.checkpoints import load_checkpoint, save_checkpoint
+from htr_pipeline.checkpoints import load_checkpoint, save_checkpoint
 
 
 class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, Any]]):
-    """A checkpoint in the project's format: atomic save, ``weights_only=True`` load."""
+    """A checkpoint in the project's format, read and written by :mod:`htr_pipeline.checkpoints` (atomic save,
+    ``weights_only=True`` load with the format check); the catalog hands nodes its state as a plain mapping."""
 
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
         super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_path_exists)

@@ -11,6 +11,7 @@ from typing import Literal
 import pandas as pd
 from matplotlib.figure import Figure
 
+from htr_pipeline.checkpoints import best_of_metric, checkpoint_file_name
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.figure_axes import integer_axis, is_rate, rate_axis
 from htr_pipeline.metric_names import MONITOR_MODES, validation_metric
@@ -54,7 +55,7 @@ def criterion_choices(
     for metric, mode in MONITOR_MODES.items():
         values = table[metric].dropna()
         epoch = int(values.idxmin() if mode == "min" else values.idxmax())
-        checkpoint = f"best_{metric.split('/')[1]}.pt"
+        checkpoint = checkpoint_file_name(best_of_metric(metric))
         exists = None if existing_checkpoints is None else checkpoint in existing_checkpoints
         choices.append(CriterionChoice(metric, mode, epoch, float(values[epoch]), checkpoint, exists))
     return choices

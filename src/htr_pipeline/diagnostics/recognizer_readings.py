@@ -44,6 +44,11 @@ class LineReading:
     """(time_steps, num_classes) float32."""
 
 
+def readable_clean_lines(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The lines of ``split`` that a recognizer can be scored on: a transcription and a clean image."""
+    return manifest[(manifest["split"] == split) & manifest["transcription"].notna() & manifest["clean_path"].notna()]
+
+
 @torch.no_grad()
 def read_clean_lines(
     recognizer: torch.nn.Module,

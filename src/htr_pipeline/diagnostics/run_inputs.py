@@ -3,36 +3,58 @@ with (the checkpoint's config first: it is what really ran; the logged params on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import (
+    CheckpointName,
+    GanCheckpoint,
+    RecognizerCheckpoint,
+    load_gan_checkpoint,
+    resolve_checkpoint,
+)
 from htr_pipeline.config import flatten_as_logged
 from htr_pipeline.project_paths import resolve_in_project
-from htr_pipeline.training.checkpoints import load_checkpoint
 
 
 @dataclass(frozen=True)
 class RunCheckpoint:
     path: str | None
-    state: dict[str, Any] | None
+    state: GanCheckpoint | None
     """The loaded checkpoint (``weights_only``); None when it could not be found."""
     missing_reason: str | None = None
 
     @property
     def config(self) -> dict[str, Any] | None:
-        return None if self.state is None else self.state["config"]
+        return None if self.state is None else self.state.run_metadata(str(self.path)).config
+
+    @property
+    def charset(self) -> Charset | None:
+        """The charset the checkpoint was trained with."""
+        return None if self.state is None else Charset.from_dict(self.state.run_metadata(str(self.path)).charset)
+
+    def recognizer_checkpoint(self) -> RecognizerCheckpoint | None:
+        return None if self.state is None else self.state.recognizer_checkpoint(str(self.path))
 
 
-def find_run_checkpoint(checkpoint_folder: str | None, checkpoint_name: str) -> RunCheckpoint:
-    """``<folder>/<name>.pt`` of the run, or the reason it is not there (the audits that need it say so)."""
-    if checkpoint_folder is None:
+def find_run_checkpoint(
+    setting: str | None,
+    checkpoint_name: CheckpointName,
+    run_checkpoint_folder: str | None,
+    folder_of_run: Callable[[str], str],
+) -> RunCheckpoint:
+    """The checkpoint ``diagnostics.checkpoint`` names (null: ``checkpoint_name`` of the audited run, whose folder
+    is ``run_checkpoint_folder``; a ``.pt`` file; or a training run's MLflow id), or the reason it is not there
+    (the audits that need it say so)."""
+    if setting is None and run_checkpoint_folder is None:
         return RunCheckpoint(None, None, "the run has no checkpoint folder tag (it never finished a GAN epoch)")
-    path = Path(checkpoint_folder) / f"{checkpoint_name}.pt"  # as stored: project-relative
+    path = resolve_checkpoint(setting, checkpoint_name, run_checkpoint_folder, folder_of_run)  # as stored
     if not resolve_in_project(path).is_file():
         return RunCheckpoint(str(path), None, f"{path} does not exist on this machine")
-    return RunCheckpoint(str(path), load_checkpoint(resolve_in_project(path), "diagnostics.checkpoint_name"))
+    config_key = "diagnostics.checkpoint_name" if setting is None else "diagnostics.checkpoint"
+    return RunCheckpoint(str(path), load_gan_checkpoint(resolve_in_project(path), config_key))
 
 
 def existing_checkpoints(checkpoint_folder: str | None) -> list[str] | None:
@@ -49,3 +71,8 @@ def run_setting(checkpoint: RunCheckpoint, logged_params: Mapping[str, str], key
         if key in flat:
             return flat[key]
     return logged_params.get(key)
+
+
+def run_flag(checkpoint: RunCheckpoint, logged_params: Mapping[str, str], key: str) -> bool:
+    """A boolean setting of the run (``training.drop_infeasible``); MLflow holds it as ``"True"``/``"False"``."""
+    return run_setting(checkpoint, logged_params, key) == str(True)

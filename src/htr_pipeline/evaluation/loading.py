@@ -1,20 +1,24 @@
-"""Which checkpoint to evaluate, and the models rebuilt from it strictly."""
+"""The models of a training checkpoint, rebuilt strictly from the settings stored in it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import TypeAdapter
 from torch import nn
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import (
+    GanCheckpoint,
+    RecognizerCheckpoint,
+    check_same_charset,
+    load_gan_checkpoint,
+    restore_weights,
+)
 from htr_pipeline.config import GeneratorConfig, RecognizerConfig
 from htr_pipeline.models import build_generator, build_recognizer
 from htr_pipeline.project_paths import project_relative
-from htr_pipeline.training.checkpoints import check_same_charset, load_checkpoint, restore_weights
 
 
 @dataclass
@@ -30,61 +34,42 @@ class RestorationModels:
     by a GAN loss. Empty for checkpoints made before the judge existed."""
 
 
-def checkpoint_file(folder: str | Path, checkpoint_name: str) -> Path:
-    return Path(folder) / f"{checkpoint_name}.pt"
-
-
-def training_checkpoint(
-    setting: str | None,
-    checkpoint_name: str,
-    latest_run_folder: str,
-    folder_of_run: Callable[[str], str],
-) -> Path:
-    """The checkpoint a ``checkpoint`` setting names: null, the latest run's ``checkpoint_name``; a ``.pt`` file;
-    else a training run's id, whose folder ``folder_of_run`` finds."""
-    if setting is None:
-        return checkpoint_file(latest_run_folder, checkpoint_name)
-    if Path(setting).suffix == ".pt":
-        return Path(setting)
-    return checkpoint_file(folder_of_run(setting), checkpoint_name)
-
-
 def load_restoration_models(path: Path, charset: Charset, config_key: str) -> RestorationModels:
     """Generator and recognizer of a training checkpoint, built from the settings stored in it."""
-    return restoration_models_from_state(load_checkpoint(path, config_key), charset, path)
+    return restoration_models_from_checkpoint(load_gan_checkpoint(path, config_key), charset, path)
 
 
-def restoration_models_from_state(state: dict[str, Any], charset: Charset, path: Path) -> RestorationModels:
+def restoration_models_from_checkpoint(checkpoint: GanCheckpoint, charset: Charset, path: Path) -> RestorationModels:
     """As :func:`load_restoration_models`, for a checkpoint already loaded from ``path``."""
-    check_same_charset(state["charset"], charset, path)
-    generator = build_generator(TypeAdapter(GeneratorConfig).validate_python(state["generator_config"]))
-    restore_weights(generator, state["generator"], "generator", path)
-    recognizer = _recognizer_from(state, charset, path)
+    run = checkpoint.run_metadata(path)
+    check_same_charset(run.charset, charset, path)
+    generator = build_generator(TypeAdapter(GeneratorConfig).validate_python(run.generator_config))
+    restore_weights(generator, checkpoint.generator, "generator", path)
+    recognizer = _recognizer_from(checkpoint.recognizer_checkpoint(path), charset, path)
     references = {
-        name: _recognizer_from(reference, charset, path)
-        for name, reference in state.get("reference_recognizers", {}).items()
+        name: _recognizer_from(reference, charset, path) for name, reference in run.reference_recognizers.items()
     }
     return RestorationModels(
         generator=generator.eval(),
         recognizer=recognizer,
-        description=f"{project_relative(path)} (epoch {state['epoch']}, MLflow run {state['mlflow_run_id']})",
-        mlflow_run_id=state["mlflow_run_id"],
+        description=f"{project_relative(path)} (epoch {checkpoint.epoch}, MLflow run {checkpoint.mlflow_run_id})",
+        mlflow_run_id=checkpoint.mlflow_run_id,
         reference_recognizers=references,
     )
 
 
-def load_recognizer_only(state: dict[str, Any], charset: Charset, path: Path) -> RestorationModels:
+def load_recognizer_only(checkpoint: RecognizerCheckpoint, charset: Charset, path: Path) -> RestorationModels:
     """The recognizer of a stage-1 (or training) checkpoint, evaluated without a generator."""
-    check_same_charset(state["charset"], charset, path)
+    check_same_charset(checkpoint.charset, charset, path)
     return RestorationModels(
         generator=None,
-        recognizer=_recognizer_from(state, charset, path),
+        recognizer=_recognizer_from(checkpoint, charset, path),
         description=f"recognizer of {project_relative(path)}",
-        mlflow_run_id=state.get("mlflow_run_id"),
+        mlflow_run_id=checkpoint.mlflow_run_id,
     )
 
 
-def _recognizer_from(state: dict[str, Any], charset: Charset, path: Path) -> nn.Module:
-    recognizer = build_recognizer(RecognizerConfig.model_validate(state["recognizer_config"]), charset.num_classes)
-    restore_weights(recognizer, state["recognizer"], "recognizer", path)
+def _recognizer_from(checkpoint: RecognizerCheckpoint, charset: Charset, path: Path) -> nn.Module:
+    recognizer = build_recognizer(RecognizerConfig.model_validate(checkpoint.config), charset.num_classes)
+    restore_weights(recognizer, checkpoint.weights, "recognizer", path)
     return recognizer.eval()

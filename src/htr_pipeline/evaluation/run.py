@@ -23,6 +23,7 @@ from htr_pipeline.data.line_batches import (
     padded_width_multiple,
 )
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.decoding import reader
 from htr_pipeline.evaluation.loading import RestorationModels
@@ -34,7 +35,6 @@ from htr_pipeline.training.recognizer_training import (
     IN_LOOP_RECOGNIZER,
     JUDGE_RECOGNIZER,
 )
-from htr_pipeline.training.runtime import resolve_device
 
 
 def figure_image(figure: Figure, dpi: int = 110) -> Image.Image:
@@ -68,7 +68,7 @@ def evaluate_split(
             f"evaluation.split '{config.split}' has no line samples in the manifest; choose another split or "
             "ingest data with one (data.split_fractions / lines_per_split)."
         )
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "evaluation.device")
     dataset = LinePairDataset(rows, store, charset, encode_labels=False)
     loader = _loader(dataset, models, config.batch_size)
     started = time.perf_counter()

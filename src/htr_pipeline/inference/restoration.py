@@ -22,10 +22,11 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import TypeAdapter
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import load_gan_checkpoint
 from htr_pipeline.config import GeneratorConfig, InferenceConfig
 from htr_pipeline.data.images import read_grayscale
 from htr_pipeline.data.line_batches import PAPER_VALUE
-from htr_pipeline.evaluation.loading import restoration_models_from_state
+from htr_pipeline.evaluation.loading import restoration_models_from_checkpoint
 from htr_pipeline.inference.inputs import SkippedInput, output_name
 from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_tiled
 from htr_pipeline.metrics import binarise, dibco_scores
@@ -33,7 +34,6 @@ from htr_pipeline.models import generator_size_multiple
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.progress import tqdm
 from htr_pipeline.project_paths import project_relative
-from htr_pipeline.training.checkpoints import load_checkpoint
 
 InputKind = Literal["line", "page"]
 COMPARISON_GAP_PX = 8
@@ -65,11 +65,12 @@ class InferenceModels:
 
 def load_inference_models(checkpoint: Path, device: torch.device) -> InferenceModels:
     """Generator and recognizer of a training checkpoint, with the line size and charset it was trained with."""
-    state = load_checkpoint(checkpoint, "inference.checkpoint")
-    charset = Charset.from_dict(state["charset"])
-    models = restoration_models_from_state(state, charset, checkpoint)
-    data = state["config"]["data"]
-    generator_settings = TypeAdapter(GeneratorConfig).validate_python(state["generator_config"])
+    stored = load_gan_checkpoint(checkpoint, "inference.checkpoint")
+    run = stored.run_metadata(checkpoint)
+    charset = Charset.from_dict(run.charset)
+    models = restoration_models_from_checkpoint(stored, charset, checkpoint)
+    data = run.config["data"]
+    generator_settings = TypeAdapter(GeneratorConfig).validate_python(run.generator_config)
     return InferenceModels(
         generator=models.generator.to(device).eval(),
         recognizer=models.recognizer.to(device).eval(),

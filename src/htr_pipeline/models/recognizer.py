@@ -6,10 +6,11 @@ own CTC term so the trunk gets a short gradient path and leaves the all-blank pl
 readings always come from the BiLSTM head.
 
 It reads a line image and gives one distribution over ``num_classes`` (charset + blank at
-:data:`htr_pipeline.charset.BLANK_INDEX`) per CTC time step; a line ``W`` px wide gives exactly
-``W // width_downsampling`` time steps, so data checks can know the time steps without running the model.
-During GAN training it is frozen (``eval()``): its BatchNorm then uses running statistics and no sample of a
-batch affects another.
+:data:`htr_pipeline.charset.BLANK_INDEX`) per CTC time step; a line ``W`` px wide gives
+:func:`ctc_time_steps` = ``ceil(W / width_downsampling)`` time steps, so data checks can know the time steps
+without running the model. During GAN training it is frozen (``eval()``, unless
+``training.recognizer_during_gan`` is ``fine_tune``): its BatchNorm then uses running statistics and no sample of
+a batch affects another.
 """
 
 from __future__ import annotations

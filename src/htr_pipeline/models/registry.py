@@ -1,12 +1,15 @@
-"""Model variants by name, and the builders that make them from the validated config.
+"""Model variants by name: a small builder function per variant, timm style.
 
-The training code calls only these builders, so a new variant is a class here plus a config class in
-:mod:`htr_pipeline.config`; nothing else changes.
+A new variant is its model class, its settings class in :mod:`htr_pipeline.config` (a member of
+``GeneratorConfig`` or ``DiscriminatorConfig``, whose tags are the variant names), and its builder here; nothing
+else changes. The check at the bottom of this module stops the import when a variant has settings but no
+builder, or a builder but no settings.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -18,28 +21,18 @@ from htr_pipeline.config import (
     RecognizerConfig,
     ResidualUnetGeneratorConfig,
     UnetGeneratorConfig,
+    tag_of,
+    union_tags,
 )
 from htr_pipeline.models.discriminator import DualModalDiscriminator, PatchDiscriminator
 from htr_pipeline.models.generator import ResidualUnetGenerator, UnetGenerator
 from htr_pipeline.models.recognizer import CrnnRecognizer
 
-RECOGNIZERS: dict[str, type[CrnnRecognizer]] = {"crnn": CrnnRecognizer}
-GENERATORS: dict[str, type[nn.Module]] = {"unet": UnetGenerator, "unet_residual": ResidualUnetGenerator}
-DISCRIMINATORS: dict[str, type[nn.Module]] = {"patch": PatchDiscriminator, "dual_modal": DualModalDiscriminator}
-
-ModelClass = TypeVar("ModelClass")
+# -------------------------------------------------------------------------------------------- recognizers
 
 
-def _lookup(registry: dict[str, ModelClass], variant: str, kind: str) -> ModelClass:
-    if variant not in registry:
-        raise KeyError(f"unknown {kind} variant {variant!r}; valid variants: {', '.join(sorted(registry))}")
-    return registry[variant]
-
-
-def build_recognizer(config: RecognizerConfig, num_classes: int) -> CrnnRecognizer:
-    """The recognizer of ``config`` over ``num_classes`` outputs (charset size + the CTC blank)."""
-    recognizer_class = _lookup(RECOGNIZERS, config.variant, "recognizer")
-    return recognizer_class(
+def crnn(config: RecognizerConfig, num_classes: int) -> CrnnRecognizer:
+    return CrnnRecognizer(
         num_classes=num_classes,
         conv_channels=list(config.conv_channels),
         width_downsampling=config.width_downsampling,
@@ -51,27 +44,77 @@ def build_recognizer(config: RecognizerConfig, num_classes: int) -> CrnnRecogniz
     )
 
 
+RECOGNIZERS: dict[str, Callable[[Any, int], CrnnRecognizer]] = {"crnn": crnn}
+
+# --------------------------------------------------------------------------------------------- generators
+
+
+def unet(config: UnetGeneratorConfig) -> UnetGenerator:
+    return UnetGenerator(channels=list(config.channels))
+
+
+def unet_residual(config: ResidualUnetGeneratorConfig) -> ResidualUnetGenerator:
+    return ResidualUnetGenerator(channels=list(config.channels), residual_blocks=config.residual_blocks)
+
+
+GENERATORS: dict[str, Callable[[Any], nn.Module]] = {"unet": unet, "unet_residual": unet_residual}
+
+# ----------------------------------------------------------------------------------------- discriminators
+
+
+def patch(config: PatchDiscriminatorConfig, num_classes: int) -> PatchDiscriminator:
+    return PatchDiscriminator(channels=list(config.channels))
+
+
+def dual_modal(config: DualModalDiscriminatorConfig, num_classes: int) -> DualModalDiscriminator:
+    return DualModalDiscriminator(
+        channels=list(config.channels), num_classes=num_classes, text_embedding_dim=config.text_embedding_dim
+    )
+
+
+DISCRIMINATORS: dict[str, Callable[[Any, int], nn.Module]] = {"patch": patch, "dual_modal": dual_modal}
+
+# ------------------------------------------------------------------------------------------------ builders
+
+
+def _builder(registry: Mapping[str, Callable[..., nn.Module]], variant: str, kind: str) -> Callable[..., nn.Module]:
+    if variant not in registry:
+        raise KeyError(f"unknown {kind} variant {variant!r}; valid variants: {', '.join(sorted(registry))}")
+    return registry[variant]
+
+
+def build_recognizer(config: RecognizerConfig, num_classes: int) -> CrnnRecognizer:
+    """The recognizer of ``config`` over ``num_classes`` outputs (charset size + the CTC blank)."""
+    return _builder(RECOGNIZERS, config.variant, "recognizer")(config, num_classes)
+
+
 def build_generator(config: GeneratorConfig) -> nn.Module:
-    generator_class = _lookup(GENERATORS, config.variant, "generator")
-    if isinstance(config, ResidualUnetGeneratorConfig):
-        return generator_class(channels=list(config.channels), residual_blocks=config.residual_blocks)
-    if isinstance(config, UnetGeneratorConfig):
-        return generator_class(channels=list(config.channels))
-    raise TypeError(f"no builder for generator config {type(config).__name__}")
+    return _builder(GENERATORS, config.variant, "generator")(config)
 
 
 def build_discriminator(config: DiscriminatorConfig, num_classes: int) -> nn.Module:
     """The discriminator of ``config``; ``num_classes`` sizes the text branch of ``dual_modal``."""
-    discriminator_class = _lookup(DISCRIMINATORS, config.variant, "discriminator")
-    if isinstance(config, DualModalDiscriminatorConfig):
-        return discriminator_class(
-            channels=list(config.channels), num_classes=num_classes, text_embedding_dim=config.text_embedding_dim
-        )
-    if isinstance(config, PatchDiscriminatorConfig):
-        return discriminator_class(channels=list(config.channels))
-    raise TypeError(f"no builder for discriminator config {type(config).__name__}")
+    return _builder(DISCRIMINATORS, config.variant, "discriminator")(config, num_classes)
 
 
 def generator_size_multiple(config: GeneratorConfig) -> int:
     """Image sides a generator accepts are multiples of this: one halving per level below the top."""
     return 2 ** (len(config.channels) - 1)
+
+
+def check_every_variant_has_a_builder(
+    registry: Mapping[str, Callable[..., nn.Module]], tags: tuple[str, ...], kind: str
+) -> None:
+    """Settings (their tags) and builders name the same variants; raise naming what is missing where."""
+    without_builder = sorted(set(tags) - set(registry))
+    without_settings = sorted(set(registry) - set(tags))
+    if without_builder or without_settings:
+        raise TypeError(
+            f"{kind} variants out of step: settings without a builder in models/registry.py: {without_builder}; "
+            f"builders without settings in config.py: {without_settings}"
+        )
+
+
+check_every_variant_has_a_builder(GENERATORS, union_tags(GeneratorConfig), "generator")
+check_every_variant_has_a_builder(DISCRIMINATORS, union_tags(DiscriminatorConfig), "discriminator")
+check_every_variant_has_a_builder(RECOGNIZERS, (tag_of(RecognizerConfig),), "recognizer")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from htr_pipeline.config import AdaptiveBalancingConfig
 
@@ -32,17 +32,6 @@ class BalancerUpdate:
     """Why the weights were left unchanged; None when the update was applied (always set for fixed weights)."""
 
 
-class LossBalancer(Protocol):
-    weight_ctc: float
-    weight_visual: float
-
-    def update(self, mean_visual: float, mean_ctc: float) -> BalancerUpdate: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
 class AdaptiveLossBalancer:
     """Moves the CTC share of the generator loss towards ``target_ctc_share``, a fraction of the way per epoch.
 
@@ -50,12 +39,12 @@ class AdaptiveLossBalancer:
 
         s = weight_ctc * C / (weight_ctc * C + weight_visual * V)
         weight_ctc    *= (target_ctc_share / s) ** adaptation_rate
-        weight_visual *= (target_visual_share / (1 - s)) ** adaptation_rate
+        weight_visual *= ((1 - target_ctc_share) / (1 - s)) ** adaptation_rate
 
     then both are clamped to [MIN_WEIGHT, MAX_WEIGHT]. If C or V is not a positive finite number (CTC is 0
     during warm-up) the share is undefined and the weights stay as they are. With constant V and C, the log of
-    the CTC-to-visual ratio moves a fraction ``adaptation_rate`` of the way to log(target_ctc / target_visual)
-    each epoch, so the share converges geometrically to the target.
+    the CTC-to-visual ratio moves a fraction ``adaptation_rate`` of the way to
+    log(target_ctc_share / (1 - target_ctc_share)) each epoch, so the share converges geometrically to the target.
     """
 
     def __init__(self, config: AdaptiveBalancingConfig):

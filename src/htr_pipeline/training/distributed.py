@@ -21,7 +21,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from htr_pipeline.training.runtime import DeviceUnavailableError
+from htr_pipeline.devices import DeviceUnavailableError
 
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
 """Ranks other than 0 wait in the next collective while rank 0 validates and saves: a long validation must not

@@ -14,7 +14,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,20 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import (
+    BEST,
+    LAST,
+    CheckpointName,
+    GanCheckpoint,
+    GanRunMetadata,
+    best_of_metric,
+    checkpoint_file,
+    load_gan_checkpoint,
+    restore_rng_states,
+    restore_weights,
+    rng_states,
+    save_gan_checkpoint,
+)
 from htr_pipeline.config import DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.metric_names import MONITOR_MODES
@@ -32,7 +46,6 @@ from htr_pipeline.precision import autocast
 from htr_pipeline.progress import tqdm
 from htr_pipeline.training import losses
 from htr_pipeline.training.balancing import build_balancer
-from htr_pipeline.training.checkpoints import restore_rng_states, restore_weights, rng_states, save_checkpoint
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientStatistics, layer_gradient_norms
@@ -42,13 +55,7 @@ from htr_pipeline.training.validation import ValidationMetrics, score_lines
 PROGRESS_REFRESH_STEPS = 10
 """The progress bar shows running losses every this many steps (reading them waits for the device)."""
 BEST_PER_METRIC: tuple[str, ...] = tuple(MONITOR_MODES)
-CHECKPOINT_LAST = "last.pt"
-CHECKPOINT_BEST = "best.pt"
-"""Best by ``training.monitor``; ``best_<metric>.pt`` hold the best epoch of each metric."""
-
-
-def best_checkpoint_name(metric: str) -> str:
-    return f"best_{metric.split('/')[1]}.pt"
+"""Each keeps its best epoch in its own checkpoint (:func:`htr_pipeline.checkpoints.best_of_metric`)."""
 
 
 @dataclass
@@ -348,51 +355,57 @@ class GanTrainer:
 
     # ----------------------------------------------------------------------------------------- checkpoints
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.models.generator.state_dict(),
-            "discriminator": self.models.discriminator.state_dict(),
-            "recognizer": self.models.recognizer.state_dict(),
-            "generator_optimizer": self.generator_optimizer.state_dict(),
-            "discriminator_optimizer": self.discriminator_optimizer.state_dict(),
-            "recognizer_optimizer": self.recognizer_optimizer.state_dict() if self.recognizer_optimizer else None,
-            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
-            "scaler": self.scaler.state_dict(),
-            "balancer": self.balancer.state_dict(),
-            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
-            "best_by_monitor": self.best_by_monitor.state_dict(),
-            "best_per_metric": {metric: tracker.state_dict() for metric, tracker in self.best_per_metric.items()},
-            "generator_gradients": self.generator_gradients.state_dict(),
-            "discriminator_gradients": self.discriminator_gradients.state_dict(),
-            "rng": rng_states(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "mlflow_run_id": self.mlflow_run_id,
-        }
+    def checkpoint(self, run: GanRunMetadata | None) -> GanCheckpoint:
+        """Everything a resumed run needs, with the run's metadata."""
+        return GanCheckpoint(
+            generator=self.models.generator.state_dict(),
+            discriminator=self.models.discriminator.state_dict(),
+            recognizer=self.models.recognizer.state_dict(),
+            generator_optimizer=self.generator_optimizer.state_dict(),
+            discriminator_optimizer=self.discriminator_optimizer.state_dict(),
+            recognizer_optimizer=self.recognizer_optimizer.state_dict() if self.recognizer_optimizer else None,
+            schedulers=[scheduler.state_dict() for scheduler in self.schedulers],
+            scaler=self.scaler.state_dict(),
+            balancer=self.balancer.state_dict(),
+            early_stopping=self.early_stopping.state_dict() if self.early_stopping else None,
+            best_by_monitor=self.best_by_monitor.state_dict(),
+            best_per_metric={metric: tracker.state_dict() for metric, tracker in self.best_per_metric.items()},
+            generator_gradients=self.generator_gradients.state_dict(),
+            discriminator_gradients=self.discriminator_gradients.state_dict(),
+            rng=rng_states(),
+            epoch=self.epoch,
+            step=self.step,
+            mlflow_run_id=self.mlflow_run_id,
+            run=run,
+        )
 
-    def load_state_dict(self, state: Mapping[str, Any], path: Path) -> None:
+    def restore(self, checkpoint: GanCheckpoint, path: Path) -> None:
         """Restore everything a checkpoint holds (strictly); the next epoch continues as if never stopped."""
-        restore_weights(self.models.generator, state["generator"], "generator", path)
-        restore_weights(self.models.discriminator, state["discriminator"], "discriminator", path)
-        restore_weights(self.models.recognizer, state["recognizer"], "recognizer", path)
-        self.generator_optimizer.load_state_dict(state["generator_optimizer"])
-        self.discriminator_optimizer.load_state_dict(state["discriminator_optimizer"])
+        self.restore_models(checkpoint, path)
+        self.generator_optimizer.load_state_dict(checkpoint.generator_optimizer)
+        self.discriminator_optimizer.load_state_dict(checkpoint.discriminator_optimizer)
         if self.recognizer_optimizer is not None:
-            self.recognizer_optimizer.load_state_dict(state["recognizer_optimizer"])
-        for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
+            self.recognizer_optimizer.load_state_dict(checkpoint.recognizer_optimizer)
+        for scheduler, scheduler_state in zip(self.schedulers, checkpoint.schedulers, strict=True):
             scheduler.load_state_dict(scheduler_state)
-        self.scaler.load_state_dict(state["scaler"])
-        self.balancer.load_state_dict(state["balancer"])
+        self.scaler.load_state_dict(checkpoint.scaler)
+        self.balancer.load_state_dict(checkpoint.balancer)
         if self.early_stopping is not None:
-            self.early_stopping.load_state_dict(state["early_stopping"])
-        self.best_by_monitor.load_state_dict(state["best_by_monitor"])
+            self.early_stopping.load_state_dict(checkpoint.early_stopping)
+        self.best_by_monitor.load_state_dict(checkpoint.best_by_monitor)
         for metric, tracker in self.best_per_metric.items():
-            tracker.load_state_dict(state["best_per_metric"][metric])
-        self.generator_gradients.load_state_dict(state["generator_gradients"])
-        self.discriminator_gradients.load_state_dict(state["discriminator_gradients"])
-        restore_rng_states(state["rng"])
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.mlflow_run_id = state["mlflow_run_id"]
+            tracker.load_state_dict(checkpoint.best_per_metric[metric])
+        self.generator_gradients.load_state_dict(checkpoint.generator_gradients)
+        self.discriminator_gradients.load_state_dict(checkpoint.discriminator_gradients)
+        restore_rng_states(checkpoint.rng)
+        self.epoch, self.step = int(checkpoint.epoch), int(checkpoint.step)
+        self.mlflow_run_id = checkpoint.mlflow_run_id
+
+    def restore_models(self, checkpoint: GanCheckpoint, path: Path) -> None:
+        """The generator, discriminator and recognizer weights of a checkpoint (strictly), nothing else."""
+        restore_weights(self.models.generator, checkpoint.generator, "generator", path)
+        restore_weights(self.models.discriminator, checkpoint.discriminator, "discriminator", path)
+        restore_weights(self.models.recognizer, checkpoint.recognizer, "recognizer", path)
 
 
 _WEIGHTED_TERMS = ("pixel_loss", "adv_loss", "ctc_loss", "rec_feat_loss", "perceptual_loss")
@@ -434,7 +447,7 @@ def train_gan(
     train_loader: DataLoader,
     val_loader: DataLoader,
     checkpoint_folder: Path,
-    run_metadata: Mapping[str, Any],
+    run_metadata: GanRunMetadata | None,
     tracker: MetricTracker,
 ) -> GanTrainingOutcome:
     """Epochs until ``training.epochs`` or early stopping; checkpoints last, best by monitor, best per metric.
@@ -456,24 +469,25 @@ def train_gan(
         tracker.log_metrics(metrics, step=trainer.epoch)
         tracker.log_dict(trainer.gradient_report, f"gradients/epoch_{trainer.epoch:03d}.json")
         # Every tracker is updated before the state is taken, so a best checkpoint knows it is the best.
-        improved = [
-            best_checkpoint_name(metric)
+        improved: list[CheckpointName] = [
+            best_of_metric(metric)
             for metric, best in trainer.best_per_metric.items()
             if best.update(trainer.epoch, validation.value_of(metric))
         ]
         if trainer.best_by_monitor.update(trainer.epoch, validation.value_of(config.monitor)):
-            improved.append(CHECKPOINT_BEST)
+            improved.append(BEST)
         if trainer.early_stopping is not None:
             stopped_early = trainer.early_stopping.update(
                 trainer.epoch, validation.value_of(config.monitor)
             ).should_stop
-        state = {**trainer.state_dict(), **run_metadata}
-        for name in [*improved, CHECKPOINT_LAST]:
-            save_checkpoint(state, checkpoint_folder / name)
+        checkpoint = trainer.checkpoint(run_metadata)
+        for name in [*improved, LAST]:
+            save_gan_checkpoint(checkpoint, checkpoint_file(checkpoint_folder, name))
         if trainer.group.broadcast_from_main(stopped_early):
             break
     if trainer.group.is_main and config.early_stopping is not None and config.early_stopping.restore_best_weights:
-        _restore_best(trainer, checkpoint_folder / CHECKPOINT_BEST)
+        best = checkpoint_file(checkpoint_folder, BEST)
+        trainer.restore_models(load_gan_checkpoint(best, "training.early_stopping.restore_best_weights"), best)
     return GanTrainingOutcome(
         epochs_run=trainer.epoch,
         stopped_early=stopped_early,
@@ -482,16 +496,6 @@ def train_gan(
         final_metrics={name: value for name, value in metrics.items() if math.isfinite(value)},
         checkpoint_folder=str(checkpoint_folder),
     )
-
-
-def _restore_best(trainer: GanTrainer, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for name, module in (
-        ("generator", trainer.models.generator),
-        ("discriminator", trainer.models.discriminator),
-        ("recognizer", trainer.models.recognizer),
-    ):
-        restore_weights(module, state[name], name, path)
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

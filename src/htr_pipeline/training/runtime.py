@@ -1,4 +1,4 @@
-"""Where and how training runs: device, precision, seeding, and where epoch metrics go."""
+"""How training runs: precision, seeding, and where epoch metrics go (the device: :mod:`htr_pipeline.devices`)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,6 @@ from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 import torch
-
-
-class DeviceUnavailableError(RuntimeError):
-    """``training.device: cuda`` on a machine without a usable GPU."""
-
-
-def resolve_device(setting: Literal["auto", "cpu", "cuda"]) -> torch.device:
-    """``auto`` picks the GPU when there is one; asking for ``cuda`` without one is an error, not a CPU run."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError(
-            "training.device is 'cuda' but torch sees no GPU (torch.cuda.is_available() is False). "
-            "Use training.device: auto or cpu, or install a CUDA build of torch."
-        )
-    if setting == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", torch.cuda.current_device())
 
 
 def grad_scaler(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -> torch.amp.GradScaler:

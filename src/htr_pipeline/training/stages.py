@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -14,23 +15,33 @@ import torch
 import torch._dynamo
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import (
+    CheckpointError,
+    GanRunMetadata,
+    RecognizerCheckpoint,
+    check_same_charset,
+    load_checkpoint,
+    load_gan_checkpoint,
+    restore_weights,
+)
 from htr_pipeline.config import RecognizerConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
-from htr_pipeline.training.checkpoints import CheckpointError, check_same_charset, load_checkpoint, restore_weights
+from htr_pipeline.models.vgg import VggFeatureExtractor
 from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility_report
 from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
 from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
-from htr_pipeline.training.losses import VggFeatureExtractor
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     JUDGE_RECOGNIZER,
+    REFERENCE_RECOGNIZERS,
     LineKind,
     check_recognizer_reads,
     pretrain_recognizer,
 )
-from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, resolve_device, seed_everything
+from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, seed_everything
 from htr_pipeline.training.validation import score_lines
 
 logger = logging.getLogger(__name__)
@@ -79,18 +90,18 @@ def recognizer_stage(
     ``recognizer_pretraining.max_val_cer``) stops here, before any GAN epoch."""
     if config.resume_from is not None:
         path = Path(config.resume_from)
-        resumed = load_checkpoint(path, "training.resume_from")
-        recognizer_state = {key: resumed[key] for key in ("recognizer", "recognizer_config", "charset")}
-        load_recognizer(recognizer_state, charset, config.recognizer, path)
-        return {**recognizer_state, "taken_from": str(path)}
+        in_loop = load_gan_checkpoint(path, "training.resume_from").recognizer_checkpoint(path)
+        taken = dataclasses.replace(in_loop, details={"taken_from": str(path)})
+        load_recognizer(taken.to_state(), charset, config.recognizer, path)
+        return taken.to_state()
     if config.recognizer_checkpoint is not None:
         path = Path(config.recognizer_checkpoint)
-        state = load_checkpoint(path, "training.recognizer_checkpoint")
-        recognizer = load_recognizer(state, charset, config.recognizer, path)
+        loaded = RecognizerCheckpoint.from_state(load_checkpoint(path, "training.recognizer_checkpoint"), path)
+        recognizer = load_recognizer(loaded.to_state(), charset, config.recognizer, path)
         val_cer = loaded_recognizer_val_cer(recognizer, manifest, store, charset, config)
         tracker.log_metrics({"recognizer/val_cer": val_cer}, step=0)
         check_recognizer_reads(val_cer, config.recognizer_pretraining, f"The recognizer of {path}", None, None)
-        return {**state, "best_val_cer": val_cer}
+        return dataclasses.replace(loaded, details={**loaded.details, "best_val_cer": val_cer}).to_state()
     state = train_recognizer(manifest, store, charset, config, tracker, config.recognizer, config.seed)
     check_recognizer_reads(
         state["best_val_cer"],
@@ -149,7 +160,7 @@ def train_recognizer(
 ) -> dict[str, Any]:
     """A recognizer of ``recognizer_config`` trained from ``seed`` on ``lines`` of the train split; its
     checkpoint state with the training figures."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "training.device")
     seed_everything(seed)
     splits = line_splits(manifest, config)
     recognizer = build_recognizer(recognizer_config, charset.num_classes).to(device)
@@ -166,21 +177,19 @@ def train_recognizer(
         metric_prefix=metric_prefix,
         lines=lines,
     )
-    return {
-        "recognizer": {name: tensor.cpu() for name, tensor in recognizer.state_dict().items()},
-        "recognizer_config": recognizer_config.model_dump(mode="json"),
-        "charset": charset.to_dict(),
-        "seed": seed,
-        "trained_on": lines,
-        **asdict(result),
-    }
+    return RecognizerCheckpoint(
+        weights={name: tensor.cpu() for name, tensor in recognizer.state_dict().items()},
+        config=recognizer_config.model_dump(mode="json"),
+        charset=charset.to_dict(),
+        details={"seed": seed, "trained_on": lines, **asdict(result)},
+    ).to_state()
 
 
 def loaded_recognizer_val_cer(
     recognizer: torch.nn.Module, manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig
 ) -> float:
     """The val CER of a loaded recognizer on the clean valid lines (what the gate compares)."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "training.device")
     splits = line_splits(manifest, config)
     batch_size = config.recognizer_pretraining.batch_size
     loader = line_loader(splits.valid, store, charset, config, batch_size, training=False, device=device)
@@ -191,17 +200,18 @@ def loaded_recognizer_val_cer(
 
 
 def load_recognizer(
-    state: dict[str, Any], charset: Charset, recognizer_config: RecognizerConfig, path: Path
+    state: Mapping[str, Any], charset: Charset, recognizer_config: RecognizerConfig, path: Path
 ) -> torch.nn.Module:
-    """A recognizer from a checkpoint: same charset, same architecture settings, strict weights."""
-    check_same_charset(state["charset"], charset, path)
-    if state["recognizer_config"] != recognizer_config.model_dump(mode="json"):
+    """A recognizer from a checkpoint's state: same charset, same architecture settings, strict weights."""
+    checkpoint = RecognizerCheckpoint.from_state(state, path)
+    check_same_charset(checkpoint.charset, charset, path)
+    if checkpoint.config != recognizer_config.model_dump(mode="json"):
         raise CheckpointError(
-            f"{path}: recognizer settings {state['recognizer_config']} differ from training.recognizer "
+            f"{path}: recognizer settings {checkpoint.config} differ from training.recognizer "
             f"{recognizer_config.model_dump(mode='json')}; set training.recognizer to the checkpoint's settings."
         )
     recognizer = build_recognizer(recognizer_config, charset.num_classes)
-    restore_weights(recognizer, state["recognizer"], "recognizer", path)
+    restore_weights(recognizer, checkpoint.weights, "recognizer", path)
     return recognizer
 
 
@@ -251,6 +261,29 @@ def build_gan_models(
     )
 
 
+def gan_run_metadata(
+    charset: Charset,
+    parameters: Mapping[str, Any],
+    config: TrainingConfig,
+    reference_recognizers: Mapping[str, Any],
+) -> GanRunMetadata:
+    """What every GAN checkpoint of this run stores beside its training state: the charset, the ``data`` and
+    ``training`` parameters as run, the model settings, and the run's reference recognizers (evaluation reads
+    any checkpoint with the judge of its own run; no loss sees it)."""
+    return GanRunMetadata(
+        charset=charset.to_dict(),
+        config=dict(parameters),
+        generator_config=config.generator.model_dump(mode="json"),
+        discriminator_config=config.discriminator.model_dump(mode="json"),
+        recognizer_config=config.recognizer.model_dump(mode="json"),
+        reference_recognizers={
+            name: RecognizerCheckpoint.from_state(state, f"reference recognizer '{name}'")
+            for name, state in reference_recognizers.items()
+            if name in REFERENCE_RECOGNIZERS
+        },
+    )
+
+
 @dataclass(frozen=True)
 class GanStageInputs:
     """Everything the GAN stage needs, picklable, so spawned data-parallel workers get it whole."""
@@ -261,7 +294,7 @@ class GanStageInputs:
     recognizer_state: dict[str, Any]
     config: TrainingConfig
     run_folder: Path
-    run_metadata: dict[str, Any]
+    run_metadata: GanRunMetadata
     tracker_for_run: Callable[[str], MetricTracker]
     current_run_id: str
 
@@ -273,7 +306,7 @@ def gan_stage(
     recognizer_state: dict[str, Any],
     config: TrainingConfig,
     run_folder: Path,
-    run_metadata: dict[str, Any],
+    run_metadata: GanRunMetadata,
     tracker_for_run: Callable[[str], MetricTracker],
     current_run_id: str,
 ) -> dict[str, Any]:
@@ -286,7 +319,7 @@ def gan_stage(
     inputs = GanStageInputs(
         manifest, store, charset, recognizer_state, config, run_folder, run_metadata, tracker_for_run, current_run_id
     )
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "training.device")
     if config.devices > 1:
         return run_data_parallel(train_gan_in_group, inputs, config.devices, device.type)
     return train_gan_in_group(SINGLE_PROCESS, device, inputs)
@@ -307,9 +340,9 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
     trainer.mlflow_run_id = inputs.current_run_id
     if config.resume_from is not None:
         path = Path(config.resume_from)
-        resumed = load_checkpoint(path, "training.resume_from")
-        check_same_charset(resumed["charset"], inputs.charset, path)
-        trainer.load_state_dict(resumed, path)
+        resumed = load_gan_checkpoint(path, "training.resume_from")
+        check_same_charset(resumed.run_metadata(path).charset, inputs.charset, path)
+        trainer.restore(resumed, path)
     tracker = inputs.tracker_for_run(trainer.mlflow_run_id) if group.is_main else DiscardingTracker()
     if config.resume_from is None and group.is_main:
         tracker.log_metrics(trainer.validate(val_loader, restored=False).as_logged("val_degraded"), step=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ from matplotlib.figure import Figure
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, DiagnosticsConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.diagnostics.best_model import best_model_report, history_table, plot_metric_history
 from htr_pipeline.diagnostics.charset_coverage import charset_coverage_report, plot_charset_coverage
 from htr_pipeline.diagnostics.config_audit import audit_run_config
@@ -18,8 +20,14 @@ from htr_pipeline.diagnostics.ctc_lengths import ctc_length_report, plot_ctc_len
 from htr_pipeline.diagnostics.gradient_spikes import gradient_spike_report, plot_gradient_spikes
 from htr_pipeline.diagnostics.label_convention import label_convention_report
 from htr_pipeline.diagnostics.recognizer_readability import recognizer_readability_report
-from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines
-from htr_pipeline.diagnostics.run_inputs import RunCheckpoint, existing_checkpoints, find_run_checkpoint, run_setting
+from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines, readable_clean_lines
+from htr_pipeline.diagnostics.run_inputs import (
+    RunCheckpoint,
+    existing_checkpoints,
+    find_run_checkpoint,
+    run_flag,
+    run_setting,
+)
 from htr_pipeline.diagnostics.split_hygiene import plot_split_hygiene, split_hygiene_report
 from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
@@ -27,11 +35,11 @@ from htr_pipeline.evaluation.loading import load_recognizer_only
 from htr_pipeline.tracking import (
     RunNotFoundError,
     TrainingRunRecord,
+    checkpoint_folder_of_run,
     current_tracking_uri,
     latest_training_run_id,
     read_training_run,
 )
-from htr_pipeline.training.runtime import resolve_device
 
 AUDITED_SECTIONS = ("data", "training")
 """What a training run depends on; the evaluation and diagnostics sections may change freely."""
@@ -55,7 +63,10 @@ def find_training_run(config: DiagnosticsConfig) -> TrainingRunRecord:
 
 
 def load_run_checkpoint(run: TrainingRunRecord, config: DiagnosticsConfig) -> RunCheckpoint:
-    return find_run_checkpoint(run.checkpoint_folder, config.checkpoint_name)
+    folder_of_run = partial(
+        checkpoint_folder_of_run, config_key="diagnostics.checkpoint", tracking_uri=run.tracking_uri
+    )
+    return find_run_checkpoint(config.checkpoint, config.checkpoint_name, run.checkpoint_folder, folder_of_run)
 
 
 def read_lines_with_recognizer(
@@ -64,12 +75,16 @@ def read_lines_with_recognizer(
     """The checkpoint's recognizer, with the charset it was trained with, on the clean lines of one split."""
     if checkpoint.state is None:
         return []
-    charset = Charset.from_dict(checkpoint.state["charset"])
-    recognizer = load_recognizer_only(checkpoint.state, charset, checkpoint.path).recognizer
-    lines = manifest[
-        (manifest["split"] == config.split) & manifest["transcription"].notna() & manifest["clean_path"].notna()
-    ]
-    return read_clean_lines(recognizer, lines, line_images, charset, resolve_device(config.device), config.batch_size)
+    charset = checkpoint.charset
+    recognizer = load_recognizer_only(checkpoint.recognizer_checkpoint(), charset, checkpoint.path).recognizer
+    return read_clean_lines(
+        recognizer,
+        readable_clean_lines(manifest, config.split),
+        line_images,
+        charset,
+        resolve_device(config.device, "diagnostics.device"),
+        config.batch_size,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ audits
@@ -87,9 +102,9 @@ def audit_ctc_lengths(
     run: TrainingRunRecord, checkpoint: RunCheckpoint, readings: list[LineReading], manifest: pd.DataFrame
 ) -> tuple[dict[str, Any], str, Figure]:
     width_downsampling = int(run_setting(checkpoint, run.params, "training.recognizer.width_downsampling"))
-    drop_infeasible = run_setting(checkpoint, run.params, "training.drop_infeasible") == "True"
+    drop_infeasible = run_flag(checkpoint, run.params, "training.drop_infeasible")
     pretraining_losses = run.metric_history.get("recognizer/train_ctc_loss")
-    num_classes = len(checkpoint.state["charset"]["symbols"]) + 1 if checkpoint.state else 0
+    num_classes = checkpoint.charset.num_classes if checkpoint.charset else 0
     report = ctc_length_report(
         manifest,
         width_downsampling,
@@ -110,7 +125,7 @@ def audit_label_convention(
         report = label_convention_report(
             [reading.logits for reading in readings],
             [reading.reference for reading in readings],
-            Charset.from_dict(checkpoint.state["charset"]),
+            checkpoint.charset,
             config.label_convention_margin,
         )
     return _published(run, report)[:2]

@@ -7,15 +7,14 @@ def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(
+                nodes.load_models_to_evaluate,
+                inputs=["charset", "training_summary", "recognizer_checkpoint", "params:evaluation"],
+                outputs="evaluated_models",
+                name="load_models_to_evaluate",
+            ),
+            node(
                 nodes.evaluate_checkpoint,
-                inputs=[
-                    "manifest",
-                    "line_images",
-                    "charset",
-                    "training_summary",
-                    "recognizer_checkpoint",
-                    "params:evaluation",
-                ],
+                inputs=["manifest", "line_images", "charset", "evaluated_models", "params:evaluation"],
                 outputs=[
                     "evaluation_samples",
                     "evaluation_summary",
@@ -24,6 +23,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "evaluation_gallery",
                 ],
                 name="evaluate_checkpoint",
-            )
+            ),
         ]
     )

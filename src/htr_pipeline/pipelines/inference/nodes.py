@@ -10,13 +10,13 @@ import click
 import numpy as np
 import pandas as pd
 
+from htr_pipeline.checkpoints import resolve_checkpoint
 from htr_pipeline.config import InferenceConfig
-from htr_pipeline.evaluation.loading import training_checkpoint
+from htr_pipeline.devices import resolve_device
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.restoration import load_inference_models, run_inference
 from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import checkpoint_folder_of_run
-from htr_pipeline.training.runtime import resolve_device
 
 
 class InferenceInputError(click.ClickException):
@@ -27,13 +27,13 @@ def restore_folder(
     training_summary: dict[str, Any], config: InferenceConfig
 ) -> tuple[dict[str, np.ndarray | str], pd.DataFrame, dict[str, Any]]:
     inputs, skipped = _input_images(config)
-    checkpoint = training_checkpoint(
+    checkpoint = resolve_checkpoint(
         config.checkpoint,
         config.checkpoint_name,
         str(resolve_in_project(training_summary["checkpoint_folder"])),
         partial(checkpoint_folder_of_run, config_key="inference.checkpoint"),
     )
-    models = load_inference_models(checkpoint, resolve_device(config.device))
+    models = load_inference_models(checkpoint, resolve_device(config.device, "inference.device"))
     result = run_inference(inputs, skipped, models, config)
     return result.files, result.table, result.summary
 

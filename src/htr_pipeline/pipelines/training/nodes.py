@@ -13,8 +13,7 @@ from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.project_paths import project_relative
 from htr_pipeline.tracking import active_run_id, tracker_for_current_store
-from htr_pipeline.training.recognizer_training import REFERENCE_RECOGNIZERS
-from htr_pipeline.training.stages import gan_stage, recognizer_stage, reference_recognizers_stage
+from htr_pipeline.training.stages import gan_run_metadata, gan_stage, recognizer_stage, reference_recognizers_stage
 
 
 def train_recognizer(
@@ -51,21 +50,13 @@ def train_restoration_gan(
     data: DataConfig,
     training: TrainingConfig,
 ) -> dict[str, Any]:
-    run_metadata = {
-        "charset": charset,
-        "config": {"data": data.model_dump(mode="json"), "training": training.model_dump(mode="json")},
-        "generator_config": training.generator.model_dump(mode="json"),
-        "discriminator_config": training.discriminator.model_dump(mode="json"),
-        "recognizer_config": training.recognizer.model_dump(mode="json"),
-        # Stored beside the GAN so evaluation reads any checkpoint with the judge of its own run; no loss sees it.
-        "reference_recognizers": {
-            name: state for name, state in reference_recognizers.items() if name in REFERENCE_RECOGNIZERS
-        },
-    }
+    symbols = Charset.from_dict(charset)
+    parameters = {"data": data.model_dump(mode="json"), "training": training.model_dump(mode="json")}
+    run_metadata = gan_run_metadata(symbols, parameters, training, reference_recognizers)
     summary = gan_stage(
         manifest,
         line_images,
-        Charset.from_dict(charset),
+        symbols,
         recognizer_checkpoint,
         training,
         training_run_folder,

@@ -1,0 +1,327 @@
+"""The one owner of checkpoints: their names, their payloads, which file a setting points at, saving and
+strict loading.
+
+A GAN training checkpoint (:class:`GanCheckpoint`) holds everything a resumed run needs to continue exactly:
+model, optimiser, scheduler and scaler states, the loss balancer, early stopping and best-metric trackers,
+gradient statistics history, RNG states, epoch and step, the MLflow run id, and the run's metadata (charset,
+validated config, model settings, reference recognizers). A recognizer checkpoint (:class:`RecognizerCheckpoint`)
+holds one recognizer with its settings and charset. On disk both are one flat mapping of tensors and plain
+Python containers with a ``format_version``, so ``torch.load(..., weights_only=True)`` can read it; the payload
+classes are the only code that writes or reads its keys.
+
+Its names live in :mod:`htr_pipeline.checkpoint_names` (re-exported here), which the config schema imports to
+validate checkpoint names without torch. This module imports nothing of the project but the charset and those
+names, so training, evaluation, inference, diagnostics and the Kedro dataset can all use it without depending on
+one another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import random
+import tempfile
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoint_names import (  # noqa: F401  (re-exported: every part of a checkpoint is found here)
+    BEST,
+    CHECKPOINT_NAMES,
+    CHECKPOINT_SUFFIX,
+    LAST,
+    CheckpointName,
+    best_of_metric,
+    checkpoint_file,
+    checkpoint_file_name,
+    named_file,
+)
+
+StateDict = dict[str, torch.Tensor]
+
+
+# ------------------------------------------------------------------------------------------- resolution
+
+
+def resolve_checkpoint(
+    setting: str | None,
+    name: CheckpointName,
+    default_folder: str | Path | None,
+    folder_of_run: Callable[[str], str],
+) -> Path:
+    """The checkpoint a ``checkpoint`` setting names: null, ``name`` in ``default_folder`` (the latest training
+    run's, from ``training_summary``, or the audited run's); a ``.pt`` file; else a training run's MLflow id, whose
+    checkpoint folder ``folder_of_run`` finds (the library never talks to MLflow itself)."""
+    if setting is None:
+        if default_folder is None:
+            raise CheckpointError(
+                "no checkpoint setting and no training run folder to take the checkpoint from: train first, or "
+                "point the checkpoint setting at a .pt file or a training run's MLflow id"
+            )
+        return checkpoint_file(default_folder, name)
+    file = named_file(setting)
+    if file is not None:
+        return file
+    return checkpoint_file(folder_of_run(setting), name)
+
+
+# ------------------------------------------------------------------------------ the file: saving, loading
+
+FORMAT_VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"
+"""How every ``torch.save`` file begins: one that does, yet whose archive cannot be read, is cut short."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used here: missing, another charset, or weights of another shape."""
+
+
+def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, config_key: str) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``); ``config_key`` names the setting that pointed here."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{config_key}: checkpoint '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        if isinstance(error, PermissionError):
+            raise
+        # Torch's own message advises weights_only=False, which would run whatever code the file holds.
+        with open(path, "rb") as handle:
+            truncated = handle.read(4) == ZIP_MAGIC and not isinstance(error, pickle.UnpicklingError)
+        raise CheckpointError(
+            f"{config_key}: '{path}' ({Path(path).stat().st_size:,} bytes) is not a checkpoint of this project"
+            f"{', or it is truncated' if truncated else ''}: "
+            f"{'its zip archive is incomplete' if truncated else 'it is no tensors-only PyTorch file'}. "
+            f"Re-copy it, or point {config_key} at another checkpoint."
+        ) from None
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_key}: '{path}' holds checkpoint format {version!r}, not this project's {FORMAT_VERSION}. "
+            f"Point {config_key} at a checkpoint this project wrote."
+        )
+    return state
+
+
+def load_gan_checkpoint(path: Path, config_key: str) -> GanCheckpoint:
+    """A GAN training checkpoint, read safely and checked whole; ``config_key`` names the setting."""
+    return GanCheckpoint.from_state(load_checkpoint(path, config_key), path)
+
+
+def save_gan_checkpoint(checkpoint: GanCheckpoint, path: Path) -> None:
+    save_checkpoint(checkpoint.to_state(), path)
+
+
+# ---------------------------------------------------------------------------------------------- payloads
+
+_RECOGNIZER_KEYS = ("recognizer", "recognizer_config", "charset")
+
+
+def _require(state: Mapping[str, Any], keys: tuple[str, ...], what: str, path: Path | str) -> None:
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path} is no {what} of this project: it lacks {missing}. Point the setting at a checkpoint that "
+            "the training pipeline wrote."
+        )
+
+
+@dataclass(frozen=True)
+class RecognizerCheckpoint:
+    """One recognizer with the settings and charset it was trained with: stage 1's, a reference recognizer (the
+    judge, ``degraded_trained``), or the recognizer part of a GAN checkpoint."""
+
+    weights: StateDict
+    config: dict[str, Any]
+    """``RecognizerConfig`` as JSON: the recognizer is rebuilt from it."""
+    charset: dict[str, Any]
+    """``Charset.to_dict()``."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Whatever else the file holds: how it was trained (``seed``, ``trained_on``, ``best_val_cer``,
+    ``epochs_run``, ...), or ``taken_from``; the whole GAN state when read from a GAN checkpoint."""
+
+    def to_state(self) -> dict[str, Any]:
+        return {"recognizer": self.weights, "recognizer_config": self.config, "charset": self.charset, **self.details}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], path: Path | str) -> RecognizerCheckpoint:
+        _require(state, _RECOGNIZER_KEYS, "recognizer checkpoint", path)
+        return cls(
+            weights=state["recognizer"],
+            config=state["recognizer_config"],
+            charset=state["charset"],
+            details={key: value for key, value in state.items() if key not in _RECOGNIZER_KEYS},
+        )
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The training run, when this recognizer is read from a GAN checkpoint."""
+        return self.details.get("mlflow_run_id")
+
+
+@dataclass(frozen=True)
+class GanRunMetadata:
+    """What a GAN run stores beside its training state: enough to rebuild and judge its models anywhere."""
+
+    charset: dict[str, Any]
+    config: dict[str, Any]
+    """The validated ``data`` and ``training`` sections: ``{"data": ..., "training": ...}``."""
+    generator_config: dict[str, Any]
+    discriminator_config: dict[str, Any]
+    recognizer_config: dict[str, Any]
+    reference_recognizers: dict[str, RecognizerCheckpoint] = field(default_factory=dict)
+    """The run's judge and baselines by name; none of them is seen by a GAN loss. Empty in checkpoints made
+    before the judge existed."""
+
+    def to_state(self) -> dict[str, Any]:
+        references = {name: held.to_state() for name, held in self.reference_recognizers.items()}
+        return {**{name: getattr(self, name) for name in _RUN_METADATA_KEYS}, "reference_recognizers": references}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], path: Path | str) -> GanRunMetadata:
+        _require(state, _RUN_METADATA_KEYS, "GAN checkpoint with run metadata", path)
+        return cls(
+            **{name: state[name] for name in _RUN_METADATA_KEYS},
+            reference_recognizers={
+                name: RecognizerCheckpoint.from_state(held, path)
+                for name, held in state.get("reference_recognizers", {}).items()
+            },
+        )
+
+
+_RUN_METADATA_KEYS = ("charset", "config", "generator_config", "discriminator_config", "recognizer_config")
+
+
+@dataclass(frozen=True)
+class GanCheckpoint:
+    """A GAN training checkpoint (``last``, ``best``, ``best_<metric>``): the models and every piece of training
+    state a resumed run needs, and the run's metadata (None only in checkpoints written without it)."""
+
+    generator: StateDict
+    discriminator: StateDict
+    recognizer: StateDict
+    generator_optimizer: dict[str, Any]
+    discriminator_optimizer: dict[str, Any]
+    recognizer_optimizer: dict[str, Any] | None
+    """None unless the recognizer is fine-tuned during the GAN stage."""
+    schedulers: list[dict[str, Any]]
+    scaler: dict[str, Any]
+    balancer: dict[str, Any]
+    early_stopping: dict[str, Any] | None
+    best_by_monitor: dict[str, Any]
+    best_per_metric: dict[str, dict[str, Any]]
+    generator_gradients: dict[str, Any]
+    discriminator_gradients: dict[str, Any]
+    rng: dict[str, Any]
+    epoch: int
+    step: int
+    mlflow_run_id: str | None
+    run: GanRunMetadata | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        state = {name: getattr(self, name) for name in _GAN_TRAINING_KEYS}
+        return state if self.run is None else {**state, **self.run.to_state()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], path: Path | str) -> GanCheckpoint:
+        _require(state, _GAN_TRAINING_KEYS, "GAN training checkpoint", path)
+        has_metadata = all(key in state for key in _RUN_METADATA_KEYS)
+        return cls(
+            **{name: state[name] for name in _GAN_TRAINING_KEYS},
+            run=GanRunMetadata.from_state(state, path) if has_metadata else None,
+        )
+
+    def run_metadata(self, path: Path | str) -> GanRunMetadata:
+        """The run's metadata; an error naming the file when it was written without it."""
+        if self.run is None:
+            _require({}, _RUN_METADATA_KEYS, "GAN checkpoint with run metadata", path)
+        return typing.cast(GanRunMetadata, self.run)
+
+    def recognizer_checkpoint(self, path: Path | str) -> RecognizerCheckpoint:
+        """The in-loop recognizer with its settings and charset (and this run's MLflow id)."""
+        run = self.run_metadata(path)
+        return RecognizerCheckpoint(
+            weights=self.recognizer,
+            config=run.recognizer_config,
+            charset=run.charset,
+            details={"mlflow_run_id": self.mlflow_run_id},
+        )
+
+
+_GAN_TRAINING_KEYS = tuple(item.name for item in dataclasses.fields(GanCheckpoint) if item.name != "run")
+
+# ------------------------------------------------------------------------------------ restoring, strictly
+
+
+def check_same_charset(stored: Mapping[str, Any], charset: Charset, path: Path) -> None:
+    stored_charset = Charset.from_dict(stored)
+    if stored_charset.symbols != charset.symbols:
+        only_stored = sorted(set(stored_charset.symbols) - set(charset.symbols))
+        only_here = sorted(set(charset.symbols) - set(stored_charset.symbols))
+        raise CheckpointError(
+            f"{path} was trained with another charset ({len(stored_charset.symbols)} symbols vs "
+            f"{len(charset.symbols)} here; only in the checkpoint: {only_stored[:20]}, only here: {only_here[:20]}, "
+            "or a different order). Use the data it was trained on, or train anew."
+        )
+
+
+def restore_weights(module: nn.Module, weights: Mapping[str, torch.Tensor], what: str, path: Path) -> None:
+    """Strict load: a missing, unexpected or mis-shaped tensor is an error, never a partial load.
+
+    Keys and shapes are checked before anything is copied (``load_state_dict`` copies every tensor that fits
+    before it raises), so a refused checkpoint leaves the module as it was.
+    """
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    mis_shaped = sorted(
+        f"{name}: {tuple(weights[name].shape)} vs {tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in weights and weights[name].shape != tensor.shape
+    )
+    if missing or unexpected or mis_shaped:
+        raise CheckpointError(
+            f"{path}: the {what} weights do not fit this model (missing: {missing[:10]}, unexpected: "
+            f"{unexpected[:10]}, shapes checkpoint vs model: {mis_shaped[:10]}). Nothing was loaded."
+        )
+    module.load_state_dict(weights, strict=True)
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "python": _python_state_as_lists(random.getstate())}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: Mapping[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _python_state_as_lists(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]

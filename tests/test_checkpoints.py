@@ -1,0 +1,185 @@
+"""The checkpoint owner: names, which file a setting points at, the typed payloads on disk, and a file that is no
+checkpoint of this project as one error naming key and file, never torch's advice to load it unsafely."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import (
+    CHECKPOINT_NAMES,
+    FORMAT_VERSION,
+    CheckpointError,
+    GanCheckpoint,
+    GanRunMetadata,
+    RecognizerCheckpoint,
+    best_of_metric,
+    checkpoint_file,
+    load_checkpoint,
+    load_gan_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_gan_checkpoint,
+)
+from htr_pipeline.config import EvaluationConfig
+from htr_pipeline.metric_names import MONITOR_MODES
+
+KEY = "training.resume_from"
+
+
+# ---------------------------------------------------------------------------------- names and resolution
+
+
+def _folder_of_run(run_id: str) -> str:
+    return f"/runs/{run_id}"
+
+
+def test_null_names_the_latest_run_a_pt_file_itself_and_anything_else_a_run_id():
+    assert resolve_checkpoint(None, "best", "/latest", _folder_of_run) == Path("/latest/best.pt")
+    assert resolve_checkpoint("/models/mine.pt", "best", "/latest", _folder_of_run) == Path("/models/mine.pt")
+    assert resolve_checkpoint("abc123", "best_cer", "/latest", _folder_of_run) == Path("/runs/abc123/best_cer.pt")
+
+
+def test_null_without_a_run_folder_says_what_to_set():
+    with pytest.raises(CheckpointError, match="no training run folder"):
+        resolve_checkpoint(None, "best", None, _folder_of_run)
+    assert resolve_checkpoint("/models/mine.pt", "best", None, _folder_of_run) == Path("/models/mine.pt")
+
+
+def test_every_metric_that_can_pick_the_best_model_has_its_own_checkpoint_name():
+    assert {best_of_metric(metric) for metric in MONITOR_MODES} == set(CHECKPOINT_NAMES) - {"best", "last"}
+    with pytest.raises(ValueError, match="no checkpoint keeps the best epoch of 'val/wer'"):
+        best_of_metric("val/wer")
+
+
+def test_the_config_accepts_exactly_the_checkpoint_names():
+    for name in CHECKPOINT_NAMES:
+        assert EvaluationConfig(checkpoint_name=name).checkpoint_name == name
+    with pytest.raises(ValueError, match="checkpoint_name"):
+        EvaluationConfig(checkpoint_name="best_wer")
+
+
+# ---------------------------------------------------------------------------------------------- payloads
+
+
+def tiny_gan_checkpoint(run: GanRunMetadata | None) -> GanCheckpoint:
+    """A GAN checkpoint with real (tiny) tensors in every model slot and plain states elsewhere."""
+    weights = {"layer.weight": torch.arange(6.0).reshape(2, 3)}
+    return GanCheckpoint(
+        generator=weights,
+        discriminator={"layer.weight": torch.ones(2)},
+        recognizer={"layer.weight": torch.zeros(3)},
+        generator_optimizer={"state": {}, "param_groups": []},
+        discriminator_optimizer={"state": {}, "param_groups": []},
+        recognizer_optimizer=None,
+        schedulers=[],
+        scaler={},
+        balancer={"kind": "fixed"},
+        early_stopping=None,
+        best_by_monitor={"best_epoch": 3},
+        best_per_metric={"val/cer": {"best_epoch": 3}},
+        generator_gradients={"steps_recorded": 4},
+        discriminator_gradients={"steps_recorded": 4},
+        rng={"torch": torch.get_rng_state()},
+        epoch=3,
+        step=12,
+        mlflow_run_id="run-1",
+        run=run,
+    )
+
+
+def tiny_run_metadata() -> GanRunMetadata:
+    charset = Charset.from_texts(["ab"]).to_dict()
+    judge = RecognizerCheckpoint({"w": torch.ones(1)}, {"variant": "crnn"}, charset, {"seed": 7})
+    return GanRunMetadata(
+        charset=charset,
+        config={"data": {"image_height": 32}, "training": {}},
+        generator_config={"variant": "unet", "channels": [4, 8]},
+        discriminator_config={"variant": "patch", "channels": [4]},
+        recognizer_config={"variant": "crnn"},
+        reference_recognizers={"judge": judge},
+    )
+
+
+def _same(first: GanCheckpoint, second: GanCheckpoint) -> bool:
+    def plain(checkpoint: GanCheckpoint) -> str:
+        return repr({name: value for name, value in dataclasses.asdict(checkpoint).items()})
+
+    return plain(first) == plain(second)
+
+
+def test_a_gan_checkpoint_round_trips_through_its_file_with_the_format_version(tmp_path: Path):
+    written = tiny_gan_checkpoint(tiny_run_metadata())
+    path = checkpoint_file(tmp_path, "last")
+    save_gan_checkpoint(written, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # the temporary file was renamed, not left
+    on_disk = torch.load(path, map_location="cpu", weights_only=True)
+    assert on_disk["format_version"] == FORMAT_VERSION
+    assert on_disk["reference_recognizers"]["judge"]["seed"] == 7  # one flat mapping, as before the dataclass
+    read = load_gan_checkpoint(path, KEY)
+    assert _same(read, written)
+    assert read.run_metadata(path).reference_recognizers["judge"].details == {"seed": 7}
+    in_loop = read.recognizer_checkpoint(path)
+    assert (in_loop.config, in_loop.mlflow_run_id) == ({"variant": "crnn"}, "run-1")
+
+
+def test_a_gan_checkpoint_without_run_metadata_names_what_it_lacks(tmp_path: Path):
+    path = tmp_path / "best.pt"
+    save_gan_checkpoint(tiny_gan_checkpoint(None), path)
+    read = load_gan_checkpoint(path, KEY)
+    assert read.run is None and read.epoch == 3
+    with pytest.raises(CheckpointError, match=r"best\.pt is no GAN checkpoint with run metadata .* lacks \['charset'"):
+        read.run_metadata(path)
+
+
+def test_a_recognizer_checkpoint_is_no_gan_checkpoint(tmp_path: Path):
+    path = tmp_path / "recognizer.pt"
+    charset = Charset.from_texts(["ab"]).to_dict()
+    save_checkpoint(RecognizerCheckpoint({"w": torch.ones(1)}, {"variant": "crnn"}, charset).to_state(), path)
+    with pytest.raises(CheckpointError, match=r"recognizer\.pt is no GAN training checkpoint .* lacks \['generator'"):
+        load_gan_checkpoint(path, KEY)
+    loaded = RecognizerCheckpoint.from_state(load_checkpoint(path, KEY), path)
+    assert loaded.details == {"format_version": FORMAT_VERSION} and loaded.mlflow_run_id is None
+
+
+# ------------------------------------------------------------------------------------- files that are not
+
+
+def _load_error(path: Path) -> str:
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path, KEY)
+    message = str(raised.value)
+    assert "weights_only" not in message
+    assert message.startswith(f"{KEY}: '{path}'") and message.endswith(f"point {KEY} at another checkpoint.")
+    return message
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path: Path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    assert "(4,096 bytes) is not a checkpoint of this project: it is no tensors-only PyTorch file" in _load_error(path)
+
+
+def test_a_truncated_checkpoint_says_so(tmp_path: Path):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"weights": torch.zeros(64, 64)}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert "is not a checkpoint of this project, or it is truncated: its zip archive is incomplete" in _load_error(path)
+
+
+def test_a_pickled_object_is_not_loaded(tmp_path: Path):
+    path = tmp_path / "model.pt"
+    torch.save({"where": Path("x")}, path)
+    assert "it is no tensors-only PyTorch file" in _load_error(path)
+
+
+def test_another_format_names_the_key(tmp_path: Path):
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match=rf"{KEY}: '.*other\.pt' holds checkpoint format None, not this"):
+        load_checkpoint(path, KEY)
