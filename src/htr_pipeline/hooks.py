@@ -198,8 +198,7 @@ class RunRecordHook:
     @staticmethod
     def _record_evaluation(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
         """Into the evaluation run, linked both ways to the training run; with the models when asked for."""
-        # Named as the report links them, so its links open in the MLflow UI too.
-        images = {name: outputs[name] for name in ("evaluation_plots", "evaluation_gallery")}
+        images = {"plots": outputs["evaluation_plots"], "gallery": outputs["evaluation_gallery"]}
         summary = outputs["evaluation_summary"]
         log_evaluation(summary, outputs["evaluation_report"], images, summary["evaluated_mlflow_run_id"])
         if inputs["params:evaluation"].log_models:

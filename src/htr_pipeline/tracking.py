@@ -206,8 +206,7 @@ def log_evaluation(
 ) -> None:
     """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run.
 
-    ``images`` maps the names the report links to (``evaluation_plots`` for ``evaluation_plots.png``) to their
-    images, logged beside ``evaluation/report.md``."""
+    ``images`` maps artifact names (``plots`` for ``evaluation/plots.png``) to their images."""
     mlflow.log_metrics(evaluation_metrics(summary))
     mlflow.log_params(evaluation_settings(summary))
     mlflow.log_dict(dict(summary), EVALUATION_SUMMARY_ARTIFACT)
