@@ -1,5 +1,6 @@
 """``kedro run`` tells the project's known errors in one line, with the trace on request."""
 
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -8,6 +9,7 @@ import yaml
 from click.testing import CliRunner
 from kedro.framework.cli.cli import KedroCLI
 
+from htr_pipeline.cli import as_current_options
 from tests.conftest import small_synthetic_parameters
 from tests.pipelines.test_training_pipeline import TINY_TRAINING
 
@@ -36,6 +38,18 @@ def test_a_config_error_is_one_message_and_exit_status_1(infinite_lr_project: Pa
     assert result.exit_code == 1
     assert result.output.endswith(EXPECTED)
     assert "Traceback" not in result.output
+
+
+def test_the_old_pipeline_flag_runs_as_pipelines_without_a_deprecation_warning(infinite_lr_project: Path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run(infinite_lr_project, "--pipeline=data_ingestion")
+    assert result.output.endswith(EXPECTED)
+    assert [str(warning.message) for warning in caught if "--pipeline" in str(warning.message)] == []
+    assert as_current_options({"pipeline": "training", "pipelines": []}) == {
+        "pipeline": None,
+        "pipelines": ["training"],
+    }
 
 
 def test_the_trace_is_there_on_request(infinite_lr_project: Path):
@@ -69,6 +83,13 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
     trained = _run(kedro_project, "--params=training.recognizer_pretraining.max_val_cer=10.0")
     assert trained.exit_code == 0, trained.output
+    block = trained.output[trained.output.index("Run summary") :]
+    assert "Training: 1 epochs; best val CER " in block
+    assert "Evaluation on test (2 lines), read by judge, 95% intervals:" in block
+    assert "WARNING: the judge recognizer reads (almost) nothing even on clean lines" in block
+    assert "evaluation_report            data/08_reporting/evaluation_report.md/" in block
+    assert "--backend-store-uri sqlite:///mlflow.db --port 5000`" in block
+    assert "?workflowType=machine_learning" in block
     while mlflow.active_run() is not None:  # one process runs both commands here; `kedro run` runs one each
         mlflow.end_run()
 
@@ -82,4 +103,7 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     )
     assert "above max_val_cer 0.5. Every CER of this run" in last_line
     assert "completed successfully" not in result.output
+    assert "WARNING: diagnostics: recognizer_readability is a problem: the in-loop recognizer" in result.output
+    assert "  recognizer_readability  problem" in result.output
+    assert "KedroDeprecationWarning" not in result.output and "deprecated" not in result.output
     assert sorted(p.name for p in (kedro_project / "data/08_reporting/diagnostics").iterdir())[-1] == "summary.md"

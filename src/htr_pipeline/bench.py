@@ -50,7 +50,6 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import (
@@ -80,6 +79,7 @@ from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.evaluation.scoring import score_samples
 from htr_pipeline.models import build_generator, build_recognizer
+from htr_pipeline.progress import tqdm
 from htr_pipeline.project_config import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 from htr_pipeline.training.data_loading import line_loader, width_multiple
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer

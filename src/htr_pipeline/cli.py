@@ -1,7 +1,8 @@
 """``kedro run`` for this project: Kedro's own command, with the project's known errors told in one line.
 
 Kedro loads the ``cli`` group of this module and lets its commands replace its own. ``run`` takes every option
-of Kedro's ``run`` (``--pipeline``, ``--pipelines``, ``--params``, ...) and calls it; an error this project
+of Kedro's ``run`` (``--pipelines``, ``--params``, ...) and calls it (``--pipeline``, which Kedro 1.7
+deprecates, is passed on as ``--pipelines``); an error this project
 raises on purpose, with a message that says what to fix, is printed as ``Error: <message>`` with exit status
 1 instead of a stack trace. ``--verbose`` (``-v``, as Kedro's other commands spell it) or ``HTR_TRACEBACK=1``
 shows the full trace.
@@ -47,6 +48,14 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
 TRACEBACK_VARIABLE = "HTR_TRACEBACK"
 
 
+def as_current_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``--pipeline=x`` (the flag our users type, deprecated by Kedro 1.7) spelt as ``--pipelines=x``, so it
+    keeps working without a deprecation warning; given together, Kedro's own error still says to pick one."""
+    if options.get("pipeline") and not options.get("pipelines"):
+        return {**options, "pipeline": None, "pipelines": [options["pipeline"]]}
+    return options
+
+
 @click.group(name="htr_pipeline")
 def cli() -> None:
     """Project-specific commands of htr_pipeline."""
@@ -59,7 +68,7 @@ def cli() -> None:
 @click.pass_context
 def run(context: click.Context, verbose: bool, **options: Any) -> Any:
     try:
-        return context.invoke(kedro_run, **options)
+        return context.invoke(kedro_run, **as_current_options(options))
     except KNOWN_ERRORS as error:
         if verbose or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise

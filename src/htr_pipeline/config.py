@@ -623,8 +623,20 @@ class EvaluationConfig(StrictModel):
     """The worst lines by enhanced CER shown in the failure gallery."""
     log_models: bool = True
     """Also log the generator and recognizer as MLflow models (``mlflow.pytorch.load_model`` gets them back)."""
+    register_model: str | None = None
+    """null: register nothing; else the Model Registry name under which the logged generator becomes a new
+    version (needs ``log_models`` and a generator)."""
     beam_search: BeamSearchConfig | None = None
     """null: greedy best-path decoding; else CTC beam search (flashlight-text, the ``beam`` extra)."""
+
+    @model_validator(mode="after")
+    def _registered_model_is_logged(self) -> EvaluationConfig:
+        if self.register_model is not None and (not self.log_models or self.recognizer_only):
+            raise ValueError(
+                "register_model registers the logged generator: it needs log_models: true and recognizer_only: "
+                "false (or set register_model: null)"
+            )
+        return self
 
 
 class DiagnosticsConfig(StrictModel):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import click
 import mlflow
@@ -29,6 +30,8 @@ from htr_pipeline.config import (
     validated_sections,
 )
 from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES, register_pipelines
+from htr_pipeline.project_paths import mlflow_ui_command, project_relative
+from htr_pipeline.run_summary import RunResults, mlflow_run_url, run_summary_lines
 from htr_pipeline.tracking import (
     CHECKPOINT_FOLDER_TAG,
     finish_continued_run,
@@ -40,6 +43,8 @@ from htr_pipeline.tracking import (
     log_models,
     log_parameters,
     mark_dead_runs_killed,
+    move_artifact_locations,
+    register_generator,
     store_creation_lock,
     tag_run,
     tag_run_process,
@@ -206,7 +211,10 @@ class RunRecordHook:
         log_evaluation(summary, outputs["evaluation_report"], images, summary["evaluated_mlflow_run_id"])
         if inputs["params:evaluation"].log_models:
             height = int(inputs["manifest"]["height"].iloc[0])
-            log_models(inputs["evaluated_models"], example=np.ones((1, 1, height, 8 * height), dtype=np.float32))
+            example = np.ones((1, 1, height, 8 * height), dtype=np.float32)
+            logged = log_models(inputs["evaluated_models"], example=example)
+            if inputs["params:evaluation"].register_model is not None:
+                register_generator(logged["generator"], inputs["params:evaluation"].register_model)
 
 
 def _audit_of(dataset_name: str) -> str | None:
@@ -351,3 +359,113 @@ class MlflowRunStateHook:
             return
         finish_continued_run(summary["mlflow_run_id"])
         logger.info("MLflow run %s, continued by this resume, is FINISHED", summary["mlflow_run_id"])
+
+
+class RunSummaryHook:
+    """Ends every run with the block of ``run_summary``: the figures of the pipelines that ran, loud warnings
+    for anything that looks like a failure, where the outputs are, and the MLflow run to open.
+
+    Printed also when a node fails (a diagnostics audit reaching ``fail_on``), after what was saved so far.
+    """
+
+    SUMMARIES: ClassVar[dict[str, str]] = {
+        "data": "dataset_report",
+        "training": "training_summary",
+        "evaluation": "evaluation_summary",
+        "diagnostics": "diagnostics_summary_json",
+        "inference": "inference_summary",
+    }
+    OUTPUTS = (
+        "dataset_report_plot",
+        "rejects",
+        "training_summary",
+        "evaluation_report",
+        "evaluation_plots",
+        "evaluation_gallery",
+        "diagnostics_summary_markdown",
+        "inference_outputs",
+        "inference_results",
+    )
+
+    def __init__(self) -> None:
+        self._saved: list[str] = []
+        self._project_path = Path.cwd()
+        self._mlflow_run_id: str | None = None
+        self._mlflow_experiment_id: str | None = None
+        self._mlflow_ui: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._project_path = Path(context.project_path)
+        self._mlflow_ui = context.config_loader["mlflow"].get("ui", {})
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self) -> None:
+        self._saved = []
+        run = mlflow.active_run()
+        self._mlflow_run_id = None if run is None else run.info.run_id
+        self._mlflow_experiment_id = None if run is None else run.info.experiment_id
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        self._saved.append(dataset_name)
+
+    @hook_impl
+    def after_pipeline_run(self, catalog: DataCatalog) -> None:
+        self._print(catalog)
+
+    @hook_impl
+    def on_pipeline_error(self, catalog: DataCatalog) -> None:
+        self._print(catalog)
+
+    def _print(self, catalog: DataCatalog) -> None:
+        # The dataset itself, not catalog.load: the block is not preceded by "Loading data from ..." lines.
+        summaries = {key: catalog.get(name).load() for key, name in self.SUMMARIES.items() if name in self._saved}
+        outputs = [
+            (name, project_relative(_saved_path(catalog, name), self._project_path))
+            for name in self.OUTPUTS
+            if name in self._saved
+        ]
+        if "training" in summaries:
+            outputs.insert(0, ("checkpoints", summaries["training"]["checkpoint_folder"]))
+        if not summaries and not outputs:
+            return
+        results = RunResults(
+            **summaries,
+            outputs=outputs,
+            mlflow_run_id=self._mlflow_run_id,
+            mlflow_ui_command=mlflow_ui_command(self._project_path, self._mlflow_ui.get("port", "5000")),
+            mlflow_run_url=None
+            if self._mlflow_run_id is None
+            else mlflow_run_url(
+                self._mlflow_ui.get("host", "127.0.0.1"),
+                self._mlflow_ui.get("port", "5000"),
+                self._mlflow_experiment_id,
+                self._mlflow_run_id,
+            ),
+        )
+        for line in run_summary_lines(results):
+            warning = line.startswith("WARNING")
+            click.secho(line, fg="red" if warning else None, bold=warning)
+
+
+def _saved_path(catalog: DataCatalog, name: str) -> str:
+    """Where dataset ``name`` lies now: a versioned one in its newest version's folder, the one just saved."""
+    dataset = catalog.get(name)
+    if hasattr(dataset, "_get_load_path"):
+        return str(dataset._get_load_path())
+    return str(getattr(dataset, "_filepath", name))
+
+
+class MovedProjectHook:
+    """A project copied to another folder (laptop to GPU server and back) keeps reading its own MLflow artifacts
+    and logs new runs into its own ``mlartifacts``, never into the original's: before kedro-mlflow opens the
+    store, artifact locations recorded under the original folder are moved to this one."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        project = Path(context.project_path)
+        experiment = context.config_loader["mlflow"]["tracking"]["experiment"]["name"]
+        made_in = move_artifact_locations(project / "mlflow.db", project, experiment)
+        if made_in is not None:
+            logger.info("MLflow store copied from %s: its artifact locations now point into %s", made_in, project)

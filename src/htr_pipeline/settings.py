@@ -1,12 +1,15 @@
 """Kedro project settings: the hooks, and the config loader of ``project_config.py``."""
 
+import htr_pipeline.quiet_warnings  # noqa: F401  (first: it silences library warnings before mlflow is imported)
 from htr_pipeline.hooks import (
     ConsistentVersionsHook,
     MissingInputsHook,
     MlflowRunNameHook,
     MlflowRunStateHook,
+    MovedProjectHook,
     ParameterValidationHook,
     RunRecordHook,
+    RunSummaryHook,
     ValidatedParamsMlflowHook,
 )
 from htr_pipeline.project_config import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
@@ -22,6 +25,8 @@ HOOKS = (
     RunRecordHook(),
     ConsistentVersionsHook(),
     MlflowRunStateHook(),
+    RunSummaryHook(),
+    MovedProjectHook(),
     ValidatedParamsMlflowHook(_PARAMETER_VALIDATION),
 )
 

@@ -9,22 +9,25 @@ import json
 import math
 import os
 import socket
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import mlflow
 import mlflow.pytorch
 import torch
+from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
 from mlflow.entities import Metric
 from pydantic import TypeAdapter
 from torch import nn
 
 from htr_pipeline.config import GeneratorConfig, RecognizerConfig, nested_items
 from htr_pipeline.models import build_generator, build_recognizer
+from htr_pipeline.project_paths import resolve_in_project
 
 
 class MlflowTracker:
@@ -86,7 +89,7 @@ def checkpoint_folder_of_run(run_id: str, config_key: str, tracking_uri: str | N
     folder = run.data.tags.get(CHECKPOINT_FOLDER_TAG)
     if folder is None:
         raise ValueError(f"{config_key}: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run")
-    return folder
+    return str(resolve_in_project(folder))
 
 
 GRADIENT_REPORT_FOLDER = "gradients"
@@ -207,8 +210,11 @@ def link_diagnostics_run(audited_run_id: str, audited_tracking_uri: str) -> None
 def log_evaluation(
     summary: Mapping[str, Any], report: str, images: Mapping[str, Any], evaluated_run_id: str | None
 ) -> None:
-    """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run."""
-    mlflow.log_metrics({f"eval/{key}": value for key, value in _flat_numbers(summary).items()})
+    """Metrics, report and figures into the active (evaluation) run, linked both ways to the training run.
+
+    ``images`` maps artifact names (``plots`` for ``evaluation/plots.png``) to their images."""
+    mlflow.log_metrics(evaluation_metrics(summary))
+    mlflow.log_params(evaluation_settings(summary))
     mlflow.log_dict(dict(summary), EVALUATION_SUMMARY_ARTIFACT)
     mlflow.log_text(report, "evaluation/report.md")
     for name, image in images.items():
@@ -216,6 +222,26 @@ def log_evaluation(
     if evaluated_run_id is not None:
         mlflow.set_tag("htr.evaluated_run_id", evaluated_run_id)
         tag_run(evaluated_run_id, {EVALUATION_RUN_TAG: active_run_id()})
+
+
+EVALUATION_SETTINGS = ("bootstrap_resamples", "bootstrap_seed", "confidence_level")
+"""Numbers of an evaluation summary that say how it was computed: params, not metrics."""
+
+
+def evaluation_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """``eval/<recognizer>/<figure>`` for every number of the summary but its settings; the restored image is
+    called ``restored`` here, as in the README and the report (``enhanced`` in the summary's own keys)."""
+    return {
+        f"eval/{key}".replace("enhanced", "restored"): value
+        for key, value in _flat_numbers(summary).items()
+        if key.rsplit("/", 1)[-1] not in EVALUATION_SETTINGS
+    }
+
+
+def evaluation_settings(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The bootstrap settings of the headline recognizer's figures (every recognizer shares them)."""
+    figures = summary[summary["headline_recognizer"]]
+    return {f"evaluation.{name}": figures[name] for name in EVALUATION_SETTINGS}
 
 
 def log_inference(summary: Mapping[str, Any]) -> None:
@@ -226,25 +252,33 @@ def log_inference(summary: Mapping[str, Any]) -> None:
         mlflow.log_metric("inference/images_per_second", summary["images_per_second"])
 
 
-def log_models(models: Any, example: Any) -> None:
+def log_models(models: Any, example: Any) -> dict[str, str]:
     """The generator and recognizer as MLflow models, with an input example and its inferred signature, and
     each as plain weights plus the settings it was built from (``weights/<name>.pt``, ``weights/<name>.json``),
-    which :func:`load_logged_model` rebuilds without unpickling anything."""
+    which :func:`load_logged_model` rebuilds without unpickling anything. Returns each logged model's URI by name."""
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+    uris = {}
     if models.generator is not None:
-        _log_pytorch_model(models.generator.cpu(), "generator", example, requirements)
+        uris["generator"] = _log_pytorch_model(models.generator.cpu(), "generator", example, requirements)
         _log_weights(models.generator, "generator", {"config": models.model_configs.get("generator")})
-    _log_pytorch_model(_LogitsOnly(models.recognizer.cpu()), "recognizer", example, requirements)
+    uris["recognizer"] = _log_pytorch_model(_LogitsOnly(models.recognizer.cpu()), "recognizer", example, requirements)
     settings = {"config": models.model_configs.get("recognizer"), "num_classes": models.recognizer.num_classes}
     _log_weights(models.recognizer, "recognizer", settings)
+    return uris
 
 
-def _log_pytorch_model(model: nn.Module, name: str, example: Any, requirements: list[str]) -> None:
+def register_generator(model_uri: str, name: str) -> int:
+    """A new version of registered model ``name`` (``evaluation.register_model``) from a logged generator; returns
+    the version number."""
+    return int(mlflow.register_model(model_uri, name).version)
+
+
+def _log_pytorch_model(model: nn.Module, name: str, example: Any, requirements: list[str]) -> str:
     # "pickle", not MLflow 3's default "pt2": a torch.export graph only accepts the example's exact shape, and
     # lines differ in width. Loading it (mlflow.pytorch.load_model) unpickles: load_logged_model does not.
-    mlflow.pytorch.log_model(
+    return mlflow.pytorch.log_model(
         model, name=name, input_example=example, pip_requirements=requirements, serialization_format="pickle"
-    )
+    ).model_uri
 
 
 LOGGED_WEIGHTS_FOLDER = "weights"
@@ -363,3 +397,63 @@ def store_creation_lock(tracking_uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+ARTIFACTS_FOLDER = "mlartifacts"
+"""The project's artifact folder (``conf/base/mlflow.yml``), beside ``mlflow.db``."""
+
+_ARTIFACT_LOCATION_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+"""Where an MLflow sqlite store keeps absolute artifact locations (MLflow has no API to change them)."""
+
+
+def move_artifact_locations(store: Path, project_root: Path, experiment_name: str) -> Path | None:
+    """Point a copied project's store at its own ``mlartifacts``: returns the folder it was copied from, or None.
+
+    MLflow writes every artifact location as an absolute path. A project copied elsewhere (laptop to GPU server)
+    would then read artifacts from, and log new runs into, the original. The project folder the store was made
+    in is read from ``experiment_name``'s location (``<root>/mlartifacts``); every location under that root is
+    rewritten to the same place under ``project_root``.
+    """
+    if not store.is_file():
+        return None
+    with sqlite3.connect(store) as connection:
+        row = connection.execute(
+            "SELECT artifact_location FROM experiments WHERE name = ?", (experiment_name,)
+        ).fetchone()
+        if row is None:
+            return None
+        made_in = PurePosixPath(row[0].removeprefix("file://"))
+        here = PurePosixPath(project_root.resolve().as_posix())
+        if made_in.name != ARTIFACTS_FOLDER or made_in.parent == here:
+            return None
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for prefix in (f"file://{made_in.parent}/", f"{made_in.parent}/"):
+            for table, column in _ARTIFACT_LOCATION_COLUMNS:
+                if table in tables:
+                    connection.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                        (prefix.replace(str(made_in.parent), str(here)), len(prefix) + 1, len(prefix), prefix),
+                    )
+    return Path(made_in.parent)
+
+
+class PrefixedMetricsDataset(MlflowMetricsHistoryDataset):
+    """kedro-mlflow's metrics dataset, named as every other metric of the project: ``<prefix>/<name>``
+    (``ingestion/samples_train``) where kedro-mlflow writes ``<prefix>.<name>``; kedro-mlflow sets the prefix to
+    the dataset's name when the catalog gives none."""
+
+    def _is_dataset_metric(self, key: str) -> bool:
+        return key.startswith(f"{self._prefix}/")
+
+    def _build_args_list_from_metric_item(self, key: str, value: Any) -> Iterator[tuple[str, float, int]]:
+        name = f"{self._prefix}/{key}"
+        points = [value] if isinstance(value, dict) else value
+        if not isinstance(points, list) or not points:
+            raise ValueError(f"metric '{name}': expected {{'value', 'step'}} or a non-empty list of them")
+        return ((name, point["value"], point["step"]) for point in points)

@@ -27,7 +27,8 @@ def test_the_summary_keeps_each_verdict_and_the_first_worst_finding():
         ("split_hygiene", "problem", 1),
     ]
     assert summary["audits"][1]["headline"] == "criteria disagree"
-    assert "| split_hygiene | problem | 1 | group w1 in train and valid |" in summary_markdown(summary)
+    markdown = summary_markdown(summary)
+    assert "| [split_hygiene](split_hygiene.md) | problem | 1 | group w1 in train and valid |" in markdown
 
 
 @pytest.mark.parametrize(

@@ -180,3 +180,32 @@ def test_markdown_report_without_text_or_generator(models, batch):
     report = markdown_report(by_recognizer(in_loop=textless), textless, "textless")
     assert "No line has a ground-truth text." in report
     assert "no line has a ground-truth text, so there is no CER to compare" in report
+
+
+def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(samples, tmp_path: Path):
+    constant = samples.assign(cer_degraded=1.0, cer_enhanced=1.0)
+    figure = plot_evaluation(constant)
+    save_png(figure, tmp_path / "constant.png")
+    cer_axes, _, length_axes = figure.axes
+    assert cer_axes.get_title() == "Per-line CER: degraded vs restored"
+    degraded_bars, restored_bars = cer_axes.containers  # side by side: no bar drawn over another
+    assert {bar.get_facecolor() for bar in degraded_bars} != {bar.get_facecolor() for bar in restored_bars}
+    assert all(bar.get_alpha() in (None, 1.0) for bar in cer_axes.patches)  # no blended colour
+    legend_colours = [handle.get_facecolor() for handle in cer_axes.get_legend().legend_handles]
+    assert legend_colours == [degraded_bars[0].get_facecolor(), restored_bars[0].get_facecolor()]
+    degraded_x = [bar.get_x() for bar in degraded_bars]
+    assert all(bar.get_x() > x for bar, x in zip(restored_bars, degraded_x, strict=True))
+    low, high = length_axes.get_ylim()
+    assert low < 0.0 < 1.0 < high < 1.1  # a constant CER of 1 on a 0-1 axis, not 0.96-1.04
+
+
+def test_failure_gallery_shows_an_empty_reading_and_names_each_image(samples, tmp_path: Path):
+    row = samples.iloc[:1].assign(reading_enhanced="")
+    image = np.ones((16, 40))
+    figure = failure_gallery(row, [(image, image, image)])
+    save_png(figure, tmp_path / "nothing_read.png")
+    captions = " ".join(text.get_text() for axes in figure.axes for text in axes.texts)
+    assert "restored  ∅ (nothing read)" in captions
+    titles = [axes.get_title() for axes in figure.axes[:3]]
+    assert [title.split("  ")[0] for title in titles] == ["degraded", "restored", "clean"]
+    assert all(text.get_fontsize() >= 10 for axes in figure.axes for text in axes.texts)

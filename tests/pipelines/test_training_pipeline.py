@@ -81,9 +81,12 @@ def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_
 
     expected = effective_parameters(validate_parameters(_parameters()))
     logged = straight.data.params
-    assert logged == flatten_as_logged(
-        {"data": expected["data"], "training": expected["training"], "evaluation": expected["evaluation"]}
-    )
+    assert logged == {
+        **flatten_as_logged(
+            {"data": expected["data"], "training": expected["training"], "evaluation": expected["evaluation"]}
+        ),
+        "evaluation.confidence_level": "0.95",  # how the intervals were computed: a param, as the bootstrap's
+    }
     assert logged["training.early_stopping.patience"] == "5"
     assert logged["training.adaptive_balancing.adaptation_rate"] == "0.15"
 
@@ -194,3 +197,10 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
     assert not [output for output in outputs if output.get("output_type") == "error"]
     assert any("image/png" in output.get("data", {}) for output in outputs)
+    assert [str(output)[:300] for output in outputs if "Warning" in str(output) or "IProgress" in str(output)] == []
+    import re
+
+    (report,) = [output["data"]["text/markdown"] for output in outputs if "text/markdown" in output.get("data", {})]
+    image_links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(image_links) == 2
+    assert all((training_project / "notebooks" / link).resolve().is_file() for link in image_links), image_links

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from htr_pipeline.config import DataConfig
 from htr_pipeline.data.degradations import degrade
@@ -26,6 +25,7 @@ from htr_pipeline.data.line_crops import crop_line
 from htr_pipeline.data.seeding import rng_for
 from htr_pipeline.data.sources import Reject, RejectReason, SampleCandidate
 from htr_pipeline.data.synthetic import render_planned_line
+from htr_pipeline.progress import tqdm
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "sample_id",

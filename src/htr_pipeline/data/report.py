@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import SPLIT_NAMES
 from htr_pipeline.data.splits import groups_in_several_splits
+from htr_pipeline.figure_axes import integer_axis
 
 HISTOGRAM_BINS = 20
 GALLERY_LINES = 8
@@ -142,16 +143,18 @@ def plot_dataset_report(manifest: pd.DataFrame, summary: dict[str, Any]) -> Figu
     axes = figure.subplots(2, 2)
     per_source = manifest.groupby(["source", "split"]).size().unstack(fill_value=0)
     per_source.reindex(columns=[s for s in SPLIT_NAMES if s in per_source.columns]).plot.bar(ax=axes[0, 0], rot=0)
-    axes[0, 0].set_title(f"Samples per source and split ({summary['rejects']} rejected)")
+    axes[0, 0].set(title=f"Samples per source and split ({summary['rejects']} rejected)", ylabel="lines")
     axes[0, 1].hist(manifest["width"], bins=HISTOGRAM_BINS, color="tab:blue")
-    axes[0, 1].set_title("Normalised image width (px)")
+    axes[0, 1].set(title="Normalised image width", xlabel="width (px)", ylabel="lines")
     lengths = manifest["transcription"].dropna().str.len()
     axes[1, 0].hist(lengths, bins=HISTOGRAM_BINS, color="tab:green")
-    axes[1, 0].set_title("Label length (symbols)")
+    axes[1, 0].set(title="Label length", xlabel="label length (symbols)", ylabel="lines")
     frequencies = Counter(summary["character_frequencies_train"]).most_common(60)
     if frequencies:
         symbols, counts = zip(*frequencies, strict=True)
         axes[1, 1].bar(range(len(symbols)), counts, color="tab:orange")
         axes[1, 1].set_xticks(range(len(symbols)), ["␣" if s == " " else s for s in symbols], fontsize=7)
-    axes[1, 1].set_title("Most frequent characters (train)")
+    axes[1, 1].set(title="Most frequent characters (train)", ylabel="occurrences")
+    for panel in axes.flat:
+        integer_axis(panel, "y")
     return figure

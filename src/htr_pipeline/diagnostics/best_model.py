@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from htr_pipeline.checkpoints import best_of_metric, checkpoint_file_name
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+from htr_pipeline.figure_axes import integer_axis, is_rate, rate_axis
 from htr_pipeline.metric_names import MONITOR_MODES, validation_metric
 from htr_pipeline.metrics import combined_score
 
@@ -135,5 +136,8 @@ def plot_metric_history(table: pd.DataFrame, cer_weight: float) -> Figure:
         axes.plot(values.index, values.to_numpy(), marker="o", markersize=3)
         axes.axvline(choice.epoch, color="tab:red", linestyle="--", label=f"picks epoch {choice.epoch}")
         axes.set(title=f"{choice.metric} ({choice.mode})", xlabel="epoch")
+        integer_axis(axes)
+        if is_rate(choice.metric):
+            rate_axis(axes, values)
         axes.legend(fontsize="small")
     return figure

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset, normalise_text
 from htr_pipeline.data.line_batches import (
@@ -25,6 +24,7 @@ from htr_pipeline.data.line_batches import (
 )
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.progress import tqdm
 from htr_pipeline.training.ctc_feasibility import adjacent_repeats
 from htr_pipeline.training.losses import ctc_loss_per_sample
 

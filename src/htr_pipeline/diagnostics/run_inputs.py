@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from htr_pipeline.charset import Charset
@@ -17,6 +16,7 @@ from htr_pipeline.checkpoints import (
     resolve_checkpoint,
 )
 from htr_pipeline.config import flatten_as_logged
+from htr_pipeline.project_paths import resolve_in_project
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,18 @@ def find_run_checkpoint(
     (the audits that need it say so)."""
     if setting is None and run_checkpoint_folder is None:
         return RunCheckpoint(None, None, "the run has no checkpoint folder tag (it never finished a GAN epoch)")
-    path = resolve_checkpoint(setting, checkpoint_name, run_checkpoint_folder, folder_of_run)
-    if not path.is_file():
+    path = resolve_checkpoint(setting, checkpoint_name, run_checkpoint_folder, folder_of_run)  # as stored
+    if not resolve_in_project(path).is_file():
         return RunCheckpoint(str(path), None, f"{path} does not exist on this machine")
     config_key = "diagnostics.checkpoint_name" if setting is None else "diagnostics.checkpoint"
-    return RunCheckpoint(str(path), load_gan_checkpoint(path, config_key))
+    return RunCheckpoint(str(path), load_gan_checkpoint(resolve_in_project(path), config_key))
 
 
 def existing_checkpoints(checkpoint_folder: str | None) -> list[str] | None:
     """The ``.pt`` files in the run's checkpoint folder; None when the folder is unknown or absent."""
-    if checkpoint_folder is None or not Path(checkpoint_folder).is_dir():
+    if checkpoint_folder is None or not resolve_in_project(checkpoint_folder).is_dir():
         return None
-    return sorted(path.name for path in Path(checkpoint_folder).glob("*.pt"))
+    return sorted(path.name for path in resolve_in_project(checkpoint_folder).glob("*.pt"))
 
 
 def run_setting(checkpoint: RunCheckpoint, logged_params: Mapping[str, str], key: str) -> str | None:

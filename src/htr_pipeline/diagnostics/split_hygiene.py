@@ -44,13 +44,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import normalise_text
 from htr_pipeline.config import SPLIT_NAMES
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.splits import groups_in_several_splits
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+from htr_pipeline.progress import tqdm
 
 LINE_CANVAS_ASPECT = 8
 """Width : height a line is padded to before hashing (the data's ``max_width`` / ``image_height`` is 512 / 64);

@@ -34,14 +34,17 @@ def _headline(report: Mapping[str, Any]) -> str:
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """The summary table, each audit linked to its own report (a sibling file, here and in MLflow)."""
+    rows = [{**row, "audit": f"[{row['audit']}]({row['audit']}.md)"} for row in summary["audits"]]
     lines = [
         f"# Diagnostics of run `{summary['run_id']}` ({summary['run_name']})",
         "",
         f"**Overall verdict: {summary['verdict']}**",
         "",
-        markdown_table(summary["audits"], ["audit", "verdict", "findings", "headline"]),
+        markdown_table(rows, ["audit", "verdict", "findings", "headline"]),
         "",
-        "Each audit's full report is `data/08_reporting/diagnostics/<audit>.md` (and `.json`, `.png`), also logged "
+        "Each audit's full report is saved as `data/08_reporting/diagnostics/<audit>.md/<version>/<audit>.md` "
+        "(and `.json`, `.png` the same way; `<version>` is this run's, the folder this summary is in), and logged "
         "to the diagnostics run in MLflow under `diagnostics/`.",
     ]
     return "\n".join(lines) + "\n"

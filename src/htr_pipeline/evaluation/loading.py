@@ -19,6 +19,7 @@ from htr_pipeline.checkpoints import (
 )
 from htr_pipeline.config import GeneratorConfig, RecognizerConfig
 from htr_pipeline.models import build_generator, build_recognizer
+from htr_pipeline.project_paths import project_relative
 
 
 @dataclass
@@ -56,7 +57,7 @@ def restoration_models_from_checkpoint(checkpoint: GanCheckpoint, charset: Chars
     return RestorationModels(
         generator=generator.eval(),
         recognizer=recognizer,
-        description=f"{path} (epoch {checkpoint.epoch}, MLflow run {checkpoint.mlflow_run_id})",
+        description=f"{project_relative(path)} (epoch {checkpoint.epoch}, MLflow run {checkpoint.mlflow_run_id})",
         mlflow_run_id=checkpoint.mlflow_run_id,
         reference_recognizers=references,
         model_configs={"generator": run.generator_config, "recognizer": recognizer_checkpoint.config},
@@ -69,7 +70,7 @@ def load_recognizer_only(checkpoint: RecognizerCheckpoint, charset: Charset, pat
     return RestorationModels(
         generator=None,
         recognizer=_recognizer_from(checkpoint, charset, path),
-        description=f"recognizer of {path}",
+        description=f"recognizer of {project_relative(path)}",
         mlflow_run_id=checkpoint.mlflow_run_id,
         model_configs={"recognizer": checkpoint.config},
     )

@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from htr_pipeline.evaluation.aggregates import has_enhanced
+from htr_pipeline.figure_axes import integer_axis, rate_axis
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     IN_LOOP_RECOGNIZER,
@@ -27,6 +28,9 @@ WORST_LINES_IN_REPORT = 10
 GALLERY_TEXT_CHARS = 100
 """Readings longer than this are cut (with an ellipsis) under the gallery images."""
 REPORT_TEXT_CHARS = 80
+RESTORED = "restored"
+"""What every picture and report calls the generator's output (``enhanced`` in the data's column names)."""
+NOTHING_READ = "∅ (nothing read)"
 
 _DEGRADED_COLOUR = "tab:red"
 _ENHANCED_COLOUR = "tab:blue"
@@ -49,37 +53,44 @@ def _say_empty(axes: Any, message: str) -> None:
 
 
 def plot_evaluation(samples: pd.DataFrame) -> Figure:
-    """CER distributions (degraded vs enhanced), per-line PSNR gain, and CER against reference length."""
+    """CER distributions (degraded vs restored), per-line PSNR gain, and CER against reference length."""
     enhanced = has_enhanced(samples)
     with_text = samples[samples["has_text"].astype(bool)]
-    # A recognizer-only table has no enhanced reading: the clean reading is the other side of the comparison.
-    compared = "enhanced" if enhanced else "clean"
+    # A recognizer-only table has no restored reading: the clean reading is the other side of the comparison.
+    compared, compared_label = ("enhanced", RESTORED) if enhanced else ("clean", "clean")
     compared_colour = _ENHANCED_COLOUR if enhanced else _CLEAN_COLOUR
     figure = _new_figure(16, 4.5)
     cer_axes, psnr_axes, length_axes = figure.subplots(1, 3)
 
-    cer_axes.set_title(f"Per-line CER: degraded vs {compared}")
+    cer_axes.set_title(f"Per-line CER: degraded vs {compared_label}")
     if with_text.empty:
         _say_empty(cer_axes, "no text: no CER")
     else:
         cer_degraded = with_text["cer_degraded"].to_numpy(dtype=np.float64)
         cer_compared = with_text[f"cer_{compared}"].to_numpy(dtype=np.float64)
         bins = np.linspace(0.0, max(1.0, float(np.nanmax([cer_degraded.max(), cer_compared.max()]))), 26)
-        cer_axes.hist(cer_degraded, bins=bins, alpha=0.55, color=_DEGRADED_COLOUR, label="degraded")
-        cer_axes.hist(cer_compared, bins=bins, alpha=0.55, color=compared_colour, label=compared)
+        # Side by side, not overlapping: a line's two bars keep their own colours, as in the legend.
+        cer_axes.hist(
+            [cer_degraded, cer_compared],
+            bins=bins,
+            color=[_DEGRADED_COLOUR, compared_colour],
+            label=["degraded", compared_label],
+        )
         cer_axes.set_xlabel("CER of the line")
         cer_axes.set_ylabel("lines")
+        integer_axis(cer_axes, "y")
         cer_axes.legend()
 
-    psnr_axes.set_title("Per-line PSNR gain (enhanced - degraded)")
+    psnr_axes.set_title(f"Per-line PSNR gain ({RESTORED} - degraded)")
     if enhanced:
         gains_db = (samples["psnr_db_enhanced"] - samples["psnr_db_degraded"]).to_numpy(dtype=np.float64)
         psnr_axes.hist(gains_db, bins=25, color=_ENHANCED_COLOUR)
         psnr_axes.axvline(0.0, color="black", linewidth=1)
         psnr_axes.set_xlabel("PSNR gain (dB)")
         psnr_axes.set_ylabel("lines")
+        integer_axis(psnr_axes, "y")
     else:
-        _say_empty(psnr_axes, "no generator: no enhanced image")
+        _say_empty(psnr_axes, "no generator: no restored image")
 
     length_axes.set_title("CER against reference length")
     if with_text.empty:
@@ -87,13 +98,20 @@ def plot_evaluation(samples: pd.DataFrame) -> Figure:
     else:
         lengths = with_text["char_reference_length"].to_numpy(dtype=np.int64)
         length_axes.scatter(
-            lengths, with_text["cer_degraded"], s=10, alpha=0.6, color=_DEGRADED_COLOUR, label="degraded"
+            lengths,
+            with_text["cer_degraded"],
+            s=28,
+            marker="o",
+            facecolors="none",
+            color=_DEGRADED_COLOUR,
+            label="degraded",
         )
         length_axes.scatter(
-            lengths, with_text[f"cer_{compared}"], s=10, alpha=0.6, color=compared_colour, label=compared
+            lengths, with_text[f"cer_{compared}"], s=28, marker="x", color=compared_colour, label=compared_label
         )
         length_axes.set_xlabel("reference length (characters)")
         length_axes.set_ylabel("CER of the line")
+        rate_axis(length_axes, [*with_text["cer_degraded"], *with_text[f"cer_{compared}"]])
         length_axes.legend()
     return figure
 
@@ -115,8 +133,13 @@ def _truncate(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _reading(text: str | None, limit: int) -> str:
+    """A recognizer's reading as shown: an empty one says so, instead of showing nothing at all."""
+    return NOTHING_READ if text == "" else _truncate(text, limit)
+
+
 def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> Figure:
-    """One row per line: degraded | enhanced | clean images, then the reference and the three readings.
+    """One block per line: degraded | restored | clean images, then the reference and the three readings.
 
     ``images[i]`` belongs to ``rows.iloc[i]``: (degraded, enhanced, clean), each (height, width) in [0, 1]; the
     enhanced image is ``None`` for a recognizer-only evaluation.
@@ -128,32 +151,31 @@ def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.nd
         _say_empty(figure.subplots(), "no lines with text to show")
         return figure
 
-    figure = _new_figure(18, 2.2 * len(rows))
-    grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.0, 0.9] * len(rows))
+    figure = _new_figure(16, 2.1 * len(rows))
+    grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.3, 0.85] * len(rows))
     for position, ((_, row), triple) in enumerate(zip(rows.iterrows(), images, strict=True)):
         for column, (variant, image) in enumerate(zip(("degraded", "enhanced", "clean"), triple, strict=True)):
+            shown = RESTORED if variant == "enhanced" else variant
             axes = figure.add_subplot(grid[2 * position, column])
             if image is None:
-                _say_empty(axes, f"no {variant} image")
+                _say_empty(axes, f"no {shown} image")
             else:
                 axes.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, aspect="equal")
                 axes.set_xticks([])
                 axes.set_yticks([])
             cer = row.get(f"cer_{variant}")
             cer_text = "" if cer is None or pd.isna(cer) else f"  CER {cer:.3f}"
-            axes.set_title(f"{row['sample_id']} {variant}{cer_text}", fontsize=8)
+            axes.set_title(f"{shown}{cer_text}", fontsize=11)
         text_axes = figure.add_subplot(grid[2 * position + 1, :])
         text_axes.axis("off")
         caption = "\n".join(
-            f"{label:<10}{_truncate(value, GALLERY_TEXT_CHARS)}"
-            for label, value in (
-                ("reference", row["reference"]),
-                ("degraded", row["reading_degraded"]),
-                ("enhanced", row["reading_enhanced"]),
-                ("clean", row["reading_clean"]),
-            )
+            [f"{'line':<10}{row['sample_id']}", f"{'reference':<10}{_truncate(row['reference'], GALLERY_TEXT_CHARS)}"]
+            + [
+                f"{label:<10}{_reading(row[f'reading_{variant}'], GALLERY_TEXT_CHARS)}"
+                for label, variant in (("degraded", "degraded"), (RESTORED, "enhanced"), ("clean", "clean"))
+            ]
         )
-        text_axes.text(0.0, 1.0, caption, family="monospace", fontsize=8, va="top", transform=text_axes.transAxes)
+        text_axes.text(0.0, 1.0, caption, family="monospace", fontsize=11, va="top", transform=text_axes.transAxes)
     return figure
 
 
@@ -221,7 +243,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
         "| image | mean PSNR (dB) | mean SSIM |",
         "|---|---|---|",
         f"| degraded | {_number(figures['psnr_db_mean_degraded'], 2)} | {_number(figures['ssim_mean_degraded'])} |",
-        f"| enhanced | {_number(figures['psnr_db_mean_enhanced'], 2)} | {_number(figures['ssim_mean_enhanced'])} |",
+        f"| {RESTORED} | {_number(figures['psnr_db_mean_enhanced'], 2)} | {_number(figures['ssim_mean_enhanced'])} |",
         "",
         f"- PSNR gain (dB): {_gain(figures['psnr_gain_db'], 2)}",
         f"- SSIM gain: {_gain(figures['ssim_gain'])}",
@@ -232,7 +254,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
         "",
         f"![CER and PSNR distributions]({PLOTS_FILE})",
         "",
-        f"![Worst lines: degraded, enhanced, clean]({GALLERY_FILE})",
+        f"![Worst lines: degraded, {RESTORED}, clean]({GALLERY_FILE})",
         "",
     ]
     lines += _worst_lines_table(samples)
@@ -250,7 +272,7 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
     ]
     for variant in variants:
         lines.append(
-            f"| {variant} | {_number(figures[f'cer_corpus_{variant}'])} "
+            f"| {RESTORED if variant == 'enhanced' else variant} | {_number(figures[f'cer_corpus_{variant}'])} "
             f"| {_number(figures[f'cer_mean_per_line_{variant}'])} "
             f"| {_number(figures[f'wer_corpus_{variant}'])} "
             f"| {_number(figures[f'wer_mean_per_line_{variant}'])} |"
@@ -258,7 +280,7 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
     if name != DEGRADED_TRAINED_RECOGNIZER:
         lines += [
             "",
-            f"- Corpus CER reduction (degraded - enhanced, {confidence_pct} paired bootstrap interval): "
+            f"- Corpus CER reduction (degraded - {RESTORED}, {confidence_pct} paired bootstrap interval): "
             f"{_gain(figures['cer_reduction'])}",
             f"- Share of the degraded-to-clean CER gap closed: {_number(figures['cer_gap_closed'], 3)}"
             + (f" ({figures['cer_gap_closed_note']})" if figures["cer_gap_closed_note"] else ""),
@@ -269,11 +291,12 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
 def _worst_lines_table(samples: pd.DataFrame) -> list[str]:
     enhanced = has_enhanced(samples)
     reading, cer = ("enhanced", "cer_enhanced") if enhanced else ("clean", "cer_clean")
+    shown = RESTORED if enhanced else "clean"
     worst = worst_lines(samples, WORST_LINES_IN_REPORT)
-    header = f"## The {WORST_LINES_IN_REPORT} worst lines (highest {reading} CER)"
+    header = f"## The {WORST_LINES_IN_REPORT} worst lines (highest {shown} CER)"
     if worst.empty:
         return [header, "", "No line has a ground-truth text.", ""]
-    table = [header, "", f"| sample | reference | {reading} reading | CER |", "|---|---|---|---|"]
+    table = [header, "", f"| sample | reference | {shown} reading | CER |", "|---|---|---|---|"]
     for _, row in worst.iterrows():
         table.append(
             f"| {_cell(row['sample_id'])} | {_cell(row['reference'])} | {_cell(row[f'reading_{reading}'])} "

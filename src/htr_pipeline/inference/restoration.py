@@ -18,9 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from pydantic import TypeAdapter
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.checkpoints import load_gan_checkpoint
@@ -33,10 +32,16 @@ from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_t
 from htr_pipeline.metrics import binarise, dibco_scores
 from htr_pipeline.models import generator_size_multiple
 from htr_pipeline.models.recognizer import ctc_time_steps
+from htr_pipeline.progress import tqdm
+from htr_pipeline.project_paths import project_relative
 
 InputKind = Literal["line", "page"]
 COMPARISON_GAP_PX = 8
 COMPARISON_GAP_GREY = 128
+COMPARISON_CAPTIONS = ("input", "restored", "binarised")
+"""What each panel of a comparison image is, in the order ``_infer_one`` puts them."""
+CAPTION_FONT_PX = 16
+CAPTION_STRIP_PX = 22
 """Mid grey between the panels of a comparison image: distinct from paper and from ink."""
 
 
@@ -135,16 +140,48 @@ def restore_page(image: np.ndarray, models: InferenceModels, config: InferenceCo
     )
 
 
-def comparison_image(panels: Sequence[np.ndarray], kind: InputKind, max_width: int) -> np.ndarray:
-    """Input, restored (and binarised) side by side for pages, stacked for lines; scaled to ``max_width``."""
-    gap_shape = (panels[0].shape[0], COMPARISON_GAP_PX) if kind == "page" else (COMPARISON_GAP_PX, panels[0].shape[1])
+def comparison_image(
+    panels: Sequence[np.ndarray], kind: InputKind, max_width: int, captions: Sequence[str] = COMPARISON_CAPTIONS
+) -> np.ndarray:
+    """Input, restored (and binarised) side by side for pages, stacked for lines; scaled to ``max_width``; each
+    panel under its caption (``captions[i]`` names ``panels[i]``), drawn after scaling so it stays readable."""
+    if len(captions) < len(panels):
+        raise ValueError(f"comparison of {len(panels)} panels got {len(captions)} captions")
+    total_width = sum(panel.shape[1] for panel in panels) + COMPARISON_GAP_PX * (len(panels) - 1)
+    scale = min(1.0, max_width / (total_width if kind == "page" else panels[0].shape[1]))
+    captioned = [
+        _under_caption(_scaled(panel, scale), caption) for panel, caption in zip(panels, captions, strict=False)
+    ]
+    # Side by side, panels share a height; stacked, a width (a caption may have widened a narrow line).
+    axis = 0 if kind == "page" else 1
+    size = max(panel.shape[axis] for panel in captioned)
+    captioned = [
+        np.pad(panel, [(0, size - panel.shape[axis]) if dim == axis else (0, 0) for dim in (0, 1)], constant_values=255)
+        for panel in captioned
+    ]
+    gap_shape = (
+        (captioned[0].shape[0], COMPARISON_GAP_PX) if kind == "page" else (COMPARISON_GAP_PX, captioned[0].shape[1])
+    )
     gap = np.full(gap_shape, COMPARISON_GAP_GREY, dtype=np.uint8)
-    pieces = [piece for panel in panels for piece in (panel, gap)][:-1]
-    joined = np.hstack(pieces) if kind == "page" else np.vstack(pieces)
-    if joined.shape[1] <= max_width:
-        return joined
-    height = max(1, round(joined.shape[0] * max_width / joined.shape[1]))
-    return np.asarray(Image.fromarray(joined).resize((max_width, height), Image.Resampling.BILINEAR))
+    pieces = [piece for panel in captioned for piece in (panel, gap)][:-1]
+    return np.hstack(pieces) if kind == "page" else np.vstack(pieces)
+
+
+def _scaled(panel: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return panel
+    size = (max(1, round(panel.shape[1] * scale)), max(1, round(panel.shape[0] * scale)))
+    return np.asarray(Image.fromarray(panel).resize(size, Image.Resampling.BILINEAR))
+
+
+def _under_caption(panel: np.ndarray, caption: str) -> np.ndarray:
+    """``panel`` with a white strip above it that says what it is (widened with white to fit the caption)."""
+    font = ImageFont.load_default(size=CAPTION_FONT_PX)
+    width = max(panel.shape[1], int(np.ceil(font.getlength(caption))) + 8)
+    strip = Image.new("L", (width, CAPTION_STRIP_PX), 255)
+    ImageDraw.Draw(strip).text((4, 2), caption, fill=0, font=font)
+    widened = np.pad(panel, ((0, 0), (0, width - panel.shape[1])), constant_values=255)
+    return np.vstack([np.asarray(strip), widened])
 
 
 def ground_truth_file(image_path: Path, folder: Path) -> Path | None:
@@ -246,7 +283,7 @@ def _summary(
     scored = [column for column in table.columns if column.startswith(("restored_", "degraded_"))]
     return {
         "checkpoint": models.description,
-        "input_path": str(config.input_path),
+        "input_path": str(config.input_path) if config.input_path is None else project_relative(config.input_path),
         "inputs": len(table),
         "lines": int((table["kind"] == "line").sum()) if len(table) else 0,
         "pages": int((table["kind"] == "page").sum()) if len(table) else 0,

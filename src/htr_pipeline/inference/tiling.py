@@ -23,9 +23,9 @@ from typing import Literal, cast, get_args
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from htr_pipeline.data.images import normalise_line
+from htr_pipeline.progress import tqdm
 
 Ramp = Literal["linear", "gaussian"]
 RAMPS: tuple[str, ...] = get_args(Ramp)

@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.checkpoints import (
@@ -44,6 +43,7 @@ from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.metric_names import MONITOR_MODES
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.precision import autocast
+from htr_pipeline.progress import tqdm
 from htr_pipeline.training import losses
 from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup

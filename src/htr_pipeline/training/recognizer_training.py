@@ -11,12 +11,12 @@ from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerPretrainingConfig, TrainingConfig
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.precision import autocast
+from htr_pipeline.progress import tqdm
 from htr_pipeline.training.augmentation import augment_lines
 from htr_pipeline.training.early_stopping import PlateauAwareEarlyStopping
 from htr_pipeline.training.losses import ctc_loss_per_sample

@@ -191,7 +191,7 @@ def fail_on_verdicts(summary: dict[str, Any], config: DiagnosticsConfig) -> None
         raise DiagnosticsFailedError(
             f"diagnostics.fail_on is '{config.fail_on}' and these audits reached it: {', '.join(failing)}. "
             + " ".join(f"[{audit}] {headlines[audit]}" for audit in failing)
-            + " Their reports are in data/08_reporting/diagnostics/ (start with summary.md); set "
+            + " Their reports are in data/08_reporting/diagnostics/ (start with summary.md/<version>/summary.md); set "
             "diagnostics.fail_on: null to only report."
         )
 

@@ -16,6 +16,7 @@ from htr_pipeline.config import EvaluationConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.evaluation.loading import RestorationModels, load_recognizer_only, load_restoration_models
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
+from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import checkpoint_folder_of_run
 
 
@@ -53,7 +54,7 @@ def _models_to_evaluate(
     path = resolve_checkpoint(
         config.checkpoint,
         config.checkpoint_name,
-        training_summary["checkpoint_folder"],
+        str(resolve_in_project(training_summary["checkpoint_folder"])),
         partial(checkpoint_folder_of_run, config_key="evaluation.checkpoint"),
     )
     return load_restoration_models(path, charset, "evaluation.checkpoint")

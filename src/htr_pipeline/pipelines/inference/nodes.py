@@ -15,6 +15,7 @@ from htr_pipeline.config import InferenceConfig
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.restoration import load_inference_models, run_inference
+from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import checkpoint_folder_of_run
 
 
@@ -29,7 +30,7 @@ def restore_folder(
     checkpoint = resolve_checkpoint(
         config.checkpoint,
         config.checkpoint_name,
-        training_summary["checkpoint_folder"],
+        str(resolve_in_project(training_summary["checkpoint_folder"])),
         partial(checkpoint_folder_of_run, config_key="inference.checkpoint"),
     )
     models = load_inference_models(checkpoint, resolve_device(config.device, "inference.device"))

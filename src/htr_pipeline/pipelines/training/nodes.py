@@ -11,6 +11,7 @@ import pandas as pd
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.project_paths import project_relative
 from htr_pipeline.tracking import active_run_id, tracker_for_current_store
 from htr_pipeline.training.stages import gan_run_metadata, gan_stage, recognizer_stage, reference_recognizers_stage
 
@@ -52,7 +53,7 @@ def train_restoration_gan(
     symbols = Charset.from_dict(charset)
     parameters = {"data": data.model_dump(mode="json"), "training": training.model_dump(mode="json")}
     run_metadata = gan_run_metadata(symbols, parameters, training, reference_recognizers)
-    return gan_stage(
+    summary = gan_stage(
         manifest,
         line_images,
         symbols,
@@ -63,3 +64,5 @@ def train_restoration_gan(
         tracker_for_run=tracker_for_current_store(),
         current_run_id=active_run_id(),
     )
+    summary["checkpoint_folder"] = project_relative(summary["checkpoint_folder"])  # a copied project finds it
+    return summary

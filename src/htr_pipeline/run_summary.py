@@ -1,0 +1,176 @@
+"""The block of figures a run ends with in the terminal, made from the summaries its pipelines saved.
+
+Plain data in, lines of text out: the Kedro hook (``hooks.RunSummaryHook``) finds the summaries and prints the
+lines. Anything that looks like a failure is a ``WARNING`` line, so a model that never learnt cannot finish
+quietly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+NOTHING_READ_CER = 0.9
+"""A corpus CER at or above this on clean lines means the recognizer reads (almost) nothing."""
+
+RULE = "=" * 78
+HEADLINE_CHARS = 90
+"""An audit's first finding is cut to this length in the block (its report has it in full)."""
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """What the pipelines of one run saved (None for a pipeline that did not run) and where things are."""
+
+    data: Mapping[str, Any] | None = None
+    training: Mapping[str, Any] | None = None
+    evaluation: Mapping[str, Any] | None = None
+    diagnostics: Mapping[str, Any] | None = None
+    inference: Mapping[str, Any] | None = None
+    outputs: Sequence[tuple[str, str]] = field(default_factory=list)
+    """``(dataset name, project-relative path)`` of the outputs a person opens first."""
+    mlflow_run_id: str | None = None
+    mlflow_ui_command: str | None = None
+    mlflow_run_url: str | None = None
+    """The run's page in that UI, opened on its model-training view."""
+
+
+def run_summary_lines(results: RunResults) -> list[str]:
+    """The closing block: figures per pipeline that ran, warnings, outputs, and the MLflow run to open."""
+    lines = [RULE, "Run summary", RULE]
+    if results.data is not None:
+        lines += data_lines(results.data)
+    if results.training is not None:
+        lines += training_lines(results.training)
+    if results.evaluation is not None:
+        lines += evaluation_lines(results.evaluation)
+    if results.diagnostics is not None:
+        lines += diagnostics_lines(results.diagnostics)
+    if results.inference is not None:
+        lines += inference_lines(results.inference)
+    warnings = failure_warnings(results)
+    lines += [f"WARNING: {warning}" for warning in warnings]
+    if results.outputs:
+        lines.append("Outputs (relative to the project folder):")
+        lines += [f"  {name:<28} {path}" for name, path in results.outputs]
+    if results.mlflow_run_id is not None:
+        lines.append(f"MLflow run {results.mlflow_run_id}: start the UI with `{results.mlflow_ui_command}`")
+        if results.mlflow_run_url is not None:
+            lines.append(f"  then open {results.mlflow_run_url}")
+    lines.append(RULE)
+    return lines
+
+
+def mlflow_run_url(host: str, port: str | int, experiment_id: str, run_id: str) -> str:
+    """The run's page; ``workflowType=machine_learning`` because MLflow 3's UI opens every experiment on its
+    GenAI (traces) view otherwise, whatever the experiment's ``mlflow.experimentKind`` tag says."""
+    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def data_lines(report: Mapping[str, Any]) -> list[str]:
+    splits = " / ".join(f"{count} {split}" for split, count in sorted(report["samples_per_split"].items()))
+    rejected = f"{report['rejects']} rejected, charset {report['charset_size']}"
+    return [f"Data: {report['samples']} lines ({splits}), {rejected}"]
+
+
+def training_lines(training: Mapping[str, Any]) -> list[str]:
+    best_value = training["best_value_per_metric"]
+    best_epoch = training["best_epoch_per_metric"]
+    parts = [
+        f"{label} {_number(best_value.get(metric), digits)}{unit} (epoch {best_epoch.get(metric)})"
+        for metric, label, digits, unit in (("val/cer", "val CER", 4, ""), ("val/psnr", "val PSNR", 2, " dB"))
+        if metric in best_value
+    ]
+    stopped = ", stopped early" if training.get("stopped_early") else ""
+    return [f"Training: {training['epochs_run']} epochs{stopped}; best {'; best '.join(parts)}"]
+
+
+def evaluation_lines(evaluation: Mapping[str, Any]) -> list[str]:
+    headline = evaluation["headline_recognizer"]
+    figures = evaluation[headline]
+    confidence = f"{100 * figures['confidence_level']:g}%"
+    lines = [
+        f"Evaluation on {evaluation.get('split', 'the split')} ({figures['lines']} lines), read by {headline}, "
+        f"{confidence} intervals:"
+    ]
+    cer = (
+        f"  CER degraded {_number(figures['cer_corpus_degraded'])}"
+        + (f" -> restored {_number(figures['cer_corpus_enhanced'])}" if figures["generator_evaluated"] else "")
+        + f" (clean {_number(figures['cer_corpus_clean'])})"
+    )
+    if figures.get("cer_reduction") is not None:
+        cer += f"; reduction {_interval(figures['cer_reduction'], 4)}"
+    lines.append(cer)
+    if figures["generator_evaluated"]:
+        lines.append(
+            f"  PSNR degraded {_number(figures['psnr_db_mean_degraded'], 2)} dB -> restored "
+            f"{_number(figures['psnr_db_mean_enhanced'], 2)} dB; gain {_interval(figures['psnr_gain_db'], 2)} dB"
+        )
+    return lines
+
+
+def diagnostics_lines(diagnostics: Mapping[str, Any]) -> list[str]:
+    lines = [f"Diagnostics of run {diagnostics['run_id']}: overall {diagnostics['verdict']}"]
+    width = max((len(row["audit"]) for row in diagnostics["audits"]), default=0)
+    for row in diagnostics["audits"]:
+        finding = "" if row["verdict"] == "ok" else f"  {_shortened(row['headline'], HEADLINE_CHARS)}"
+        lines.append(f"  {row['audit']:<{width}}  {row['verdict']:<7}{finding}".rstrip())
+    return lines
+
+
+def inference_lines(inference: Mapping[str, Any]) -> list[str]:
+    counts = {key: value for key, value in inference.items() if isinstance(value, int) and not isinstance(value, bool)}
+    described = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items())
+    return [f"Inference: {described}" if described else "Inference: done"]
+
+
+def failure_warnings(results: RunResults) -> list[str]:
+    """Each sign that the model failed, in words: a recognizer reading nothing, no gain, a problem verdict."""
+    warnings: list[str] = []
+    if results.training is not None:
+        best_cer = results.training["best_value_per_metric"].get("val/cer")
+        if best_cer is not None and best_cer >= NOTHING_READ_CER:
+            warnings.append(
+                f"the recognizer reads (almost) nothing on restored validation lines: best val CER {best_cer:.4f}"
+            )
+    if results.evaluation is not None:
+        warnings += _evaluation_warnings(results.evaluation)
+    if results.diagnostics is not None:
+        warnings += [
+            f"diagnostics: {row['audit']} is a problem: {row['headline']}"
+            for row in results.diagnostics["audits"]
+            if row["verdict"] == "problem"
+        ]
+    return warnings
+
+
+def _evaluation_warnings(evaluation: Mapping[str, Any]) -> list[str]:
+    headline = evaluation["headline_recognizer"]
+    figures = evaluation[headline]
+    warnings = []
+    clean_cer = figures.get("cer_corpus_clean")
+    if clean_cer is not None and clean_cer >= NOTHING_READ_CER:
+        warnings.append(f"the {headline} recognizer reads (almost) nothing even on clean lines: CER {clean_cer:.4f}")
+    if figures["generator_evaluated"]:
+        reduction = figures.get("cer_reduction")
+        if reduction is not None and reduction["estimate"] <= 0.0:
+            warnings.append(
+                f"restored lines are not read better than degraded ones: CER reduction {_interval(reduction, 4)}"
+            )
+        gain = figures.get("psnr_gain_db")
+        if gain is not None and gain["estimate"] <= 0.0:
+            warnings.append(f"restored images are not closer to the clean ones: PSNR gain {_interval(gain, 2)} dB")
+    return warnings
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(gain: Mapping[str, float], digits: int) -> str:
+    return f"{gain['estimate']:.{digits}f} [{gain['ci_low']:.{digits}f}, {gain['ci_high']:.{digits}f}]"

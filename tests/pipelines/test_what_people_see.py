@@ -1,0 +1,171 @@
+"""What a person sees of a real run: stored paths that survive a copy, MLflow as a model-training record (the
+registry included), and a kedro-viz site whose previews all load."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import PROJECT_ROOT, small_synthetic_parameters, write_line_png
+from tests.pipelines.test_training_pipeline import TINY_TRAINING, _run
+
+REGISTERED_NAME = "htr_generator"
+PROVENANCE_TAGS = {"project_path", "mlflow.source.name"}
+"""Written by kedro-mlflow and MLflow, not by the project: where (which copy, which program) a run was made."""
+
+
+def _new_project(folder: Path) -> Path:
+    project = folder / "project"
+    (project / "conf" / "base").mkdir(parents=True)
+    (project / "conf" / "local").mkdir()
+    (project / "src").mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    for name in ("catalog.yml", "mlflow.yml"):
+        shutil.copy(PROJECT_ROOT / "conf" / "base" / name, project / "conf" / "base" / name)
+    parameters = small_synthetic_parameters(train=12, valid=4, test=4)
+    parameters["training"] = {**TINY_TRAINING, "epochs": 1}
+    parameters["evaluation"] = {"bootstrap_resamples": 100, "register_model": REGISTERED_NAME}
+    parameters["diagnostics"] = {"fail_on": None}
+    parameters["inference"] = {"input_path": "data/01_raw/scans"}
+    (project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
+    for seed in range(2):
+        write_line_png(project / "data" / "01_raw" / "scans" / f"line_{seed}.png", width=160, seed=seed)
+    return project
+
+
+@pytest.fixture(scope="module")
+def ran_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The main job, diagnostics and inference, run once in a throw-away project."""
+    project = _new_project(tmp_path_factory.mktemp("seen"))
+    here = Path.cwd()
+    os.chdir(project)
+    try:
+        for pipeline in (None, "diagnostics", "inference"):
+            _run(project, pipeline)
+        yield project
+    finally:
+        os.chdir(here)
+
+
+def _client(project: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{project.as_posix()}/mlflow.db")
+
+
+def _runs(project: Path) -> list:
+    client = _client(project)
+    return client.search_runs([client.get_experiment_by_name("htr_pipeline").experiment_id])
+
+
+def test_no_summary_report_or_tag_of_the_project_holds_an_absolute_path(ran_project: Path):
+    stored = [
+        path
+        for path in (ran_project / "data").rglob("*")
+        if path.is_file() and path.suffix in {".json", ".md", ".csv", ".txt"}
+    ]
+    assert {path.name for path in stored} >= {
+        "training_summary.json",
+        "evaluation_summary.json",
+        "evaluation_report.md",
+        "summary.md",
+        "inference_summary.json",
+        "inference_results.csv",
+    }
+    holding = [str(path.relative_to(ran_project)) for path in stored if str(ran_project) in path.read_text()]
+    assert holding == []
+    runs = _runs(ran_project)
+    assert len(runs) == 3
+    for run in runs:
+        ours = {key: value for key, value in {**run.data.tags, **run.data.params}.items() if key not in PROVENANCE_TAGS}
+        assert {key: value for key, value in ours.items() if str(ran_project) in value} == {}, run.info.run_name
+    training = next(run for run in runs if "htr.checkpoint_folder" in run.data.tags)
+    folder = training.data.tags["htr.checkpoint_folder"]
+    assert folder.startswith("data/06_models/gan_checkpoints/") and (ran_project / folder / "best.pt").is_file()
+
+
+def test_report_links_and_inference_folders_are_where_they_say(ran_project: Path):
+    (report,) = (ran_project / "data" / "08_reporting" / "evaluation_report.md").glob("*/evaluation_report.md")
+    links = [line.split("](", 1)[1].rstrip(")") for line in report.read_text().splitlines() if line.startswith("![")]
+    assert len(links) == 2
+    assert all((report.parent / link).resolve().is_file() for link in links), links
+    (summary,) = (ran_project / "data" / "08_reporting" / "diagnostics" / "summary.md").glob("*/summary.md")
+    audit_links = [part.split(")", 1)[0] for part in summary.read_text().split("](")[1:]]
+    assert audit_links and all((summary.parent / link).resolve().is_file() for link in audit_links), audit_links
+    (version,) = (ran_project / "data" / "07_model_output" / "inference").iterdir()
+    assert sorted(path.name for path in version.iterdir()) == ["comparison", "restored", "transcriptions"]
+
+
+def test_mlflow_shows_a_model_training_experiment_with_settings_as_params(ran_project: Path):
+    client = _client(ran_project)
+    experiment = client.get_experiment_by_name("htr_pipeline")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    main_job = next(run for run in _runs(ran_project) if run.info.run_name == "data_ingestion+training+evaluation")
+    metrics, params = main_job.data.metrics, main_job.data.params
+    assert not [key for key in metrics if key.rsplit("/", 1)[-1].startswith(("bootstrap", "confidence"))]
+    assert params["evaluation.confidence_level"] == "0.95" and params["evaluation.bootstrap_resamples"] == "100"
+    assert "eval/judge/cer_corpus_restored" in metrics and not [key for key in metrics if "enhanced" in key]
+    ingestion = [key for key in metrics if key.startswith("ingestion")]
+    assert ingestion and all(key.startswith("ingestion/") for key in ingestion)
+
+
+def test_evaluation_registers_the_generator_when_asked(ran_project: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{ran_project.as_posix()}/mlflow.db")
+    (version,) = _client(ran_project).search_model_versions(f"name = '{REGISTERED_NAME}'")
+    main_job = next(run for run in _runs(ran_project) if run.info.run_name == "data_ingestion+training+evaluation")
+    assert int(version.version) == 1 and version.run_id == main_job.info.run_id
+    generator = mlflow.pytorch.load_model(f"models:/{REGISTERED_NAME}/1")
+    assert sum(parameter.numel() for parameter in generator.parameters()) > 0
+
+
+def test_a_copied_project_reads_its_own_artifacts_and_never_writes_into_the_original(
+    ran_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(ran_project, copy)
+    original_artifacts = sorted(path.name for path in (ran_project / "mlartifacts").iterdir())
+    monkeypatch.chdir(copy)
+    _run(copy, "data_ingestion")
+    client = _client(copy)
+    locations = [client.get_experiment_by_name("htr_pipeline").artifact_location] + [
+        run.info.artifact_uri
+        for run in client.search_runs([client.get_experiment_by_name("htr_pipeline").experiment_id])
+    ]
+    assert all(location.startswith(f"file://{copy.as_posix()}/mlartifacts") for location in locations), locations
+    assert sorted(path.name for path in (ran_project / "mlartifacts").iterdir()) == original_artifacts
+    main_job = next(
+        run
+        for run in client.search_runs([client.get_experiment_by_name("htr_pipeline").experiment_id])
+        if run.info.run_name == "data_ingestion+training+evaluation"
+    )
+    report = client.download_artifacts(main_job.info.run_id, "evaluation/report.md", str(tmp_path))
+    assert Path(report).read_text().startswith("# Evaluation report")
+
+
+def test_kedro_viz_builds_every_preview(ran_project: Path):
+    kedro = Path(sys.executable).parent / "kedro"
+    result = subprocess.run(
+        [str(kedro), "viz", "build", "--include-previews"],
+        cwd=ran_project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"KEDRO_DISABLE_TELEMETRY": "true", "PATH": str(kedro.parent) + ":/usr/bin:/bin", "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = " ".join((result.stdout + result.stderr).split())  # rich wraps its log lines
+    assert "could not be previewed" not in output, output[-3000:]
+    details = [json.loads(path.read_text()) for path in (ran_project / "build" / "api" / "nodes").iterdir()]
+    preview_of = {Path(str(node.get("filepath"))).name: node.get("preview_type") for node in details}
+    assert preview_of["charset.json"] == "JSONPreview"
+    assert preview_of["summary.json"] == "JSONPreview"  # the diagnostics summary
+    assert preview_of["evaluation_plots.png"] == preview_of["evaluation_gallery.png"] == "ImagePreview"
+    assert preview_of["dataset_report.png"] == "ImagePreview"

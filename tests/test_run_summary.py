@@ -1,0 +1,96 @@
+"""The closing block of a run: figures of the pipelines that ran, and loud warnings for a model that failed."""
+
+from htr_pipeline.run_summary import RunResults, mlflow_run_url, run_summary_lines
+
+TRAINING = {
+    "epochs_run": 2,
+    "stopped_early": False,
+    "best_epoch_per_metric": {"val/cer": 2, "val/psnr": 1},
+    "best_value_per_metric": {"val/cer": 0.1234, "val/psnr": 21.5},
+    "checkpoint_folder": "data/06_models/gan_checkpoints/v/gan_checkpoints",
+}
+
+
+def _evaluation(cer_restored: float, psnr_gain: float, cer_clean: float = 0.05) -> dict:
+    interval = {"estimate": 0.3 - cer_restored, "ci_low": 0.25 - cer_restored, "ci_high": 0.35 - cer_restored}
+    return {
+        "split": "test",
+        "headline_recognizer": "judge",
+        "judge": {
+            "lines": 40,
+            "confidence_level": 0.95,
+            "generator_evaluated": True,
+            "cer_corpus_degraded": 0.3,
+            "cer_corpus_enhanced": cer_restored,
+            "cer_corpus_clean": cer_clean,
+            "cer_reduction": interval,
+            "psnr_db_mean_degraded": 18.0,
+            "psnr_db_mean_enhanced": 18.0 + psnr_gain,
+            "psnr_gain_db": {"estimate": psnr_gain, "ci_low": psnr_gain - 1, "ci_high": psnr_gain + 1},
+        },
+    }
+
+
+def _warnings(results: RunResults) -> list[str]:
+    return [line for line in run_summary_lines(results) if line.startswith("WARNING")]
+
+
+def test_a_good_run_shows_its_figures_outputs_and_mlflow_run_without_warnings():
+    lines = run_summary_lines(
+        RunResults(
+            training=TRAINING,
+            evaluation=_evaluation(cer_restored=0.1, psnr_gain=6.0),
+            outputs=[("evaluation_report", "data/08_reporting/evaluation_report.md/v/evaluation_report.md")],
+            mlflow_run_id="abc123",
+            mlflow_ui_command="mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000",
+            mlflow_run_url=mlflow_run_url("127.0.0.1", 5000, "1", "abc123"),
+        )
+    )
+    text = "\n".join(lines)
+    assert "Training: 2 epochs; best val CER 0.1234 (epoch 2); best val PSNR 21.50 dB (epoch 1)" in text
+    assert "CER degraded 0.3000 -> restored 0.1000 (clean 0.0500); reduction 0.2000 [0.1500, 0.2500]" in text
+    assert "PSNR degraded 18.00 dB -> restored 24.00 dB; gain 6.00 [5.00, 7.00] dB" in text
+    assert "data/08_reporting/evaluation_report.md/v/evaluation_report.md" in text
+    assert (
+        "MLflow run abc123: start the UI with `mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000`" in text
+    )
+    assert "then open http://127.0.0.1:5000/#/experiments/1/runs/abc123?workflowType=machine_learning" in text
+    assert not _warnings(RunResults(training=TRAINING, evaluation=_evaluation(cer_restored=0.1, psnr_gain=6.0)))
+
+
+def test_no_gain_a_blind_recognizer_and_a_problem_verdict_are_warnings():
+    diagnostics = {
+        "run_id": "abc",
+        "verdict": "problem",
+        "audits": [
+            {"audit": "config_audit", "verdict": "ok", "headline": "all applied"},
+            {"audit": "recognizer_readability", "verdict": "problem", "headline": "reads nothing"},
+        ],
+    }
+    blind = {**TRAINING, "best_value_per_metric": {"val/cer": 1.0, "val/psnr": 12.0}}
+    warnings = _warnings(
+        RunResults(
+            training=blind,
+            evaluation=_evaluation(cer_restored=0.3, psnr_gain=-0.5, cer_clean=1.0),
+            diagnostics=diagnostics,
+        )
+    )
+    assert warnings == [
+        "WARNING: the recognizer reads (almost) nothing on restored validation lines: best val CER 1.0000",
+        "WARNING: the judge recognizer reads (almost) nothing even on clean lines: CER 1.0000",
+        "WARNING: restored lines are not read better than degraded ones: CER reduction 0.0000 [-0.0500, 0.0500]",
+        "WARNING: restored images are not closer to the clean ones: PSNR gain -0.50 [-1.50, 0.50] dB",
+        "WARNING: diagnostics: recognizer_readability is a problem: reads nothing",
+    ]
+
+
+def test_ingestion_counts_lines_per_split_and_rejects():
+    report = {
+        "samples": 36,
+        "samples_per_split": {"train": 24, "valid": 6, "test": 6},
+        "rejects": 2,
+        "charset_size": 34,
+    }
+    assert "Data: 36 lines (6 test / 24 train / 6 valid), 2 rejected, charset 34" in run_summary_lines(
+        RunResults(data=report)
+    )
