@@ -94,3 +94,37 @@ def test_ingestion_counts_lines_per_split_and_rejects():
     assert "Data: 36 lines (6 test / 24 train / 6 valid), 2 rejected, charset 34" in run_summary_lines(
         RunResults(data=report)
     )
+
+
+def _inference(restored_f_measure: float, restored_drd: float) -> dict:
+    # The shape inference_summary.json has; the figures of the 3 DIBCO 2009 scans read by the synthetic-trained
+    # default model (F-measure 89.48 -> 65.27, DRD 3.82 -> 18.89).
+    return {
+        "inputs": 3,
+        "lines": 2,
+        "pages": 1,
+        "with_ground_truth": 3,
+        "mean_scores": {
+            "restored_f_measure": restored_f_measure,
+            "restored_pseudo_f_measure": restored_f_measure,
+            "restored_psnr_db": 19.5,
+            "restored_drd": restored_drd,
+            "degraded_f_measure": 89.48,
+            "degraded_pseudo_f_measure": 89.48,
+            "degraded_psnr_db": 19.26,
+            "degraded_drd": 3.82,
+        },
+    }
+
+
+def test_inference_with_ground_truth_shows_input_and_restored_scores_and_warns_when_worse():
+    worse = run_summary_lines(RunResults(inference=_inference(restored_f_measure=65.27, restored_drd=18.89)))
+    assert "  F-measure         input 89.48 -> restored 65.27 (mean over images with ground truth)" in worse
+    assert [line for line in worse if line.startswith("WARNING")] == [
+        "WARNING: the restored images score worse against the ground truth than the inputs: "
+        "F-measure 89.48 -> 65.27; pseudo F-measure 89.48 -> 65.27; DRD 3.82 -> 18.89"
+    ]
+    better = RunResults(inference=_inference(restored_f_measure=93.0, restored_drd=2.5))
+    assert _warnings(better) == []
+    without_truth = {key: value for key, value in _inference(65.27, 18.89).items() if key != "mean_scores"}
+    assert _warnings(RunResults(inference=without_truth)) == []

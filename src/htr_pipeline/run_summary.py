@@ -119,14 +119,47 @@ def diagnostics_lines(diagnostics: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+DIBCO_SCORES = (
+    ("f_measure", "F-measure", "higher"),
+    ("pseudo_f_measure", "pseudo F-measure", "higher"),
+    ("psnr_db", "PSNR (dB)", "higher"),
+    ("drd", "DRD", "lower"),
+)
+"""The DIBCO scores inference reports against ground truth: key suffix, name, and which way is better."""
+
+
 def inference_lines(inference: Mapping[str, Any]) -> list[str]:
     counts = {key: value for key, value in inference.items() if isinstance(value, int) and not isinstance(value, bool)}
     described = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items())
-    return [f"Inference: {described}" if described else "Inference: done"]
+    lines = [f"Inference: {described}" if described else "Inference: done"]
+    scores = inference.get("mean_scores") or {}
+    for key, name, _ in DIBCO_SCORES:
+        if f"restored_{key}" in scores and f"degraded_{key}" in scores:
+            lines.append(
+                f"  {name:<17} input {scores[f'degraded_{key}']:.2f} -> restored {scores[f'restored_{key}']:.2f} "
+                "(mean over images with ground truth)"
+            )
+    return lines
+
+
+def _inference_warnings(inference: Mapping[str, Any]) -> list[str]:
+    """Restored images that score worse against ground truth than the inputs did, score by score."""
+    scores = inference.get("mean_scores") or {}
+    worse = []
+    for key, name, better in DIBCO_SCORES:
+        restored, degraded = scores.get(f"restored_{key}"), scores.get(f"degraded_{key}")
+        if restored is None or degraded is None:
+            continue
+        if (restored < degraded) if better == "higher" else (restored > degraded):
+            worse.append(f"{name} {degraded:.2f} -> {restored:.2f}")
+    if not worse:
+        return []
+    return [f"the restored images score worse against the ground truth than the inputs: {'; '.join(worse)}"]
 
 
 def failure_warnings(results: RunResults) -> list[str]:
-    """Each sign that the model failed, in words: a recognizer reading nothing, no gain, a problem verdict."""
+    """Each sign that the model failed, in words: a recognizer reading nothing, no gain over the input (in
+    evaluation, or against inference's ground truth), a problem verdict."""
     warnings: list[str] = []
     if results.training is not None:
         best_cer = results.training["best_value_per_metric"].get("val/cer")
@@ -136,6 +169,8 @@ def failure_warnings(results: RunResults) -> list[str]:
             )
     if results.evaluation is not None:
         warnings += _evaluation_warnings(results.evaluation)
+    if results.inference is not None:
+        warnings += _inference_warnings(results.inference)
     if results.diagnostics is not None:
         warnings += [
             f"diagnostics: {row['audit']} is a problem: {row['headline']}"
