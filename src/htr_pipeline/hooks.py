@@ -73,7 +73,8 @@ class ParameterValidationHook:
 
     @hook_impl(tryfirst=True)
     def after_catalog_created(self, catalog: DataCatalog) -> None:
-        config = validate_parameters(_plain(catalog["parameters"].load()))
+        # Validated once per context; a catalog built without one (a test, a notebook) is validated here.
+        config = self.config if self.config is not None else validate_parameters(_plain(catalog["parameters"].load()))
         _hold(catalog, "parameters", effective_parameters(config))
         for path, value in validated_sections(config):
             _hold(catalog, f"params:{path}", value)
@@ -243,15 +244,18 @@ class ConsistentVersionsHook:
         self._saved: set[str] = set()
         self._read: set[str] = set()
         self._recorded: set[str] = set()
+        self._outputs: dict[str, set[str]] = {}
+        """Per recorded pipeline, its versioned outputs: found once per run, checked at every save."""
         self._catalog = DataCatalog()
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog) -> None:
         self._saved, self._read, self._recorded = set(), set(pipeline.inputs()), set()
         self._catalog = catalog
+        self._outputs = {producer: _versioned_outputs(producer, catalog) for producer in RECORDED_PIPELINES}
         given = set(run_params.get("load_versions") or {})
         for producer, record_name in RECORDED_PIPELINES.items():
-            read = sorted((pipeline.inputs() & _versioned_outputs(producer, catalog)) - given)
+            read = sorted((pipeline.inputs() & self._outputs[producer]) - given)
             if read:
                 _pin_to_newest_record(producer, record_name, read, catalog)
 
@@ -259,10 +263,11 @@ class ConsistentVersionsHook:
     def after_dataset_saved(self, dataset_name: str) -> None:
         self._saved.add(dataset_name)
         for producer, record_name in RECORDED_PIPELINES.items():
-            outputs = _versioned_outputs(producer, self._catalog)
+            outputs = self._outputs.get(producer, set())
             if record_name in self._recorded or dataset_name not in outputs or not outputs <= self._saved:
                 continue
-            versions = _versions_of(self._saved | self._read, self._catalog)
+            recorded = set().union(*self._outputs.values())
+            versions = _versions_of((self._saved | self._read) & recorded, self._catalog)
             self._catalog.save(record_name, {"pipeline": producer, "versions": versions})
             self._recorded.add(record_name)
 
@@ -278,10 +283,8 @@ def _save_version(dataset: Any) -> str | None:
 
 
 def _versions_of(names: set[str], catalog: DataCatalog) -> dict[str, str]:
-    """The version each of ``names`` that is a recorded pipeline's output was read or written at: a run's
-    provenance."""
-    recorded = set().union(*(_versioned_outputs(producer, catalog) for producer in RECORDED_PIPELINES))
-    return {name: catalog.get(name).resolve_load_version() for name in sorted(names & recorded)}
+    """The version each of ``names`` (recorded pipelines' outputs) was read or written at: a run's provenance."""
+    return {name: catalog.get(name).resolve_load_version() for name in sorted(names)}
 
 
 def _pin_to_newest_record(producer: str, record_name: str, read: list[str], catalog: DataCatalog) -> None:
