@@ -58,8 +58,6 @@ from htr_pipeline.config import (
     Precision,
     ProjectConfig,
     SpeedConfig,
-    SplitCounts,
-    SyntheticSource,
     TrainingConfig,
     validate_parameters,
 )
@@ -75,6 +73,7 @@ from htr_pipeline.data.line_batches import (
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.materialise import materialise_all
 from htr_pipeline.data.sources import read_sources
+from htr_pipeline.data.sources.synthetic import SplitCounts, SyntheticSource
 from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.evaluation.scoring import score_samples
@@ -204,7 +203,7 @@ def synthetic_line_data(data: DataConfig, lines: int) -> DataConfig:
     in its data set.
     """
     configured = next((source for source in data.sources if isinstance(source, SyntheticSource)), None)
-    source_settings = configured.model_dump() if configured is not None else {"kind": "synthetic"}
+    source_settings = configured.model_dump() if configured is not None else {"kind": SyntheticSource.kind_name()}
     source = SyntheticSource.model_validate(
         {**source_settings, "lines_per_split": SplitCounts(train=lines, valid=0, test=0).model_dump()}
     )

@@ -7,20 +7,33 @@ names must exist. What a run logs is ``model_dump`` of the validated :class:`Pro
 config, defaults included.
 
 Model variants are discriminated unions on ``variant`` (:data:`GeneratorConfig`, :data:`DiscriminatorConfig`);
-:mod:`htr_pipeline.models.registry` has a builder for each tag and checks that the two agree. Checkpoint names
-come from :mod:`htr_pipeline.checkpoints`.
+:mod:`htr_pipeline.models.registry` has a builder for each tag and checks that the two agree. Data sources are
+validated by the settings class of their ``kind`` (:class:`SourceSettings`), which lives beside its reader in
+:mod:`htr_pipeline.data.sources` and is listed in its registry. Checkpoint names come from
+:mod:`htr_pipeline.checkpoints`.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from htr_pipeline.checkpoint_names import CheckpointName, named_file
 from htr_pipeline.metric_names import Monitor
@@ -42,7 +55,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _check_range(value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
+def check_range(value: tuple[float, float], low: float, high: float) -> tuple[float, float]:
     start, end = value
     if not (low <= start <= end <= high):
         raise ValueError(f"expected [min, max] with {low} <= min <= max <= {high}, got [{start}, {end}]")
@@ -53,14 +66,6 @@ UnitRange = Annotated[tuple[float, float], Field(description="[min, max], each i
 
 
 # ---------------------------------------------------------------------------------------------- data sources
-
-
-class SplitCounts(StrictModel):
-    """How many lines a synthetic source makes for each split."""
-
-    train: int = Field(ge=0)
-    valid: int = Field(ge=0)
-    test: int = Field(ge=0)
 
 
 class SplitFractions(StrictModel):
@@ -78,118 +83,53 @@ class SplitFractions(StrictModel):
         return self
 
 
-class HandwritingStyle(StrictModel):
-    """Per-sample style variation of synthetic lines; each value is drawn uniformly from its [min, max]."""
+class SourceSettings(StrictModel):
+    """What the settings of every data source have. Each kind's settings class subclasses this in the kind's own
+    module of :mod:`htr_pipeline.data.sources`, beside its reader, and has one line in
+    :mod:`htr_pipeline.data.sources.registry`; a ``data.sources`` entry is validated by the class its ``kind``
+    names."""
 
-    slant_degrees: tuple[float, float] = (-12.0, 12.0)
-    baseline_wobble: tuple[float, float] = (0.0, 0.06)
-    """Amplitude of the wavy baseline, as a fraction of the font size."""
-    stroke_width: tuple[float, float] = (0.0, 0.015)
-    """Extra stroke thickness, as a fraction of the font size (above ~0.02 thin bundled fonts close into blobs)."""
-    letter_spacing: tuple[float, float] = (-0.03, 0.10)
-    """Extra space between letters, as a fraction of the font size."""
-    ink_intensity: tuple[float, float] = (0.70, 1.0)
-    """Darkness of the ink: 1.0 is black ink on white paper."""
-    elastic_distortion: tuple[float, float] = (0.0, 0.03)
-    """Peak displacement of the smooth elastic warp, as a fraction of the line height."""
+    kind: str
+    """Which reader reads the source: a ``Literal`` of one value in each kind's settings class."""
+    name: str
+    """Prefix of sample ids and image folders; unique per source. Each kind defaults it to the kind."""
 
-    @model_validator(mode="after")
-    def _ranges_are_ordered(self) -> HandwritingStyle:
-        _check_range(self.slant_degrees, -45.0, 45.0)
-        _check_range(self.baseline_wobble, 0.0, 0.5)
-        _check_range(self.stroke_width, 0.0, 0.2)
-        _check_range(self.letter_spacing, -0.3, 1.0)
-        _check_range(self.ink_intensity, 0.05, 1.0)
-        _check_range(self.elastic_distortion, 0.0, 0.2)
-        return self
+    @classmethod
+    def kind_name(cls) -> str:
+        """The kind a settings class is for: the one value its ``kind`` allows."""
+        return typing.get_args(cls.model_fields["kind"].annotation)[0]
 
 
-class SyntheticSource(StrictModel):
-    """Handwriting-like lines rendered offline from a text corpus."""
-
-    kind: Literal["synthetic"]
-    name: str = "synthetic"
-    lines_per_split: SplitCounts
-    text_file: Path | None = None
-    """UTF-8 text to take lines from; ``null`` uses the built-in multilingual corpus."""
-    line_chars: tuple[int, int] = (8, 40)
-    """[min, max] characters per line."""
-    fonts: Literal["bundled", "system"] | list[Path] = "bundled"
-    """``bundled``: the handwriting fonts shipped with the package, so the data is the same on every machine;
-    ``system``: the handwriting fonts installed on this machine (the bundled ones when there are none); or a
-    list of .ttf/.otf files."""
-    style: HandwritingStyle = HandwritingStyle()
-
-    @model_validator(mode="after")
-    def _line_chars_ordered(self) -> SyntheticSource:
-        low, high = self.line_chars
-        if not 1 <= low <= high:
-            raise ValueError(f"line_chars must be [min, max] with 1 <= min <= max, got [{low}, {high}]")
-        return self
+SOURCE_REGISTRY = "htr_pipeline.data.sources.registry"
+"""The module that lists the source kinds, one line each. The schema imports it when it first validates a source,
+not when it is imported itself: a kind's module holds its reader too, which needs the data layer above this module
+(and torch), while the schema must import in a fraction of a second."""
 
 
-class LineFolderSource(StrictModel):
-    """Real line crops: ``lines/*.png`` + ``labels.tsv`` (+ ``splits.tsv``), or ``name.png`` + ``name.txt``."""
-
-    kind: Literal["line_folder"]
-    name: str = "line_folder"
-    path: Path
-    group_pattern: str | None = None
-    """Regular expression with a named group ``group``, searched in each file name, that gives the writer or
-    page of a line (for example ``will_(?P<group>[^-_]+_[^-_]+)``); ``null`` when groups are unknown."""
+def source_settings_by_kind() -> dict[str, type[SourceSettings]]:
+    """The settings class of every registered source kind, by kind."""
+    return importlib.import_module(SOURCE_REGISTRY).source_settings_by_kind()
 
 
-class PairedFolderSource(StrictModel):
-    """Degraded/clean pairs: ``images/<id>.png`` + ``gt/<id>_gt.png`` (or ``gt/<id>.png``), optional text."""
-
-    kind: Literal["paired_folder"]
-    name: str = "paired_folder"
-    path: Path
-    image_type: Literal["page", "line"] = "page"
-    """``page`` keeps pages at their own size; ``line`` normalises them like every other line image."""
-    group_pattern: str | None = None
-
-
-class XmlPagesSource(StrictModel):
-    """Page images with their PAGE-XML (2010, 2013, 2019) or ALTO (v2, v3, v4) files; every line is cropped."""
-
-    kind: Literal["xml_pages"]
-    name: str = "xml_pages"
-    path: Path
-    group_pattern: str | None = None
-    """Regular expression with a named group ``group``, searched in each XML file name, that gives the
-    document; ``null``: each page is its own group. Either way a page never spans two splits."""
-    margin_px: int = Field(6, ge=0)
-    """Pixels added around the bounding box of each line polygon (6: as the Testaments de Poilus crops)."""
-    line_mask: Literal["bbox", "polygon"] = "bbox"
-    """``bbox``: the box as scanned; ``polygon``: pixels outside the line polygon become the paper tone."""
-    steep_line_degrees: float = Field(45.0, gt=0.0, le=90.0)
-    """A baseline steeper than this is a steep line (``steep_lines`` says what happens); flatter ones are
-    levelled by their baseline angle."""
-    steep_lines: Literal["reject", "rotate"] = "reject"
-    """``reject`` (as ``vertical_line``) or ``rotate`` by the baseline angle like any other line."""
-    skip_region_types: list[str] = []
-    """Lines of regions of these types (PAGE ``TextRegion@type``, ALTO block tag label) are left out, as
-    rejects ``skipped_region_type``."""
+def _validate_source(value: Any) -> Any:
+    """A ``data.sources`` entry as the settings class its ``kind`` names; its errors keep their key paths."""
+    if not isinstance(value, Mapping):
+        return value  # a settings object as it is; anything else fails as "expected a mapping"
+    settings = source_settings_by_kind()
+    known = ", ".join(sorted(settings))
+    if "kind" not in value:
+        raise PydanticCustomError("missing_source_kind", "a source needs a kind: one of {known}", {"known": known})
+    if value["kind"] not in settings:
+        raise PydanticCustomError(
+            "unknown_source_kind",
+            "unknown source kind '{kind}'; the known kinds are {known}",
+            {"kind": str(value["kind"]), "known": known},
+        )
+    return settings[value["kind"]].model_validate(dict(value))
 
 
-class ParquetLinesSource(StrictModel):
-    """Line images in Parquet files: encoded bytes, or the ``{bytes, path}`` struct Hugging Face writes."""
-
-    kind: Literal["parquet_lines"]
-    name: str = "parquet_lines"
-    path: str
-    """A Parquet file, a folder of them, or a glob (``data/*.parquet``)."""
-    image_column: str = "image"
-    text_column: str = "text"
-    split_column: str | None = None
-    """A column of ``train``/``valid``/``test``; ``null``: the seed splits the rows."""
-
-
-Source = Annotated[
-    SyntheticSource | LineFolderSource | PairedFolderSource | XmlPagesSource | ParquetLinesSource,
-    Field(discriminator="kind"),
-]
+SourceEntry = Annotated[SerializeAsAny[SourceSettings], BeforeValidator(_validate_source)]
+"""One entry of ``data.sources``: validated, and logged with every key, as the settings of its kind."""
 
 
 # ------------------------------------------------------------------------------------------- degradations
@@ -203,7 +143,7 @@ class DegradationSetting(StrictModel):
 
     @model_validator(mode="after")
     def _strength_in_unit_range(self) -> DegradationSetting:
-        _check_range(self.strength, 0.0, 1.0)
+        check_range(self.strength, 0.0, 1.0)
         return self
 
 
@@ -228,7 +168,7 @@ class DataConfig(StrictModel):
     """Parameters of the ``data_ingestion`` pipeline."""
 
     seed: int = 42
-    sources: list[Source] = Field(min_length=1)
+    sources: list[SourceEntry] = Field(min_length=1)
     image_height: int = Field(64, ge=16, le=512)
     """Height of every normalised line image, in pixels."""
     max_width: int = Field(512, ge=16)
@@ -721,9 +661,6 @@ class ProjectConfig(StrictModel):
     inference: InferenceConfig = InferenceConfig()
 
 
-assert set(SplitCounts.model_fields) == set(SPLIT_NAMES)
-
-
 def tag_of(model: type[BaseModel], tag_field: str = "variant") -> str:
     """The one value a ``Literal`` tag field allows (``variant: Literal["unet"]`` -> ``"unet"``)."""
     return typing.get_args(model.model_fields[tag_field].annotation)[0]
@@ -735,7 +672,7 @@ def union_tags(union: Any) -> tuple[str, ...]:
     return tuple(tag_of(member, tag_field) for member in typing.get_args(members))
 
 
-_UNION_TAGS = frozenset(tag for union in (Source, GeneratorConfig, DiscriminatorConfig) for tag in union_tags(union))
+_UNION_TAGS = frozenset(tag for union in (GeneratorConfig, DiscriminatorConfig) for tag in union_tags(union))
 """Tags pydantic puts into error locations of discriminated unions; never field names."""
 
 
@@ -880,7 +817,10 @@ def _field_paths(model: type[BaseModel], prefix: tuple[str, ...]) -> Iterator[tu
 
 def _nested_models(annotation: Any, in_list: bool = False) -> Iterator[tuple[type[BaseModel], bool]]:
     origin = typing.get_origin(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if annotation is SourceSettings:
+        for settings in source_settings_by_kind().values():
+            yield settings, in_list
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
         yield annotation, in_list
     elif origin is Annotated:
         yield from _nested_models(typing.get_args(annotation)[0], in_list)

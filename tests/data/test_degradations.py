@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from htr_pipeline.config import Degradations, DegradationSetting, HandwritingStyle
+from htr_pipeline.config import Degradations, DegradationSetting
 from htr_pipeline.data.degradations import DEGRADATION_KINDS, degrade
 from htr_pipeline.data.fonts import pillow_font
-from htr_pipeline.data.synthetic import SyntheticLinePlan, render_planned_line
+from htr_pipeline.data.synthetic import HandwritingStyle, SyntheticLinePlan, render_planned_line
 
 NEVER = DegradationSetting(probability=0.0, strength=(0.0, 1.0))
 

@@ -5,6 +5,7 @@ import pytest
 from htr_pipeline.config import DataConfig
 from htr_pipeline.data.ingestion import assign_splits
 from htr_pipeline.data.sources import SampleCandidate
+from htr_pipeline.data.sources.pixels import ImageFile
 from htr_pipeline.data.splits import EmptySplitError, assign_unsplit_groups, check_required_splits
 
 
@@ -18,6 +19,7 @@ def _candidates(groups: int, per_group: int) -> list[SampleCandidate]:
             group=f"s:writer{g}",
             split=None,
             transcription="x",
+            clean_pixels=ImageFile(f"lines/{g}-{i}.png"),
         )
         for g in range(groups)
         for i in range(per_group)

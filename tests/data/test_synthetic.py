@@ -12,7 +12,6 @@ import pytest
 from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
-from htr_pipeline.config import HandwritingStyle, SyntheticSource
 from htr_pipeline.data.corpus import load_corpus_words, sample_line_text
 from htr_pipeline.data.fonts import (
     BUNDLED_FONT_FILES,
@@ -22,7 +21,8 @@ from htr_pipeline.data.fonts import (
     find_handwriting_fonts,
     pillow_font,
 )
-from htr_pipeline.data.synthetic import SyntheticLinePlan, plan_synthetic_lines, render_planned_line
+from htr_pipeline.data.sources.synthetic import SyntheticSource, plan_synthetic_lines
+from htr_pipeline.data.synthetic import HandwritingStyle, SyntheticLinePlan, render_planned_line
 
 STYLE_KEYS = {
     "font_name",

@@ -13,18 +13,16 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from htr_pipeline.config import DataConfig
 from htr_pipeline.data.degradations import degrade
-from htr_pipeline.data.images import ImageTooLargeError, UnreadableImageError, normalise_line, read_grayscale
-from htr_pipeline.data.line_crops import crop_line
+from htr_pipeline.data.images import ImageTooLargeError, UnreadableImageError, normalise_line
 from htr_pipeline.data.seeding import rng_for
-from htr_pipeline.data.sources import Reject, RejectReason, SampleCandidate
-from htr_pipeline.data.synthetic import render_planned_line
+from htr_pipeline.data.sources.pixels import PageImages
+from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandidate
 from htr_pipeline.progress import tqdm
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -82,10 +80,10 @@ def work_units(candidates: Sequence[SampleCandidate]) -> list[list[SampleCandida
     by_page: dict[str, list[SampleCandidate]] = {}
     units: list[list[SampleCandidate]] = []
     for candidate in candidates:
-        if candidate.line_crop is None:
+        page = candidate.clean_pixels.shared_page
+        if page is None:
             units.append([candidate])
             continue
-        page = candidate.line_crop.page_path
         if page not in by_page:
             by_page[page] = []
             units.append(by_page[page])
@@ -95,26 +93,22 @@ def work_units(candidates: Sequence[SampleCandidate]) -> list[list[SampleCandida
 
 def materialise_unit(unit: list[SampleCandidate], data: DataConfig) -> list[MaterialisedSample | Reject]:
     """One candidate, or all lines of one page from a single decode of it."""
-    if unit[0].line_crop is None:
-        return [materialise_sample(unit[0], data)]
-    try:
-        page = read_grayscale(Path(unit[0].line_crop.page_path), data.max_image_pixels)
-    except UnreadableImageError as error:
-        return [_reject(candidate, _unreadable_reason(error), str(error)) for candidate in unit]
-    return [materialise_sample(candidate, data, page) for candidate in unit]
+    pages = PageImages(data.max_image_pixels)
+    return [materialise_sample(candidate, data, pages) for candidate in unit]
 
 
 def materialise_sample(
-    candidate: SampleCandidate, data: DataConfig, page: np.ndarray | None = None
+    candidate: SampleCandidate, data: DataConfig, pages: PageImages | None = None
 ) -> MaterialisedSample | Reject:
-    """Read, render or crop (from ``page``) the clean image, read or synthesise the degraded one, normalise both."""
+    """Load the clean image (read, rendered or cut from a page of ``pages``) and the degraded one if the source has
+    it, else synthesise it; normalise both."""
+    pages = pages if pages is not None else PageImages(data.max_image_pixels)
     try:
-        clean_source, synthesis = _clean_image(candidate, data, page)
-        degraded_source = (
-            read_grayscale(Path(candidate.degraded_path), data.max_image_pixels) if candidate.degraded_path else None
-        )
+        clean = candidate.clean_pixels.load(data, pages)
+        degraded_source = candidate.degraded_pixels.load(data, pages).pixels if candidate.degraded_pixels else None
     except UnreadableImageError as error:
         return _reject(candidate, _unreadable_reason(error), str(error))
+    clean_source = clean.pixels
     original_height, original_width = clean_source.shape
     if original_height < data.min_source_height_px or original_width < data.min_source_width_px:
         return _reject(
@@ -129,25 +123,16 @@ def materialise_sample(
             RejectReason.SIZE_MISMATCH,
             f"degraded {degraded_source.shape[::-1]} vs clean {clean_source.shape[::-1]} (width, height)",
         )
-    clean, degraded, width_scale = _normalise_pair(candidate, clean_source, degraded_source, data)
+    normalised_clean, degraded, width_scale = _normalise_pair(candidate, clean_source, degraded_source, data)
     recipe: list[dict[str, Any]] | None = None
     if degraded is None:
-        degraded, recipe = degrade(clean, data.degradations, rng_for(data.seed, candidate.sample_id, "degradation"))
-    row = _manifest_row(candidate, clean, original_width, original_height, width_scale, recipe, synthesis)
-    return MaterialisedSample(clean=clean, degraded=degraded, manifest_row=row)
-
-
-def _clean_image(
-    candidate: SampleCandidate, data: DataConfig, page: np.ndarray | None
-) -> tuple[np.ndarray, dict[str, Any] | None]:
-    if candidate.synthetic_plan is not None:
-        source = next(s for s in data.sources if s.name == candidate.source)
-        return render_planned_line(candidate.synthetic_plan, source.style, data.image_height, data.seed)
-    if candidate.line_crop is not None:
-        return crop_line(page, candidate.line_crop), None
-    if candidate.image_bytes is not None:
-        return read_grayscale(candidate.image_bytes, data.max_image_pixels), None
-    return read_grayscale(Path(candidate.clean_path), data.max_image_pixels), None
+        degraded, recipe = degrade(
+            normalised_clean, data.degradations, rng_for(data.seed, candidate.sample_id, "degradation")
+        )
+    row = _manifest_row(
+        candidate, normalised_clean, original_width, original_height, width_scale, recipe, clean.synthesis
+    )
+    return MaterialisedSample(clean=normalised_clean, degraded=degraded, manifest_row=row)
 
 
 def _unreadable_reason(error: UnreadableImageError) -> RejectReason:
@@ -208,5 +193,4 @@ def _output_path(name: str) -> str:
 
 
 def _reject(candidate: SampleCandidate, reason: RejectReason, detail: str) -> Reject:
-    path = candidate.clean_path or candidate.degraded_path or (candidate.line_crop and candidate.line_crop.page_path)
-    return Reject(candidate.source, candidate.sample_id, path, reason, detail)
+    return Reject(candidate.source, candidate.sample_id, candidate.path, reason, detail)

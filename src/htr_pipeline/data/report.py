@@ -18,8 +18,6 @@ from htr_pipeline.figure_axes import integer_axis
 
 HISTOGRAM_BINS = 20
 GALLERY_LINES = 8
-REAL_LINE_KINDS = ("xml_pages", "parquet_lines", "line_folder")
-"""Sources whose crops the gallery shows first: real lines, whose cutting is worth a look."""
 
 
 class ImageReader(Protocol):
@@ -40,7 +38,7 @@ def missing_characters_by_split(charset: Charset, manifest: pd.DataFrame) -> dic
 def summarise_dataset(
     manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Charset, page_sources: Collection[str] = ()
 ) -> dict[str, Any]:
-    """``page_sources``: names of the ``xml_pages`` sources, whose rejects are also counted per page."""
+    """``page_sources``: names of the sources read a page at a time, whose rejects are also counted per page."""
     texts = manifest["transcription"].dropna()
     label_lengths = texts.str.len()
     return {
@@ -84,8 +82,10 @@ def rejects_per_page(rejects: pd.DataFrame, page_sources: Collection[str]) -> di
 
 
 def plot_line_gallery(manifest: pd.DataFrame, images: ImageReader, lines: int = GALLERY_LINES) -> Figure:
-    """A few clean line crops with their text, real lines first (spread over their sources), to eyeball cutting."""
-    real = manifest[manifest["source_kind"].isin(REAL_LINE_KINDS) & manifest["transcription"].notna()]
+    """A few clean line crops with their text, real lines first (spread over their sources), to eyeball cutting:
+    a real line is a line image the source holds, not one rendered (``synthesis``) or kept as a page."""
+    real_lines = (manifest["image_type"] == "line") & manifest["synthesis"].isna()
+    real = manifest[real_lines & manifest["transcription"].notna()]
     pool = real if len(real) else manifest[manifest["transcription"].notna()]
     per_source = -(-lines // max(1, pool["source"].nunique()))
     shown = (

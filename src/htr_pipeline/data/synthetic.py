@@ -1,7 +1,8 @@
-"""Synthetic handwriting-like text lines: plan which text and font each sample gets, then render it.
+"""Synthetic handwriting-like text lines: render a planned line (its text and font) in a drawn style.
 
-Planning is cheap and happens once per source; rendering is per sample and depends only on the plan, the
-style ranges, the image height and the run seed, so samples can be rendered in any order or process.
+The ``synthetic`` source (:mod:`htr_pipeline.data.sources.synthetic`) plans which text and font each sample gets,
+once per source; rendering is per sample and depends only on the plan, the style ranges, the image height and the
+run seed, so samples can be rendered in any order or process.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pydantic import model_validator
 from scipy import ndimage
 
-from htr_pipeline.config import SPLIT_NAMES, HandwritingStyle, SyntheticSource
-from htr_pipeline.data.corpus import load_corpus_words, sample_line_text
+from htr_pipeline.config import StrictModel, check_range
 from htr_pipeline.data.degradations import smooth_random_field
-from htr_pipeline.data.fonts import HandwritingFont, find_handwriting_fonts, load_font, pillow_font
+from htr_pipeline.data.fonts import load_font
 from htr_pipeline.data.seeding import rng_for
-
-TEXT_ATTEMPTS = 20
-"""Lines drawn for a sample before giving up when no font has a glyph for every character."""
 
 FONT_SIZE_PER_OUTPUT_ROW = 1.25
 """Working font size (px per em) per row of the output image: the ink of a line with ascenders and
@@ -31,6 +29,32 @@ descenders is about 1.2 em tall, so lines are drawn a little larger than the out
 MARGIN_PER_OUTPUT_ROW = 0.06
 """White margin kept around the ink bounding box, as a fraction of the image height (the elastic warp's
 peak displacement is added to it)."""
+
+
+class HandwritingStyle(StrictModel):
+    """Per-sample style variation of synthetic lines; each value is drawn uniformly from its [min, max]."""
+
+    slant_degrees: tuple[float, float] = (-12.0, 12.0)
+    baseline_wobble: tuple[float, float] = (0.0, 0.06)
+    """Amplitude of the wavy baseline, as a fraction of the font size."""
+    stroke_width: tuple[float, float] = (0.0, 0.015)
+    """Extra stroke thickness, as a fraction of the font size (above ~0.02 thin bundled fonts close into blobs)."""
+    letter_spacing: tuple[float, float] = (-0.03, 0.10)
+    """Extra space between letters, as a fraction of the font size."""
+    ink_intensity: tuple[float, float] = (0.70, 1.0)
+    """Darkness of the ink: 1.0 is black ink on white paper."""
+    elastic_distortion: tuple[float, float] = (0.0, 0.03)
+    """Peak displacement of the smooth elastic warp, as a fraction of the line height."""
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> HandwritingStyle:
+        check_range(self.slant_degrees, -45.0, 45.0)
+        check_range(self.baseline_wobble, 0.0, 0.5)
+        check_range(self.stroke_width, 0.0, 0.2)
+        check_range(self.letter_spacing, -0.3, 1.0)
+        check_range(self.ink_intensity, 0.05, 1.0)
+        check_range(self.elastic_distortion, 0.0, 0.2)
+        return self
 
 
 @dataclass(frozen=True)
@@ -56,54 +80,6 @@ class DrawnStyle:
     letter_spacing: float
     ink_intensity: float
     elastic_distortion: float
-
-
-def plan_synthetic_lines(source: SyntheticSource, seed: int) -> list[SyntheticLinePlan]:
-    """The text and font of every line of ``source``, split by split, in a fixed order."""
-    words = load_corpus_words(source.text_file)
-    handwriting_fonts = find_handwriting_fonts(source.fonts)
-    fallback_font = pillow_font()
-    plans = []
-    for split in SPLIT_NAMES:
-        for index in range(getattr(source.lines_per_split, split)):
-            sample_id = f"{source.name}-{split}-{index:06d}"
-            text, font = _drawable_text_and_font(
-                words, source.line_chars, sample_id, seed, handwriting_fonts, fallback_font
-            )
-            plans.append(SyntheticLinePlan(sample_id, split, text, font.name, font.path))
-    return plans
-
-
-def _drawable_text_and_font(
-    words: list[str],
-    line_chars: tuple[int, int],
-    sample_id: str,
-    seed: int,
-    handwriting_fonts: list[HandwritingFont],
-    fallback_font: HandwritingFont,
-) -> tuple[str, HandwritingFont]:
-    """A line of text and a font that has a glyph for each of its characters, so no glyph is ever a box."""
-    undrawable_characters: set[str] = set()
-    for attempt in range(TEXT_ATTEMPTS):
-        attempt_id = sample_id if attempt == 0 else f"{sample_id}#{attempt}"
-        text = sample_line_text(words, line_chars, rng_for(seed, attempt_id, "text"))
-        candidates = [font for font in handwriting_fonts if font.can_draw(text)]
-        if not candidates and fallback_font.can_draw(text):
-            candidates = [fallback_font]
-        if candidates:
-            font_rng = rng_for(seed, sample_id, "font")
-            return text, candidates[int(font_rng.integers(len(candidates)))]
-        undrawable_characters |= {
-            character
-            for character in text
-            if not any(font.can_draw(character) for font in [*handwriting_fonts, fallback_font])
-        }
-    names = ", ".join(f"{character!r} (U+{ord(character):04X})" for character in sorted(undrawable_characters))
-    raise ValueError(
-        f"sample {sample_id}: none of {TEXT_ATTEMPTS} lines drawn from the text could be drawn by one font; "
-        f"no font has the characters {names or 'in each line together'}. Remove them from "
-        "`data.sources[...].text_file` or add fonts that have them to `data.sources[...].fonts`."
-    )
 
 
 def render_planned_line(

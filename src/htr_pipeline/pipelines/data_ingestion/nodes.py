@@ -12,6 +12,7 @@ from htr_pipeline.config import DataConfig
 from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
 from htr_pipeline.data.report import plot_dataset_report, plot_line_gallery, summarise_dataset, tracked_metrics
 from htr_pipeline.data.sources import Reject, SampleCandidate, read_sources
+from htr_pipeline.data.sources.registry import page_source_names
 
 
 def read_configured_sources(data: DataConfig) -> tuple[list[SampleCandidate], list[Reject]]:
@@ -37,7 +38,6 @@ def build_charset(manifest: pd.DataFrame) -> dict[str, Any]:
 def report_dataset(
     manifest: pd.DataFrame, rejects: pd.DataFrame, charset: dict[str, Any], line_images: Any, data: DataConfig
 ) -> tuple[dict[str, Any], Figure, Figure, dict[str, dict[str, float]]]:
-    page_sources = [source.name for source in data.sources if source.kind == "xml_pages"]
-    summary = summarise_dataset(manifest, rejects, Charset.from_dict(charset), page_sources)
+    summary = summarise_dataset(manifest, rejects, Charset.from_dict(charset), page_source_names(data.sources))
     gallery = plot_line_gallery(manifest, line_images)
     return summary, plot_dataset_report(manifest, summary), gallery, tracked_metrics(summary)

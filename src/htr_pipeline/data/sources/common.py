@@ -1,0 +1,269 @@
+"""What several readers share: the source folder check, label and split files (``labels.tsv``, ``splits.tsv``),
+the checks of a transcription, paths that leave the source, sample ids and groups."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from htr_pipeline.charset import control_characters, describe_code_points, invisible_characters, normalise_text
+from htr_pipeline.config import SPLIT_NAMES, SourceSettings
+from htr_pipeline.data.images import IMAGE_SUFFIXES
+from htr_pipeline.data.sources.pixels import Pixels
+from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandidate
+from htr_pipeline.data.sources.units import SourceContext
+
+
+class SourceNotFoundError(FileNotFoundError):
+    """A configured source path does not exist."""
+
+
+class SourceEncodingError(ValueError):
+    """A label file (``labels.tsv``, ``splits.tsv``) of a source is not UTF-8: none of its lines can be read."""
+
+
+def require_folder(path: Path, context: SourceContext, source_name: str) -> Path:
+    """``path`` when it is a folder; else stop the run naming the setting (a missing folder is the whole source)."""
+    if not Path(path).is_dir():
+        raise SourceNotFoundError(
+            f"{context.key}.path: folder '{path}' (resolved: '{Path(path).resolve()}') does not "
+            f"exist. Fix the path in conf/<env>/parameters.yml or remove the '{source_name}' source."
+        )
+    return Path(path)
+
+
+def line_sample(
+    source: SourceSettings,
+    sample_id: str,
+    group: str | None,
+    split: str | None,
+    text: str,
+    origin: dict[str, Any] | None,
+    pixels: Pixels,
+) -> SampleCandidate:
+    """A real text line (``text`` as the source gives it) whose image comes from ``pixels``."""
+    return SampleCandidate(
+        sample_id=sample_id,
+        source=source.name,
+        source_kind=source.kind,
+        image_type="line",
+        group=group,
+        split=split,
+        transcription=normalise_text(text),
+        invisible_removed=invisible_removed(text),
+        origin=json.dumps(origin, ensure_ascii=False) if origin is not None else None,
+        clean_pixels=pixels,
+    )
+
+
+# --------------------------------------------------------------------------------------- label and split files
+
+
+@dataclass
+class TsvRows:
+    path: Path
+    values: dict[str, str]
+    """``key -> value`` in file order, the first row of a repeated key."""
+    line_numbers: dict[str, int]
+    rejects: list[Reject]
+
+    def where(self, key: str) -> str:
+        return f"{self.path}:{self.line_numbers[key]}"
+
+
+@dataclass
+class SplitsReading:
+    split_of_file: dict[str, str] | None
+    """As written in ``splits.tsv`` (checked when a sample asks); ``None`` when there is no such file."""
+    rejects: list[Reject]
+    path: Path
+    rows: TsvRows | None = None
+
+
+def read_splits(path: Path, source_name: str) -> SplitsReading:
+    """``filename<TAB>train|valid|test``; absent file: the seed assigns splits."""
+    if not path.is_file():
+        return SplitsReading(None, [], path)
+    rows = read_tsv(path, source_name)
+    return SplitsReading(rows.values, rows.rejects, path, rows)
+
+
+def keys_without_files(
+    rows: TsvRows | None, folder: Path, root: Path, source: str, accounted: set[str | None]
+) -> list[Reject]:
+    """A reject for each key of a ``.tsv`` that names a file outside the source, or no file at all (unless its
+    sample id is ``accounted`` for by a unit or another reject), so a listed line never vanishes without a word."""
+    if rows is None:
+        return []
+    rejects = []
+    for key in rows.values:
+        id_of_key = sample_id_of(source, Path(key).with_suffix("").as_posix())
+        if id_of_key in accounted:
+            continue
+        path = folder / key
+        escaping = outside_source(source, id_of_key, path, root, f"{rows.where(key)}: '{key}'")
+        if escaping:
+            rejects.append(escaping)
+        elif not path.is_file():
+            rejects.append(
+                Reject(
+                    source,
+                    id_of_key,
+                    str(path),
+                    RejectReason.MISSING_IMAGE,
+                    f"{rows.where(key)}: lists '{key}' but the file does not exist",
+                )
+            )
+    return rejects
+
+
+def split_of(
+    file_name: str, splits: SplitsReading, sample_id: str, image_path: str, source: str
+) -> str | Reject | None:
+    """The file's split from ``splits.tsv``, ``None`` without one, or a reject (unlisted or unknown split)."""
+    if splits.split_of_file is None:
+        return None
+    if file_name not in splits.split_of_file:
+        return Reject(source, sample_id, image_path, RejectReason.NOT_IN_SPLITS, f"not listed in {splits.path}")
+    split = splits.split_of_file[file_name].strip()
+    if split not in SPLIT_NAMES:
+        return Reject(
+            source,
+            sample_id,
+            image_path,
+            RejectReason.UNKNOWN_SPLIT,
+            f"{splits.path}: split {split!r} is not one of {', '.join(SPLIT_NAMES)}",
+        )
+    return split
+
+
+def read_tsv(path: Path, source_name: str) -> TsvRows:
+    """``key<TAB>value`` rows; malformed rows and repeated keys become rejects naming the line."""
+    rows: dict[str, str] = {}
+    line_numbers: dict[str, int] = {}
+    rejects = []
+    try:
+        text = read_utf8(path)
+    except UnicodeDecodeError as error:
+        raise SourceEncodingError(
+            f"source '{source_name}': {not_utf8(path, error)}. Every line of it is unreadable: save it as UTF-8, "
+            f"for example `iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`, then rename it."
+        ) from None
+    with io.StringIO(text, newline=None) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                rejects.append(
+                    Reject(
+                        source_name,
+                        None,
+                        str(path),
+                        RejectReason.MALFORMED_LABEL_LINE,
+                        f"{path}:{line_number}: expected 'filename<TAB>value', got {line[:80]!r}",
+                    )
+                )
+                continue
+            key, value = line.split("\t", 1)
+            if key in rows:
+                rejects.append(
+                    Reject(
+                        source_name,
+                        sample_id_of(source_name, Path(key).with_suffix("").as_posix()),
+                        str(path),
+                        RejectReason.DUPLICATE_ID,
+                        f"{path}:{line_number}: '{key}' is listed again; the first row is kept",
+                    )
+                )
+                continue
+            rows[key] = value
+            line_numbers[key] = line_number
+    return TsvRows(path, rows, line_numbers, rejects)
+
+
+def read_utf8(path: Path) -> str:
+    """A text file of a source: UTF-8, with or without a byte-order mark (``UnicodeDecodeError`` otherwise)."""
+    return path.read_bytes().decode("utf-8-sig")
+
+
+def not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, with a hint when it is plainly UTF-16."""
+    data = error.object
+    line = data.count(b"\n", 0, error.start) + 1
+    utf16 = " (it starts with a UTF-16 byte-order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+    return (
+        f"{path} is not UTF-8 text{utf16}: byte 0x{data[error.start]:02x} at offset {error.start}, line {line}; "
+        "the project reads UTF-8, with or without a byte-order mark"
+    )
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+
+def outside_source(source: str, sample_id: str | None, path: Path, root: Path, named_by: str) -> Reject | None:
+    """A reject when ``path``, once ``..`` and symbolic links are resolved, is not inside the source folder: a
+    source never makes ingestion read (or, through an output name, write) anywhere else."""
+    resolved, folder = path.resolve(), root.resolve()
+    if resolved.is_relative_to(folder):
+        return None
+    return Reject(
+        source,
+        sample_id,
+        str(path),
+        RejectReason.PATH_OUTSIDE_SOURCE,
+        f"{named_by} resolves to {resolved}, outside the source folder {folder}; only files inside it are read",
+    )
+
+
+def text_reject(source: str, sample_id: str, image_path: str, text: str | None, text_origin: str) -> Reject | None:
+    if text is None:
+        return Reject(source, sample_id, image_path, RejectReason.MISSING_TRANSCRIPTION, f"no text in {text_origin}")
+    if not normalise_text(text):
+        return Reject(
+            source, sample_id, image_path, RejectReason.EMPTY_TRANSCRIPTION, f"empty transcription in {text_origin}"
+        )
+    if controls := control_characters(text):
+        return Reject(
+            source,
+            sample_id,
+            image_path,
+            RejectReason.CONTROL_CHARACTER,
+            f"control character {describe_code_points(controls)} in the transcription in {text_origin}",
+        )
+    return None
+
+
+def invisible_removed(text: str) -> str | None:
+    removed = invisible_characters(text)
+    return json.dumps(removed) if removed else None
+
+
+# ------------------------------------------------------------------------------------------- names and groups
+
+
+def image_files(folder: Path, recursive: bool = False) -> Iterator[Path]:
+    paths = folder.rglob("*") if recursive else folder.iterdir()
+    return iter(sorted(path for path in paths if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES))
+
+
+def sample_id_of(source_name: str, stem: str) -> str:
+    return f"{source_name}:{stem}"
+
+
+def group_of(file_name: str, pattern: str | None, source_name: str) -> str | None:
+    if pattern is None:
+        return None
+    match = re.search(pattern, file_name)
+    if match is None or "group" not in match.groupdict():
+        return None
+    return f"{source_name}:{match.group('group')}"
+
+
+def reject_ids(rejects: Iterable[Reject]) -> set[str | None]:
+    return {reject.sample_id for reject in rejects}
