@@ -119,13 +119,14 @@ def _validate_source(value: Any) -> Any:
     known = ", ".join(sorted(settings))
     if "kind" not in value:
         raise PydanticCustomError("missing_source_kind", "a source needs a kind: one of {known}", {"known": known})
-    if value["kind"] not in settings:
+    kind = value["kind"]
+    if not isinstance(kind, str) or kind not in settings:
         raise PydanticCustomError(
             "unknown_source_kind",
             "unknown source kind '{kind}'; the known kinds are {known}",
-            {"kind": str(value["kind"]), "known": known},
+            {"kind": str(kind), "known": known},
         )
-    return settings[value["kind"]].model_validate(dict(value))
+    return settings[kind].model_validate(dict(value))
 
 
 SourceEntry = Annotated[SerializeAsAny[SourceSettings], BeforeValidator(_validate_source)]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from htr_pipeline.charset import Charset
+from htr_pipeline.charset import Charset, normalise_text
 from htr_pipeline.config import SPLIT_NAMES
 from htr_pipeline.data.splits import groups_in_several_splits
 from htr_pipeline.figure_axes import integer_axis
@@ -24,14 +24,35 @@ class ImageReader(Protocol):
     def read(self, relative_path: str) -> np.ndarray: ...
 
 
+def missing_characters(
+    sample_ids: Iterable[str], texts: Iterable[str], charset: Charset, examples: int = 3
+) -> list[dict[str, Any]]:
+    """Characters of these texts, as normalised for the charset, that the charset lacks, most frequent first: each
+    with its count, the lines that hold it and the ids of the first ``examples`` of them."""
+    occurrences: Counter[str] = Counter()
+    line_counts: Counter[str] = Counter()
+    example_ids: dict[str, list[str]] = {}
+    for sample_id, raw in zip(sample_ids, texts, strict=True):
+        text = normalise_text(raw)
+        for character in charset.missing_symbols(text):
+            occurrences[character] += text.count(character)
+            line_counts[character] += 1
+            ids = example_ids.setdefault(character, [])
+            if len(ids) < examples:
+                ids.append(sample_id)
+    return [
+        {"character": character, "count": count, "lines": line_counts[character], "examples": example_ids[character]}
+        for character, count in sorted(occurrences.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
 def missing_characters_by_split(charset: Charset, manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Characters of each split's transcriptions that the (train-built) charset lacks, with counts."""
-    known = set(charset.symbols)
     missing: dict[str, dict[str, int]] = {}
     for split in SPLIT_NAMES:
-        texts = manifest.loc[manifest["split"] == split, "transcription"].dropna()
-        occurrences = Counter(symbol for text in texts for symbol in text if symbol not in known)
-        missing[split] = dict(sorted(occurrences.items()))
+        lines = manifest.loc[(manifest["split"] == split) & manifest["transcription"].notna()]
+        records = missing_characters(lines["sample_id"], lines["transcription"], charset)
+        missing[split] = dict(sorted((record["character"], record["count"]) for record in records))
     return missing
 
 

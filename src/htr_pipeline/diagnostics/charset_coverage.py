@@ -42,6 +42,7 @@ from matplotlib.patches import Patch
 
 from htr_pipeline.charset import NORMALIZATION_FORM, Charset, normalise_text
 from htr_pipeline.config import SPLIT_NAMES
+from htr_pipeline.data.report import missing_characters as data_set_missing_characters
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 
 EXAMPLE_SAMPLES = 3
@@ -137,27 +138,12 @@ def describe_spelling(spelling: str) -> str:
 
 
 def missing_characters(split_lines: pd.DataFrame, charset: Charset) -> list[dict[str, Any]]:
-    """Characters of these lines' normalised text that the charset lacks: counts, lines and example ids."""
-    occurrences: Counter[str] = Counter()
-    line_counts: Counter[str] = Counter()
-    examples: dict[str, list[str]] = {}
-    for sample_id, text in zip(split_lines["sample_id"], split_lines["normalised"], strict=True):
-        for character in charset.missing_symbols(text):
-            occurrences[character] += text.count(character)
-            line_counts[character] += 1
-            ids = examples.setdefault(character, [])
-            if len(ids) < EXAMPLE_SAMPLES:
-                ids.append(sample_id)
-    return [
-        {
-            "character": character,
-            "shown": describe_character(character),
-            "count": count,
-            "lines": line_counts[character],
-            "examples": examples[character],
-        }
-        for character, count in sorted(occurrences.items(), key=lambda item: (-item[1], item[0]))
-    ]
+    """Characters of these lines' normalised text that the charset lacks: counts, lines and example ids
+    (:func:`htr_pipeline.data.report.missing_characters`), each shown by its code point."""
+    records = data_set_missing_characters(
+        split_lines["sample_id"], split_lines["normalised"], charset, examples=EXAMPLE_SAMPLES
+    )
+    return [{"character": r["character"], "shown": describe_character(r["character"]), **r} for r in records]
 
 
 def train_symbol_counts(lines: pd.DataFrame, charset: Charset) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 A kind is one module of this package, holding its settings class (a :class:`htr_pipeline.config.SourceSettings`
 whose ``kind`` is a ``Literal`` of the kind's name) and its reader (see :mod:`htr_pipeline.data.sources.units`),
-plus its line in :data:`SOURCE_KINDS` below; nothing else changes. The schema validates ``data.sources`` entries
+plus its line in :data:`SOURCE_KINDS` below; no other code changes. The schema validates ``data.sources`` entries
 with the settings classes listed here, so an unknown kind fails at validation, naming the known ones; a line
 whose settings class breaks the rules fails when this module is imported.
 """
