@@ -13,7 +13,8 @@ _PARAMETERS = ParameterValidationHook()
 #   before_pipeline_run     stored inputs checked and pinned to one complete run (tryfirst), then the MLflow run
 #                           started, named and given its params (MlflowRunHook)
 #   after_dataset_saved     completion records written; the summary notes what was saved
-#   after_pipeline_run      the summary block printed (tryfirst), then the MLflow run ended (MlflowRunHook)
+#   after_pipeline_run      the summary block printed (tryfirst), then the MLflow run ended (MlflowRunHook); the
+#   on_pipeline_error       same, the run ending FAILED
 # What is logged to MLflow besides the params is declared in conf/base/catalog.yml (datasets/logged.py).
 # kedro-mlflow's own hook is replaced by MlflowRunHook, a subclass of it.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its distribution name, as pluggy lists it

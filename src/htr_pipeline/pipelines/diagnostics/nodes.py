@@ -198,7 +198,7 @@ def fail_on_verdicts(summary: dict[str, Any], config: DiagnosticsConfig) -> None
 def _published(
     run: TrainingRunRecord, report: AuditReport, figure: Figure | None = None
 ) -> tuple[dict[str, Any], str, Figure | None]:
-    """The report as the catalog saves it (and the run record hook logs it)."""
+    """The report as the catalog saves it (and logs it to MLflow)."""
     return {**report.to_dict(), "audited_run_id": run.run_id}, report.to_markdown(), figure
 
 
