@@ -268,9 +268,11 @@ class MlflowRunHook(MlflowHook):
         except MissingConfigException:  # no mlflow.yml: kedro-mlflow warns and uses its defaults
             super().after_context_created(context)
             return
-        tracking_uri = config.server.mlflow_tracking_uri
+        tracking_uri, experiment = config.server.mlflow_tracking_uri, config.tracking.experiment.name
         with store_creation_lock(tracking_uri):
-            made_in = move_artifact_locations(tracking_uri, Path(context.project_path), config.tracking.experiment.name)
+            made_in = (
+                move_artifact_locations(tracking_uri, Path(context.project_path), experiment) if experiment else None
+            )
             super().after_context_created(context)
         if made_in is not None:
             logger.info(

@@ -213,8 +213,10 @@ def test_a_misspelt_declaration_is_an_error_that_names_it(store: Store, tmp_path
         LoggedJSONDataset(filepath=str(tmp_path / "a.json"), mlflow={"artefacts": ["a.json"]})
     with pytest.raises(ValueError, match="unknown numbers 'evalution'; known: evaluation, inference"):
         LoggedJSONDataset(filepath=str(tmp_path / "a.json"), mlflow={"numbers": "evalution"})
+    with pytest.raises(ValueError, match="finish_run needs run_id_field"):
+        LoggedMemoryDataset(mlflow={"finish_run": True})
     dataset = LoggedMemoryDataset(mlflow={"tags": {"verdikt": "htr.verdict"}})
-    with mlflow.start_run(), pytest.raises(DatasetError, match="names 'verdikt', which the data has not"):
+    with mlflow.start_run(), pytest.raises(DatasetError, match="names 'verdikt', which the saved data does not have"):
         dataset.save({"verdict": "ok"})
 
 

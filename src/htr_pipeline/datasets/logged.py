@@ -36,7 +36,7 @@ from kedro.io import AbstractDataset, MemoryDataset
 from kedro.io.core import DatasetError, Version
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from htr_pipeline.tracking.logged_models import ModelsToLog, log_models_to_log
 from htr_pipeline.tracking.run_logging import (
@@ -92,25 +92,31 @@ class MlflowLogging(BaseModel):
             raise ValueError(f"unknown numbers '{name}'; known: {', '.join(sorted(OUTPUT_NUMBERS))}")
         return name
 
+    @model_validator(mode="after")
+    def _finish_names_a_run(self) -> MlflowLogging:
+        if self.finish_run and self.run_id_field is None:
+            raise ValueError("finish_run needs run_id_field: the field that names the run to finish")
+        return self
 
-def log_saved(data: Any, logging_: MlflowLogging, dataset: str) -> None:
-    """Everything ``logging_`` declares for ``data``, into the active run; nothing without one."""
+
+def log_saved(data: Any, declared: MlflowLogging, dataset: str) -> None:
+    """Everything ``declared`` declares for ``data``, into the active run; nothing without one."""
     this_run = active_run_id_or_none()
     if this_run is None:
         logger.debug("%s: no active MLflow run, nothing logged", dataset)
         return
-    for artifact_file in logging_.artifacts:
+    for artifact_file in declared.artifacts:
         log_artifact(data, artifact_file)
-    if logging_.numbers is not None:
-        log_numbers(OUTPUT_NUMBERS[logging_.numbers](data))
-    tagged_run = this_run if logging_.run_id_field is None else _field(data, logging_.run_id_field, dataset)
-    if logging_.tags:
-        tag_run(tagged_run, {tag: str(_field(data, name, dataset)) for name, tag in logging_.tags.items()})
-    if logging_.finish_run and tagged_run != this_run:
+    if declared.numbers is not None:
+        log_numbers(OUTPUT_NUMBERS[declared.numbers](data))
+    tagged_run = this_run if declared.run_id_field is None else _field(data, declared.run_id_field, dataset)
+    if declared.tags:
+        tag_run(tagged_run, {tag: str(_field(data, name, dataset)) for name, tag in declared.tags.items()})
+    if declared.finish_run and tagged_run != this_run:
         finish_continued_run(tagged_run)
         logger.info("MLflow run %s, continued by this resume, is FINISHED", tagged_run)
-    if logging_.link is not None:
-        _link(data, logging_.link, this_run, dataset)
+    if declared.link is not None:
+        _link(data, declared.link, this_run, dataset)
 
 
 def _link(data: Any, link: RunLink, this_run: str, dataset: str) -> None:
@@ -127,7 +133,7 @@ def _field(data: Any, name: str, dataset: str) -> Any:
         return data[name] if isinstance(data, Mapping) else getattr(data, name)
     except (KeyError, AttributeError) as error:
         raise DatasetError(
-            f"{dataset}: its catalog entry's mlflow block names '{name}', which the data has not"
+            f"{dataset}: its catalog entry's mlflow block names '{name}', which the saved data does not have"
         ) from error
 
 
