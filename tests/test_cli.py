@@ -1,15 +1,17 @@
 """``kedro run`` tells the project's known errors in one line, with the trace on request."""
 
+import ast
 import warnings
 from pathlib import Path
 
+import click
 import mlflow
 import pytest
 import yaml
 from click.testing import CliRunner
 from kedro.framework.cli.cli import KedroCLI
 
-from htr_pipeline.cli import as_current_options
+from htr_pipeline.cli import KNOWN_ERRORS, as_current_options
 from tests.conftest import small_synthetic_parameters
 from tests.pipelines.test_training_pipeline import TINY_TRAINING
 
@@ -107,3 +109,26 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     assert "  recognizer_readability  problem" in result.output
     assert "KedroDeprecationWarning" not in result.output and "deprecated" not in result.output
     assert sorted(p.name for p in (kedro_project / "data/08_reporting/diagnostics").iterdir())[-1] == "summary.md"
+
+
+def test_a_pipeline_whose_inputs_were_never_made_is_one_line_from_a_hook_and_a_trace_on_request(kedro_project: Path):
+    result = _run(kedro_project, "--pipelines=training")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == (
+        "Error: charset, line_images, manifest not found: no run has produced them yet. Run `kedro run "
+        "--pipeline=data_ingestion` first, or `kedro run` for the whole main job."
+    )
+    verbose = _run(kedro_project, "--pipelines=training", "-v")
+    assert type(verbose.exception).__name__ == "MissingInputError"
+
+
+def test_known_errors_are_one_list_no_project_error_is_a_click_exception():
+    sources = Path(__file__).resolve().parents[1] / "src" / "htr_pipeline"
+    click_errors = [
+        f"{path.relative_to(sources)}: {node.name}"
+        for path in sources.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef) and any("ClickException" in ast.unparse(base) for base in node.bases)
+    ]
+    assert click_errors == []
+    assert all(issubclass(error, Exception) and not issubclass(error, click.ClickException) for error in KNOWN_ERRORS)

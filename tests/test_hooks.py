@@ -1,12 +1,24 @@
-"""The validation hook hands nodes the validated parameters of the real configuration."""
+"""The project's hooks: the validated parameters reach nodes, at most four hooks act in an order of their own,
+and none of them (nor the datasets and tracking modules) looks for a dataset by name."""
 
+import ast
+import re
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
 from kedro.config import OmegaConfigLoader
+from kedro.framework.project import settings as kedro_settings
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 from kedro.io import DataCatalog
+from mlflow.tracking import MlflowClient
 
 from htr_pipeline import settings
 from htr_pipeline.config import effective_parameters, validate_parameters
-from htr_pipeline.hooks import ParameterValidationHook
-from tests.conftest import PROJECT_ROOT
+from htr_pipeline.hooks import ParameterValidationHook, RunSummaryHook
+from tests.conftest import PROJECT_ROOT, flatten_as_logged, small_synthetic_parameters
 
 
 def _catalog_with(parameters: dict) -> DataCatalog:
@@ -44,3 +56,68 @@ def test_defaults_missing_from_the_file_are_filled_in():
     ParameterValidationHook().after_catalog_created(catalog)
     assert catalog.load("params:data").image_height == 64
     assert catalog.load("params:training.epochs") == 10
+
+
+def test_at_most_four_hooks_are_registered():
+    assert len(settings.HOOKS) <= 4
+
+
+def _string_literals(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_no_hook_dataset_or_tracking_module_names_a_dataset_of_the_catalog():
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "catalog.yml").read_text())
+    entries = [name for name in catalog if not name.startswith("_")]
+    patterns = [
+        re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(name)) + "$") for name in entries if "{" in name
+    ]
+    package = PROJECT_ROOT / "src" / "htr_pipeline"
+    modules = [
+        package / "hooks.py",
+        package / "settings.py",
+        *package.glob("tracking/*.py"),
+        *package.glob("datasets/*.py"),
+    ]
+    named = {
+        f"{path.relative_to(package)}: {literal!r}"
+        for path in modules
+        for literal in _string_literals(path)
+        if literal in entries or any(pattern.match(literal) for pattern in patterns)
+    }
+    assert named == set()
+
+
+@pytest.mark.slow
+def test_the_hooks_act_in_their_declared_order_whatever_order_they_are_registered_in(
+    kedro_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setattr(settings, "HOOKS", tuple(reversed(settings.HOOKS)))
+    bootstrap_project(kedro_project)
+    assert isinstance(kedro_settings.HOOKS[0], RunSummaryHook)  # Kedro registers them in the reversed order
+    try:
+        with KedroSession.create(project_path=kedro_project) as session:
+            session.run(pipeline_names=["data_ingestion"])
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{kedro_project.as_posix()}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("htr_pipeline").experiment_id])
+    assert run.info.run_name == "data_ingestion" and run.info.status == "FINISHED"
+    expected = effective_parameters(validate_parameters(small_synthetic_parameters()))
+    assert run.data.params == flatten_as_logged({"data": expected["data"]})
+    assert {"htr.host", "htr.pid", "kedro.env"} <= set(run.data.tags)
+    assert sorted(run.data.metrics) == [
+        "ingestion/charset_size",
+        "ingestion/rejects",
+        "ingestion/samples_test",
+        "ingestion/samples_train",
+        "ingestion/samples_valid",
+        "ingestion/squeezed_lines",
+    ]
+    assert list((kedro_project / "data" / "03_primary" / "ingestion_record.json").iterdir())
+    block = capsys.readouterr().out
+    assert "Data: 36 lines (6 test / 24 train / 6 valid), 0 rejected" in block
+    assert f"MLflow run {run.info.run_id}: start the UI with" in block

@@ -2,8 +2,9 @@
 
 Kedro loads the ``cli`` group of this module and lets its commands replace its own. ``run`` takes every option
 of Kedro's ``run`` (``--pipelines``, ``--params``, ...) and calls it (``--pipeline``, which Kedro 1.7
-deprecates, is passed on as ``--pipelines``); an error this project
-raises on purpose, with a message that says what to fix, is printed as ``Error: <message>`` with exit status
+deprecates, is passed on as ``--pipelines``); an error this project raises on purpose, with a message that says
+what to fix (one of :data:`KNOWN_ERRORS`, the one list of them: the library and the nodes raise plain
+exceptions, and only this command turns them into one line), is printed as ``Error: <message>`` with exit status
 1 instead of a stack trace. ``--verbose`` (``-v``, as Kedro's other commands spell it) or ``HTR_TRACEBACK=1``
 shows the full trace.
 """
@@ -24,6 +25,9 @@ from htr_pipeline.data.splits import EmptySplitError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
+from htr_pipeline.hooks import MissingInputError
+from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
+from htr_pipeline.pipelines.inference.nodes import InferenceInputError
 from htr_pipeline.tracking import RunNotFoundError
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
 from htr_pipeline.training.recognizer_training import RecognizerDoesNotReadError
@@ -42,8 +46,13 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     EmptyEvaluationSplitError,
     BeamSearchUnavailableError,
     RunNotFoundError,
+    MissingInputError,
+    InferenceInputError,
+    AuditedRunNotFoundError,
+    DiagnosticsFailedError,
 )
-"""Errors whose message names the file, line or key and what to do: the trace would only bury it."""
+"""Errors whose message names the file, line or key and what to do: the trace would only bury it. A new one is
+added here, and nowhere else (no error class of the project derives from ``click.ClickException``)."""
 
 TRACEBACK_VARIABLE = "HTR_TRACEBACK"
 

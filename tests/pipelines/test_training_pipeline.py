@@ -66,7 +66,7 @@ def _history(project: Path, run_id: str, metric: str) -> list[tuple[int, float]]
 def test_training_before_ingestion_stops_with_one_line_naming_the_command(training_project: Path):
     with pytest.raises(MissingInputError) as error:
         _run(training_project, "training")
-    message = error.value.format_message()
+    message = str(error.value)
     assert "charset, line_images, manifest not found" in message
     assert "`kedro run --pipeline=data_ingestion`" in message
     assert "\n" not in message

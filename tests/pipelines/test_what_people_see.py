@@ -104,6 +104,48 @@ def test_report_links_and_inference_folders_are_where_they_say(ran_project: Path
     assert sorted(path.name for path in version.iterdir()) == ["comparison", "restored", "transcriptions"]
 
 
+def _artifacts(client: MlflowClient, run_id: str, folder: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, folder):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def test_each_run_holds_the_artifacts_the_catalog_declares_and_the_reports_links_resolve_there(
+    ran_project: Path, tmp_path: Path
+):
+    client = _client(ran_project)
+    runs = {run.info.run_name: run.info.run_id for run in _runs(ran_project)}
+    audits = ["best_model", "charset_coverage", "config_audit", "ctc_length_report", "gradient_spikes"]
+    audits += ["label_convention", "recognizer_readability", "split_hygiene", "summary"]
+    plotted = ["best_model", "charset_coverage", "ctc_length_report", "gradient_spikes", "split_hygiene"]
+    assert _artifacts(client, runs["diagnostics"]) == {
+        *(f"diagnostics/{audit}.{suffix}" for audit in audits for suffix in ("json", "md")),
+        *(f"diagnostics/{audit}.png" for audit in plotted),
+    }
+    assert _artifacts(client, runs["inference"]) == {"inference/summary.json"}
+    main_job = _artifacts(client, runs["data_ingestion+training+evaluation"])
+    assert {path for path in main_job if path.startswith("evaluation/")} == {
+        "evaluation/summary.json",
+        "evaluation/report.md",
+        "evaluation/plots.png",
+        "evaluation/gallery.png",
+        "evaluation/evaluation_plots.png",
+        "evaluation/evaluation_gallery.png",
+    }
+    assert {
+        "weights/generator.pt",
+        "weights/generator.json",
+        "weights/recognizer.pt",
+        "weights/recognizer.json",
+    } <= main_job
+    for run_id, report in ((runs["data_ingestion+training+evaluation"], "evaluation/report.md"),
+                           (runs["diagnostics"], "diagnostics/summary.md")):  # fmt: skip
+        text = Path(client.download_artifacts(run_id, report, str(tmp_path))).read_text()
+        links = [part.split(")", 1)[0] for part in text.split("](")[1:]]
+        assert links and {f"{Path(report).parent}/{link}" for link in links} <= _artifacts(client, run_id), links
+
+
 def test_mlflow_shows_a_model_training_experiment_with_settings_as_params(ran_project: Path):
     client = _client(ran_project)
     experiment = client.get_experiment_by_name("htr_pipeline")

@@ -36,31 +36,8 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
         return LineImageStore(Path(self._get_load_path()))
 
     def save(self, data: Mapping[str, np.ndarray | str]) -> None:
-        """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images).
-
-        A new folder is written under a hidden name beside it and renamed into place once complete, so a run
-        killed while saving leaves no half folder that Kedro would take for a version.
-        """
-        root = Path(self._get_save_path())
-        targets = {relative_path: _inside(root, relative_path) for relative_path in data}
-        if root.exists():  # an unversioned folder saved again: written in place, as Kedro overwrites files
-            self._write(data, targets)
-            return
-        partial = root.with_name(f".{root.name}.partial")
-        partial.mkdir(parents=True, exist_ok=True)
-        self._write(data, {relative_path: partial / relative_path for relative_path in data})
-        os.replace(partial, root)
-
-    def _write(self, data: Mapping[str, np.ndarray | str], targets: Mapping[str, Path]) -> None:
-        for relative_path, image in data.items():
-            target = targets[relative_path]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(image, str):
-                target.write_text(image, encoding="utf-8")
-                continue
-            if image.dtype != np.uint8 or image.ndim != 2:
-                raise DatasetError(f"'{relative_path}': expected a 2-D uint8 image, got {image.dtype} {image.shape}")
-            Image.fromarray(image, mode="L").save(target, compress_level=self._png_compress_level)
+        """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images)."""
+        save_image_folder(data, Path(self._get_save_path()), self._png_compress_level)
 
     def _exists(self) -> bool:
         try:
@@ -71,6 +48,34 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+def save_image_folder(data: Mapping[str, np.ndarray | str], root: Path, png_compress_level: int) -> None:
+    """Write ``{relative_path: image or text}`` into the folder ``root``.
+
+    A new folder is written under a hidden name beside it and renamed into place once complete, so a run
+    killed while saving leaves no half folder that Kedro would take for a version.
+    """
+    targets = {relative_path: _inside(root, relative_path) for relative_path in data}
+    if root.exists():  # an unversioned folder saved again: written in place, as Kedro overwrites files
+        _write(data, targets, png_compress_level)
+        return
+    partial = root.with_name(f".{root.name}.partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    _write(data, {relative_path: partial / relative_path for relative_path in data}, png_compress_level)
+    os.replace(partial, root)
+
+
+def _write(data: Mapping[str, np.ndarray | str], targets: Mapping[str, Path], png_compress_level: int) -> None:
+    for relative_path, image in data.items():
+        target = targets[relative_path]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(image, str):
+            target.write_text(image, encoding="utf-8")
+            continue
+        if image.dtype != np.uint8 or image.ndim != 2:
+            raise DatasetError(f"'{relative_path}': expected a 2-D uint8 image, got {image.dtype} {image.shape}")
+        Image.fromarray(image, mode="L").save(target, compress_level=png_compress_level)
 
 
 def _inside(root: Path, relative_path: str) -> Path:

@@ -1,5 +1,5 @@
 """Report datasets: a markdown report whose links reach the versioned files beside it, and images kedro-viz
-previews.
+previews; both log to MLflow what their catalog entry's ``mlflow:`` declares (:mod:`htr_pipeline.datasets.logged`).
 
 A versioned dataset saves ``<filepath>/<version>/<name>``, so a report's ``![](evaluation_plots.png)`` would
 point at nothing. Every output of one run shares the run's save version; the report dataset rewrites each link
@@ -14,18 +14,41 @@ import io
 import os
 import re
 from pathlib import PurePosixPath
+from typing import Any
 
+from kedro.io.core import Version
 from kedro_datasets._typing import ImagePreview
 from kedro_datasets.pillow import ImageDataset
 from kedro_datasets.text import TextDataset
 
+from htr_pipeline.datasets.logged import MlflowLogged, mlflow_logging
 
-class LinkedMarkdownDataset(TextDataset):
+
+class LinkedMarkdownDataset(MlflowLogged, TextDataset):
     """A versioned markdown file whose links to sibling files (``](evaluation_plots.png)``: a bare file name)
-    point at the same run's version of the sibling dataset (``data/08_reporting/evaluation_plots.png/…``)."""
+    point at the same run's version of the sibling dataset (``data/08_reporting/evaluation_plots.png/…``).
 
-    def save(self, data: str) -> None:
-        super().save(linked_report(data, self._filepath, self.resolve_save_version()))
+    MLflow gets the report as the node wrote it, bare links and all (``mlflow:``): the catalog logs the siblings
+    under those names beside it, so the links resolve there too."""
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        mlflow: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata
+        )
+        self.report_path = PurePosixPath(filepath)
+        self.to_mlflow = mlflow_logging(mlflow)
+
+    def stored_form(self, data: str) -> str:
+        return linked_report(data, self.report_path, self.resolve_save_version())
 
 
 _SIBLING_LINK = re.compile(r"\]\(([\w.-]+\.(?:png|md|json|csv))\)")
@@ -45,8 +68,29 @@ def linked_report(text: str, report_path: PurePosixPath, version: str | None) ->
     return _SIBLING_LINK.sub(versioned, text)
 
 
-class PreviewedImageDataset(ImageDataset):
+class PreviewedImageDataset(MlflowLogged, ImageDataset):
     """A Pillow image that kedro-viz previews (``kedro viz --include-previews``)."""
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        save_args: dict[str, Any] | None = None,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        mlflow: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            filepath=filepath,
+            save_args=save_args,
+            version=version,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
+        )
+        self.to_mlflow = mlflow_logging(mlflow)
 
     def preview(self) -> ImagePreview:
         buffer = io.BytesIO()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import click
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -45,11 +44,11 @@ AUDITED_SECTIONS = ("data", "training")
 """What a training run depends on; the evaluation and diagnostics sections may change freely."""
 
 
-class DiagnosticsFailedError(click.ClickException):
+class DiagnosticsFailedError(Exception):
     """An audit reached ``diagnostics.fail_on``; every report was written before this is raised."""
 
 
-class AuditedRunNotFoundError(click.ClickException):
+class AuditedRunNotFoundError(Exception):
     """No run to audit: the message says which run and store were searched, and what to do."""
 
 
@@ -199,7 +198,7 @@ def fail_on_verdicts(summary: dict[str, Any], config: DiagnosticsConfig) -> None
 def _published(
     run: TrainingRunRecord, report: AuditReport, figure: Figure | None = None
 ) -> tuple[dict[str, Any], str, Figure | None]:
-    """The report as the catalog saves it (and the run record hook logs it)."""
+    """The report as the catalog saves it (and logs it to MLflow)."""
     return {**report.to_dict(), "audited_run_id": run.run_id}, report.to_markdown(), figure
 
 

@@ -1,5 +1,5 @@
-"""Nodes of evaluation: load the checkpoint to evaluate, call the evaluation library, return data (the run record
-hook logs it to MLflow)."""
+"""Nodes of evaluation: load the checkpoint to evaluate, call the evaluation library, return data (the catalog
+logs it to MLflow)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -17,7 +18,7 @@ from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.evaluation.loading import RestorationModels, load_recognizer_only, load_restoration_models
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
 from htr_pipeline.project_paths import resolve_in_project
-from htr_pipeline.tracking import checkpoint_folder_of_run
+from htr_pipeline.tracking import ModelsToLog, checkpoint_folder_of_run
 
 
 def load_models_to_evaluate(
@@ -39,6 +40,23 @@ def evaluate_checkpoint(
 ) -> tuple[pd.DataFrame, dict[str, Any], str, Image.Image, Image.Image]:
     result = evaluate_split(manifest, line_images, Charset.from_dict(charset), evaluated_models, config)
     return result.samples, result.summary, result.report, figure_image(result.plots), figure_image(result.gallery)
+
+
+def choose_models_to_log(
+    evaluated_models: RestorationModels,
+    manifest: pd.DataFrame,
+    evaluation_summary: dict[str, Any],
+    config: EvaluationConfig,
+) -> ModelsToLog:
+    """The evaluated models as the run logs them (``evaluation.log_models``, ``evaluation.register_model``), with
+    one blank line of the data's height as the input example. Its input ``evaluation_summary`` makes it run
+    after the evaluation: only a checkpoint that was evaluated is logged."""
+    height = int(manifest["height"].iloc[0])
+    return ModelsToLog(
+        models=evaluated_models if config.log_models else None,
+        example=np.ones((1, 1, height, 8 * height), dtype=np.float32),
+        registered_name=config.register_model,
+    )
 
 
 def _models_to_evaluate(

@@ -24,5 +24,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 name="evaluate_checkpoint",
             ),
+            node(
+                nodes.choose_models_to_log,
+                inputs=["evaluated_models", "manifest", "evaluation_summary", "params:evaluation"],
+                outputs="mlflow_models",
+                name="log_evaluated_models",
+            ),
         ]
     )

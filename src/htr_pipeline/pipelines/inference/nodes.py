@@ -6,7 +6,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pandas as pd
 
@@ -19,7 +18,7 @@ from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import checkpoint_folder_of_run
 
 
-class InferenceInputError(click.ClickException):
+class InferenceInputError(Exception):
     """No folder to restore, or nothing in it that Pillow reads: the message says what to set."""
 
 
