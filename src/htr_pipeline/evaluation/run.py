@@ -28,7 +28,7 @@ from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.decoding import reader
 from htr_pipeline.evaluation.loading import RestorationModels
 from htr_pipeline.evaluation.report import failure_gallery, markdown_report, plot_evaluation, worst_lines
-from htr_pipeline.evaluation.scoring import enhance_lines
+from htr_pipeline.evaluation.scoring import restore_lines
 from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
@@ -125,15 +125,15 @@ def _loader(dataset: LinePairDataset, models: RestorationModels, batch_size: int
 
 
 def _gallery_images(worst: pd.DataFrame, dataset: LinePairDataset, models: RestorationModels, device: torch.device):
-    """(degraded, enhanced, clean) arrays of the worst lines; enhanced is recomputed for these few lines."""
+    """(degraded, restored, clean) arrays of the worst lines; restored is recomputed for these few lines."""
     position = {sample_id: index for index, sample_id in enumerate(dataset.rows["sample_id"])}
     images = []
     for sample_id in worst["sample_id"]:
         pair = dataset[position[sample_id]]
         degraded, clean = pair.degraded[0].numpy(), pair.clean[0].numpy()
-        enhanced = degraded
+        restored = degraded
         if models.generator is not None:
             batch = collate_line_pairs([pair], width_multiple=1)
-            (enhanced,) = enhance_lines(batch, models.generator, device)
-        images.append((degraded, enhanced, clean))
+            (restored,) = restore_lines(batch, models.generator, device)
+        images.append((degraded, restored, clean))
     return images

@@ -34,6 +34,7 @@ from htr_pipeline.models import generator_size_multiple
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.progress import tqdm
 from htr_pipeline.project_paths import project_relative
+from htr_pipeline.restoring import restore_images
 
 InputKind = Literal["line", "page"]
 COMPARISON_GAP_PX = 8
@@ -60,7 +61,7 @@ class InferenceModels:
 
     def restore(self, batch: torch.Tensor) -> torch.Tensor:
         # batch: (n, 1, height, width) float32 in [0, 1], on the CPU
-        return self.generator(batch.to(self.device)).float().clamp(0, 1).cpu()
+        return restore_images(self.generator, batch.to(self.device)).cpu()
 
 
 def load_inference_models(checkpoint: Path, device: torch.device) -> InferenceModels:
