@@ -7,7 +7,7 @@ from pathlib import Path
 
 from htr_pipeline.checkpoints import checkpoint_file, save_gan_checkpoint
 from htr_pipeline.diagnostics.run_inputs import RunCheckpoint, find_run_checkpoint, run_flag, run_setting
-from tests.test_checkpoints import tiny_gan_checkpoint, tiny_run_metadata
+from tests.trained_runs import TINY_RUN_CONFIG, tiny_gan_checkpoint, tiny_run_metadata
 
 
 def _no_run_lookup(run_id: str) -> str:
@@ -20,7 +20,7 @@ def test_diagnostics_accept_a_pt_file_for_the_checkpoint(tmp_path: Path):
     found = find_run_checkpoint(str(path), "best", None, _no_run_lookup)
     assert (found.path, found.missing_reason) == (str(path), None)
     assert found.state is not None and found.state.epoch == 3
-    assert found.config == {"data": {"image_height": 32}, "training": {}}
+    assert found.config == TINY_RUN_CONFIG.model_dump(mode="json")
     assert found.charset is not None and found.charset.symbols == ("a", "b")
     assert run_setting(found, {"data.image_height": "64"}, "data.image_height") == "32"  # what ran, not as logged
 

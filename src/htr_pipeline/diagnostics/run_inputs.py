@@ -28,12 +28,13 @@ class RunCheckpoint:
 
     @property
     def config(self) -> dict[str, Any] | None:
-        return None if self.state is None else self.state.run_metadata(str(self.path)).config
+        """The checkpoint's config as stored."""
+        return None if self.state is None else self.state.run_metadata(str(self.path)).config_as_stored
 
     @property
     def charset(self) -> Charset | None:
         """The charset the checkpoint was trained with."""
-        return None if self.state is None else Charset.from_dict(self.state.run_metadata(str(self.path)).charset)
+        return None if self.state is None else self.state.run_metadata(str(self.path)).charset
 
     def recognizer_checkpoint(self) -> RecognizerCheckpoint | None:
         return None if self.state is None else self.state.recognizer_checkpoint(str(self.path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import click
@@ -31,7 +32,6 @@ from htr_pipeline.diagnostics.run_inputs import (
 from htr_pipeline.diagnostics.split_hygiene import plot_split_hygiene, split_hygiene_report
 from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
-from htr_pipeline.evaluation.loading import load_recognizer_only
 from htr_pipeline.tracking import (
     RunNotFoundError,
     TrainingRunRecord,
@@ -40,6 +40,7 @@ from htr_pipeline.tracking import (
     latest_training_run_id,
     read_training_run,
 )
+from htr_pipeline.trained_run import TrainedRun
 
 AUDITED_SECTIONS = ("data", "training")
 """What a training run depends on; the evaluation and diagnostics sections may change freely."""
@@ -76,7 +77,8 @@ def read_lines_with_recognizer(
     if checkpoint.state is None:
         return []
     charset = checkpoint.charset
-    recognizer = load_recognizer_only(checkpoint.recognizer_checkpoint(), charset, checkpoint.path).recognizer
+    path = Path(str(checkpoint.path))
+    recognizer = TrainedRun.from_recognizer_checkpoint(checkpoint.recognizer_checkpoint(), path).recognizer
     return read_clean_lines(
         recognizer,
         readable_clean_lines(manifest, config.split),
@@ -132,11 +134,10 @@ def audit_label_convention(
 
 
 def audit_charset_coverage(
-    run: TrainingRunRecord, manifest: pd.DataFrame, charset: dict[str, Any], config: DiagnosticsConfig
+    run: TrainingRunRecord, manifest: pd.DataFrame, charset: Charset, config: DiagnosticsConfig
 ) -> tuple[dict[str, Any], str, Figure]:
-    symbols = Charset.from_dict(charset)
-    report = charset_coverage_report(manifest, symbols, config.rare_symbol_count)
-    return _published(run, report, plot_charset_coverage(manifest, symbols, config.rare_symbol_count))
+    report = charset_coverage_report(manifest, charset, config.rare_symbol_count)
+    return _published(run, report, plot_charset_coverage(manifest, charset, config.rare_symbol_count))
 
 
 def audit_gradient_spikes(
