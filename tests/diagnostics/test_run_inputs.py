@@ -73,3 +73,8 @@ def test_without_a_checkpoint_the_logged_params_are_read_back_through_the_schema
         NotCheckedError, match=r"(?s)none kept\) and its logged params .*training\.compile: unknown key"
     ):
         run_config(no_checkpoint, {**logged, "training.compile": "False"})
+    with pytest.raises(NotCheckedError, match=r"hold training\.early_stopping\.patience under a key that has a value"):
+        run_config(no_checkpoint, {**logged, "training.early_stopping.patience": "15"})
+    reversed_order = {"training.early_stopping.patience": "15", **logged}
+    with pytest.raises(NotCheckedError, match=r"hold training\.early_stopping as a value and as a section"):
+        run_config(no_checkpoint, reversed_order)

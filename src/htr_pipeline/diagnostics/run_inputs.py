@@ -100,6 +100,10 @@ def config_from_logged_params(logged_params: Mapping[str, str]) -> TrainedRunCon
         target = nested
         for section in sections:
             target = target.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"its logged params hold {key} under a key that has a value of its own")
+        if isinstance(target.get(leaf), dict):
+            raise ValueError(f"its logged params hold {key} as a value and as a section")
         target[leaf] = _logged_value(text)
     try:
         return TrainedRunConfig.model_validate(nested)
