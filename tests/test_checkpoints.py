@@ -16,8 +16,8 @@ from htr_pipeline.checkpoints import (
     FORMAT_VERSION,
     CheckpointError,
     GanCheckpoint,
-    GanRunMetadata,
     RecognizerCheckpoint,
+    ReferenceRecognizers,
     best_of_metric,
     checkpoint_file,
     load_checkpoint,
@@ -26,8 +26,9 @@ from htr_pipeline.checkpoints import (
     save_checkpoint,
     save_gan_checkpoint,
 )
-from htr_pipeline.config import EvaluationConfig
+from htr_pipeline.config import EvaluationConfig, PatchDiscriminatorConfig, RecognizerConfig, UnetGeneratorConfig
 from htr_pipeline.metric_names import MONITOR_MODES
+from tests.trained_runs import TINY_RUN_CONFIG, tiny_gan_checkpoint, tiny_run_metadata
 
 KEY = "training.resume_from"
 
@@ -67,45 +68,6 @@ def test_the_config_accepts_exactly_the_checkpoint_names():
 # ---------------------------------------------------------------------------------------------- payloads
 
 
-def tiny_gan_checkpoint(run: GanRunMetadata | None) -> GanCheckpoint:
-    """A GAN checkpoint with real (tiny) tensors in every model slot and plain states elsewhere."""
-    weights = {"layer.weight": torch.arange(6.0).reshape(2, 3)}
-    return GanCheckpoint(
-        generator=weights,
-        discriminator={"layer.weight": torch.ones(2)},
-        recognizer={"layer.weight": torch.zeros(3)},
-        generator_optimizer={"state": {}, "param_groups": []},
-        discriminator_optimizer={"state": {}, "param_groups": []},
-        recognizer_optimizer=None,
-        schedulers=[],
-        scaler={},
-        balancer={"kind": "fixed"},
-        early_stopping=None,
-        best_by_monitor={"best_epoch": 3},
-        best_per_metric={"val/cer": {"best_epoch": 3}},
-        generator_gradients={"steps_recorded": 4},
-        discriminator_gradients={"steps_recorded": 4},
-        rng={"torch": torch.get_rng_state()},
-        epoch=3,
-        step=12,
-        mlflow_run_id="run-1",
-        run=run,
-    )
-
-
-def tiny_run_metadata() -> GanRunMetadata:
-    charset = Charset.from_texts(["ab"]).to_dict()
-    judge = RecognizerCheckpoint({"w": torch.ones(1)}, {"variant": "crnn"}, charset, {"seed": 7})
-    return GanRunMetadata(
-        charset=charset,
-        config={"data": {"image_height": 32}, "training": {}},
-        generator_config={"variant": "unet", "channels": [4, 8]},
-        discriminator_config={"variant": "patch", "channels": [4]},
-        recognizer_config={"variant": "crnn"},
-        reference_recognizers={"judge": judge},
-    )
-
-
 def _same(first: GanCheckpoint, second: GanCheckpoint) -> bool:
     def plain(checkpoint: GanCheckpoint) -> str:
         return repr({name: value for name, value in dataclasses.asdict(checkpoint).items()})
@@ -125,7 +87,7 @@ def test_a_gan_checkpoint_round_trips_through_its_file_with_the_format_version(t
     assert _same(read, written)
     assert read.run_metadata(path).reference_recognizers["judge"].details == {"seed": 7}
     in_loop = read.recognizer_checkpoint(path)
-    assert (in_loop.config, in_loop.mlflow_run_id) == ({"variant": "crnn"}, "run-1")
+    assert (in_loop.config, in_loop.mlflow_run_id) == (RecognizerConfig(variant="crnn"), "run-1")
 
 
 def test_a_gan_checkpoint_without_run_metadata_names_what_it_lacks(tmp_path: Path):
@@ -139,12 +101,59 @@ def test_a_gan_checkpoint_without_run_metadata_names_what_it_lacks(tmp_path: Pat
 
 def test_a_recognizer_checkpoint_is_no_gan_checkpoint(tmp_path: Path):
     path = tmp_path / "recognizer.pt"
-    charset = Charset.from_texts(["ab"]).to_dict()
-    save_checkpoint(RecognizerCheckpoint({"w": torch.ones(1)}, {"variant": "crnn"}, charset).to_state(), path)
+    charset = Charset.from_texts(["ab"])
+    save_checkpoint(RecognizerCheckpoint({"w": torch.ones(1)}, RecognizerConfig(), charset).to_state(), path)
     with pytest.raises(CheckpointError, match=r"recognizer\.pt is no GAN training checkpoint .* lacks \['generator'"):
         load_gan_checkpoint(path, KEY)
     loaded = RecognizerCheckpoint.from_state(load_checkpoint(path, KEY), path)
     assert loaded.details == {"format_version": FORMAT_VERSION} and loaded.mlflow_run_id is None
+
+
+def test_a_checkpoint_reads_back_as_typed_objects_with_its_config_validated(tmp_path: Path):
+    path = tmp_path / "last.pt"
+    save_gan_checkpoint(tiny_gan_checkpoint(tiny_run_metadata()), path)
+    run = load_gan_checkpoint(path, KEY).run_metadata(path)
+    assert run.charset == Charset.from_texts(["ab"])
+    assert run.config == TINY_RUN_CONFIG and run.config.data.image_height == 32
+    assert run.generator_config == UnetGeneratorConfig(variant="unet", channels=[4, 8])
+    assert isinstance(run.discriminator_config, PatchDiscriminatorConfig)
+    assert run.reference_recognizers["judge"].config == RecognizerConfig()
+
+
+def test_a_stored_config_the_schema_no_longer_accepts_names_the_file_and_the_key(tmp_path: Path):
+    path = tmp_path / "last.pt"
+    state = tiny_gan_checkpoint(tiny_run_metadata()).to_state()
+    state["config"]["training"]["patience"] = 15  # the seed launcher's flat key
+    state["recognizer_config"]["lstm_hidden"] = 0
+    save_checkpoint(state, path)
+    with pytest.raises(CheckpointError) as raised:
+        load_gan_checkpoint(path, KEY)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: the settings stored in this checkpoint do not fit this project's schema")
+    assert "config.training.patience: unknown key" in message
+    assert "recognizer_config.lstm_hidden: Input should be greater than or equal to 1" in message
+
+
+def test_a_key_the_schema_gained_since_is_a_default_in_the_config_and_absent_as_stored(tmp_path: Path):
+    path = tmp_path / "last.pt"
+    state = tiny_gan_checkpoint(tiny_run_metadata()).to_state()
+    del state["config"]["training"]["gradient_spike_factor"]
+    save_checkpoint(state, path)
+    run = load_gan_checkpoint(path, KEY).run_metadata(path)
+    assert run.config.training.gradient_spike_factor == 10.0
+    assert "gradient_spike_factor" not in run.config_as_stored["training"]
+    assert run.to_state()["config"] == state["config"]  # written back as it was read
+
+
+def test_reference_recognizers_round_trip_by_name(tmp_path: Path):
+    path = tmp_path / "reference_recognizers.pt"
+    charset = Charset.from_texts(["ab"])
+    judge = RecognizerCheckpoint({"w": torch.ones(1)}, RecognizerConfig(lstm_hidden=8), charset, {"seed": 7})
+    save_checkpoint(ReferenceRecognizers(charset, {"judge": judge}).to_state(), path)
+    read = ReferenceRecognizers.from_state(load_checkpoint(path, KEY), path)
+    assert read.charset == charset and list(read.recognizers) == ["judge"]
+    assert read.recognizers["judge"].config.lstm_hidden == 8 and read.recognizers["judge"].details == {"seed": 7}
+    assert ReferenceRecognizers.from_state(ReferenceRecognizers(charset).to_state(), path).recognizers == {}
 
 
 # ------------------------------------------------------------------------------------- files that are not

@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import RecognizerCheckpoint
 from htr_pipeline.config import (
     PRECISIONS,
     DataConfig,
@@ -230,14 +231,10 @@ def ingest_bench_lines(data: DataConfig, training: TrainingConfig, lines: int, f
     )
 
 
-def fresh_recognizer_state(config: TrainingConfig, charset: Charset) -> dict[str, Any]:
-    """A freshly initialised recognizer in the checkpoint shape ``load_recognizer`` reads."""
+def fresh_recognizer_state(config: TrainingConfig, charset: Charset) -> RecognizerCheckpoint:
+    """A freshly initialised recognizer as the checkpoint ``load_recognizer`` reads."""
     recognizer = build_recognizer(config.recognizer, charset.num_classes)
-    return {
-        "recognizer": recognizer.state_dict(),
-        "recognizer_config": config.recognizer.model_dump(mode="json"),
-        "charset": charset.to_dict(),
-    }
+    return RecognizerCheckpoint(recognizer.state_dict(), config.recognizer, charset)
 
 
 # ----------------------------------------------------------------------------------------------------- paths
@@ -438,7 +435,7 @@ def model_parameter_counts(models: GanModels) -> dict[str, int]:
 
 def measure_training_path(
     path: TrainingPath,
-    recognizer_state: dict[str, Any],
+    recognizer_state: RecognizerCheckpoint,
     charset: Charset,
     device: torch.device,
     bench: BenchSettings,
@@ -495,7 +492,7 @@ def measure_training_path(
 def measure_evaluation(
     config: ProjectConfig,
     lines: BenchLines,
-    recognizer_state: dict[str, Any],
+    recognizer_state: RecognizerCheckpoint,
     device: torch.device,
     bench: BenchSettings,
 ) -> dict[str, Any]:

@@ -5,14 +5,17 @@ A GAN training checkpoint (:class:`GanCheckpoint`) holds everything a resumed ru
 model, optimiser, scheduler and scaler states, the loss balancer, early stopping and best-metric trackers,
 gradient statistics history, RNG states, epoch and step, the MLflow run id, and the run's metadata (charset,
 validated config, model settings, reference recognizers). A recognizer checkpoint (:class:`RecognizerCheckpoint`)
-holds one recognizer with its settings and charset. On disk both are one flat mapping of tensors and plain
-Python containers with a ``format_version``, so ``torch.load(..., weights_only=True)`` can read it; the payload
-classes are the only code that writes or reads its keys.
+holds one recognizer with its settings and charset; :class:`ReferenceRecognizers`, the judge and baselines. On
+disk each is one flat mapping of tensors and plain Python containers with a ``format_version``, so
+``torch.load(..., weights_only=True)`` can read it; the payload classes are the only code that writes or reads
+its keys. In memory they hold typed objects: the :class:`~htr_pipeline.charset.Charset`, and every stored setting
+validated back into its model of :mod:`htr_pipeline.config` when the file is read (a file whose settings no longer
+fit the schema is one error naming the file and the keys).
 
 Its names live in :mod:`htr_pipeline.checkpoint_names` (re-exported here), which the config schema imports to
-validate checkpoint names without torch. This module imports nothing of the project but the charset and those
-names, so training, evaluation, inference, diagnostics and the Kedro dataset can all use it without depending on
-one another.
+validate checkpoint names without torch. This module imports nothing of the project but the charset, the config
+schema and those names, so training, evaluation, inference, diagnostics and the Kedro datasets can all use it
+without depending on one another.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from htr_pipeline.charset import Charset
@@ -42,6 +46,15 @@ from htr_pipeline.checkpoint_names import (  # noqa: F401  (re-exported: every p
     checkpoint_file,
     checkpoint_file_name,
     named_file,
+)
+from htr_pipeline.config import (
+    DataConfig,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    RecognizerConfig,
+    StrictModel,
+    TrainingConfig,
+    describe_validation_error,
 )
 
 StateDict = dict[str, torch.Tensor]
@@ -132,6 +145,12 @@ def save_gan_checkpoint(checkpoint: GanCheckpoint, path: Path) -> None:
     save_checkpoint(checkpoint.to_state(), path)
 
 
+def load_recognizer_checkpoint(path: Path, config_key: str) -> RecognizerCheckpoint:
+    """A recognizer checkpoint (stage 1's, or the recognizer part of a GAN checkpoint), read safely and checked;
+    ``config_key`` names the setting."""
+    return RecognizerCheckpoint.from_state(load_checkpoint(path, config_key), path)
+
+
 # ---------------------------------------------------------------------------------------------- payloads
 
 _RECOGNIZER_KEYS = ("recognizer", "recognizer_config", "charset")
@@ -146,30 +165,72 @@ def _require(state: Mapping[str, Any], keys: tuple[str, ...], what: str, path: P
         )
 
 
+class TrainedRunConfig(StrictModel):
+    """The ``data`` and ``training`` sections a run was trained with, as they were validated when it ran."""
+
+    data: DataConfig
+    training: TrainingConfig
+
+
+class _StoredSettings(StrictModel):
+    """The settings a GAN checkpoint stores, validated in one pass so that an error names its key path."""
+
+    config: TrainedRunConfig
+    generator_config: GeneratorConfig
+    discriminator_config: DiscriminatorConfig
+    recognizer_config: RecognizerConfig
+
+
+_Settings = TypeVar("_Settings", bound=StrictModel)
+
+
+def _validated(model: type[_Settings], stored: Mapping[str, Any], path: Path | str, key: str = "") -> _Settings:
+    """``stored`` validated back into ``model``; a file of another schema is one error naming file and keys."""
+    try:
+        return model.model_validate(dict(stored))
+    except ValidationError as error:
+        _, problems = describe_validation_error(error, model, prefix=(key,) if key else ()).split("\n", 1)
+        raise CheckpointError(
+            f"{path}: the settings stored in this checkpoint do not fit this project's schema (it was written by "
+            f"another version of the project):\n{problems}\nUse the version that wrote it, or train anew."
+        ) from None
+
+
+def _stored_charset(stored: Mapping[str, Any], path: Path | str) -> Charset:
+    try:
+        return Charset.from_dict(stored)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: its charset cannot be read back: {error}") from None
+
+
 @dataclass(frozen=True)
 class RecognizerCheckpoint:
     """One recognizer with the settings and charset it was trained with: stage 1's, a reference recognizer (the
     judge, ``degraded_trained``), or the recognizer part of a GAN checkpoint."""
 
     weights: StateDict
-    config: dict[str, Any]
-    """``RecognizerConfig`` as JSON: the recognizer is rebuilt from it."""
-    charset: dict[str, Any]
-    """``Charset.to_dict()``."""
+    config: RecognizerConfig
+    """The recognizer is rebuilt from these settings."""
+    charset: Charset
     details: dict[str, Any] = field(default_factory=dict)
     """Whatever else the file holds: how it was trained (``seed``, ``trained_on``, ``best_val_cer``,
     ``epochs_run``, ...), or ``taken_from``; the whole GAN state when read from a GAN checkpoint."""
 
     def to_state(self) -> dict[str, Any]:
-        return {"recognizer": self.weights, "recognizer_config": self.config, "charset": self.charset, **self.details}
+        return {
+            "recognizer": self.weights,
+            "recognizer_config": self.config.model_dump(mode="json"),
+            "charset": self.charset.to_dict(),
+            **self.details,
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], path: Path | str) -> RecognizerCheckpoint:
         _require(state, _RECOGNIZER_KEYS, "recognizer checkpoint", path)
         return cls(
             weights=state["recognizer"],
-            config=state["recognizer_config"],
-            charset=state["charset"],
+            config=_validated(RecognizerConfig, state["recognizer_config"], path, "recognizer_config"),
+            charset=_stored_charset(state["charset"], path),
             details={key: value for key, value in state.items() if key not in _RECOGNIZER_KEYS},
         )
 
@@ -179,33 +240,82 @@ class RecognizerCheckpoint:
         return self.details.get("mlflow_run_id")
 
 
+_REFERENCE_FILE_KEYS = ("charset", "format_version")
+"""Keys of a reference-recognizers file that are not a recognizer's name."""
+
+
+@dataclass(frozen=True)
+class ReferenceRecognizers:
+    """The recognizers a run trains beside the in-loop one (the judge, the ``degraded_trained`` baseline), by
+    name: what the ``train_reference_recognizers`` node saves. None of them is seen by a GAN loss."""
+
+    charset: Charset
+    recognizers: dict[str, RecognizerCheckpoint] = field(default_factory=dict)
+    """Empty when ``training.judge`` is null and no baseline is configured."""
+
+    def to_state(self) -> dict[str, Any]:
+        held = {name: checkpoint.to_state() for name, checkpoint in self.recognizers.items()}
+        return {"charset": self.charset.to_dict(), **held}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], path: Path | str) -> ReferenceRecognizers:
+        _require(state, ("charset",), "reference-recognizers checkpoint", path)
+        return cls(
+            charset=_stored_charset(state["charset"], path),
+            recognizers={
+                name: RecognizerCheckpoint.from_state(held, f"{path} ({name})")
+                for name, held in state.items()
+                if name not in _REFERENCE_FILE_KEYS
+            },
+        )
+
+
 @dataclass(frozen=True)
 class GanRunMetadata:
     """What a GAN run stores beside its training state: enough to rebuild and judge its models anywhere."""
 
-    charset: dict[str, Any]
-    config: dict[str, Any]
-    """The validated ``data`` and ``training`` sections: ``{"data": ..., "training": ...}``."""
-    generator_config: dict[str, Any]
-    discriminator_config: dict[str, Any]
-    recognizer_config: dict[str, Any]
+    charset: Charset
+    config: TrainedRunConfig
+    generator_config: GeneratorConfig
+    discriminator_config: DiscriminatorConfig
+    recognizer_config: RecognizerConfig
     reference_recognizers: dict[str, RecognizerCheckpoint] = field(default_factory=dict)
     """The run's judge and baselines by name; none of them is seen by a GAN loss. Empty in checkpoints made
     before the judge existed."""
+    config_as_stored: dict[str, Any] = field(default_factory=dict)
+    """``config`` exactly as the file holds it (filled from ``config`` when not read from a file). The config
+    audit compares this with the params the run logged: keys the schema gained since the run are defaults in
+    ``config``, and were never logged."""
+
+    def __post_init__(self) -> None:
+        if not self.config_as_stored:
+            object.__setattr__(self, "config_as_stored", self.config.model_dump(mode="json"))
 
     def to_state(self) -> dict[str, Any]:
-        references = {name: held.to_state() for name, held in self.reference_recognizers.items()}
-        return {**{name: getattr(self, name) for name in _RUN_METADATA_KEYS}, "reference_recognizers": references}
+        return {
+            "charset": self.charset.to_dict(),
+            "config": self.config_as_stored,
+            "generator_config": self.generator_config.model_dump(mode="json"),
+            "discriminator_config": self.discriminator_config.model_dump(mode="json"),
+            "recognizer_config": self.recognizer_config.model_dump(mode="json"),
+            "reference_recognizers": {name: held.to_state() for name, held in self.reference_recognizers.items()},
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], path: Path | str) -> GanRunMetadata:
         _require(state, _RUN_METADATA_KEYS, "GAN checkpoint with run metadata", path)
+        settings = _validated(_StoredSettings, {key: state[key] for key in _StoredSettings.model_fields}, path)
         return cls(
-            **{name: state[name] for name in _RUN_METADATA_KEYS},
+            charset=_stored_charset(state["charset"], path),
+            config=settings.config,
+            generator_config=settings.generator_config,
+            discriminator_config=settings.discriminator_config,
+            recognizer_config=settings.recognizer_config,
             reference_recognizers={
-                name: RecognizerCheckpoint.from_state(held, path)
+                name: RecognizerCheckpoint.from_state(held, f"{path} ({name})")
                 for name, held in state.get("reference_recognizers", {}).items()
             },
+            config_as_stored=dict(state["config"]),
         )
 
 
@@ -273,8 +383,8 @@ _GAN_TRAINING_KEYS = tuple(item.name for item in dataclasses.fields(GanCheckpoin
 # ------------------------------------------------------------------------------------ restoring, strictly
 
 
-def check_same_charset(stored: Mapping[str, Any], charset: Charset, path: Path) -> None:
-    stored_charset = Charset.from_dict(stored)
+def check_same_charset(stored_charset: Charset, charset: Charset, path: Path | str) -> None:
+    """The charset a checkpoint was trained with is the one given here: same symbols in the same order."""
     if stored_charset.symbols != charset.symbols:
         only_stored = sorted(set(stored_charset.symbols) - set(charset.symbols))
         only_here = sorted(set(charset.symbols) - set(stored_charset.symbols))

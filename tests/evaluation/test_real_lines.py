@@ -12,9 +12,9 @@ from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.sources import read_sources
 from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
-from htr_pipeline.evaluation.loading import load_recognizer_only
 from htr_pipeline.evaluation.run import evaluate_split
 from htr_pipeline.models import build_recognizer
+from htr_pipeline.trained_run import TrainedRun
 from tests.conftest import SHARED_DATA, requires_shared_data
 
 
@@ -30,11 +30,9 @@ def test_recognizer_only_evaluation_on_the_real_test_split(tmp_path: Path):
     settings = RecognizerConfig(conv_channels=[8, 16], width_downsampling=4, lstm_hidden=16, lstm_layers=1)
     torch.manual_seed(0)
     stored = RecognizerCheckpoint(
-        weights=build_recognizer(settings, charset.num_classes).state_dict(),
-        config=settings.model_dump(mode="json"),
-        charset=charset.to_dict(),
+        weights=build_recognizer(settings, charset.num_classes).state_dict(), config=settings, charset=charset
     )
-    models = load_recognizer_only(stored, charset, tmp_path / "recognizer.pt")
+    models = TrainedRun.from_recognizer_checkpoint(stored, tmp_path / "recognizer.pt")
     config = EvaluationConfig(recognizer_only=True, device="cpu", bootstrap_resamples=100, log_models=False)
     result = evaluate_split(dataset.manifest, LineImageStore(tmp_path / "images"), charset, models, config)
     assert len(result.samples) == 260

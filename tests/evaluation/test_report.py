@@ -21,7 +21,7 @@ from htr_pipeline.evaluation.report import (
     plot_evaluation,
     worst_lines,
 )
-from htr_pipeline.evaluation.scoring import enhance_lines, score_samples
+from htr_pipeline.evaluation.scoring import restore_lines, score_samples
 from htr_pipeline.models.registry import build_generator, build_recognizer
 
 CPU = torch.device("cpu")
@@ -107,7 +107,7 @@ def test_worst_lines_skip_lines_without_text_and_use_clean_cer_without_generator
 def test_failure_gallery_renders_each_line_with_its_readings(models, batch, samples, tmp_path: Path):
     generator, _, _ = models
     worst = worst_lines(samples, 3)
-    enhanced = enhance_lines(batch, generator, CPU, "fp32")
+    enhanced = restore_lines(batch, generator, CPU)
     images = []
     for index in worst.index:
         width = int(batch.widths[index])

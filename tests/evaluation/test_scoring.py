@@ -14,7 +14,7 @@ from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig, UnetGeneratorConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.evaluation.aggregates import summarise
-from htr_pipeline.evaluation.scoring import enhance_lines, score_samples
+from htr_pipeline.evaluation.scoring import restore_lines, score_samples
 from htr_pipeline.metrics import MAX_PSNR_DB, character_error_rates, combined_score, psnr_db
 from htr_pipeline.models.registry import build_generator, build_recognizer
 from htr_pipeline.scoring.lines import COLUMNS, RecognizerReading, score_line_tables
@@ -138,8 +138,8 @@ def test_models_are_scored_in_eval_mode_and_given_back_as_they_came(batches, gen
     assert recognizer.training and generator.training
 
 
-def test_enhance_lines_crops_each_line_to_its_width(batches, generator):
-    enhanced = enhance_lines(batches[0], generator, CPU, "fp32")
+def test_restore_lines_crops_each_line_to_its_width(batches, generator):
+    enhanced = restore_lines(batches[0], generator, CPU)
     assert [image.shape for image in enhanced] == [(HEIGHT, 40), (HEIGHT, 24)]
     assert all(image.min() >= 0.0 and image.max() <= 1.0 for image in enhanced)
     assert enhanced[0] == pytest.approx(batches[0].degraded[0, 0, :, :40].numpy(), abs=1e-4)

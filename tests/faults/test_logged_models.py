@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig, UnetGeneratorConfig
-from htr_pipeline.evaluation.loading import RestorationModels
 from htr_pipeline.models import build_generator, build_recognizer
 from htr_pipeline.tracking import LOGGED_WEIGHTS_FOLDER, load_logged_generator, load_logged_model, log_models
+from htr_pipeline.trained_run import TrainedRun
 
 GENERATOR = {"variant": "unet", "channels": [4, 8]}
 RECOGNIZER = {"conv_channels": [4, 8], "width_downsampling": 4, "lstm_hidden": 8, "lstm_layers": 1}
@@ -28,14 +29,16 @@ def store(tmp_path: Path):
     mlflow.set_tracking_uri(None)
 
 
-def _models() -> RestorationModels:
+def _models() -> TrainedRun:
     torch.manual_seed(0)
-    return RestorationModels(
-        generator=build_generator(UnetGeneratorConfig.model_validate(GENERATOR)).eval(),
-        recognizer=build_recognizer(RecognizerConfig.model_validate(RECOGNIZER), 7).eval(),
+    return TrainedRun(
+        path=Path("built here"),
         description="built here",
-        mlflow_run_id=None,
-        model_configs={"generator": GENERATOR, "recognizer": RECOGNIZER},
+        charset=Charset(tuple("abcdef")),
+        recognizers={"in_loop": build_recognizer(RecognizerConfig.model_validate(RECOGNIZER), 7).eval()},
+        recognizer_config=RecognizerConfig.model_validate(RECOGNIZER),
+        generator=build_generator(UnetGeneratorConfig.model_validate(GENERATOR)).eval(),
+        generator_config=UnetGeneratorConfig.model_validate(GENERATOR),
     )
 
 

@@ -7,10 +7,12 @@ import torch
 from PIL import Image
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import InferenceConfig
+from htr_pipeline.config import InferenceConfig, UnetGeneratorConfig
 from htr_pipeline.data.images import UnreadableImageError, read_grayscale
 from htr_pipeline.inference.inputs import SkippedInput, list_input_images
-from htr_pipeline.inference.restoration import InferenceModels, run_inference
+from htr_pipeline.inference.restoration import run_inference
+from htr_pipeline.trained_run import TrainedRun
+from tests.trained_runs import TINY_RECOGNIZER, TINY_RUN_CONFIG
 
 EXIF_ORIENTATION_TAG = 0x0112
 ROTATE_90_CLOCKWISE_TO_DISPLAY = 6
@@ -167,11 +169,18 @@ def test_inputs_of_one_stem_write_distinct_outputs(tmp_path: Path):
     assert skipped == [
         SkippedInput(path=str(tmp_path / "a.jpg.png"), reason="its outputs would be named a.jpg.png, as those of a.jpg")
     ]
-    identity = InferenceModels(
-        torch.nn.Identity(), torch.nn.Identity(), Charset(("a",)), 32, 512, 8, torch.device("cpu"), "identity"
+    identity = TrainedRun(
+        path=tmp_path / "identity.pt",
+        description="identity",
+        charset=Charset(("a",)),
+        recognizers={"in_loop": torch.nn.Identity()},
+        recognizer_config=TINY_RECOGNIZER,
+        generator=torch.nn.Identity(),
+        generator_config=UnetGeneratorConfig(variant="unet", channels=[4, 4, 4, 4]),
+        config=TINY_RUN_CONFIG,
     )
     config = InferenceConfig(mode="pages", page_window=64, window_overlap=16)
-    result = run_inference(readable, skipped, identity, config)
+    result = run_inference(readable, skipped, identity, config, torch.device("cpu"))
     assert sorted(name for name in result.files if name.startswith("restored/")) == [
         "restored/a.jpg.png",
         "restored/a.png",

@@ -49,7 +49,8 @@ def test_session_writes_versioned_outputs_and_logs_the_validated_config(kedro_pr
     clean, degraded = store.read(first["clean_path"]), store.read(first["degraded_path"])
     assert clean.shape == degraded.shape == (32, first["width"])
 
-    charset = Charset.from_dict(catalog.load("charset"))
+    charset = catalog.load("charset")
+    assert isinstance(charset, Charset)
     train_text = "".join(manifest.loc[manifest["split"] == "train", "transcription"])
     assert set(charset.symbols) == set(train_text)
     report = catalog.load("dataset_report")

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from htr_pipeline.config import effective_parameters, validate_parameters
 from htr_pipeline.hooks import MissingInputError
+from htr_pipeline.trained_run import load_trained_run
 from tests.conftest import SMOKE_GATE, TINY_JUDGE, flatten_as_logged, small_synthetic_parameters
 
 TINY_TRAINING = {
@@ -178,13 +179,7 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     mlflow.set_tracking_uri(f"sqlite:///{training_project.as_posix()}/mlflow.db")
     generator = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator").eval()
     images = torch.rand(1, 1, 32, 72)  # another width than the logged input example
-    best = torch.load(Path(run.data.tags["htr.checkpoint_folder"]) / "best.pt", weights_only=True)
-    from htr_pipeline.charset import Charset
-    from htr_pipeline.evaluation.loading import load_restoration_models
-
-    expected = load_restoration_models(
-        Path(run.data.tags["htr.checkpoint_folder"]) / "best.pt", Charset.from_dict(best["charset"]), "test"
-    ).generator
+    expected = load_trained_run(Path(run.data.tags["htr.checkpoint_folder"]) / "best.pt", "test").generator
     with torch.no_grad():
         assert torch.allclose(generator(images), expected(images), atol=1e-6)
 

@@ -12,10 +12,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from htr_pipeline.checkpoints import save_checkpoint
-from htr_pipeline.config import AugmentationConfig, EvaluationConfig, RecognizerConfig, RecognizerPretrainingConfig
-from htr_pipeline.evaluation.loading import RestorationModels
+from htr_pipeline.config import AugmentationConfig, EvaluationConfig, RecognizerPretrainingConfig
 from htr_pipeline.evaluation.run import evaluate_split
 from htr_pipeline.models import build_generator, build_recognizer
+from htr_pipeline.trained_run import TrainedRun
 from htr_pipeline.training.augmentation import augment_lines
 from htr_pipeline.training.early_stopping import PlateauAwareEarlyStopping
 from htr_pipeline.training.recognizer_training import (
@@ -146,26 +146,27 @@ def test_the_judge_and_the_degraded_trained_baseline_are_trained_apart_and_each_
     config = tiny_config(baselines=["degraded_trained"])
     tracker = MemoryTracker()
     states = reference_recognizers_stage(line_data.manifest, line_data.store, line_data.charset, config, tracker)
-    assert set(states) == {"charset", "judge", "degraded_trained"}
-    assert (states["judge"]["trained_on"], states["judge"]["seed"]) == ("clean", config.judge.seed)
-    assert (states["degraded_trained"]["trained_on"], states["degraded_trained"]["seed"]) == ("degraded", config.seed)
-    assert states["judge"]["recognizer_config"] == config.judge.recognizer.model_dump(mode="json")
+    judge, baseline = states.recognizers["judge"], states.recognizers["degraded_trained"]
+    assert set(states.recognizers) == {"judge", "degraded_trained"} and states.charset == line_data.charset
+    assert (judge.details["trained_on"], judge.details["seed"]) == ("clean", config.judge.seed)
+    assert (baseline.details["trained_on"], baseline.details["seed"]) == ("degraded", config.seed)
+    assert judge.config == config.judge.recognizer
     assert {"judge/val_cer", "degraded_trained/val_cer"} <= set(tracker.history)
 
     charset = line_data.charset
     references = {
-        name: load_recognizer(
-            states[name], charset, RecognizerConfig.model_validate(states[name]["recognizer_config"]), Path(name)
-        )
+        name: load_recognizer(states.recognizers[name], charset, states.recognizers[name].config, Path(name))
         for name in ("judge", "degraded_trained")
     }
     torch.manual_seed(0)
-    models = RestorationModels(
-        generator=build_generator(config.generator).eval(),
-        recognizer=build_recognizer(config.recognizer, charset.num_classes).eval(),
+    models = TrainedRun(
+        path=Path("tiny models"),
         description="tiny models",
-        mlflow_run_id=None,
-        reference_recognizers=references,
+        charset=charset,
+        recognizers={"in_loop": build_recognizer(config.recognizer, charset.num_classes).eval(), **references},
+        recognizer_config=config.recognizer,
+        generator=build_generator(config.generator).eval(),
+        generator_config=config.generator,
     )
     evaluation = EvaluationConfig(
         split="valid", device="cpu", bootstrap_resamples=100, log_models=False, gallery_lines=2

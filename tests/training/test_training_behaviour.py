@@ -8,6 +8,7 @@ that returns a scripted history so the epochs the loop must pick can be computed
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from htr_pipeline.checkpoints import (
     BEST,
     LAST,
     CheckpointError,
+    RecognizerCheckpoint,
+    ReferenceRecognizers,
+    TrainedRunConfig,
     best_of_metric,
     check_same_charset,
     checkpoint_file_name,
@@ -33,7 +37,7 @@ from htr_pipeline.checkpoints import (
     restore_weights,
     save_checkpoint,
 )
-from htr_pipeline.config import TrainingConfig, validate_section
+from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import DeviceUnavailableError, resolve_device
@@ -169,12 +173,12 @@ def line_data(tmp_path_factory: pytest.TempPathFactory) -> LineData:
 
 
 @pytest.fixture(scope="module")
-def recognizer_state(line_data: LineData) -> dict[str, Any]:
-    """The checkpoint dict stage 1 returns after one real pre-training epoch."""
+def recognizer_state(line_data: LineData) -> RecognizerCheckpoint:
+    """The checkpoint stage 1 returns after one real pre-training epoch."""
     return recognizer_stage(line_data.manifest, line_data.store, line_data.charset, tiny_config(), MemoryTracker())
 
 
-def build_models(config: TrainingConfig, line_data: LineData, recognizer_state: dict[str, Any]) -> GanModels:
+def build_models(config: TrainingConfig, line_data: LineData, recognizer_state: RecognizerCheckpoint) -> GanModels:
     """The models as ``gan_stage`` builds them: a strictly loaded, frozen recognizer and fresh G and D."""
     seed_everything(config.seed)
     recognizer = load_recognizer(recognizer_state, line_data.charset, config.recognizer, Path("recognizer.pt"))
@@ -296,17 +300,17 @@ def test_the_recognizers_own_time_step_count_agrees_with_the_preflight(line_data
 
 
 def test_stage_one_checkpoint_loads_back_into_an_identical_recognizer(
-    line_data: LineData, recognizer_state: dict[str, Any]
+    line_data: LineData, recognizer_state: RecognizerCheckpoint
 ):
-    assert recognizer_state["recognizer_config"] == tiny_config().recognizer.model_dump(mode="json")
-    assert recognizer_state["charset"] == line_data.charset.to_dict()
-    assert recognizer_state["epochs_run"] == 1
+    assert recognizer_state.config == tiny_config().recognizer
+    assert recognizer_state.charset == line_data.charset
+    assert recognizer_state.details["epochs_run"] == 1
     recognizer = load_recognizer(recognizer_state, line_data.charset, tiny_config().recognizer, Path("recognizer.pt"))
-    assert same_tensors(weights_of(recognizer), recognizer_state["recognizer"])
+    assert same_tensors(weights_of(recognizer), recognizer_state.weights)
 
 
 def test_a_charset_with_one_symbol_more_is_refused_and_the_symbol_named(
-    line_data: LineData, recognizer_state: dict[str, Any]
+    line_data: LineData, recognizer_state: RecognizerCheckpoint
 ):
     charset_here = Charset.from_texts([*TRAIN_TEXTS, "zebra"])
     assert set(charset_here.symbols) - set(line_data.charset.symbols) == {"z"}
@@ -317,34 +321,34 @@ def test_a_charset_with_one_symbol_more_is_refused_and_the_symbol_named(
 def test_the_same_symbols_in_another_order_are_refused(line_data: LineData):
     reordered = Charset(symbols=tuple(reversed(line_data.charset.symbols)))
     with pytest.raises(CheckpointError, match="different order"):
-        check_same_charset(line_data.charset.to_dict(), reordered, Path("recognizer.pt"))
+        check_same_charset(line_data.charset, reordered, Path("recognizer.pt"))
 
 
-def test_other_recognizer_settings_are_refused(line_data: LineData, recognizer_state: dict[str, Any]):
+def test_other_recognizer_settings_are_refused(line_data: LineData, recognizer_state: RecognizerCheckpoint):
     wider = tiny_config(recognizer={**TINY_TRAINING["recognizer"], "lstm_hidden": 32})
     with pytest.raises(CheckpointError, match=r"'lstm_hidden': 16.*differ from training.recognizer.*'lstm_hidden': 32"):
         load_recognizer(recognizer_state, line_data.charset, wider.recognizer, Path("recognizer.pt"))
 
 
-def test_a_missing_weight_is_an_error_never_a_partial_load(line_data: LineData, recognizer_state: dict[str, Any]):
-    incomplete = {**recognizer_state, "recognizer": dict(recognizer_state["recognizer"])}
-    del incomplete["recognizer"]["classifier.bias"]
+def test_a_missing_weight_is_an_error_never_a_partial_load(line_data: LineData, recognizer_state: RecognizerCheckpoint):
+    incomplete = dataclasses.replace(recognizer_state, weights=dict(recognizer_state.weights))
+    del incomplete.weights["classifier.bias"]
     with pytest.raises(CheckpointError, match=r"(?s)recognizer.pt: the recognizer weights.*classifier\.bias"):
         load_recognizer(incomplete, line_data.charset, tiny_config().recognizer, Path("recognizer.pt"))
 
 
-def test_a_misshaped_weight_is_an_error(line_data: LineData, recognizer_state: dict[str, Any]):
-    misshaped = {**recognizer_state, "recognizer": dict(recognizer_state["recognizer"])}
-    misshaped["recognizer"]["classifier.bias"] = torch.zeros(line_data.charset.num_classes + 1)
+def test_a_misshaped_weight_is_an_error(line_data: LineData, recognizer_state: RecognizerCheckpoint):
+    misshaped = dataclasses.replace(recognizer_state, weights=dict(recognizer_state.weights))
+    misshaped.weights["classifier.bias"] = torch.zeros(line_data.charset.num_classes + 1)
     with pytest.raises(CheckpointError, match=r"classifier\.bias"):
         load_recognizer(misshaped, line_data.charset, tiny_config().recognizer, Path("recognizer.pt"))
 
 
-def test_a_refused_checkpoint_leaves_the_module_as_it_was(line_data: LineData, recognizer_state: dict[str, Any]):
+def test_a_refused_checkpoint_leaves_the_module_as_it_was(line_data: LineData, recognizer_state: RecognizerCheckpoint):
     torch.manual_seed(5)
     module = build_recognizer(tiny_config().recognizer, line_data.charset.num_classes)
     before = weights_of(module)
-    incomplete = dict(recognizer_state["recognizer"])
+    incomplete = dict(recognizer_state.weights)
     del incomplete["classifier.bias"]
     with pytest.raises(CheckpointError):
         restore_weights(module, incomplete, "recognizer", Path("recognizer.pt"))
@@ -352,24 +356,24 @@ def test_a_refused_checkpoint_leaves_the_module_as_it_was(line_data: LineData, r
 
 
 def test_saved_checkpoint_round_trips_safely_and_loads_through_the_stage(
-    tmp_path: Path, line_data: LineData, recognizer_state: dict[str, Any]
+    tmp_path: Path, line_data: LineData, recognizer_state: RecognizerCheckpoint
 ):
     path = tmp_path / "models" / "recognizer.pt"
-    save_checkpoint(recognizer_state, path)
+    save_checkpoint(recognizer_state.to_state(), path)
     assert [p.name for p in path.parent.iterdir()] == ["recognizer.pt"]  # no temporary file left behind
     stored = read_checkpoint(path)
-    assert same_tensors(stored["recognizer"], recognizer_state["recognizer"])
-    assert stored["charset"] == recognizer_state["charset"]
+    assert same_tensors(stored["recognizer"], recognizer_state.weights)
+    assert stored["charset"] == recognizer_state.charset.to_dict()
     loaded = load_checkpoint(path, "training.recognizer_checkpoint")
     assert loaded.keys() == stored.keys()
 
     with_checkpoint = tiny_config(recognizer_checkpoint=str(path))
     tracker = MemoryTracker()
     state = recognizer_stage(line_data.manifest, line_data.store, line_data.charset, with_checkpoint, tracker)
-    assert same_tensors(state["recognizer"], recognizer_state["recognizer"])
+    assert same_tensors(state.weights, recognizer_state.weights)
     # Loaded, not pre-trained again: only the gate's one reading of the valid lines is logged.
     assert list(tracker.history) == ["recognizer/val_cer"] and len(tracker.history["recognizer/val_cer"]) == 1
-    assert state["best_val_cer"] == tracker.history["recognizer/val_cer"][0][1]
+    assert state.details["best_val_cer"] == tracker.history["recognizer/val_cer"][0][1]
 
     other_charset = Charset.from_texts([*TRAIN_TEXTS, "zebra"])
     with pytest.raises(CheckpointError, match="another charset"):
@@ -481,7 +485,7 @@ class ScriptedValidationTrainer(GanTrainer):
 
 @pytest.mark.parametrize("restore_best_weights", [True, False])
 def test_early_stopping_stops_the_loop_and_each_checkpoint_holds_its_epoch(
-    tmp_path: Path, line_data: LineData, recognizer_state: dict[str, Any], restore_best_weights: bool
+    tmp_path: Path, line_data: LineData, recognizer_state: RecognizerCheckpoint, restore_best_weights: bool
 ):
     config = tiny_config(
         epochs=8,
@@ -514,7 +518,7 @@ def test_early_stopping_stops_the_loop_and_each_checkpoint_holds_its_epoch(
 
 
 def test_a_run_resumed_from_best_pt_keeps_it_against_a_worse_epoch(
-    tmp_path: Path, line_data: LineData, recognizer_state: dict[str, Any]
+    tmp_path: Path, line_data: LineData, recognizer_state: RecognizerCheckpoint
 ):
     # Epochs 1-4 of the script improve CER every time (0.90, 0.70, 0.60, 0.50): best.pt holds epoch 4.
     config = tiny_config(epochs=4, monitor="val/cer", early_stopping={"patience": 2})
@@ -559,7 +563,7 @@ class StageRun:
 
 def run_gan_stage(
     line_data: LineData,
-    recognizer_state: dict[str, Any],
+    recognizer_state: RecognizerCheckpoint,
     folder: Path,
     run_id: str,
     **overrides: Any,
@@ -572,7 +576,8 @@ def run_gan_stage(
     )
     config = validate_section(TrainingConfig, training, "training")
     data = small_synthetic_parameters()["data"]
-    run_metadata = gan_run_metadata(line_data.charset, {"data": data, "training": training}, config, {})
+    run_config = TrainedRunConfig(data=DataConfig.model_validate(data), training=config)
+    run_metadata = gan_run_metadata(line_data.charset, run_config, ReferenceRecognizers(line_data.charset))
     tracker = MemoryTracker()
     tracked_run_ids: list[str] = []
 
@@ -596,7 +601,7 @@ def run_gan_stage(
 
 @pytest.fixture(scope="module")
 def one_epoch_run(
-    tmp_path_factory: pytest.TempPathFactory, line_data: LineData, recognizer_state: dict[str, Any]
+    tmp_path_factory: pytest.TempPathFactory, line_data: LineData, recognizer_state: RecognizerCheckpoint
 ) -> StageRun:
     return run_gan_stage(line_data, recognizer_state, tmp_path_factory.mktemp("one_epoch"), "run-first", epochs=1)
 
@@ -636,8 +641,10 @@ def test_last_checkpoint_holds_everything_a_resume_needs(one_epoch_run: StageRun
     } <= set(last)
     assert (last["epoch"], last["step"], last["mlflow_run_id"]) == (1, 4, "run-first")  # 16 lines / batch 4
     assert Charset.from_dict(last["charset"]) == line_data.charset
-    assert last["config"]["training"]["early_stopping"] == {"patience": 3}
-    assert last["config"]["data"] == small_synthetic_parameters()["data"]
+    assert last["config"]["training"]["early_stopping"]["patience"] == 3
+    assert last["config"]["data"] == DataConfig.model_validate(small_synthetic_parameters()["data"]).model_dump(
+        mode="json"
+    )
     generator_parameters = len(list(build_generator(tiny_config().generator).parameters()))
     assert len(last["generator_optimizer"]["state"]) == generator_parameters  # Adam moments of every parameter
     assert last["generator_optimizer"]["state"][0]["exp_avg"].abs().sum() > 0
@@ -679,7 +686,7 @@ def test_the_stage_summary_and_tracked_metrics_of_one_epoch(one_epoch_run: Stage
 
 
 def test_a_resumed_run_matches_an_uninterrupted_one(
-    tmp_path: Path, one_epoch_run: StageRun, line_data: LineData, recognizer_state: dict[str, Any]
+    tmp_path: Path, one_epoch_run: StageRun, line_data: LineData, recognizer_state: RecognizerCheckpoint
 ):
     uninterrupted = run_gan_stage(line_data, recognizer_state, tmp_path / "uninterrupted", "run-whole", epochs=2)
     resumed = run_gan_stage(
@@ -727,7 +734,7 @@ NOTHING = {**ONLY_CTC, "ctc": 0.0}
 )
 def test_the_ctc_term_alone_trains_the_generator_through_a_frozen_recognizer(
     line_data: LineData,
-    recognizer_state: dict[str, Any],
+    recognizer_state: RecognizerCheckpoint,
     weights: dict[str, float],
     ctc_ceiling: float | None,
     generator_moves: bool,
@@ -762,7 +769,7 @@ def test_the_ctc_term_alone_trains_the_generator_through_a_frozen_recognizer(
 
 
 def test_channels_last_changes_the_memory_layout_not_the_numbers(
-    tmp_path: Path, one_epoch_run: StageRun, line_data: LineData, recognizer_state: dict[str, Any]
+    tmp_path: Path, one_epoch_run: StageRun, line_data: LineData, recognizer_state: RecognizerCheckpoint
 ):
     fast = run_gan_stage(line_data, recognizer_state, tmp_path, "run-first", epochs=1, speed={"channels_last": True})
     for metric in ("val/psnr", "val/ssim", "val/cer", "train/g_loss"):
@@ -774,7 +781,7 @@ def test_channels_last_changes_the_memory_layout_not_the_numbers(
 
 @pytest.mark.slow
 def test_compiled_models_keep_their_checkpoint_keys_and_compute_what_eager_models_do(
-    line_data: LineData, recognizer_state: dict[str, Any]
+    line_data: LineData, recognizer_state: RecognizerCheckpoint
 ):
     torch.manual_seed(0)
     compiled = build_gan_models(

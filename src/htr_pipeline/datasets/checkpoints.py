@@ -1,28 +1,38 @@
-"""Kedro datasets for checkpoints: one file per version, and a folder a node writes checkpoints into live."""
+"""Kedro datasets for checkpoints: one file per version, loaded as its typed payload, and a folder a node writes
+checkpoints into live."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
-from htr_pipeline.checkpoints import load_checkpoint, save_checkpoint
+from htr_pipeline.checkpoints import RecognizerCheckpoint, ReferenceRecognizers, load_checkpoint, save_checkpoint
+
+_Payload = TypeVar("_Payload", RecognizerCheckpoint, ReferenceRecognizers)
 
 
-class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, Any]]):
+class _CheckpointDataset(AbstractVersionedDataset[_Payload, _Payload]):
     """A checkpoint in the project's format, read and written by :mod:`htr_pipeline.checkpoints` (atomic save,
-    ``weights_only=True`` load with the format check); the catalog hands nodes its state as a plain mapping."""
+    ``weights_only=True`` load with the format check); nodes receive and return its typed payload."""
+
+    payload: ClassVar[type[RecognizerCheckpoint] | type[ReferenceRecognizers]]
 
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
         super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=_path_exists)
         self.metadata = metadata
 
-    def load(self) -> dict[str, Any]:
-        return load_checkpoint(Path(self._get_load_path()), config_key=f"catalog entry '{self._filepath}'")
+    def load(self) -> _Payload:
+        path = Path(self._get_load_path())
+        return self.payload.from_state(load_checkpoint(path, config_key=f"catalog entry '{self._filepath}'"), path)
 
-    def save(self, data: dict[str, Any]) -> None:
-        save_checkpoint(data, Path(self._get_save_path()))
+    def save(self, data: _Payload) -> None:
+        if not isinstance(data, self.payload):
+            raise DatasetError(
+                f"{type(self).__name__} '{self._filepath}' saves a {self.payload.__name__}, got {type(data).__name__}"
+            )
+        save_checkpoint(data.to_state(), Path(self._get_save_path()))
 
     def _exists(self) -> bool:
         try:
@@ -32,6 +42,18 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict[str, Any], dict[str, 
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+class RecognizerCheckpointDataset(_CheckpointDataset[RecognizerCheckpoint]):
+    """One recognizer with its settings and charset (stage 1's ``recognizer_checkpoint``)."""
+
+    payload = RecognizerCheckpoint
+
+
+class ReferenceRecognizersDataset(_CheckpointDataset[ReferenceRecognizers]):
+    """The judge and the baseline recognizers of a run, by name (``reference_recognizers``)."""
+
+    payload = ReferenceRecognizers
 
 
 class RunFolderDataset(AbstractVersionedDataset[None, Path]):

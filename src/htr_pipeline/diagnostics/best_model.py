@@ -12,10 +12,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from htr_pipeline.checkpoints import best_of_metric, checkpoint_file_name
+from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, AuditedRun, existing_checkpoints, run_config
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.figure_axes import integer_axis, is_rate, rate_axis
 from htr_pipeline.metric_names import MONITOR_MODES, validation_metric
 from htr_pipeline.metrics import combined_score
+
+NAME = "best_model"
+TITLE = "Best-model criterion"
 
 VAL_CER, VAL_PSNR, VAL_COMBINED = (validation_metric(score) for score in ("cer", "psnr", "combined"))
 
@@ -77,7 +81,7 @@ def best_model_report(
     paper must say which criterion chose the reported model)."""
     if _no_validation(table):
         finding = Finding("warning", "the run logged no val/cer and val/psnr history: no epoch was validated")
-        return AuditReport("best_model", "Best-model criterion", [finding], {"choices": [], "disagreements": []})
+        return AuditReport(NAME, TITLE, [finding], {"choices": [], "disagreements": []})
     choices = criterion_choices(table, cer_weight, existing_checkpoints)
     disagreeing = disagreements(choices)
     findings = [
@@ -103,8 +107,8 @@ def best_model_report(
         findings.append(Finding("ok", f"every criterion picks epoch {choices[0].epoch}, and its checkpoint exists"))
     records = [asdict(choice) for choice in choices]
     return AuditReport(
-        audit="best_model",
-        title="Best-model criterion",
+        audit=NAME,
+        title=TITLE,
         findings=findings,
         details={
             "cer_weight": cer_weight,
@@ -141,3 +145,12 @@ def plot_metric_history(table: pd.DataFrame, cer_weight: float) -> Figure:
             rate_axis(axes, values)
         axes.legend(fontsize="small")
     return figure
+
+
+def audit_best_model(run: AuditedRun, checkpoint: AuditedCheckpoint) -> AuditReport:
+    """The epoch each validation metric picks in the run's logged history, with its ``combined_cer_weight``."""
+    validation_history = {metric: points for metric, points in run.metric_history.items() if metric.startswith("val/")}
+    table = history_table(validation_history)
+    cer_weight = run_config(checkpoint, run.params).training.combined_cer_weight
+    report = best_model_report(table, cer_weight, existing_checkpoints(run.checkpoint_folder))
+    return report.with_figure(plot_metric_history(table, cer_weight))

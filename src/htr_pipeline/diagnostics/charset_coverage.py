@@ -41,9 +41,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from htr_pipeline.charset import NORMALIZATION_FORM, Charset, normalise_text
-from htr_pipeline.config import SPLIT_NAMES
+from htr_pipeline.config import SPLIT_NAMES, DiagnosticsConfig
 from htr_pipeline.data.report import missing_characters as data_set_missing_characters
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+
+NAME = "charset_coverage"
+TITLE = "Charset coverage"
 
 EXAMPLE_SAMPLES = 3
 """Sample ids kept per character, spelling or split as examples."""
@@ -83,8 +86,8 @@ def charset_coverage_report(manifest: pd.DataFrame, charset: Charset, rare_count
         findings.append(_all_fine_finding(lines, splits, charset, symbol_counts, rare_count))
 
     return AuditReport(
-        audit="charset_coverage",
-        title="Charset coverage",
+        audit=NAME,
+        title=TITLE,
         findings=findings,
         details={
             "normalization": NORMALIZATION_FORM,
@@ -482,3 +485,9 @@ def _tick_label(character: str) -> str:
     if unicodedata.combining(character):
         return "◌" + character
     return f"U+{ord(character):04X}" if unicodedata.category(character)[0] in "MZC" else character
+
+
+def audit_charset_coverage(manifest: pd.DataFrame, charset: Charset, diagnostics: DiagnosticsConfig) -> AuditReport:
+    """Coverage of every split's text by the charset ingestion built from the train split."""
+    report = charset_coverage_report(manifest, charset, diagnostics.rare_symbol_count)
+    return report.with_figure(plot_charset_coverage(manifest, charset, diagnostics.rare_symbol_count))

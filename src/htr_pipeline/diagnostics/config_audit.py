@@ -18,8 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from htr_pipeline.config import flatten_as_logged
+from htr_pipeline.checkpoints import TrainedRunConfig
+from htr_pipeline.config import DataConfig, TrainingConfig, flatten_as_logged
+from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, AuditedRun
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
+from htr_pipeline.trained_run import TrainedRun
+
+NAME = "config_audit"
+TITLE = "Config audit"
 
 MismatchKind = Literal["mismatch", "missing", "unexpected"]
 
@@ -146,8 +152,8 @@ def audit_run_config(
     )
     logged = sum(1 for key in run_params if _in_sections(key, sections))
     return AuditReport(
-        audit="config_audit",
-        title=f"Config audit of run `{run_id}`",
+        audit=NAME,
+        title=f"{TITLE} of run `{run_id}`",
         findings=_config_findings(against_current, against_checkpoint, logged),
         details={
             "run_id": run_id,
@@ -163,3 +169,16 @@ def audit_run_config(
             "## Current config vs logged params\n\n" + _mismatch_table(against_current),
         ],
     )
+
+
+AUDITED_SECTIONS = tuple(TrainedRunConfig.model_fields)
+"""What a training run depends on; the evaluation and diagnostics sections may change freely."""
+
+
+def audit_config(
+    run: AuditedRun, checkpoint: AuditedCheckpoint, data: DataConfig, training: TrainingConfig
+) -> AuditReport:
+    """The run's logged params against its checkpoint's config as stored, and against the current config."""
+    current = TrainedRunConfig(data=data, training=training).model_dump(mode="json")
+    stored = checkpoint.config_as_stored if isinstance(checkpoint, TrainedRun) else None
+    return audit_run_config(run.params, run.run_id, current, stored, AUDITED_SECTIONS)

@@ -18,8 +18,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from htr_pipeline.diagnostics.recognizer_readings import LineReading, readings_table
+from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, AuditedRun, run_config
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+from htr_pipeline.trained_run import TrainedRun
 from htr_pipeline.training.ctc_feasibility import feasibility_report
+
+NAME = "ctc_length_report"
+TITLE = "CTC length analysis"
 
 HISTOGRAM_BINS = 30
 ALL_BLANK_PROBLEM_SHARE = 0.5
@@ -99,7 +104,7 @@ def ctc_length_report(
         sections.append("## Recognizer on clean lines\n\n" + markdown_table([losses], list(losses)))
     if not findings:
         findings.append(Finding("ok", "every label fits its time steps and the recognizer's CTC is that of a reader"))
-    return AuditReport("ctc_length_report", "CTC length analysis", findings, details, sections)
+    return AuditReport(NAME, TITLE, findings, details, sections)
 
 
 def _json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -213,3 +218,23 @@ def _plot_loss_against_length(axes: Any, lines: pd.DataFrame) -> None:
     scored = lines[lines["ctc_loss_nats"].notna()]
     axes.scatter(scored["label_length"], scored["ctc_loss_nats"], s=6, color="tab:purple")
     axes.set(title="Recognizer CTC per line (summed, nats) vs label length", xlabel="L", ylabel="CTC (nats)")
+
+
+def audit_ctc_lengths(
+    run: AuditedRun, checkpoint: AuditedCheckpoint, readings: list[LineReading], manifest: pd.DataFrame
+) -> AuditReport:
+    """Label lengths against the time steps of the run's recognizer; its CTC on clean lines where the checkpoint
+    is there to read them."""
+    training = run_config(checkpoint, run.params).training
+    width_downsampling = training.recognizer.width_downsampling
+    pretraining_losses = run.metric_history.get("recognizer/train_ctc_loss")
+    trained = isinstance(checkpoint, TrainedRun)
+    report = ctc_length_report(
+        manifest,
+        width_downsampling,
+        training.drop_infeasible,
+        readings if trained else None,
+        checkpoint.charset.num_classes if trained else 0,
+        pretraining_losses[-1][1] if pretraining_losses else None,
+    )
+    return report.with_figure(plot_ctc_lengths(manifest, width_downsampling, readings))

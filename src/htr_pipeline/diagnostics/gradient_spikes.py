@@ -19,8 +19,12 @@ from typing import Any, Literal
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
-from htr_pipeline.config import PRECISIONS
+from htr_pipeline.config import PRECISIONS, DiagnosticsConfig
+from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, AuditedRun, run_config
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+
+NAME = "gradient_spikes"
+TITLE = "Gradient spikes"
 
 ROUTINE_FP16_OVERFLOW_SHARE = 0.05
 """With fp16, up to this share of a model's steps may overflow (the loss scaler backs off and retries) before it
@@ -225,8 +229,8 @@ def gradient_spike_report(
         raise ValueError(f"problem_factor must be > 0 (a multiple of the median norm), got {problem_factor}")
     if not epoch_reports:
         return AuditReport(
-            audit="gradient_spikes",
-            title="Gradient spikes",
+            audit=NAME,
+            title=TITLE,
             findings=[Finding("warning", "the run logged no gradient statistics (trained before this was logged?)")],
             details={"epochs": 0, "precision": precision, "problem_factor": problem_factor},
         )
@@ -248,8 +252,8 @@ def gradient_spike_report(
         if non_finite is not None:
             findings.append(non_finite)
     return AuditReport(
-        audit="gradient_spikes",
-        title="Gradient spikes",
+        audit=NAME,
+        title=TITLE,
         findings=findings,
         details={
             "epochs": len(ordered),
@@ -319,3 +323,12 @@ def plot_gradient_spikes(epoch_reports: Sequence[Mapping[str, Any]]) -> Figure:
         axes.set(title=f"{model} gradient norm per epoch", xlabel="epoch", ylabel="global L2 norm")
         axes.legend()
     return figure
+
+
+def audit_gradient_spikes(
+    run: AuditedRun, checkpoint: AuditedCheckpoint, diagnostics: DiagnosticsConfig
+) -> AuditReport:
+    """The run's per-layer gradient statistics, judged at the precision it trained with."""
+    precision = run_config(checkpoint, run.params).training.precision
+    report = gradient_spike_report(run.gradient_reports, diagnostics.gradient_problem_factor, precision)
+    return report.with_figure(plot_gradient_spikes(run.gradient_reports))

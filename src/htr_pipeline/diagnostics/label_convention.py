@@ -19,8 +19,14 @@ from typing import Any
 import numpy as np
 
 from htr_pipeline.charset import BLANK_INDEX, Charset, normalise_text
+from htr_pipeline.config import DiagnosticsConfig
+from htr_pipeline.diagnostics.recognizer_readings import LineReading
+from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, checkpoint_run
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.metrics import ErrorRates, character_error_rates
+
+NAME = "label_convention"
+TITLE = "Label convention check"
 
 OUTSIDE_SYMBOLS = "\ufffd"
 """What a class with no symbol under a convention reads as (U+FFFD, the replacement character)."""
@@ -128,8 +134,8 @@ def label_convention_report(
     convention_rows = _convention_rows(error_rates)
     example_rows = _example_rows(normalised_references, readings)
     return AuditReport(
-        audit="label_convention",
-        title="Label convention check",
+        audit=NAME,
+        title=TITLE,
         findings=findings,
         details={
             "lines": len(best_paths),
@@ -220,3 +226,16 @@ def _example_rows(references: Sequence[str], readings: dict[str, list[str]]) -> 
 
 def _flat_examples(example_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"reference": row["reference"], **row["readings"]} for row in example_rows]
+
+
+def audit_label_convention(
+    checkpoint: AuditedCheckpoint, readings: list[LineReading], diagnostics: DiagnosticsConfig
+) -> AuditReport:
+    """The checkpoint's recognizer's readings of clean lines under its charset's convention and the others."""
+    trained = checkpoint_run(checkpoint)
+    return label_convention_report(
+        [reading.logits for reading in readings],
+        [reading.reference for reading in readings],
+        trained.charset,
+        diagnostics.label_convention_margin,
+    )

@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from htr_pipeline.config import DiagnosticsConfig, TrainingConfig
+from htr_pipeline.diagnostics.run_inputs import AuditedRun
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.training.recognizer_training import IN_LOOP_RECOGNIZER, JUDGE_RECOGNIZER
+
+NAME = "recognizer_readability"
+TITLE = "Recognizer readability: does the recognizer read, and does the judge confirm the gain?"
 
 RECOGNIZERS_TRAINED = (("recognizer", "the in-loop recognizer (stage 1)"), (JUDGE_RECOGNIZER, "the judge recognizer"))
 """Metric prefix of each recognizer's pre-training, and how the findings name it."""
@@ -35,8 +40,8 @@ def recognizer_readability_report(
     gains = _gains(evaluation_summary)
     findings.append(_gain_finding(gains, judge_gain_margin))
     return AuditReport(
-        audit="recognizer_readability",
-        title="Recognizer readability: does the recognizer read, and does the judge confirm the gain?",
+        audit=NAME,
+        title=TITLE,
         findings=findings,
         details={"recognizers": rows, "max_val_cer": max_val_cer, "cer_gap_closed": gains},
         markdown_sections=[markdown_table(rows, ["recognizer", "epochs_logged", "best_val_cer"])],
@@ -91,4 +96,17 @@ def _gain_finding(gains: Mapping[str, float | None], margin: float) -> Finding:
         "ok",
         f"the judge confirms the CER gain: {in_loop:.3f} of the in-loop recognizer's degraded-to-clean gap closed, "
         f"{judge:.3f} of the judge's (margin {margin})",
+    )
+
+
+def audit_recognizer_readability(
+    run: AuditedRun, diagnostics: DiagnosticsConfig, training: TrainingConfig
+) -> AuditReport:
+    """Judged by the project's gate as it is now, whatever the run was trained with: runs made before the gate
+    existed logged none, and a run trained with the gate opened is no more readable for it."""
+    return recognizer_readability_report(
+        run.metric_history,
+        training.recognizer_pretraining.max_val_cer,
+        run.evaluation_summary,
+        diagnostics.judge_gain_margin,
     )

@@ -46,11 +46,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from htr_pipeline.charset import normalise_text
-from htr_pipeline.config import SPLIT_NAMES
+from htr_pipeline.config import SPLIT_NAMES, DiagnosticsConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.splits import groups_in_several_splits
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.progress import tqdm
+
+NAME = "split_hygiene"
+TITLE = "Split hygiene"
 
 LINE_CANVAS_ASPECT = 8
 """Width : height a line is padded to before hashing (the data's ``max_width`` / ``image_height`` is 512 / 64);
@@ -86,8 +89,8 @@ def split_hygiene_report(
         findings.append(_all_fine_finding(manifest, comparison, max_distance, bits))
 
     return AuditReport(
-        audit="split_hygiene",
-        title="Split hygiene",
+        audit=NAME,
+        title=TITLE,
         findings=findings,
         details={
             "hash": {
@@ -376,3 +379,13 @@ def plot_split_hygiene(details: Mapping[str, Any]) -> Figure:
     )
     axes.legend()
     return figure
+
+
+def audit_split_hygiene(
+    manifest: pd.DataFrame, line_images: LineImageStore, diagnostics: DiagnosticsConfig
+) -> AuditReport:
+    """Groups and near-duplicate images shared by two splits."""
+    report = split_hygiene_report(
+        manifest, line_images, diagnostics.near_duplicate_hash_size, diagnostics.near_duplicate_max_distance
+    )
+    return report.with_figure(plot_split_hygiene(report.details))

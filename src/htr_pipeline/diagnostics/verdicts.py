@@ -1,15 +1,18 @@
 """The one report shape every audit returns: findings, each with a verdict, and JSON-safe details.
 
 An audit's verdict is the worst of its findings: ``ok`` < ``warning`` < ``problem``. An audit with no finding
-is ``ok``. The pipeline saves :meth:`AuditReport.to_dict` as JSON (kedro-viz previews it) and
-:meth:`AuditReport.to_markdown` as the report people read.
+is ``ok``. The pipeline saves :meth:`AuditReport.to_dict` as JSON (kedro-viz previews it),
+:meth:`AuditReport.to_markdown` as the report people read, and :attr:`AuditReport.figure` where the audit draws
+one. An audit that cannot run on a run raises :class:`NotCheckedError`; its report then says why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+from matplotlib.figure import Figure
 
 Verdict = Literal["ok", "warning", "problem"]
 VERDICTS: tuple[Verdict, ...] = ("ok", "warning", "problem")
@@ -41,6 +44,11 @@ class AuditReport:
     """JSON-safe data behind the findings (tables as lists of records)."""
     markdown_sections: Sequence[str] = ()
     """Markdown blocks (tables, lists) shown under the findings."""
+    figure: Figure | None = field(default=None, repr=False, compare=False)
+    """The picture saved beside the report (``<audit>.png``), for the audits that draw one."""
+
+    def with_figure(self, figure: Figure) -> AuditReport:
+        return replace(self, figure=figure)
 
     @property
     def verdict(self) -> Verdict:
@@ -60,6 +68,11 @@ class AuditReport:
         for section in self.markdown_sections:
             lines += ["", section.rstrip("\n")]
         return "\n".join(lines) + "\n"
+
+
+class NotCheckedError(Exception):
+    """An audit cannot run on this run (no checkpoint, settings that cannot be read back): its report is one
+    warning saying why, and the other audits go on. The message is the reason."""
 
 
 def markdown_table(records: Sequence[dict[str, Any]], columns: Sequence[str], limit: int | None = None) -> str:

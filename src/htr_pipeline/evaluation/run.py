@@ -1,4 +1,4 @@
-"""Evaluating restoration models on one split: per-line table, summary, report, plots, failure gallery."""
+"""Evaluating a trained run on one split: per-line table, summary, report, plots, failure gallery."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.decoding import reader
-from htr_pipeline.evaluation.loading import RestorationModels
 from htr_pipeline.evaluation.report import failure_gallery, markdown_report, plot_evaluation, worst_lines
-from htr_pipeline.evaluation.scoring import enhance_lines
+from htr_pipeline.evaluation.scoring import restore_lines
 from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
+from htr_pipeline.trained_run import TrainedRun
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     IN_LOOP_RECOGNIZER,
@@ -60,8 +60,10 @@ class EvaluationResult:
 
 
 def evaluate_split(
-    manifest: pd.DataFrame, store: LineImageStore, charset: Charset, models: RestorationModels, config: EvaluationConfig
+    manifest: pd.DataFrame, store: LineImageStore, charset: Charset, run: TrainedRun, config: EvaluationConfig
 ) -> EvaluationResult:
+    """Every line of ``config.split`` read by each recognizer of ``run`` (restored by its generator, if any)."""
+    run.check_charset(charset)
     rows = manifest[(manifest["split"] == config.split) & (manifest["image_type"] == "line")]
     if rows.empty:
         raise EmptyEvaluationSplitError(
@@ -70,18 +72,18 @@ def evaluate_split(
         )
     device = resolve_device(config.device, "evaluation.device")
     dataset = LinePairDataset(rows, store, charset, encode_labels=False)
-    loader = _loader(dataset, models, config.batch_size)
+    loader = _loader(dataset, run, config.batch_size)
     started = time.perf_counter()
     beam_size = config.beam_search.beam_size if config.beam_search is not None else None
-    generator = models.generator.to(device) if models.generator is not None else None
-    tables = score_line_tables(loader, generator, _readers(models, device), charset, device, read=reader(beam_size))
+    generator = run.generator.to(device) if run.generator is not None else None
+    tables = score_line_tables(loader, generator, _readers(run, device), charset, device, read=reader(beam_size))
     lines_per_second = len(rows) / (time.perf_counter() - started)  # each line read by every recognizer
     headline = HEADLINE_RECOGNIZER if HEADLINE_RECOGNIZER in tables else IN_LOOP_RECOGNIZER
     summary = {
         "split": config.split,
-        "checkpoint": models.description,
-        "evaluated_mlflow_run_id": models.mlflow_run_id,
-        "recognizer_only": models.generator is None,
+        "checkpoint": run.description,
+        "evaluated_mlflow_run_id": run.mlflow_run_id,
+        "recognizer_only": run.generator is None,
         "decoding": f"beam search (width {beam_size})" if beam_size else "greedy",
         "lines_per_second": lines_per_second,
         "headline_recognizer": headline,
@@ -98,9 +100,9 @@ def evaluate_split(
     return EvaluationResult(
         samples=samples,
         summary=summary,
-        report=markdown_report(summary, headline_samples, models.description),
+        report=markdown_report(summary, headline_samples, run.description),
         plots=plot_evaluation(headline_samples),
-        gallery=failure_gallery(worst, _gallery_images(worst, dataset, models, device)),
+        gallery=failure_gallery(worst, _gallery_images(worst, dataset, run, device)),
     )
 
 
@@ -108,32 +110,32 @@ HEADLINE_RECOGNIZER = JUDGE_RECOGNIZER
 """The recognizer whose figures are the headline, when the checkpoint holds it."""
 
 
-def _readers(models: RestorationModels, device: torch.device) -> dict[str, RecognizerReading]:
-    """Each recognizer that reads the split, by name. The degraded-trained baseline reads without the generator:
-    it answers what training on degraded lines alone achieves."""
-    readers = {IN_LOOP_RECOGNIZER: RecognizerReading(models.recognizer.to(device), reads_enhanced=True)}
-    for name, recognizer in models.reference_recognizers.items():
-        readers[name] = RecognizerReading(recognizer.to(device), reads_enhanced=name != DEGRADED_TRAINED_RECOGNIZER)
-    return readers
+def _readers(run: TrainedRun, device: torch.device) -> dict[str, RecognizerReading]:
+    """Each recognizer that reads the split, by role, the in-loop one first. The degraded-trained baseline reads
+    without the generator: it answers what training on degraded lines alone achieves."""
+    return {
+        name: RecognizerReading(recognizer.to(device), reads_enhanced=name != DEGRADED_TRAINED_RECOGNIZER)
+        for name, recognizer in run.recognizers.items()
+    }
 
 
-def _loader(dataset: LinePairDataset, models: RestorationModels, batch_size: int) -> DataLoader:
-    generator_multiple = getattr(models.generator, "size_multiple", 1)
-    multiple = padded_width_multiple(models.recognizer.width_downsampling, generator_multiple)
+def _loader(dataset: LinePairDataset, run: TrainedRun, batch_size: int) -> DataLoader:
+    generator_multiple = run.size_multiple if run.generator is not None else 1
+    multiple = padded_width_multiple(run.recognizer.width_downsampling, generator_multiple)
     sampler = WidthBucketBatchSampler(dataset.widths, batch_size, seed=0, shuffle=False)
     return line_batch_loader(dataset, sampler, multiple)
 
 
-def _gallery_images(worst: pd.DataFrame, dataset: LinePairDataset, models: RestorationModels, device: torch.device):
-    """(degraded, enhanced, clean) arrays of the worst lines; enhanced is recomputed for these few lines."""
+def _gallery_images(worst: pd.DataFrame, dataset: LinePairDataset, run: TrainedRun, device: torch.device):
+    """(degraded, restored, clean) arrays of the worst lines; restored is recomputed for these few lines."""
     position = {sample_id: index for index, sample_id in enumerate(dataset.rows["sample_id"])}
     images = []
     for sample_id in worst["sample_id"]:
         pair = dataset[position[sample_id]]
         degraded, clean = pair.degraded[0].numpy(), pair.clean[0].numpy()
-        enhanced = degraded
-        if models.generator is not None:
+        restored = degraded
+        if run.generator is not None:
             batch = collate_line_pairs([pair], width_multiple=1)
-            (enhanced,) = enhance_lines(batch, models.generator, device)
-        images.append((degraded, enhanced, clean))
+            (restored,) = restore_lines(batch, run.generator, device)
+        images.append((degraded, restored, clean))
     return images

@@ -1,4 +1,4 @@
-"""Evaluation's per-line tables: every line read as degraded, enhanced and clean, by the shared scoring loop of
+"""Evaluation's per-line tables: every line read as degraded, restored and clean, by the shared scoring loop of
 :mod:`htr_pipeline.scoring.lines` (the one validation summarises during training); several recognizers reading
 the same lines use :func:`~htr_pipeline.scoring.lines.score_line_tables` directly."""
 
@@ -14,13 +14,12 @@ from torch import nn
 from htr_pipeline.charset import Charset
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.precision import Precision
-from htr_pipeline.scoring.lines import Reader, RecognizerReading, enhance, greedy_readings, score_line_tables
+from htr_pipeline.restoring import restore_images
+from htr_pipeline.scoring.lines import Reader, RecognizerReading, greedy_readings, score_line_tables
 
 
 @torch.no_grad()
-def enhance_lines(
-    batch: LineBatch, generator: nn.Module, device: torch.device, precision: Precision = "fp32"
-) -> list[np.ndarray]:
+def restore_lines(batch: LineBatch, generator: nn.Module, device: torch.device) -> list[np.ndarray]:
     """The generator's output for each line of ``batch``, cropped to its own width: (height, width) in [0, 1].
 
     The generator runs in eval mode and is given back in the mode it came in.
@@ -28,10 +27,10 @@ def enhance_lines(
     training = generator.training
     generator.eval()
     try:
-        enhanced = enhance(batch.degraded.to(device), generator, device, precision).cpu().numpy()
+        restored = restore_images(generator, batch.degraded.to(device)).cpu().numpy()
     finally:
         generator.train(training)
-    return [enhanced[index, 0, :, :width].copy() for index, width in enumerate(batch.widths.cpu().tolist())]
+    return [restored[index, 0, :, :width].copy() for index, width in enumerate(batch.widths.cpu().tolist())]
 
 
 @torch.no_grad()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,21 +21,19 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from pydantic import TypeAdapter
 
-from htr_pipeline.charset import Charset
-from htr_pipeline.checkpoints import load_gan_checkpoint
-from htr_pipeline.config import GeneratorConfig, InferenceConfig
+from htr_pipeline.checkpoints import TrainedRunConfig
+from htr_pipeline.config import InferenceConfig
 from htr_pipeline.data.images import read_grayscale
 from htr_pipeline.data.line_batches import PAPER_VALUE
-from htr_pipeline.evaluation.loading import restoration_models_from_checkpoint
 from htr_pipeline.inference.inputs import SkippedInput, output_name
 from htr_pipeline.inference.tiling import resize_to, resize_to_height, restore_tiled
 from htr_pipeline.metrics import binarise, dibco_scores
-from htr_pipeline.models import generator_size_multiple
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.progress import tqdm
 from htr_pipeline.project_paths import project_relative
+from htr_pipeline.restoring import restore_images
+from htr_pipeline.trained_run import TrainedRun
 
 InputKind = Literal["line", "page"]
 COMPARISON_GAP_PX = 8
@@ -45,42 +45,17 @@ CAPTION_STRIP_PX = 22
 """Mid grey between the panels of a comparison image: distinct from paper and from ink."""
 
 
-@dataclass
-class InferenceModels:
-    generator: torch.nn.Module
-    recognizer: torch.nn.Module
-    charset: Charset
-    line_height: int
-    """The height lines were trained at (``data.image_height`` of the checkpoint's run)."""
-    line_window_width: int
-    """The widest line the model was trained on (``data.max_width``): longer lines are restored in windows."""
-    size_multiple: int
-    device: torch.device
-    description: str
-
-    def restore(self, batch: torch.Tensor) -> torch.Tensor:
-        # batch: (n, 1, height, width) float32 in [0, 1], on the CPU
-        return self.generator(batch.to(self.device)).float().clamp(0, 1).cpu()
+def _restore_on(generator: torch.nn.Module, device: torch.device, batch: torch.Tensor) -> torch.Tensor:
+    """``batch`` restored by ``generator`` on ``device``, given back on the CPU."""
+    # batch: (n, 1, height, width) float32 in [0, 1], on the CPU
+    return restore_images(generator, batch.to(device)).cpu()
 
 
-def load_inference_models(checkpoint: Path, device: torch.device) -> InferenceModels:
-    """Generator and recognizer of a training checkpoint, with the line size and charset it was trained with."""
-    stored = load_gan_checkpoint(checkpoint, "inference.checkpoint")
-    run = stored.run_metadata(checkpoint)
-    charset = Charset.from_dict(run.charset)
-    models = restoration_models_from_checkpoint(stored, charset, checkpoint)
-    data = run.config["data"]
-    generator_settings = TypeAdapter(GeneratorConfig).validate_python(run.generator_config)
-    return InferenceModels(
-        generator=models.generator.to(device).eval(),
-        recognizer=models.recognizer.to(device).eval(),
-        charset=charset,
-        line_height=int(data["image_height"]),
-        line_window_width=int(data["max_width"]),
-        size_multiple=generator_size_multiple(generator_settings),
-        device=device,
-        description=models.description,
-    )
+def _line_size(run: TrainedRun) -> tuple[int, int]:
+    """The height lines were trained at (``data.image_height`` of the run) and the widest window a line is restored
+    in (``data.max_width``, down to the generator's size multiple): longer lines are restored in windows."""
+    data = typing.cast(TrainedRunConfig, run.config).data
+    return data.image_height, data.max_width - data.max_width % run.size_multiple
 
 
 def input_kind(image: np.ndarray, config: InferenceConfig) -> InputKind:
@@ -95,46 +70,48 @@ def input_kind(image: np.ndarray, config: InferenceConfig) -> InputKind:
 
 
 @torch.no_grad()
-def restore_line(image: np.ndarray, models: InferenceModels, config: InferenceConfig) -> tuple[np.ndarray, str]:
+def restore_line(
+    image: np.ndarray, run: TrainedRun, config: InferenceConfig, device: torch.device
+) -> tuple[np.ndarray, str]:
     """The restored line at the input's own size, and the recognizer's reading of it."""
     # image: (height, width) uint8
-    at_model_height, _ = resize_to_height(image, models.line_height)
-    window_width = models.line_window_width - models.line_window_width % models.size_multiple
+    line_height, window_width = _line_size(run)
+    at_model_height, _ = resize_to_height(image, line_height)
     restored = restore_tiled(
         at_model_height,
-        models.restore,
-        window_height=models.line_height,
+        partial(_restore_on, run.generator, device),
+        window_height=line_height,
         window_width=window_width,
         overlap=min(config.window_overlap, window_width // 2),
         ramp=config.ramp,
-        size_multiple=models.size_multiple,
+        size_multiple=run.size_multiple,
         tiles_per_batch=config.windows_per_batch,
     )
-    return resize_to(restored, *image.shape), read_line(restored, models)
+    return resize_to(restored, *image.shape), read_line(restored, run, device)
 
 
-def read_line(line: np.ndarray, models: InferenceModels) -> str:
-    """Greedy reading of a line at the model's height (the recognizer reads any width)."""
+def read_line(line: np.ndarray, run: TrainedRun, device: torch.device) -> str:
+    """Greedy reading of a line at the model's height by the in-loop recognizer (it reads any width)."""
     # line: (line_height, width) uint8
-    width_downsampling = models.recognizer.width_downsampling
+    width_downsampling = run.recognizer.width_downsampling
     padded_width = math.ceil(line.shape[1] / width_downsampling) * width_downsampling
     pixels = torch.full((1, 1, line.shape[0], padded_width), PAPER_VALUE)  # padded with paper, as in training
     pixels[0, 0, :, : line.shape[1]] = torch.from_numpy(line).float().div(255.0)
-    logits = models.recognizer(pixels.to(models.device)).logits.float()
+    logits = run.recognizer(pixels.to(device)).logits.float()
     steps = ctc_time_steps(line.shape[1], width_downsampling)
-    return models.charset.decode_greedy(logits[0, :steps].argmax(dim=-1).tolist())
+    return run.charset.decode_greedy(logits[0, :steps].argmax(dim=-1).tolist())
 
 
-def restore_page(image: np.ndarray, models: InferenceModels, config: InferenceConfig) -> np.ndarray:
-    window = config.page_window - config.page_window % models.size_multiple
+def restore_page(image: np.ndarray, run: TrainedRun, config: InferenceConfig, device: torch.device) -> np.ndarray:
+    window = config.page_window - config.page_window % run.size_multiple
     return restore_tiled(
         image,
-        models.restore,
+        partial(_restore_on, run.generator, device),
         window_height=window,
         window_width=window,
         overlap=config.window_overlap,
         ramp=config.ramp,
-        size_multiple=models.size_multiple,
+        size_multiple=run.size_multiple,
         tiles_per_batch=config.windows_per_batch,
         progress=True,
     )
@@ -224,28 +201,37 @@ class InferenceResult:
 
 
 def run_inference(
-    inputs: Sequence[Path], skipped: Sequence[SkippedInput], models: InferenceModels, config: InferenceConfig
+    inputs: Sequence[Path],
+    skipped: Sequence[SkippedInput],
+    run: TrainedRun,
+    config: InferenceConfig,
+    device: torch.device,
 ) -> InferenceResult:
+    """Each input restored (and read, if a line) by ``run``'s generator and in-loop recognizer on ``device``."""
+    run.generator.to(device)
+    run.recognizer.to(device)
     files: dict[str, np.ndarray | str] = {}
     rows = []
     started = time.perf_counter()
     for path in tqdm(inputs, desc="inference", unit="image"):
-        row, outputs = _infer_one(path, models, config)
+        row, outputs = _infer_one(path, run, config, device)
         rows.append(row)
         files |= outputs
     seconds = time.perf_counter() - started
     table = pd.DataFrame(rows)
-    return InferenceResult(files, table, _summary(table, skipped, models, config, seconds))
+    return InferenceResult(files, table, _summary(table, skipped, run, config, seconds))
 
 
-def _infer_one(path: Path, models: InferenceModels, config: InferenceConfig) -> tuple[dict[str, Any], dict]:
+def _infer_one(
+    path: Path, run: TrainedRun, config: InferenceConfig, device: torch.device
+) -> tuple[dict[str, Any], dict]:
     started = time.perf_counter()
     image = read_grayscale(path, stretch_wide_values=True)
     kind = input_kind(image, config)
     if kind == "line":
-        restored, transcription = restore_line(image, models, config)
+        restored, transcription = restore_line(image, run, config, device)
     else:
-        restored, transcription = restore_page(image, models, config), None
+        restored, transcription = restore_page(image, run, config, device), None
     name = output_name(path)
     outputs: dict[str, np.ndarray | str] = {f"restored/{name}.png": restored}
     panels = [image, restored]
@@ -276,13 +262,13 @@ def _infer_one(path: Path, models: InferenceModels, config: InferenceConfig) -> 
 def _summary(
     table: pd.DataFrame,
     skipped: Sequence[SkippedInput],
-    models: InferenceModels,
+    run: TrainedRun,
     config: InferenceConfig,
     seconds: float,
 ) -> dict[str, Any]:
     scored = [column for column in table.columns if column.startswith(("restored_", "degraded_"))]
     return {
-        "checkpoint": models.description,
+        "checkpoint": run.description,
         "input_path": str(config.input_path) if config.input_path is None else project_relative(config.input_path),
         "inputs": len(table),
         "lines": int((table["kind"] == "line").sum()) if len(table) else 0,

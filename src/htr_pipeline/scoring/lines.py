@@ -1,7 +1,7 @@
 """Score every line: greedy readings and error rates against the ground truth, image fidelity against clean.
 
 This is the one scoring loop: evaluation stores its per-line tables, validation during training summarises them
-(:mod:`htr_pipeline.scoring.validation`). Each line can be scored three ways, the ``variants``: the degraded
+(:mod:`htr_pipeline.training.validation`). Each line can be scored three ways, the ``variants``: the degraded
 input, the generator's enhanced output and the clean line, each read by the same recognizer. A table of per-line
 counts (edits and reference lengths) is the only thing a summary is computed from, so corpus figures can always
 be recomputed from the stored table.
@@ -25,6 +25,7 @@ from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.metrics import character_error_rates, psnr_db, ssim, word_error_rates
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.precision import Precision, autocast
+from htr_pipeline.restoring import restore_images
 
 Reader = Callable[[torch.Tensor, torch.Tensor, int, Charset], list[str]]
 """(logits, widths, width_downsampling, charset) -> one reading per line."""
@@ -56,15 +57,6 @@ class RecognizerReading:
     recognizer: nn.Module
     reads_enhanced: bool
     """False: the recognizer reads only degraded and clean lines (its table has no enhanced columns)."""
-
-
-def enhance(degraded: torch.Tensor, generator: nn.Module, device: torch.device, precision: Precision) -> torch.Tensor:
-    """The generator's output for a padded batch, in fp32 and within [0, 1]."""
-    # degraded: (batch, 1, height, padded_width), values in [0, 1]
-    with autocast(device, precision):
-        enhanced = generator(degraded)
-    # Half-precision outputs can round a hair outside [0, 1], which the image metrics reject.
-    return enhanced.float().clamp(0.0, 1.0)
 
 
 @torch.no_grad()
@@ -118,7 +110,7 @@ def _score_batch(
     # images: (batch, 1, height, padded_width), values in [0, 1]
     images = {variant: getattr(batch, variant) for variant in ("degraded", "clean") if variant in variants}
     if generator is not None and "enhanced" in variants and any(reader.reads_enhanced for reader in readers.values()):
-        images["enhanced"] = enhance(batch.degraded, generator, device, precision)
+        images["enhanced"] = restore_images(generator, batch.degraded, precision)
     fidelity = _image_fidelity(batch.clean, images, batch.widths.cpu().tolist())
     return {
         name: _reader_rows(batch, images, fidelity, reader, charset, device, precision, read)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -19,9 +19,11 @@ from htr_pipeline.checkpoints import (
     CheckpointError,
     GanRunMetadata,
     RecognizerCheckpoint,
+    ReferenceRecognizers,
+    TrainedRunConfig,
     check_same_charset,
-    load_checkpoint,
     load_gan_checkpoint,
+    load_recognizer_checkpoint,
     restore_weights,
 )
 from htr_pipeline.config import RecognizerConfig, TrainingConfig
@@ -36,7 +38,6 @@ from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_cop
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     JUDGE_RECOGNIZER,
-    REFERENCE_RECOGNIZERS,
     LineKind,
     check_recognizer_reads,
     pretrain_recognizer,
@@ -84,7 +85,7 @@ def line_splits(manifest: pd.DataFrame, config: TrainingConfig) -> LineSplits:
 
 def recognizer_stage(
     manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig, tracker: MetricTracker
-) -> dict[str, Any]:
+) -> RecognizerCheckpoint:
     """Pre-train the recognizer, or take it from ``training.resume_from`` or ``training.recognizer_checkpoint``
     (loaded strictly); return its checkpoint. A recognizer that does not read (best val CER above
     ``recognizer_pretraining.max_val_cer``) stops here, before any GAN epoch."""
@@ -92,48 +93,48 @@ def recognizer_stage(
         path = Path(config.resume_from)
         in_loop = load_gan_checkpoint(path, "training.resume_from").recognizer_checkpoint(path)
         taken = dataclasses.replace(in_loop, details={"taken_from": str(path)})
-        load_recognizer(taken.to_state(), charset, config.recognizer, path)
-        return taken.to_state()
+        load_recognizer(taken, charset, config.recognizer, path)
+        return taken
     if config.recognizer_checkpoint is not None:
         path = Path(config.recognizer_checkpoint)
-        loaded = RecognizerCheckpoint.from_state(load_checkpoint(path, "training.recognizer_checkpoint"), path)
-        recognizer = load_recognizer(loaded.to_state(), charset, config.recognizer, path)
+        loaded = load_recognizer_checkpoint(path, "training.recognizer_checkpoint")
+        recognizer = load_recognizer(loaded, charset, config.recognizer, path)
         val_cer = loaded_recognizer_val_cer(recognizer, manifest, store, charset, config)
         tracker.log_metrics({"recognizer/val_cer": val_cer}, step=0)
         check_recognizer_reads(val_cer, config.recognizer_pretraining, f"The recognizer of {path}", None, None)
-        return dataclasses.replace(loaded, details={**loaded.details, "best_val_cer": val_cer}).to_state()
-    state = train_recognizer(manifest, store, charset, config, tracker, config.recognizer, config.seed)
+        return dataclasses.replace(loaded, details={**loaded.details, "best_val_cer": val_cer})
+    trained = train_recognizer(manifest, store, charset, config, tracker, config.recognizer, config.seed)
     check_recognizer_reads(
-        state["best_val_cer"],
+        trained.details["best_val_cer"],
         config.recognizer_pretraining,
         "The pre-trained recognizer (stage 1)",
-        state["epochs_run"],
-        state["steps_run"],
+        trained.details["epochs_run"],
+        trained.details["steps_run"],
     )
-    return state
+    return trained
 
 
 def reference_recognizers_stage(
     manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig, tracker: MetricTracker
-) -> dict[str, Any]:
+) -> ReferenceRecognizers:
     """The recognizers that evaluation reads with beside the in-loop one: the judge (clean train lines, its own
     seed and architecture) and the configured baselines (``degraded_trained``). None of them is seen by a GAN
     loss. A judge that does not read stops the run like stage 1 does."""
-    states: dict[str, Any] = {"charset": charset.to_dict()}
+    recognizers: dict[str, RecognizerCheckpoint] = {}
     if config.judge is not None:
         judge = train_recognizer(
             manifest, store, charset, config, tracker, config.judge.recognizer, config.judge.seed, JUDGE_RECOGNIZER
         )
         check_recognizer_reads(
-            judge["best_val_cer"],
+            judge.details["best_val_cer"],
             config.recognizer_pretraining,
             "The judge recognizer (training.judge)",
-            judge["epochs_run"],
-            judge["steps_run"],
+            judge.details["epochs_run"],
+            judge.details["steps_run"],
         )
-        states[JUDGE_RECOGNIZER] = judge
+        recognizers[JUDGE_RECOGNIZER] = judge
     if DEGRADED_TRAINED_RECOGNIZER in config.baselines:
-        states[DEGRADED_TRAINED_RECOGNIZER] = train_recognizer(
+        recognizers[DEGRADED_TRAINED_RECOGNIZER] = train_recognizer(
             manifest,
             store,
             charset,
@@ -144,7 +145,7 @@ def reference_recognizers_stage(
             DEGRADED_TRAINED_RECOGNIZER,
             "degraded",
         )
-    return states
+    return ReferenceRecognizers(charset, recognizers)
 
 
 def train_recognizer(
@@ -157,9 +158,9 @@ def train_recognizer(
     seed: int,
     metric_prefix: str = "recognizer",
     lines: LineKind = "clean",
-) -> dict[str, Any]:
+) -> RecognizerCheckpoint:
     """A recognizer of ``recognizer_config`` trained from ``seed`` on ``lines`` of the train split; its
-    checkpoint state with the training figures."""
+    checkpoint, with the training figures in its details."""
     device = resolve_device(config.device, "training.device")
     seed_everything(seed)
     splits = line_splits(manifest, config)
@@ -179,10 +180,10 @@ def train_recognizer(
     )
     return RecognizerCheckpoint(
         weights={name: tensor.cpu() for name, tensor in recognizer.state_dict().items()},
-        config=recognizer_config.model_dump(mode="json"),
-        charset=charset.to_dict(),
+        config=recognizer_config,
+        charset=charset,
         details={"seed": seed, "trained_on": lines, **asdict(result)},
-    ).to_state()
+    )
 
 
 def loaded_recognizer_val_cer(
@@ -200,14 +201,13 @@ def loaded_recognizer_val_cer(
 
 
 def load_recognizer(
-    state: Mapping[str, Any], charset: Charset, recognizer_config: RecognizerConfig, path: Path
+    checkpoint: RecognizerCheckpoint, charset: Charset, recognizer_config: RecognizerConfig, path: Path
 ) -> torch.nn.Module:
-    """A recognizer from a checkpoint's state: same charset, same architecture settings, strict weights."""
-    checkpoint = RecognizerCheckpoint.from_state(state, path)
+    """A recognizer from its checkpoint: same charset, same architecture settings, strict weights."""
     check_same_charset(checkpoint.charset, charset, path)
-    if checkpoint.config != recognizer_config.model_dump(mode="json"):
+    if checkpoint.config != recognizer_config:
         raise CheckpointError(
-            f"{path}: recognizer settings {checkpoint.config} differ from training.recognizer "
+            f"{path}: recognizer settings {checkpoint.config.model_dump(mode='json')} differ from training.recognizer "
             f"{recognizer_config.model_dump(mode='json')}; set training.recognizer to the checkpoint's settings."
         )
     recognizer = build_recognizer(recognizer_config, charset.num_classes)
@@ -235,10 +235,11 @@ def perceptual_feature_extractor(
 
 
 def build_gan_models(
-    recognizer_state: dict[str, Any], charset: Charset, config: TrainingConfig, device: torch.device
+    recognizer_checkpoint: RecognizerCheckpoint, charset: Charset, config: TrainingConfig, device: torch.device
 ) -> GanModels:
     """Fresh generator and discriminator, the pre-trained recognizer (strictly loaded; frozen unless fine-tuned)."""
-    recognizer = load_recognizer(recognizer_state, charset, config.recognizer, Path("recognizer_checkpoint")).to(device)
+    path = Path("recognizer_checkpoint")
+    recognizer = load_recognizer(recognizer_checkpoint, charset, config.recognizer, path).to(device)
     if config.recognizer_during_gan == "frozen":
         recognizer.requires_grad_(False)
     generator = build_generator(config.generator).to(device)
@@ -262,25 +263,18 @@ def build_gan_models(
 
 
 def gan_run_metadata(
-    charset: Charset,
-    parameters: Mapping[str, Any],
-    config: TrainingConfig,
-    reference_recognizers: Mapping[str, Any],
+    charset: Charset, config: TrainedRunConfig, reference_recognizers: ReferenceRecognizers
 ) -> GanRunMetadata:
     """What every GAN checkpoint of this run stores beside its training state: the charset, the ``data`` and
-    ``training`` parameters as run, the model settings, and the run's reference recognizers (evaluation reads
+    ``training`` sections as run, the model settings, and the run's reference recognizers (evaluation reads
     any checkpoint with the judge of its own run; no loss sees it)."""
     return GanRunMetadata(
-        charset=charset.to_dict(),
-        config=dict(parameters),
-        generator_config=config.generator.model_dump(mode="json"),
-        discriminator_config=config.discriminator.model_dump(mode="json"),
-        recognizer_config=config.recognizer.model_dump(mode="json"),
-        reference_recognizers={
-            name: RecognizerCheckpoint.from_state(state, f"reference recognizer '{name}'")
-            for name, state in reference_recognizers.items()
-            if name in REFERENCE_RECOGNIZERS
-        },
+        charset=charset,
+        config=config,
+        generator_config=config.training.generator,
+        discriminator_config=config.training.discriminator,
+        recognizer_config=config.training.recognizer,
+        reference_recognizers=dict(reference_recognizers.recognizers),
     )
 
 
@@ -291,7 +285,7 @@ class GanStageInputs:
     manifest: pd.DataFrame
     store: LineImageStore
     charset: Charset
-    recognizer_state: dict[str, Any]
+    recognizer_checkpoint: RecognizerCheckpoint
     config: TrainingConfig
     run_folder: Path
     run_metadata: GanRunMetadata
@@ -303,7 +297,7 @@ def gan_stage(
     manifest: pd.DataFrame,
     store: LineImageStore,
     charset: Charset,
-    recognizer_state: dict[str, Any],
+    recognizer_checkpoint: RecognizerCheckpoint,
     config: TrainingConfig,
     run_folder: Path,
     run_metadata: GanRunMetadata,
@@ -317,7 +311,15 @@ def gan_stage(
     best epoch and value of each metric, the final metrics, and what the pre-flight dropped or excluded.
     """
     inputs = GanStageInputs(
-        manifest, store, charset, recognizer_state, config, run_folder, run_metadata, tracker_for_run, current_run_id
+        manifest,
+        store,
+        charset,
+        recognizer_checkpoint,
+        config,
+        run_folder,
+        run_metadata,
+        tracker_for_run,
+        current_run_id,
     )
     device = resolve_device(config.device, "training.device")
     if config.devices > 1:
@@ -332,7 +334,7 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
     splits = line_splits(inputs.manifest, config)
-    models = build_gan_models(inputs.recognizer_state, inputs.charset, config, device)
+    models = build_gan_models(inputs.recognizer_checkpoint, inputs.charset, config, device)
     loader_for = partial(line_loader, store=inputs.store, charset=inputs.charset, config=config, device=device)
     train_loader = loader_for(splits.train, batch_size=config.batch_size, training=True, pages=splits.train_pages)
     val_loader = loader_for(splits.valid, batch_size=config.batch_size, training=False, pages=splits.valid_pages)

@@ -36,8 +36,8 @@ def build_charset(manifest: pd.DataFrame) -> dict[str, Any]:
 
 
 def report_dataset(
-    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: dict[str, Any], line_images: Any, data: DataConfig
+    manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Charset, line_images: Any, data: DataConfig
 ) -> tuple[dict[str, Any], Figure, Figure, dict[str, dict[str, float]]]:
-    summary = summarise_dataset(manifest, rejects, Charset.from_dict(charset), page_source_names(data.sources))
+    summary = summarise_dataset(manifest, rejects, charset, page_source_names(data.sources))
     gallery = plot_line_gallery(manifest, line_images)
     return summary, plot_dataset_report(manifest, summary), gallery, tracked_metrics(summary)

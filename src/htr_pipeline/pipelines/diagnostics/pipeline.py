@@ -1,32 +1,49 @@
-from kedro.pipeline import Pipeline, node, pipeline
+from kedro.pipeline import Node, Pipeline, node, pipeline
 
+from htr_pipeline.diagnostics.registry import AUDIT_INPUTS, AUDITS, Audit, AuditInput
 from htr_pipeline.pipelines.diagnostics import nodes
 
-AUDITS = (
-    "config_audit",
-    "ctc_length_report",
-    "label_convention",
-    "charset_coverage",
-    "gradient_spikes",
-    "best_model",
-    "split_hygiene",
-    "recognizer_readability",
-)
-"""Each audit saves ``diagnostics_<audit>_json`` and ``_markdown`` (and ``_plot`` where a picture says more)."""
-
-
-def _report(audit: str, plot: bool = True) -> list[str]:
-    names = [f"diagnostics_{audit}_json", f"diagnostics_{audit}_markdown"]
-    return [*names, f"diagnostics_{audit}_plot"] if plot else names
-
+AUDIT_INPUT_DATASETS: dict[AuditInput, str] = {
+    "run": "audited_run",
+    "checkpoint": "audited_checkpoint",
+    "readings": "recognizer_readings",
+    "manifest": "manifest",
+    "line_images": "line_images",
+    "charset": "charset",
+    "data": "params:data",
+    "training": "params:training",
+    "diagnostics": "params:diagnostics",
+}
+"""The catalog entry behind each input an audit can read."""
+if set(AUDIT_INPUT_DATASETS) != set(AUDIT_INPUTS):
+    raise TypeError(f"audit inputs without a catalog entry: {sorted(set(AUDIT_INPUTS) - set(AUDIT_INPUT_DATASETS))}")
 
 NAMESPACE = "diagnostics"
 """Every node's namespace, one level deeper per audit (``diagnostics.config_audit``): kedro-viz collapses the
-27 report datasets into one group per audit. Only node names carry it (``diagnostics.audit_config``); dataset
+report datasets into one group per audit. Only node names carry it (``diagnostics.audit_config``); dataset
 names stay as the catalog spells them."""
 
 
+def report_datasets(audit: Audit) -> list[str]:
+    """``diagnostics_<audit>_json`` and ``_markdown``, and ``_plot`` where the audit draws one (catalog factories)."""
+    names = [f"diagnostics_{audit.name}_json", f"diagnostics_{audit.name}_markdown"]
+    return [*names, f"diagnostics_{audit.name}_plot"] if audit.plot else names
+
+
+def _audit_node(audit: Audit) -> Node:
+    inputs = {"run": AUDIT_INPUT_DATASETS["run"]} | {name: AUDIT_INPUT_DATASETS[name] for name in audit.inputs}
+    return node(
+        nodes.audit_node(audit),
+        inputs,
+        report_datasets(audit),
+        name=audit.function.__name__,
+        namespace=f"{NAMESPACE}.{audit.name}",
+    )
+
+
 def create_pipeline(**kwargs) -> Pipeline:
+    """Find the run and its checkpoint, read clean lines with its recognizer, then one node per registered audit
+    (:data:`htr_pipeline.diagnostics.registry.AUDITS`, read when the pipeline is built) and the summary."""
     return pipeline(
         [
             node(
@@ -50,65 +67,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="read_lines_with_recognizer",
                 namespace=NAMESPACE,
             ),
-            node(
-                nodes.audit_config,
-                ["audited_run", "audited_checkpoint", "params:data", "params:training"],
-                _report("config_audit", plot=False),
-                name="audit_config",
-                namespace=f"{NAMESPACE}.config_audit",
-            ),
-            node(
-                nodes.audit_ctc_lengths,
-                ["audited_run", "audited_checkpoint", "recognizer_readings", "manifest"],
-                _report("ctc_length_report"),
-                name="audit_ctc_lengths",
-                namespace=f"{NAMESPACE}.ctc_length_report",
-            ),
-            node(
-                nodes.audit_label_convention,
-                ["audited_run", "audited_checkpoint", "recognizer_readings", "params:diagnostics"],
-                _report("label_convention", plot=False),
-                name="audit_label_convention",
-                namespace=f"{NAMESPACE}.label_convention",
-            ),
-            node(
-                nodes.audit_charset_coverage,
-                ["audited_run", "manifest", "charset", "params:diagnostics"],
-                _report("charset_coverage"),
-                name="audit_charset_coverage",
-                namespace=f"{NAMESPACE}.charset_coverage",
-            ),
-            node(
-                nodes.audit_gradient_spikes,
-                ["audited_run", "audited_checkpoint", "params:diagnostics"],
-                _report("gradient_spikes"),
-                name="audit_gradient_spikes",
-                namespace=f"{NAMESPACE}.gradient_spikes",
-            ),
-            node(
-                nodes.audit_best_model,
-                ["audited_run", "audited_checkpoint"],
-                _report("best_model"),
-                name="audit_best_model",
-                namespace=f"{NAMESPACE}.best_model",
-            ),
-            node(
-                nodes.audit_split_hygiene,
-                ["audited_run", "manifest", "line_images", "params:diagnostics"],
-                _report("split_hygiene"),
-                name="audit_split_hygiene",
-                namespace=f"{NAMESPACE}.split_hygiene",
-            ),
-            node(
-                nodes.audit_recognizer_readability,
-                ["audited_run", "params:diagnostics", "params:training"],
-                _report("recognizer_readability", plot=False),
-                name="audit_recognizer_readability",
-                namespace=f"{NAMESPACE}.recognizer_readability",
-            ),
+            *(_audit_node(audit) for audit in AUDITS),
             node(
                 nodes.summarise_diagnostics,
-                ["audited_run", *[f"diagnostics_{audit}_json" for audit in AUDITS]],
+                ["audited_run", *[f"diagnostics_{audit.name}_json" for audit in AUDITS]],
                 ["diagnostics_summary_json", "diagnostics_summary_markdown"],
                 name="summarise_diagnostics",
                 namespace=NAMESPACE,

@@ -1,5 +1,5 @@
 """Nodes of evaluation: load the checkpoint to evaluate, call the evaluation library, return data (the catalog
-logs it to MLflow)."""
+logs what its entries declare)."""
 
 from __future__ import annotations
 
@@ -12,38 +12,47 @@ import pandas as pd
 from PIL import Image
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.checkpoints import RecognizerCheckpoint, load_checkpoint, resolve_checkpoint
+from htr_pipeline.checkpoints import RecognizerCheckpoint, load_recognizer_checkpoint, resolve_checkpoint
 from htr_pipeline.config import EvaluationConfig
 from htr_pipeline.data.line_store import LineImageStore
-from htr_pipeline.evaluation.loading import RestorationModels, load_recognizer_only, load_restoration_models
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
 from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import ModelsToLog, checkpoint_folder_of_run
+from htr_pipeline.trained_run import TrainedRun, load_trained_run
 
 
 def load_models_to_evaluate(
-    charset: dict[str, Any],
-    training_summary: dict[str, Any],
-    recognizer_checkpoint: dict[str, Any],
-    config: EvaluationConfig,
-) -> RestorationModels:
-    """The models ``evaluation.checkpoint`` names (the latest training run's by default)."""
-    return _models_to_evaluate(config, training_summary, recognizer_checkpoint, Charset.from_dict(charset))
+    training_summary: dict[str, Any], recognizer_checkpoint: RecognizerCheckpoint, config: EvaluationConfig
+) -> TrainedRun:
+    """The trained run ``evaluation.checkpoint`` names (the latest training run's by default); with
+    ``evaluation.recognizer_only``, its recognizer alone (the latest ``recognizer_checkpoint`` by default)."""
+    if config.recognizer_only:
+        if config.checkpoint is None:
+            return TrainedRun.from_recognizer_checkpoint(recognizer_checkpoint, Path("recognizer_checkpoint (latest)"))
+        path = Path(config.checkpoint)
+        return TrainedRun.from_recognizer_checkpoint(load_recognizer_checkpoint(path, "evaluation.checkpoint"), path)
+    path = resolve_checkpoint(
+        config.checkpoint,
+        config.checkpoint_name,
+        str(resolve_in_project(training_summary["checkpoint_folder"])),
+        partial(checkpoint_folder_of_run, config_key="evaluation.checkpoint"),
+    )
+    return load_trained_run(path, "evaluation.checkpoint")
 
 
 def evaluate_checkpoint(
     manifest: pd.DataFrame,
     line_images: LineImageStore,
-    charset: dict[str, Any],
-    evaluated_models: RestorationModels,
+    charset: Charset,
+    evaluated_models: TrainedRun,
     config: EvaluationConfig,
 ) -> tuple[pd.DataFrame, dict[str, Any], str, Image.Image, Image.Image]:
-    result = evaluate_split(manifest, line_images, Charset.from_dict(charset), evaluated_models, config)
+    result = evaluate_split(manifest, line_images, charset, evaluated_models, config)
     return result.samples, result.summary, result.report, figure_image(result.plots), figure_image(result.gallery)
 
 
 def choose_models_to_log(
-    evaluated_models: RestorationModels,
+    evaluated_models: TrainedRun,
     manifest: pd.DataFrame,
     evaluation_summary: dict[str, Any],
     config: EvaluationConfig,
@@ -57,22 +66,3 @@ def choose_models_to_log(
         example=np.ones((1, 1, height, 8 * height), dtype=np.float32),
         registered_name=config.register_model,
     )
-
-
-def _models_to_evaluate(
-    config: EvaluationConfig, training_summary: dict[str, Any], recognizer_state: dict[str, Any], charset: Charset
-) -> RestorationModels:
-    if config.recognizer_only:
-        if config.checkpoint is None:
-            latest = Path("recognizer_checkpoint (latest)")
-            return load_recognizer_only(RecognizerCheckpoint.from_state(recognizer_state, latest), charset, latest)
-        path = Path(config.checkpoint)
-        stored = RecognizerCheckpoint.from_state(load_checkpoint(path, "evaluation.checkpoint"), path)
-        return load_recognizer_only(stored, charset, path)
-    path = resolve_checkpoint(
-        config.checkpoint,
-        config.checkpoint_name,
-        str(resolve_in_project(training_summary["checkpoint_folder"])),
-        partial(checkpoint_folder_of_run, config_key="evaluation.checkpoint"),
-    )
-    return load_restoration_models(path, charset, "evaluation.checkpoint")

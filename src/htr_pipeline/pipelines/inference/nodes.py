@@ -13,9 +13,10 @@ from htr_pipeline.checkpoints import resolve_checkpoint
 from htr_pipeline.config import InferenceConfig
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.inference.inputs import list_input_images
-from htr_pipeline.inference.restoration import load_inference_models, run_inference
+from htr_pipeline.inference.restoration import run_inference
 from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import checkpoint_folder_of_run
+from htr_pipeline.trained_run import load_trained_run
 
 
 class InferenceInputError(Exception):
@@ -32,8 +33,8 @@ def restore_folder(
         str(resolve_in_project(training_summary["checkpoint_folder"])),
         partial(checkpoint_folder_of_run, config_key="inference.checkpoint"),
     )
-    models = load_inference_models(checkpoint, resolve_device(config.device, "inference.device"))
-    result = run_inference(inputs, skipped, models, config)
+    run = load_trained_run(checkpoint, "inference.checkpoint")
+    result = run_inference(inputs, skipped, run, config, resolve_device(config.device, "inference.device"))
     return result.files, result.table, result.summary
 
 

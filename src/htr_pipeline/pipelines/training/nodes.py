@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import RecognizerCheckpoint, ReferenceRecognizers, TrainedRunConfig
 from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.project_paths import project_relative
@@ -17,46 +18,44 @@ from htr_pipeline.training.stages import gan_run_metadata, gan_stage, recognizer
 
 
 def train_recognizer(
-    manifest: pd.DataFrame, line_images: LineImageStore, charset: dict[str, Any], training: TrainingConfig
-) -> dict[str, Any]:
+    manifest: pd.DataFrame, line_images: LineImageStore, charset: Charset, training: TrainingConfig
+) -> RecognizerCheckpoint:
     return _recognizer_stage_in_this_run(recognizer_stage, manifest, line_images, charset, training)
 
 
 def train_reference_recognizers(
-    manifest: pd.DataFrame, line_images: LineImageStore, charset: dict[str, Any], training: TrainingConfig
-) -> dict[str, Any]:
+    manifest: pd.DataFrame, line_images: LineImageStore, charset: Charset, training: TrainingConfig
+) -> ReferenceRecognizers:
     return _recognizer_stage_in_this_run(reference_recognizers_stage, manifest, line_images, charset, training)
 
 
 def _recognizer_stage_in_this_run(
-    stage: Callable[..., dict[str, Any]],
+    stage: Callable[..., Any],
     manifest: pd.DataFrame,
     line_images: LineImageStore,
-    charset: dict[str, Any],
+    charset: Charset,
     training: TrainingConfig,
-) -> dict[str, Any]:
+) -> Any:
     """A recognizer-training stage, logging into this session's MLflow run."""
     tracker = tracker_for_current_store()(active_run_id())
-    return stage(manifest, line_images, Charset.from_dict(charset), training, tracker)
+    return stage(manifest, line_images, charset, training, tracker)
 
 
 def train_restoration_gan(
     manifest: pd.DataFrame,
     line_images: LineImageStore,
-    charset: dict[str, Any],
-    recognizer_checkpoint: dict[str, Any],
-    reference_recognizers: dict[str, Any],
+    charset: Charset,
+    recognizer_checkpoint: RecognizerCheckpoint,
+    reference_recognizers: ReferenceRecognizers,
     training_run_folder: Path,
     data: DataConfig,
     training: TrainingConfig,
 ) -> dict[str, Any]:
-    symbols = Charset.from_dict(charset)
-    parameters = {"data": data.model_dump(mode="json"), "training": training.model_dump(mode="json")}
-    run_metadata = gan_run_metadata(symbols, parameters, training, reference_recognizers)
+    run_metadata = gan_run_metadata(charset, TrainedRunConfig(data=data, training=training), reference_recognizers)
     summary = gan_stage(
         manifest,
         line_images,
-        symbols,
+        charset,
         recognizer_checkpoint,
         training,
         training_run_folder,
