@@ -119,7 +119,7 @@ def _score_batch(
     images = {variant: getattr(batch, variant) for variant in ("degraded", "clean") if variant in variants}
     if generator is not None and "enhanced" in variants and any(reader.reads_enhanced for reader in readers.values()):
         images["enhanced"] = enhance(batch.degraded, generator, device, precision)
-    fidelity = _image_fidelity(batch.clean, images, batch.widths.cpu().tolist())
+    fidelity = _image_fidelity(batch.clean, images, batch.host_widths.tolist())
     return {
         name: _reader_rows(batch, images, fidelity, reader, charset, device, precision, read)
         for name, reader in readers.items()
@@ -162,10 +162,10 @@ def _reader_rows(
             continue
         with autocast(device, precision):
             logits = reader.recognizer(variant_images.float()).logits
-        readings[variant] = read(logits.float(), batch.widths, reader.recognizer.width_downsampling, charset)
+        readings[variant] = read(logits.float(), batch.host_widths, reader.recognizer.width_downsampling, charset)
 
     rows = []
-    for index, width in enumerate(batch.widths.cpu().tolist()):
+    for index, width in enumerate(batch.host_widths.tolist()):
         reference = batch.texts[index] or ""
         row: dict = {
             "sample_id": batch.sample_ids[index],

@@ -89,13 +89,15 @@ def pretrain_recognizer(
                 images = augment_lines(images, batch.widths, settings.augmentation, augmentation_draws)
             with autocast(device, config.precision):
                 output = recognizer(images)
-            time_steps = ctc_time_steps(batch.widths, recognizer.width_downsampling)
-            ctc = ctc_loss_per_sample(output.logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index)
+            # The CTC's lengths are the host copies: reading them back from the device would wait for it.
+            time_steps = ctc_time_steps(batch.host_widths, recognizer.width_downsampling)
+            label_lengths = batch.host_label_lengths
+            ctc = ctc_loss_per_sample(output.logits, batch.labels, time_steps, label_lengths, charset.blank_index)
             ctc_loss = ctc.per_sample.mean()
             loss = ctc_loss
             if output.shortcut_logits is not None and settings.shortcut_weight > 0:
                 shortcut = ctc_loss_per_sample(
-                    output.shortcut_logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index
+                    output.shortcut_logits, batch.labels, time_steps, label_lengths, charset.blank_index
                 )
                 loss = loss + settings.shortcut_weight * shortcut.per_sample.mean()
             optimizer.zero_grad(set_to_none=True)

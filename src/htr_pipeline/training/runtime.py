@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 import torch
 
+from htr_pipeline.config import SpeedConfig
+
 
 def grad_scaler(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -> torch.amp.GradScaler:
-    """Loss scaling, needed (and enabled) for fp16 only."""
+    """Loss scaling, needed (and enabled) for fp16 only.
+
+    bf16 has fp32's exponent range, so its gradients need no scaling. That holds because the RNNs never run in a
+    16-bit type: autocast would run cuDNN's LSTM and GRU in fp16 even under bf16 (and unscaled, they could
+    underflow), so the recognizer's BiLSTM and the discriminator's GRU run in fp32 with autocast off.
+    """
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+"""cuBLAS's fixed workspace that makes its results reproducible (NVIDIA's cuBLAS docs, "Results reproducibility");
+read when cuBLAS first starts in the process, so set before any CUDA matrix product."""
+
+
+def configure_cuda(device: torch.device, speed: SpeedConfig, cudnn_benchmark: bool) -> None:
+    """The process-wide CUDA settings of a training stage: cuDNN benchmarking, and ``training.speed.deterministic``
+    (deterministic algorithms only, cuDNN's deterministic kernels, cuBLAS's fixed workspace). Nothing on a CPU,
+    which is deterministic as it is."""
+    if device.type != "cuda":
+        return
+    if speed.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = cudnn_benchmark and not speed.deterministic
 
 
 def seed_everything(seed: int) -> None:
