@@ -27,6 +27,7 @@ from htr_pipeline.training import losses
 from htr_pipeline.training.augmentation import augment_lines
 from htr_pipeline.training.distributed import DataParallelGroup
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
+from htr_pipeline.training.runtime import adam, load_optimizer_state
 
 CHARSET = Charset.from_texts(["lame ink"])
 TEXTS = ["lame", "ink"]
@@ -300,7 +301,7 @@ class HostToDeviceCopies(TorchDispatchMode):
         super().__init__()
         self.copies: list[HostToDeviceCopy] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.ops.aten._to_copy.default:
             target = kwargs.get("device")
@@ -367,7 +368,7 @@ def test_every_ctc_of_a_training_step_gets_the_host_lengths(monkeypatch: pytest.
     lengths_seen: list[torch.Tensor] = []
     ctc_loss = torch.nn.functional.ctc_loss
 
-    def recording_ctc(log_probs, targets, input_lengths, target_lengths, **kwargs):  # noqa: ANN001, ANN202
+    def recording_ctc(log_probs, targets, input_lengths, target_lengths, **kwargs):
         lengths_seen.extend([input_lengths, target_lengths])
         return ctc_loss(log_probs, targets, input_lengths, target_lengths, **kwargs)
 
@@ -393,3 +394,18 @@ def test_augmentation_draws_reach_the_device_in_queued_copies():
         augmented = augment_lines(images, widths, settings, torch.Generator().manual_seed(0))
     assert augmented.shape == images.shape and augmented.device == META
     assert 0 < len(traffic.copies) <= 3 and all(copy.non_blocking for copy in traffic.copies)
+
+
+def test_a_resume_keeps_this_devices_optimiser_implementation():
+    """A checkpoint saved on a GPU holds fused Adam's settings; resumed on a CPU, the CPU's default Adam runs."""
+    saved_on_gpu = torch.optim.Adam(nn.Linear(2, 2).parameters(), lr=0.1, fused=True)
+    here = torch.optim.Adam(nn.Linear(2, 2).parameters(), lr=0.2)
+    load_optimizer_state(here, saved_on_gpu.state_dict())
+    assert here.param_groups[0]["lr"] == 0.1 and here.param_groups[0]["fused"] is None
+
+
+def test_the_trainer_takes_fused_adam_on_cuda_only():
+    trainer = tiny_trainer(tiny_config())
+    assert trainer.generator_optimizer.param_groups[0]["fused"] is None  # on the CPU: torch's default
+    optimizer = adam(nn.Linear(2, 2).to(META).parameters(), torch.device("cuda"), lr=0.1)
+    assert optimizer.param_groups[0]["fused"] is True

@@ -53,7 +53,7 @@ from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientNorms, GradientStatistics
-from htr_pipeline.training.runtime import MetricTracker, grad_scaler
+from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler, load_optimizer_state
 from htr_pipeline.training.validation import ValidationMetrics, score_lines
 
 logger = logging.getLogger(__name__)
@@ -113,14 +113,14 @@ class GanTrainer:
         self.training_generator = group.wrap(models.generator, device)
         self.training_discriminator = group.wrap(models.discriminator, device)
         optimizer = config.optimizer
-        self.generator_optimizer = torch.optim.Adam(
-            models.generator.parameters(), lr=optimizer.lr_generator, betas=optimizer.betas
+        self.generator_optimizer = adam(
+            models.generator.parameters(), device, lr=optimizer.lr_generator, betas=optimizer.betas
         )
-        self.discriminator_optimizer = torch.optim.Adam(
-            models.discriminator.parameters(), lr=optimizer.lr_discriminator, betas=optimizer.betas
+        self.discriminator_optimizer = adam(
+            models.discriminator.parameters(), device, lr=optimizer.lr_discriminator, betas=optimizer.betas
         )
         self.recognizer_optimizer = (
-            torch.optim.Adam(models.recognizer.parameters(), lr=config.recognizer_pretraining.learning_rate)
+            adam(models.recognizer.parameters(), device, lr=config.recognizer_pretraining.learning_rate)
             if config.recognizer_during_gan == "fine_tune"
             else None
         )
@@ -420,10 +420,10 @@ class GanTrainer:
     def restore(self, checkpoint: GanCheckpoint, path: Path) -> None:
         """Restore everything a checkpoint holds (strictly); the next epoch continues as if never stopped."""
         self.restore_models(checkpoint, path)
-        self.generator_optimizer.load_state_dict(checkpoint.generator_optimizer)
-        self.discriminator_optimizer.load_state_dict(checkpoint.discriminator_optimizer)
+        load_optimizer_state(self.generator_optimizer, checkpoint.generator_optimizer)
+        load_optimizer_state(self.discriminator_optimizer, checkpoint.discriminator_optimizer)
         if self.recognizer_optimizer is not None:
-            self.recognizer_optimizer.load_state_dict(checkpoint.recognizer_optimizer)
+            load_optimizer_state(self.recognizer_optimizer, checkpoint.recognizer_optimizer)
         for scheduler, scheduler_state in zip(self.schedulers, checkpoint.schedulers, strict=True):
             scheduler.load_state_dict(scheduler_state)
         self._restore_scaler(checkpoint, path)

@@ -20,7 +20,7 @@ from htr_pipeline.progress import tqdm
 from htr_pipeline.training.augmentation import augment_lines
 from htr_pipeline.training.early_stopping import PlateauAwareEarlyStopping
 from htr_pipeline.training.losses import ctc_loss_per_sample
-from htr_pipeline.training.runtime import MetricTracker, grad_scaler
+from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler
 from htr_pipeline.training.validation import score_lines
 
 LineKind = Literal["clean", "degraded"]
@@ -65,7 +65,7 @@ def pretrain_recognizer(
     leave loaded) the weights of the epoch with the best val CER, read on the same kind of valid lines."""
     settings = config.recognizer_pretraining
     seed = config.seed if seed is None else seed
-    optimizer = torch.optim.Adam(recognizer.parameters(), lr=settings.learning_rate)
+    optimizer = adam(recognizer.parameters(), device, lr=settings.learning_rate)
     total_steps = settings.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(settings, total_steps))
     scaler = grad_scaler(device, config.precision)

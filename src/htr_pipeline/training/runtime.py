@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 import torch
@@ -20,6 +20,23 @@ def grad_scaler(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]
     underflow), so the recognizer's BiLSTM and the discriminator's GRU run in fp32 with autocast off.
     """
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def adam(parameters: Iterable[torch.nn.Parameter], device: torch.device, **settings: Any) -> torch.optim.Adam:
+    """Adam; on CUDA its fused kernel: one launch for all parameters instead of several per parameter, which at a
+    small batch would leave the GPU waiting for the host. On the CPU, torch's default implementation."""
+    return torch.optim.Adam(parameters, fused=True if device.type == "cuda" else None, **settings)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """Load a saved optimiser state but keep this run's implementation (fused on CUDA, torch's default elsewhere):
+    a checkpoint saved on another device must not bring its own along with its hyperparameters."""
+    implementations = [
+        {key: group[key] for key in ("fused", "foreach") if key in group} for group in optimizer.param_groups
+    ]
+    optimizer.load_state_dict(state)
+    for group, implementation in zip(optimizer.param_groups, implementations, strict=True):
+        group.update(implementation)
 
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
