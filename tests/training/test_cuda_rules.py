@@ -10,24 +10,27 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data._utils.pin_memory import pin_memory as loader_pin_memory
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.config import AugmentationConfig, TrainingConfig
+from htr_pipeline.config import AugmentationConfig, SpeedConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.freezing import frozen_for_input_gradients
 from htr_pipeline.training import losses
 from htr_pipeline.training.augmentation import augment_lines
+from htr_pipeline.training.data_loading import width_multiple
 from htr_pipeline.training.distributed import DataParallelGroup
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
-from htr_pipeline.training.runtime import adam, load_optimizer_state
+from htr_pipeline.training.runtime import adam, configure_cuda, load_optimizer_state
 
 CHARSET = Charset.from_texts(["lame ink"])
 TEXTS = ["lame", "ink"]
@@ -409,3 +412,33 @@ def test_the_trainer_takes_fused_adam_on_cuda_only():
     assert trainer.generator_optimizer.param_groups[0]["fused"] is None  # on the CPU: torch's default
     optimizer = adam(nn.Linear(2, 2).to(META).parameters(), torch.device("cuda"), lr=0.1)
     assert optimizer.param_groups[0]["fused"] is True
+
+
+# ------------------------------------------------------------------------------------- settings for a GPU
+
+
+def test_deterministic_mode_and_cudnn_benchmarking_exclude_each_other():
+    with pytest.raises(ValidationError, match="exclude each other"):
+        SpeedConfig(deterministic=True, cudnn_benchmark=True)
+
+
+def test_the_cuda_settings_leave_a_cpu_run_as_it_is(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    configure_cuda(torch.device("cpu"), SpeedConfig(deterministic=True), cudnn_benchmark=False)
+    assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("speed", "multiple"),
+    [
+        ({}, 16),
+        ({"compile": True}, 64),
+        ({"batch_width_step_px": 40}, 80),
+        ({"compile": True, "batch_width_step_px": 32}, 32),
+    ],
+)
+def test_batch_widths_round_to_the_models_multiple_and_the_chosen_step(speed: dict, multiple: int):
+    config = TrainingConfig.model_validate(
+        {"generator": {"variant": "unet", "channels": [8, 16, 32, 64, 128]}, "speed": speed}
+    )
+    assert width_multiple(config) == multiple  # the models alone need 16 px: width_downsampling 4, 4 poolings
