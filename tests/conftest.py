@@ -30,6 +30,16 @@ def requires_shared_data(name: str) -> pytest.MarkDecorator:
     )
 
 
+CUDA_TESTS = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(),
+        reason="needs a CUDA GPU (torch.cuda.is_available() is False); on a GPU machine: scripts/gpu_check.sh",
+    ),
+]
+"""``pytestmark`` of every module in tests/cuda: run wherever a GPU is, skipped with the reason elsewhere."""
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Small models run fastest on one thread; two competing threads contend badly on a two-core CI machine."""

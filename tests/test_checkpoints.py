@@ -20,9 +20,12 @@ from htr_pipeline.checkpoints import (
     ReferenceRecognizers,
     best_of_metric,
     checkpoint_file,
+    copy_checkpoint,
     load_checkpoint,
     load_gan_checkpoint,
     resolve_checkpoint,
+    restore_rng_states,
+    rng_states,
     save_checkpoint,
     save_gan_checkpoint,
 )
@@ -192,3 +195,71 @@ def test_another_format_names_the_key(tmp_path: Path):
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(CheckpointError, match=rf"{KEY}: '.*other\.pt' holds checkpoint format None, not this"):
         load_checkpoint(path, KEY)
+
+
+# ------------------------------------------------------------------------------- random states, copies
+
+
+class FakeCudaRandom:
+    """torch.cuda's random-state calls on a machine with ``devices`` GPUs; touching a device that is not there
+    fails as CUDA does, and reading a state is recorded (it would start CUDA in a process without it)."""
+
+    def __init__(self, devices: int, initialised: bool):
+        self.devices = devices
+        self.initialised = initialised
+        self.states_read = 0
+        self.restored: dict[int, torch.Tensor] = {}
+
+    def get_rng_state_all(self) -> list[torch.Tensor]:
+        self.states_read += 1
+        return [torch.full((16,), index, dtype=torch.uint8) for index in range(self.devices)]
+
+    def set_rng_state(self, state: torch.Tensor, device: int | str = "cuda") -> None:
+        index = device if isinstance(device, int) else 0
+        if index >= self.devices:
+            raise RuntimeError("CUDA error: invalid device ordinal")
+        self.restored[index] = state
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: self.initialised)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: self.devices)
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", self.get_rng_state_all)
+        monkeypatch.setattr(torch.cuda, "set_rng_state", self.set_rng_state)
+        monkeypatch.setattr(torch.cuda.random, "set_rng_state", self.set_rng_state)
+
+
+def test_random_states_of_a_cpu_run_leave_cuda_alone(monkeypatch: pytest.MonkeyPatch):
+    cuda = FakeCudaRandom(devices=2, initialised=False)  # a GPU machine, a run on its CPU
+    cuda.install(monkeypatch)
+    states = rng_states()
+    assert cuda.states_read == 0 and "cuda" not in states
+
+
+def test_each_cuda_devices_random_state_is_saved(monkeypatch: pytest.MonkeyPatch):
+    cuda = FakeCudaRandom(devices=2, initialised=True)
+    cuda.install(monkeypatch)
+    assert [state[0].item() for state in rng_states()["cuda"]] == [0, 1]
+
+
+def test_a_run_resumed_on_fewer_gpus_restores_the_devices_it_has(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    saved = {**rng_states(), "cuda": [torch.full((16,), index, dtype=torch.uint8) for index in range(2)]}
+    cuda = FakeCudaRandom(devices=1, initialised=True)
+    cuda.install(monkeypatch)
+    with caplog.at_level("INFO", logger="htr_pipeline.checkpoints"):
+        restore_rng_states(saved)
+    assert list(cuda.restored) == [0] and torch.equal(cuda.restored[0], saved["cuda"][0])
+    assert "2 CUDA device(s); 1 restored" in caplog.text
+
+
+def test_a_copied_checkpoint_is_the_same_file_under_another_name_until_one_is_saved_again(tmp_path: Path):
+    first = tmp_path / "best.pt"
+    save_checkpoint({"epoch": 1}, first)
+    copy = tmp_path / "last.pt"
+    copy_checkpoint(first, copy)
+    assert load_checkpoint(copy, KEY)["epoch"] == 1 and copy.read_bytes() == first.read_bytes()
+    save_checkpoint({"epoch": 2}, copy)
+    assert load_checkpoint(first, KEY)["epoch"] == 1 and load_checkpoint(copy, KEY)["epoch"] == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left

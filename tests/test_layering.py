@@ -25,9 +25,10 @@ KEDRO_SIDE = (
     "cli",
     "__main__",
     "bench",
+    "gpu_check",
 )
-"""Modules (or packages) that adapt the library to Kedro: they may import Kedro. ``cli``, ``__main__`` and
-``bench`` are command-line entry points that read the Kedro project's ``conf/``."""
+"""Modules (or packages) that adapt the library to Kedro: they may import Kedro. ``cli``, ``__main__``, ``bench``
+and ``gpu_check`` are command-line entry points that read the Kedro project's ``conf/``."""
 
 MLFLOW_SIDE = ("tracking", "hooks")
 """The only modules that import MLflow themselves."""

@@ -21,9 +21,11 @@ without depending on one another.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pickle
 import random
+import shutil
 import tempfile
 import typing
 from collections.abc import Callable, Mapping
@@ -58,6 +60,8 @@ from htr_pipeline.config import (
 )
 
 StateDict = dict[str, torch.Tensor]
+
+logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------- resolution
@@ -104,6 +108,24 @@ def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
     try:
         torch.save({"format_version": FORMAT_VERSION, **state}, temporary)
         os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """``target`` becomes the checkpoint file ``source`` is: a hard link (no second write), or a copy where the
+    file system has none; put in place by a rename, so ``target`` is never half written. A later save of either
+    name replaces that name's file and leaves the other as it was."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    try:
+        os.unlink(temporary)
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -418,16 +440,30 @@ def restore_weights(module: nn.Module, weights: Mapping[str, torch.Tensor], what
 
 
 def rng_states() -> dict[str, Any]:
+    """The random generators' states: torch's CPU generator, Python's, and one state per CUDA device, when this
+    process uses CUDA (reading them would otherwise start CUDA, in a CPU run too)."""
     states = {"torch": torch.get_rng_state(), "python": _python_state_as_lists(random.getstate())}
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
 def restore_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_states` saved. CUDA states go to the devices present (a run resumed on fewer GPUs
+    restores the first ones) and only in a process that uses CUDA; what is left out is logged."""
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    saved_cuda = list(states.get("cuda", []))
+    if saved_cuda:
+        present = torch.cuda.device_count() if torch.cuda.is_initialized() else 0
+        for index, state in enumerate(saved_cuda[:present]):
+            torch.cuda.set_rng_state(state, index)
+        if present < len(saved_cuda):
+            logger.info(
+                "The checkpoint holds the random states of %d CUDA device(s); %d restored (this process uses %s).",
+                len(saved_cuda),
+                present,
+                f"{present} GPU(s)" if present else "no GPU",
+            )
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
 

@@ -410,7 +410,8 @@ class RecognizerPretrainingConfig(StrictModel):
 
 
 class SpeedConfig(StrictModel):
-    """Speed settings of the GAN stage that trade nothing in the maths (off by default: they pay on GPUs)."""
+    """Speed settings that trade nothing in the maths (off by default: they pay on GPUs, where they need a GPU to be
+    judged); all of them apply to the GAN stage, ``deterministic`` to both training stages."""
 
     channels_last: bool = False
     """Generator and discriminator in channels-last memory format (faster convolutions on tensor cores)."""
@@ -419,6 +420,23 @@ class SpeedConfig(StrictModel):
     cudnn_benchmark: bool = False
     """Let cuDNN time its algorithms per shape (width-bucketed batches repeat shapes); the chosen algorithms
     may differ between runs, so results are no longer bit-identical across runs."""
+    batch_width_step_px: int | None = Field(None, ge=1)
+    """Batch widths are rounded up to a multiple of this (and of the models' own multiple): fewer distinct shapes
+    for cuDNN's autotuning and ``compile``, at the cost of padding. null: the models' multiple (16 px with the
+    default models), or 64 px with ``compile``."""
+    deterministic: bool = False
+    """On CUDA, both training stages run bit-reproducibly: deterministic algorithms only (an operation without
+    one stops the run, naming it), cuDNN benchmarking off, cuBLAS's fixed workspace, and the CTC computed on the
+    CPU (its CUDA backward adds atomically). Slower. A CPU run is deterministic without it."""
+
+    @model_validator(mode="after")
+    def _deterministic_excludes_benchmarking(self) -> SpeedConfig:
+        if self.deterministic and self.cudnn_benchmark:
+            raise ValueError(
+                "deterministic and cudnn_benchmark exclude each other (cuDNN's timing picks algorithms that may "
+                "differ between runs); set one of them to false"
+            )
+        return self
 
 
 class PageCropsConfig(StrictModel):

@@ -3,13 +3,24 @@ sessions with a real MLflow sqlite store."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from torch.utils.data import Dataset
 
-from htr_pipeline.data.line_batches import LinePair, collate_line_pairs
+from htr_pipeline.data.line_batches import (
+    LinePair,
+    ProcessShare,
+    WidthBucketBatchSampler,
+    collate_line_pairs,
+    line_batch_loader,
+)
 from tests.pipelines.test_training_pipeline import _client, _history, _parameters, _run, _runs
 
 VALIDATION_METRICS = ("val/psnr", "val/ssim", "val/cer", "val/combined")
@@ -61,15 +72,97 @@ def test_two_gloo_processes_match_one_process_and_log_one_run(training_project: 
     assert torch.load(folder / "last.pt", weights_only=True)["epoch"] == 2
 
 
-def test_a_shard_keeps_the_padded_width_of_the_whole_batch():
-    texts = ["a", "ab", "a", "ab", "a"]
-    pairs = [
-        LinePair(f"s{i}", torch.rand(1, 32, width), torch.rand(1, 32, width), text, torch.ones(len(text), dtype=int))
-        for i, (width, text) in enumerate(zip((40, 64, 48, 100, 72), texts, strict=True))
-    ]
-    batch = collate_line_pairs(pairs, width_multiple=4)
-    first, second = batch.shard(0, 2), batch.shard(1, 2)
+class CountingDataset(Dataset[LinePair]):
+    """Line pairs that count how often each line is read (decoded, for a real data set)."""
+
+    def __init__(self, widths: list[int], texts: list[str]):
+        pixels = torch.Generator().manual_seed(0)
+        self.pairs = [
+            LinePair(
+                f"s{i}",
+                torch.rand(1, 32, width, generator=pixels),
+                torch.rand(1, 32, width, generator=pixels),
+                text,
+                torch.ones(len(text), dtype=int),
+            )
+            for i, (width, text) in enumerate(zip(widths, texts, strict=True))
+        ]
+        self.reads: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> LinePair:
+        self.reads.append(index)
+        return self.pairs[index]
+
+
+def test_each_process_reads_only_its_share_of_a_batch_padded_to_the_whole_batch():
+    widths, texts = [40, 64, 48, 100, 72], ["a", "ab", "a", "ab", "a"]
+    whole = collate_line_pairs(CountingDataset(widths, texts).pairs, width_multiple=4)
+    shares = []
+    for rank in (0, 1):
+        dataset = CountingDataset(widths, texts)
+        share = ProcessShare(dataset, widths, rank, world_size=2)
+        loader = line_batch_loader(share, [[0, 1, 2, 3, 4]], width_multiple=4)
+        shares.append(next(iter(loader)))
+        assert dataset.reads == list(range(rank, 5, 2))  # no process decodes another one's lines
+    first, second = shares
     assert first.sample_ids == ["s0", "s2", "s4"] and second.sample_ids == ["s1", "s3"]
-    assert first.degraded.shape[-1] == second.degraded.shape[-1] == batch.degraded.shape[-1] == 100
-    assert torch.equal(second.clean, batch.clean[1::2]) and second.texts == ["ab", "ab"]
+    assert first.degraded.shape[-1] == second.degraded.shape[-1] == whole.degraded.shape[-1] == 100
+    assert torch.equal(second.clean, whole.clean[1::2]) and second.texts == ["ab", "ab"]
     assert first.label_lengths.tolist() == [1, 1, 1]
+
+
+def test_batches_too_small_to_share_are_left_out_and_counted_out():
+    widths = [10, 20, 30, 40, 50]
+    sampler = WidthBucketBatchSampler(widths, batch_size=2, seed=0, min_lines=2)
+    batches = sampler.batches()
+    assert sorted(len(batch) for batch in batches) == [2, 2] and len(sampler) == 2
+    assert len(WidthBucketBatchSampler(widths, batch_size=2, seed=0)) == 3
+
+
+DATA_PARALLEL_SCRIPT = """
+import sys
+
+import torch.distributed as dist
+
+from htr_pipeline.training.distributed import run_data_parallel
+
+
+def worker(group, device, payload):
+    dist.barrier()  # both processes are in one group
+    return bytes(range(256)) * (payload // 256) if group.rank == 0 else None
+
+
+if __name__ == "__main__":
+    result = run_data_parallel(worker, int(sys.argv[1]), 2, "cpu")
+    print(len(result), result == bytes(range(256)) * (int(sys.argv[1]) // 256))
+"""
+ONE_MIB = 2**20
+
+
+def test_a_one_mib_result_comes_back_from_two_gloo_processes(tmp_path: Path):
+    """A result larger than a pipe's buffer once deadlocked: rank 0 blocked writing it while the parent waited
+    for rank 0 to exit."""
+    script = tmp_path / "one_mib.py"
+    script.write_text(DATA_PARALLEL_SCRIPT)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(ONE_MIB)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=DATA_PARALLEL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"two processes did not hand back a 1 MiB result within {DATA_PARALLEL_TIMEOUT_S} s")
+    assert process.returncode == 0, stderr
+    assert stdout.split() == [str(ONE_MIB), "True"]
+
+
+DATA_PARALLEL_TIMEOUT_S = 120
+"""Two spawned processes import torch and meet in a few seconds; a deadlock never ends."""

@@ -1,13 +1,18 @@
-"""training.precision: bf16 and fp16 (with loss scaling) run a real GAN step, with the CTC kept in fp32."""
+"""training.precision: bf16 and fp16 (with loss scaling) run a real GAN step, with the CTC kept in fp32; a run
+resumed in another precision says what it did with the loss scale."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from htr_pipeline.charset import Charset
+from htr_pipeline.checkpoints import GanRunMetadata, load_gan_checkpoint, save_gan_checkpoint
 from htr_pipeline.config import TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
+from htr_pipeline.training.stages import gan_run_metadata
 
 TINY = {
     "device": "cpu",
@@ -85,3 +90,34 @@ def test_fp16_reads_as_fp32_then_trains_once_the_scaler_has_backed_off():
     assert generator_moved(trainer, before)
     assert fp16[-1]["g_loss"] < fp16[0]["g_loss"]
     assert fp16[-1]["pixel_loss"] < fp16[0]["pixel_loss"]
+
+
+def run_metadata(precision: str) -> GanRunMetadata:
+    config = TrainingConfig.model_validate({**TINY, "precision": precision})
+    return gan_run_metadata(CHARSET, {"data": {}, "training": config.model_dump(mode="json")}, config, {})
+
+
+def test_a_run_resumed_in_fp16_from_a_bf16_checkpoint_starts_its_loss_scaler_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    saved = tiny_trainer("bf16")
+    path = tmp_path / "last.pt"
+    save_gan_checkpoint(saved.checkpoint(run_metadata("bf16")), path)
+
+    resumed = tiny_trainer("fp16")
+    with caplog.at_level("INFO", logger="htr_pipeline.training.gan_training"):
+        resumed.restore(load_gan_checkpoint(path, "training.resume_from"), path)
+    assert resumed.scaler.is_enabled() and resumed.scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale()
+    assert "saved in bf16, without a loss scale: the fp16 loss scaler starts afresh" in caplog.text
+    resumed.train_step(tiny_batch(), ctc_factor=1.0, sums=EpochSums())
+
+
+def test_a_run_resumed_in_bf16_from_an_fp16_checkpoint_says_it_drops_the_loss_scale(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    path = tmp_path / "last.pt"
+    save_gan_checkpoint(tiny_trainer("fp16").checkpoint(run_metadata("fp16")), path)
+    resumed = tiny_trainer("bf16")
+    with caplog.at_level("INFO", logger="htr_pipeline.training.gan_training"):
+        resumed.restore(load_gan_checkpoint(path, "training.resume_from"), path)
+    assert "saved in fp16: its loss scale is not used in bf16" in caplog.text

@@ -47,7 +47,7 @@ from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.scoring.lines import greedy_readings
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError, feasibility_report
 from htr_pipeline.training.data_loading import line_loader
-from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer, train_gan
+from htr_pipeline.training.gan_training import BEST_PER_METRIC, EpochSums, GanModels, GanTrainer, train_gan
 from htr_pipeline.training.losses import ctc_loss_per_sample
 from htr_pipeline.training.runtime import MemoryTracker, seed_everything
 from htr_pipeline.training.stages import (
@@ -615,6 +615,26 @@ def tensors_in(value: Any) -> Iterator[torch.Tensor]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from tensors_in(item)
+
+
+def test_an_epochs_checkpoint_is_written_once_whatever_its_names(
+    tmp_path: Path, line_data: LineData, recognizer_state: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+):
+    """The first epoch is the best by every metric: one write, and every other name links to that file."""
+    writes: list[str] = []
+    save = torch.save
+
+    def counted_save(state: Any, file: Any, *args: Any, **kwargs: Any) -> None:
+        writes.append(str(file))
+        save(state, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", counted_save)
+    run_gan_stage(line_data, recognizer_state, tmp_path, "run-once", epochs=1)
+    names = sorted(path.name for path in tmp_path.glob("*.pt"))
+    assert names == sorted([CHECKPOINT_LAST, CHECKPOINT_BEST, *(best_checkpoint_name(m) for m in BEST_PER_METRIC)])
+    assert len(writes) == 1
+    assert len({(tmp_path / name).read_bytes() for name in names}) == 1
+    assert read_checkpoint(tmp_path / CHECKPOINT_LAST)["epoch"] == 1
 
 
 def test_last_checkpoint_holds_everything_a_resume_needs(one_epoch_run: StageRun, line_data: LineData):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,30 +47,39 @@ class LineBatch:
     """(batch, max_label_length) int64, padded with the blank."""
     label_lengths: torch.Tensor
     texts: list[str]
+    host_widths: torch.Tensor | None = None
+    """``widths`` on the CPU whatever device the batch is moved to (taken from ``widths`` when the batch is
+    built): CTC input lengths and decoding read them there, so reading them never waits for the GPU."""
+    host_label_lengths: torch.Tensor | None = None
+    """``label_lengths`` on the CPU, likewise: the CTC's target lengths."""
+
+    def __post_init__(self) -> None:
+        if self.host_widths is None:
+            self.host_widths = self.widths.cpu()
+        if self.host_label_lengths is None:
+            self.host_label_lengths = self.label_lengths.cpu()
+
+    def pin_memory(self) -> LineBatch:
+        """The batch in page-locked memory, so that :meth:`to` a GPU copies asynchronously. A DataLoader with
+        ``pin_memory=True`` calls this on every batch (its pinning hands back unchanged any object without it)."""
+        return dataclasses.replace(
+            self,
+            degraded=self.degraded.pin_memory(),
+            clean=self.clean.pin_memory(),
+            widths=self.widths.pin_memory(),
+            labels=self.labels.pin_memory(),
+            label_lengths=self.label_lengths.pin_memory(),
+        )
 
     def to(self, device: torch.device) -> LineBatch:
-        return LineBatch(
-            sample_ids=self.sample_ids,
+        """The batch on ``device`` (copies from pinned memory do not wait); the host lengths stay on the CPU."""
+        return dataclasses.replace(
+            self,
             degraded=self.degraded.to(device, non_blocking=True),
             clean=self.clean.to(device, non_blocking=True),
             widths=self.widths.to(device, non_blocking=True),
             labels=self.labels.to(device, non_blocking=True),
             label_lengths=self.label_lengths.to(device, non_blocking=True),
-            texts=self.texts,
-        )
-
-    def shard(self, rank: int, world_size: int) -> LineBatch:
-        """Lines ``rank``, ``rank + world_size``, ... of the batch, keeping the batch's padded width, so every
-        process of a data-parallel run computes exactly what one process computes for those lines."""
-        rows = slice(rank, None, world_size)
-        return LineBatch(
-            sample_ids=self.sample_ids[rows],
-            degraded=self.degraded[rows],
-            clean=self.clean[rows],
-            widths=self.widths[rows],
-            labels=self.labels[rows],
-            label_lengths=self.label_lengths[rows],
-            texts=self.texts[rows],
         )
 
 
@@ -174,10 +184,17 @@ def _as_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).to(torch.float32).div_(255.0).unsqueeze(0)
 
 
-def collate_line_pairs(pairs: Sequence[LinePair], width_multiple: int) -> LineBatch:
-    """Pad every line on the right with paper to the batch's widest line, rounded up to ``width_multiple``."""
+def collate_line_pairs(pairs: Sequence[LinePair] | ShareOfBatch, width_multiple: int) -> LineBatch:
+    """Pad every line on the right with paper to the batch's widest line, rounded up to ``width_multiple``.
+
+    A :class:`ShareOfBatch` is padded to the widest line of its whole batch, as the batch itself would be.
+    """
+    if isinstance(pairs, ShareOfBatch):
+        widest, pairs = pairs.batch_width_px, pairs.pairs
+    else:
+        widest = max(pair.clean.shape[-1] for pair in pairs)
     widths = [pair.clean.shape[-1] for pair in pairs]
-    padded_width = math.ceil(max(widths) / width_multiple) * width_multiple
+    padded_width = math.ceil(widest / width_multiple) * width_multiple
     height = pairs[0].clean.shape[-2]
     degraded = torch.full((len(pairs), 1, height, padded_width), PAPER_VALUE)
     clean = torch.full_like(degraded, PAPER_VALUE)
@@ -206,12 +223,55 @@ def pad_labels(labels: Sequence[torch.Tensor | Sequence[int]]) -> tuple[torch.Te
     return padded, torch.tensor([len(label) for label in labels], dtype=torch.int64)
 
 
-def padded_width_multiple(width_downsampling: int, generator_size_multiple: int = 1, compiled: bool = False) -> int:
+def padded_width_multiple(
+    width_downsampling: int, generator_size_multiple: int = 1, compiled: bool = False, width_step_px: int | None = None
+) -> int:
     """Padded batch widths are multiples of this: the recognizer's time step (``width_downsampling``), the
-    generator's deepest level (``generator_size_multiple``; 1 without a generator) and, when the models are
-    compiled, :data:`COMPILED_WIDTH_STEP_PX`."""
+    generator's deepest level (``generator_size_multiple``; 1 without a generator) and ``width_step_px``
+    (``training.speed.batch_width_step_px``), which is :data:`COMPILED_WIDTH_STEP_PX` by default when the models
+    are compiled."""
     multiple = math.lcm(width_downsampling, generator_size_multiple)
-    return math.lcm(multiple, COMPILED_WIDTH_STEP_PX) if compiled else multiple
+    if width_step_px is None and compiled:
+        width_step_px = COMPILED_WIDTH_STEP_PX
+    return multiple if width_step_px is None else math.lcm(multiple, width_step_px)
+
+
+@dataclass(frozen=True)
+class ShareOfBatch:
+    """One data-parallel process's lines of a batch, and the width of the batch's widest line."""
+
+    pairs: list[LinePair]
+    batch_width_px: int
+
+
+class ProcessShare(Dataset[LinePair]):
+    """Reads, of each batch, only the lines of one data-parallel process: lines ``rank``, ``rank + world_size``,
+    ... (the DataLoader hands a whole batch's indices to ``__getitems__``). The collate pads them to the whole
+    batch's widest line, so every per-line computation is what one process computes for the whole batch, and no
+    process decodes images another one trains on. Every batch needs at least ``world_size`` lines
+    (:class:`WidthBucketBatchSampler`'s ``min_lines``)."""
+
+    def __init__(self, dataset: Dataset[LinePair], widths: Sequence[int], rank: int, world_size: int):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside the {world_size} processes")
+        self.dataset = dataset
+        self.widths = list(widths)
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        return len(self.widths)
+
+    def __getitem__(self, index: int) -> LinePair:
+        return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> ShareOfBatch:
+        if len(indices) < self.world_size:
+            raise ValueError(f"a batch of {len(indices)} lines cannot give each of {self.world_size} processes one")
+        return ShareOfBatch(
+            pairs=[self.dataset[index] for index in indices[self.rank :: self.world_size]],
+            batch_width_px=max(self.widths[index] for index in indices),
+        )
 
 
 def line_batch_loader(
@@ -242,12 +302,23 @@ class WidthBucketBatchSampler(Sampler[list[int]]):
 
     Indices are shuffled, cut into pools of ``pool_batches`` batches, each pool sorted by width and cut into
     batches, then the batches are shuffled: little padding, yet every epoch sees a different order. Call
-    :meth:`set_epoch` before each epoch; the order depends on nothing else, so a resumed run replays it.
+    :meth:`set_epoch` before each epoch; the order depends on nothing else, so a resumed run replays it. A batch
+    of fewer than ``min_lines`` lines (the last one can be short) is left out: data-parallel processes need one
+    line each.
     """
 
-    def __init__(self, widths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, pool_batches: int = 50):
+    def __init__(
+        self,
+        widths: Sequence[int],
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        pool_batches: int = 50,
+        min_lines: int = 1,
+    ):
         self.widths = list(widths)
         self.batch_size = batch_size
+        self.min_lines = min_lines
         self.seed = seed
         self.shuffle = shuffle
         self.pool_batches = pool_batches
@@ -267,10 +338,12 @@ class WidthBucketBatchSampler(Sampler[list[int]]):
             batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-        return batches
+        return [batch for batch in batches if len(batch) >= self.min_lines]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return math.ceil(len(self.widths) / self.batch_size)
+        # Only the last batch of the last pool can be short.
+        full_batches, short_batch = divmod(len(self.widths), self.batch_size)
+        return full_batches + int(short_batch > 0 and short_batch >= self.min_lines)

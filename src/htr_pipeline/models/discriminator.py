@@ -90,7 +90,9 @@ class TextEncoder(nn.Module):
         if max_length == 0:  # a batch of empty texts: one padding step keeps the GRU input non-empty
             text_labels = text_labels.new_full((batch, 1), BLANK_INDEX)
             max_length = 1
-        outputs, _ = self.recurrent(self.embedding(text_labels))  # (batch, max_length, embedding_dim)
+        # fp32 whatever the autocast around: autocast would run a cuDNN GRU in fp16, even under bf16.
+        with torch.autocast(device_type=text_labels.device.type, enabled=False):
+            outputs, _ = self.recurrent(self.embedding(text_labels).float())  # (batch, max_length, embedding_dim)
         positions = torch.arange(max_length, device=text_labels.device)
         is_symbol = (positions[None, :] < text_lengths[:, None]).unsqueeze(-1).to(outputs.dtype)
         return (outputs * is_symbol).sum(dim=1) / text_lengths.clamp(min=1)[:, None].to(outputs.dtype)

@@ -8,9 +8,9 @@ readings always come from the BiLSTM head.
 It reads a line image and gives one distribution over ``num_classes`` (charset + blank at
 :data:`htr_pipeline.charset.BLANK_INDEX`) per CTC time step; a line ``W`` px wide gives
 :func:`ctc_time_steps` = ``ceil(W / width_downsampling)`` time steps, so data checks can know the time steps
-without running the model. During GAN training it is frozen (``eval()``, unless
-``training.recognizer_during_gan`` is ``fine_tune``): its BatchNorm then uses running statistics and no sample of
-a batch affects another.
+without running the model. During GAN training it is frozen (unless ``training.recognizer_during_gan`` is
+``fine_tune``) by :func:`htr_pipeline.models.freezing.frozen_for_input_gradients`: its BatchNorm uses running
+statistics, so no sample of a batch affects another, and its BiLSTM stays differentiable on cuDNN.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -117,9 +118,14 @@ class CrnnRecognizer(nn.Module):
         # keeps a stroke's response wherever it sits in the column, where the mean dilutes it with paper.
         pooled = trunk_output.amax(dim=2) if self.column_pooling == "max" else trunk_output.mean(dim=2)
         # pooled: (batch, channels, time_steps)
-        sequence, _ = self.lstm(pooled.transpose(1, 2))  # (batch, time_steps, 2 * lstm_hidden)
-        logits = self.classifier(self.classifier_dropout(sequence))
-        shortcut_logits = self.shortcut(pooled).transpose(1, 2) if self.shortcut is not None else None
+        # The BiLSTM and the heads run in fp32 whatever the autocast around them: autocast would run a cuDNN RNN
+        # in fp16 (even under bf16, and without a loss scaler there), and the CTC must get logits that were never
+        # rounded to 16 bits.
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            pooled = pooled.float()
+            sequence, _ = self.lstm(pooled.transpose(1, 2))  # (batch, time_steps, 2 * lstm_hidden)
+            logits = self.classifier(self.classifier_dropout(sequence))
+            shortcut_logits = self.shortcut(pooled).transpose(1, 2) if self.shortcut is not None else None
         return RecognizerOutput(logits=logits, features=sequence, trunk=trunk, shortcut_logits=shortcut_logits)
 
     def trunk_features(self, images: Tensor) -> list[Tensor]:

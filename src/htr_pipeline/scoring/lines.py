@@ -106,12 +106,17 @@ def _score_batch(
     read: Reader,
     variants: Sequence[str],
 ) -> dict[str, list[dict]]:
-    batch = batch.to(device)
+    on_host, batch = batch, batch.to(device)
     # images: (batch, 1, height, padded_width), values in [0, 1]
     images = {variant: getattr(batch, variant) for variant in ("degraded", "clean") if variant in variants}
     if generator is not None and "enhanced" in variants and any(reader.reads_enhanced for reader in readers.values()):
         images["enhanced"] = restore_images(generator, batch.degraded, precision)
-    fidelity = _image_fidelity(batch.clean, images, batch.widths.cpu().tolist())
+    # The input lines are compared as the host has them: only the enhanced ones come back from the device.
+    compared = {
+        **images,
+        **{variant: getattr(on_host, variant) for variant in ("degraded", "clean") if variant in images},
+    }
+    fidelity = _image_fidelity(on_host.clean, compared, on_host.host_widths.tolist())
     return {
         name: _reader_rows(batch, images, fidelity, reader, charset, device, precision, read)
         for name, reader in readers.items()
@@ -154,10 +159,10 @@ def _reader_rows(
             continue
         with autocast(device, precision):
             logits = reader.recognizer(variant_images.float()).logits
-        readings[variant] = read(logits.float(), batch.widths, reader.recognizer.width_downsampling, charset)
+        readings[variant] = read(logits.float(), batch.host_widths, reader.recognizer.width_downsampling, charset)
 
     rows = []
-    for index, width in enumerate(batch.widths.cpu().tolist()):
+    for index, width in enumerate(batch.host_widths.tolist()):
         reference = batch.texts[index] or ""
         row: dict = {
             "sample_id": batch.sample_ids[index],

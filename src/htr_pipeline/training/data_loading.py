@@ -11,18 +11,23 @@ from htr_pipeline.config import TrainingConfig
 from htr_pipeline.data.line_batches import (
     LinePairDataset,
     PageCropDataset,
+    ProcessShare,
     WidthBucketBatchSampler,
     line_batch_loader,
     padded_width_multiple,
 )
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.models import generator_size_multiple
+from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 
 
 def width_multiple(config: TrainingConfig) -> int:
     """The padded-width multiple of every training batch, from the models the config describes."""
     return padded_width_multiple(
-        config.recognizer.width_downsampling, generator_size_multiple(config.generator), config.speed.compile
+        config.recognizer.width_downsampling,
+        generator_size_multiple(config.generator),
+        config.speed.compile,
+        config.speed.batch_width_step_px,
     )
 
 
@@ -35,15 +40,21 @@ def line_loader(
     training: bool,
     device: torch.device,
     pages: pd.DataFrame | None = None,
+    group: DataParallelGroup = SINGLE_PROCESS,
 ) -> DataLoader:
     """Training loaders shuffle (by seed and epoch: call ``batch_sampler.set_epoch``) and encode labels. With
-    ``training.page_crops``, crops of ``pages`` join the lines (they have the lines' height)."""
+    ``training.page_crops``, crops of ``pages`` join the lines (they have the lines' height). In a data-parallel
+    ``group`` each process loads its own share of every batch (:class:`ProcessShare`)."""
     dataset: Dataset = LinePairDataset(rows, store, charset, encode_labels=training)
     widths = dataset.widths
     if pages is not None and len(pages) and config.page_crops is not None:
         crops = page_crops(pages, store, rows, config)
         dataset, widths = ConcatDataset([dataset, crops]), widths + crops.widths
-    sampler = WidthBucketBatchSampler(widths, batch_size, seed=config.seed, shuffle=training)
+    sampler = WidthBucketBatchSampler(
+        widths, batch_size, seed=config.seed, shuffle=training, min_lines=group.world_size
+    )
+    if group.world_size > 1:
+        dataset = ProcessShare(dataset, widths, group.rank, group.world_size)
     return line_batch_loader(
         dataset, sampler, width_multiple(config), num_workers=config.num_workers, pin_memory=device.type == "cuda"
     )

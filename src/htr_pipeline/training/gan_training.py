@@ -10,8 +10,10 @@ ground-truth text, checkpoints and early stopping follow the monitor.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from htr_pipeline.checkpoints import (
     GanRunMetadata,
     best_of_metric,
     checkpoint_file,
+    copy_checkpoint,
     load_gan_checkpoint,
     restore_rng_states,
     restore_weights,
@@ -41,6 +44,7 @@ from htr_pipeline.checkpoints import (
 from htr_pipeline.config import DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.metric_names import MONITOR_MODES
+from htr_pipeline.models.freezing import frozen_for_input_gradients, parameters_frozen
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.precision import autocast
 from htr_pipeline.progress import tqdm
@@ -48,9 +52,11 @@ from htr_pipeline.training import losses
 from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
-from htr_pipeline.training.grad_stats import GradientStatistics, layer_gradient_norms
-from htr_pipeline.training.runtime import MetricTracker, grad_scaler
+from htr_pipeline.training.grad_stats import GradientNorms, GradientStatistics
+from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler, load_optimizer_state
 from htr_pipeline.training.validation import ValidationMetrics, score_lines
+
+logger = logging.getLogger(__name__)
 
 PROGRESS_REFRESH_STEPS = 10
 """The progress bar shows running losses every this many steps (reading them waits for the device)."""
@@ -107,14 +113,14 @@ class GanTrainer:
         self.training_generator = group.wrap(models.generator, device)
         self.training_discriminator = group.wrap(models.discriminator, device)
         optimizer = config.optimizer
-        self.generator_optimizer = torch.optim.Adam(
-            models.generator.parameters(), lr=optimizer.lr_generator, betas=optimizer.betas
+        self.generator_optimizer = adam(
+            models.generator.parameters(), device, lr=optimizer.lr_generator, betas=optimizer.betas
         )
-        self.discriminator_optimizer = torch.optim.Adam(
-            models.discriminator.parameters(), lr=optimizer.lr_discriminator, betas=optimizer.betas
+        self.discriminator_optimizer = adam(
+            models.discriminator.parameters(), device, lr=optimizer.lr_discriminator, betas=optimizer.betas
         )
         self.recognizer_optimizer = (
-            torch.optim.Adam(models.recognizer.parameters(), lr=config.recognizer_pretraining.learning_rate)
+            adam(models.recognizer.parameters(), device, lr=config.recognizer_pretraining.learning_rate)
             if config.recognizer_during_gan == "fine_tune"
             else None
         )
@@ -157,11 +163,22 @@ class GanTrainer:
         # enhanced: (batch, 1, height, padded_width) in [0, 1]
         column_mask = _column_mask(batch.widths, enhanced.shape[-1])
 
+        # The recognizer reads the restored lines once: the generator learns from that reading (CTC, features),
+        # and a dual-modal discriminator in ``predicted`` mode sees its greedy text.
+        with self._recognizer_in_loop(), autocast(self.device, config.precision):
+            reading_enhanced = recognizer(enhanced)
+            with torch.no_grad():
+                reading_clean = recognizer(batch.clean)
+        text_labels, text_lengths = self._discriminator_text(reading_enhanced.logits.detach(), batch)
+
         # The discriminator: real clean lines against the generator's current output.
         with autocast(self.device, config.precision):
-            text_labels, text_lengths = self._discriminator_text(enhanced.detach(), batch)
-            real_logits = self._discriminate(batch.degraded, batch.clean, text_labels, text_lengths)
-            fake_logits = self._discriminate(batch.degraded, enhanced.detach(), text_labels, text_lengths)
+            real_logits = self._discriminate(
+                self.training_discriminator, batch.degraded, batch.clean, text_labels, text_lengths
+            )
+            fake_logits = self._discriminate(
+                self.training_discriminator, batch.degraded, enhanced.detach(), text_labels, text_lengths
+            )
             discriminator_loss = losses.discriminator_loss(
                 real_logits.float(), fake_logits.float(), config.losses.adversarial_kind, config.losses.label_smoothing
             )
@@ -170,16 +187,15 @@ class GanTrainer:
         self._clip_and_record(discriminator, self.discriminator_optimizer, self.discriminator_gradients)
         self.scaler.step(self.discriminator_optimizer)
 
-        # The generator: visual terms plus the recognizer's CTC on its output.
-        with autocast(self.device, config.precision):
+        # The generator: visual terms plus the recognizer's CTC on its output. The adversarial term passes through
+        # the discriminator itself, frozen: no discriminator gradient is computed, nor averaged over processes.
+        with autocast(self.device, config.precision), parameters_frozen(discriminator):
             adversarial = losses.generator_adversarial_loss(
-                self._discriminate(batch.degraded, enhanced, text_labels, text_lengths).float(),
+                self._discriminate(discriminator, batch.degraded, enhanced, text_labels, text_lengths).float(),
                 config.losses.adversarial_kind,
             )
+        with autocast(self.device, config.precision):
             pixel = losses.pixel_l1(enhanced.float(), batch.clean, column_mask)
-            reading_enhanced = recognizer(enhanced)
-            with torch.no_grad():
-                reading_clean = recognizer(batch.clean)
             time_steps = ctc_time_steps(batch.widths, recognizer.width_downsampling)
             time_indices = torch.arange(reading_enhanced.logits.shape[1], device=self.device)
             time_mask = time_indices[None, :] < time_steps[:, None]
@@ -189,8 +205,14 @@ class GanTrainer:
             perceptual = losses.perceptual_loss(
                 *self._perceptual_features(enhanced, batch.clean, reading_enhanced, reading_clean)
             )
+        # The CTC's lengths are the host copies: reading them back from the device would wait for it.
+        host_time_steps = ctc_time_steps(batch.host_widths, recognizer.width_downsampling)
         ctc = losses.ctc_loss_per_sample(
-            reading_enhanced.logits, batch.labels, time_steps, batch.label_lengths, blank=self.charset.blank_index
+            reading_enhanced.logits,
+            batch.labels,
+            host_time_steps,
+            batch.host_label_lengths,
+            blank=self.charset.blank_index,
         )
         has_text = batch.label_lengths > 0
         ctc_capped, ctc_ceiling_hits = losses.apply_ctc_ceiling(ctc.per_sample, config.losses.ctc_ceiling)
@@ -211,7 +233,7 @@ class GanTrainer:
         self.scaler.step(self.generator_optimizer)
 
         if self.recognizer_optimizer is not None:
-            self._fine_tune_recognizer(batch, time_steps)
+            self._fine_tune_recognizer(batch, host_time_steps)
         self.scaler.update()
         self.step += 1
         sums.add(
@@ -245,40 +267,55 @@ class GanTrainer:
             clean_features = [f.float() for f in extractor(clean)]
         return [f.float() for f in extractor(enhanced)], clean_features
 
-    def _discriminator_text(self, enhanced: torch.Tensor, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The symbol sequence a dual-modal discriminator sees: the recognizer's reading, or the ground truth."""
+    def _recognizer_in_loop(self) -> contextlib.AbstractContextManager:
+        """How the recognizer reads the restored lines: frozen in every sense yet differentiable on cuDNN; or, when
+        fine-tuned, as it trains, with no weight gradient from the generator's loss (its own step makes those)."""
+        if self.recognizer_optimizer is None:
+            return frozen_for_input_gradients(self.models.recognizer)
+        return parameters_frozen(self.models.recognizer)
+
+    def _discriminator_text(self, logits: torch.Tensor, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The symbol sequence a dual-modal discriminator sees: the recognizer's greedy reading of the restored
+        lines (``logits``), or the ground truth."""
+        # logits: (batch, time_steps, num_classes) of the restored lines, detached
         discriminator_config = self.config.discriminator
         if not isinstance(discriminator_config, DualModalDiscriminatorConfig):
             return batch.labels, batch.label_lengths
         if discriminator_config.mode == "ground_truth":
             return batch.labels, batch.label_lengths
-        recognizer = self.models.recognizer
-        with torch.no_grad():
-            best_paths = recognizer(enhanced).logits.argmax(dim=-1)
-        return self.charset.greedy_labels(best_paths, ctc_time_steps(batch.widths, recognizer.width_downsampling))
+        time_steps = ctc_time_steps(batch.widths, self.models.recognizer.width_downsampling)
+        return self.charset.greedy_labels(logits.argmax(dim=-1), time_steps)
 
     def _discriminate(
-        self, degraded: torch.Tensor, candidate: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor
+        self,
+        discriminator: nn.Module,
+        degraded: torch.Tensor,
+        candidate: torch.Tensor,
+        labels: torch.Tensor,
+        lengths: torch.Tensor,
     ) -> torch.Tensor:
         if isinstance(self.config.discriminator, DualModalDiscriminatorConfig):
-            return self.training_discriminator(degraded, candidate, labels, lengths)
-        return self.training_discriminator(degraded, candidate)
+            return discriminator(degraded, candidate, labels, lengths)
+        return discriminator(degraded, candidate)
 
     def _clip_and_record(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, statistics: GradientStatistics
     ) -> None:
-        """Unscale, measure every layer's gradient norm (before clipping), then clip the global norm."""
+        """Unscale, measure every layer's gradient norm (before clipping), then clip the global norm, which is
+        computed from the same per-parameter norms, exactly as ``clip_grad_norm_`` computes it."""
         self.scaler.unscale_(optimizer)
-        statistics.record(layer_gradient_norms(model))
+        norms = GradientNorms.of(model)
+        statistics.record(norms.layer_norms)
         if self.config.optimizer.gradient_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optimizer.gradient_clip_norm)
+            clip_with_norm(model, self.config.optimizer.gradient_clip_norm, norms.total_norm())
 
     def _fine_tune_recognizer(self, batch: LineBatch, time_steps: torch.Tensor) -> None:
+        # time_steps: (batch,) int64 CTC input lengths, on the CPU
         recognizer = self.models.recognizer
         with autocast(self.device, self.config.precision):
             logits = recognizer(batch.clean).logits
         ctc = losses.ctc_loss_per_sample(
-            logits, batch.labels, time_steps, batch.label_lengths, blank=self.charset.blank_index
+            logits, batch.labels, time_steps, batch.host_label_lengths, blank=self.charset.blank_index
         )
         loss = _masked_mean(ctc.per_sample, batch.label_lengths > 0)
         self.recognizer_optimizer.zero_grad(set_to_none=True)
@@ -300,16 +337,15 @@ class GanTrainer:
         started = time.perf_counter()
         progress = tqdm(loader, desc=f"GAN epoch {self.epoch}/{self.config.epochs}", unit="batch", leave=False)
         samples = 0
-        world_size = self.group.world_size
+        # In a data-parallel run the loader gives each process its own share of every batch (ProcessShare).
         for batch in progress:
-            if len(batch.sample_ids) < world_size:
-                continue  # every process must get a line: a last batch smaller than the process count is skipped
-            self.train_step(batch.shard(self.group.rank, world_size).to(self.device), ctc_factor, sums)
+            self.train_step(batch.to(self.device), ctc_factor, sums)
             samples += len(batch.sample_ids)
             if sums.steps % PROGRESS_REFRESH_STEPS == 0:
                 progress.set_postfix(sums.means(("g_loss", "d_loss", "pixel_loss", "ctc_loss")))
         for scheduler in self.schedulers:
             scheduler.step()
+        samples = self.group.total(samples, self.device)
         sums.values = self.group.average(sums.values)  # every process balances the losses with the same means
         means = sums.means()
         update = self.balancer.update(mean_visual=means["visual_weighted"], mean_ctc=means["ctc_weighted"])
@@ -382,13 +418,13 @@ class GanTrainer:
     def restore(self, checkpoint: GanCheckpoint, path: Path) -> None:
         """Restore everything a checkpoint holds (strictly); the next epoch continues as if never stopped."""
         self.restore_models(checkpoint, path)
-        self.generator_optimizer.load_state_dict(checkpoint.generator_optimizer)
-        self.discriminator_optimizer.load_state_dict(checkpoint.discriminator_optimizer)
+        load_optimizer_state(self.generator_optimizer, checkpoint.generator_optimizer)
+        load_optimizer_state(self.discriminator_optimizer, checkpoint.discriminator_optimizer)
         if self.recognizer_optimizer is not None:
-            self.recognizer_optimizer.load_state_dict(checkpoint.recognizer_optimizer)
+            load_optimizer_state(self.recognizer_optimizer, checkpoint.recognizer_optimizer)
         for scheduler, scheduler_state in zip(self.schedulers, checkpoint.schedulers, strict=True):
             scheduler.load_state_dict(scheduler_state)
-        self.scaler.load_state_dict(checkpoint.scaler)
+        self._restore_scaler(checkpoint, path)
         self.balancer.load_state_dict(checkpoint.balancer)
         if self.early_stopping is not None:
             self.early_stopping.load_state_dict(checkpoint.early_stopping)
@@ -400,6 +436,23 @@ class GanTrainer:
         restore_rng_states(checkpoint.rng)
         self.epoch, self.step = int(checkpoint.epoch), int(checkpoint.step)
         self.mlflow_run_id = checkpoint.mlflow_run_id
+
+    def _restore_scaler(self, checkpoint: GanCheckpoint, path: Path) -> None:
+        """The fp16 loss scale a checkpoint saved; a run that changed ``training.precision`` says what it did."""
+        run_config = checkpoint.run.config if checkpoint.run is not None else {}
+        saved_in = run_config.get("training", {}).get("precision", "another precision")
+        if self.scaler.is_enabled() and not checkpoint.scaler:
+            logger.info(
+                "%s was saved in %s, without a loss scale: the fp16 loss scaler starts afresh (scale %g).",
+                path,
+                saved_in,
+                self.scaler.get_scale(),
+            )
+            return
+        if not self.scaler.is_enabled() and checkpoint.scaler:
+            logger.info("%s was saved in fp16: its loss scale is not used in %s.", path, self.config.precision)
+            return
+        self.scaler.load_state_dict(checkpoint.scaler)
 
     def restore_models(self, checkpoint: GanCheckpoint, path: Path) -> None:
         """The generator, discriminator and recognizer weights of a checkpoint (strictly), nothing else."""
@@ -480,9 +533,12 @@ def train_gan(
             stopped_early = trainer.early_stopping.update(
                 trainer.epoch, validation.value_of(config.monitor)
             ).should_stop
-        checkpoint = trainer.checkpoint(run_metadata)
-        for name in [*improved, LAST]:
-            save_gan_checkpoint(checkpoint, checkpoint_file(checkpoint_folder, name))
+        # Written once, under the first name; the other names link to that file. ``last`` comes last: a crash
+        # in between leaves it at the previous epoch, which a resume then runs again.
+        first, *others = [checkpoint_file(checkpoint_folder, name) for name in [*improved, LAST]]
+        save_gan_checkpoint(trainer.checkpoint(run_metadata), first)
+        for path in others:
+            copy_checkpoint(first, path)
         if trainer.group.broadcast_from_main(stopped_early):
             break
     if trainer.group.is_main and config.early_stopping is not None and config.early_stopping.restore_best_weights:
@@ -504,3 +560,14 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     for parameter in copied.parameters():
         parameter.requires_grad_(False)
     return copied
+
+
+def clip_with_norm(model: nn.Module, max_norm: float, total_norm: torch.Tensor) -> None:
+    """Scale ``model``'s gradients so their global norm, already measured as ``total_norm``, is at most
+    ``max_norm``: torch's ``clip_grads_with_norm_`` (torch 2.6), and the same arithmetic on torch 2.4 and 2.5."""
+    if hasattr(torch.nn.utils, "clip_grads_with_norm_"):
+        torch.nn.utils.clip_grads_with_norm_(model.parameters(), max_norm, total_norm)
+        return
+    gradients = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
+    clip_coefficient = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
+    torch._foreach_mul_(gradients, clip_coefficient.to(gradients[0].device))

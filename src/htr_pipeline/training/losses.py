@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from htr_pipeline.config import CtcSchedule
+from htr_pipeline.devices import to_device_async
 
 AdversarialKind = Literal["lsgan", "bce"]
 
@@ -44,23 +45,37 @@ def ctc_loss_per_sample(
     An impossible alignment has an infinite CTC; ``zero_infinity`` turns its loss and gradient into 0, and the
     sample is counted from the lengths alone: a label of L symbols with R adjacent repeats needs L + R time
     steps (a blank must separate each repeat), so it is infeasible exactly when input_length < L + R. This costs
-    no second CTC pass and no host synchronisation. (A zero loss is no test: a confident, correct reading can
-    round to exactly 0 in fp32.)
+    no second CTC pass. (A zero loss is no test: a confident, correct reading can round to exactly 0 in fp32.)
+
+    The lengths must be on the CPU: ATen's CTC reads them on the host, so lengths on a GPU would be copied back,
+    and that copy waits for everything the GPU has queued. With ``torch.use_deterministic_algorithms`` on (the
+    ``training.speed.deterministic`` setting) a CUDA CTC is computed on the CPU: its CUDA backward adds
+    atomically, in no fixed order.
     """
-    # logits: (batch, time, classes), any dtype; targets: (batch, max_target_length) int64, padded
-    # input_lengths, target_lengths: (batch,) integer
+    # logits: (batch, time, classes), any dtype; targets: (batch, max_target_length) int64, padded, on the
+    # logits' device; input_lengths, target_lengths: (batch,) integer, on the CPU
+    for name, lengths in (("input_lengths", input_lengths), ("target_lengths", target_lengths)):
+        if lengths.device.type != "cpu":
+            raise ValueError(
+                f"{name} are on {lengths.device}; pass the CPU copies (LineBatch.host_widths, .host_label_lengths): "
+                "reading lengths back from a GPU makes every step wait for it"
+            )
     with torch.autocast(device_type=logits.device.type, enabled=False):
         log_probs = logits.float().log_softmax(dim=-1)
+        if log_probs.is_cuda and torch.are_deterministic_algorithms_enabled():
+            ctc_targets, ctc_log_probs = targets.cpu(), log_probs.cpu()
+        else:
+            ctc_targets, ctc_log_probs = targets, log_probs
         negative_log_likelihood = F.ctc_loss(
-            log_probs.transpose(0, 1),
-            targets,
+            ctc_log_probs.transpose(0, 1),
+            ctc_targets,
             input_lengths,
             target_lengths,
             blank=blank,
             reduction="none",
             zero_infinity=True,
-        )
-    label_lengths = target_lengths.to(device=negative_log_likelihood.device, dtype=torch.float32)
+        ).to(log_probs.device)
+    label_lengths = to_device_async(target_lengths, log_probs.device).to(torch.float32)
     per_sample = negative_log_likelihood / label_lengths.clamp(min=1.0)
     infeasible = ctc_infeasible(targets, input_lengths, target_lengths)
     return CtcLossResult(per_sample=per_sample, infinite_count=infeasible.sum().to(per_sample.device))
@@ -68,13 +83,13 @@ def ctc_loss_per_sample(
 
 def ctc_infeasible(targets: Tensor, input_lengths: Tensor, target_lengths: Tensor) -> Tensor:
     """(batch,) bool: the label needs more time steps (its length plus its adjacent repeats) than it has."""
-    # targets: (batch, max_target_length), padded; input_lengths, target_lengths: (batch,)
+    # targets: (batch, max_target_length), padded; input_lengths, target_lengths: (batch,), on any device
     device = targets.device
-    target_lengths = target_lengths.to(device)
+    input_lengths, target_lengths = to_device_async(input_lengths, device), to_device_async(target_lengths, device)
     pair_positions = torch.arange(max(targets.shape[1] - 1, 0), device=device)
     pairs_inside_label = pair_positions.unsqueeze(0) < (target_lengths - 1).unsqueeze(1)
     repeats = ((targets[:, 1:] == targets[:, :-1]) & pairs_inside_label).sum(dim=1)
-    return input_lengths.to(device) < target_lengths + repeats
+    return input_lengths < target_lengths + repeats
 
 
 def apply_ctc_ceiling(per_sample: Tensor, ceiling: float | None) -> tuple[Tensor, Tensor]:

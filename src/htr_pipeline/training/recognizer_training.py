@@ -20,7 +20,7 @@ from htr_pipeline.progress import tqdm
 from htr_pipeline.training.augmentation import augment_lines
 from htr_pipeline.training.early_stopping import PlateauAwareEarlyStopping
 from htr_pipeline.training.losses import ctc_loss_per_sample
-from htr_pipeline.training.runtime import MetricTracker, grad_scaler
+from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler
 from htr_pipeline.training.validation import score_lines
 
 LineKind = Literal["clean", "degraded"]
@@ -65,7 +65,7 @@ def pretrain_recognizer(
     leave loaded) the weights of the epoch with the best val CER, read on the same kind of valid lines."""
     settings = config.recognizer_pretraining
     seed = config.seed if seed is None else seed
-    optimizer = torch.optim.Adam(recognizer.parameters(), lr=settings.learning_rate)
+    optimizer = adam(recognizer.parameters(), device, lr=settings.learning_rate)
     total_steps = settings.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(settings, total_steps))
     scaler = grad_scaler(device, config.precision)
@@ -89,13 +89,15 @@ def pretrain_recognizer(
                 images = augment_lines(images, batch.widths, settings.augmentation, augmentation_draws)
             with autocast(device, config.precision):
                 output = recognizer(images)
-            time_steps = ctc_time_steps(batch.widths, recognizer.width_downsampling)
-            ctc = ctc_loss_per_sample(output.logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index)
+            # The CTC's lengths are the host copies: reading them back from the device would wait for it.
+            time_steps = ctc_time_steps(batch.host_widths, recognizer.width_downsampling)
+            label_lengths = batch.host_label_lengths
+            ctc = ctc_loss_per_sample(output.logits, batch.labels, time_steps, label_lengths, charset.blank_index)
             ctc_loss = ctc.per_sample.mean()
             loss = ctc_loss
             if output.shortcut_logits is not None and settings.shortcut_weight > 0:
                 shortcut = ctc_loss_per_sample(
-                    output.shortcut_logits, batch.labels, time_steps, batch.label_lengths, charset.blank_index
+                    output.shortcut_logits, batch.labels, time_steps, label_lengths, charset.blank_index
                 )
                 loss = loss + settings.shortcut_weight * shortcut.per_sample.mean()
             optimizer.zero_grad(set_to_none=True)

@@ -42,7 +42,7 @@ from htr_pipeline.training.recognizer_training import (
     check_recognizer_reads,
     pretrain_recognizer,
 )
-from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, seed_everything
+from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, configure_cuda, seed_everything
 from htr_pipeline.training.validation import score_lines
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ def recognizer_stage(
     """Pre-train the recognizer, or take it from ``training.resume_from`` or ``training.recognizer_checkpoint``
     (loaded strictly); return its checkpoint. A recognizer that does not read (best val CER above
     ``recognizer_pretraining.max_val_cer``) stops here, before any GAN epoch."""
+    # Before any CUDA work of the run: cuBLAS reads its deterministic workspace setting once, when it starts.
+    configure_cuda(resolve_device(config.device, "training.device"), config.speed, cudnn_benchmark=False)
     if config.resume_from is not None:
         path = Path(config.resume_from)
         in_loop = load_gan_checkpoint(path, "training.resume_from").recognizer_checkpoint(path)
@@ -162,6 +164,7 @@ def train_recognizer(
     """A recognizer of ``recognizer_config`` trained from ``seed`` on ``lines`` of the train split; its
     checkpoint, with the training figures in its details."""
     device = resolve_device(config.device, "training.device")
+    configure_cuda(device, config.speed, cudnn_benchmark=False)
     seed_everything(seed)
     splits = line_splits(manifest, config)
     recognizer = build_recognizer(recognizer_config, charset.num_classes).to(device)
@@ -331,12 +334,13 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
     """The GAN stage in one process of ``group`` (all of it in a one-process run)."""
     config = inputs.config
     seed_everything(config.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
+    configure_cuda(device, config.speed, cudnn_benchmark=config.speed.cudnn_benchmark)
     splits = line_splits(inputs.manifest, config)
     models = build_gan_models(inputs.recognizer_checkpoint, inputs.charset, config, device)
     loader_for = partial(line_loader, store=inputs.store, charset=inputs.charset, config=config, device=device)
-    train_loader = loader_for(splits.train, batch_size=config.batch_size, training=True, pages=splits.train_pages)
+    train_loader = loader_for(
+        splits.train, batch_size=config.batch_size, training=True, pages=splits.train_pages, group=group
+    )
     val_loader = loader_for(splits.valid, batch_size=config.batch_size, training=False, pages=splits.valid_pages)
     trainer = GanTrainer(models, inputs.charset, config, device, group)
     trainer.mlflow_run_id = inputs.current_run_id
