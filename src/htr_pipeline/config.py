@@ -14,6 +14,7 @@ come from :mod:`htr_pipeline.checkpoints`.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -221,6 +222,64 @@ class Degradations(StrictModel):
     jpeg: DegradationSetting = DegradationSetting(probability=0.3, strength=(0.2, 0.7))
 
 
+# -------------------------------------------------------------------------------------------- real paper
+
+
+class PaperFolder(StrictModel):
+    """Scanned pages whose paper samples with a synthesised degraded image are composed on."""
+
+    kind: Literal["page_pairs", "page_scans"]
+    """``page_pairs``: scans ``images/<id>.*`` with a binarization ground truth ``gt/<id>_gt.*`` (or
+    ``gt/<id>.*``, 0 = ink), as DIBCO ships them: the paper is the scan where the ground truth has no ink;
+    ``page_scans``: scans without ground truth (in ``images/``, else in the folder itself): the ink is estimated."""
+    name: str
+    """Prefix of the page ids the manifest records (``<name>:<file stem>``); unique per folder."""
+    path: Path
+    include: str | None = None
+    """Regular expression searched in each scan's file name: only matching pages are used; null: every page."""
+    group_pattern: str | None = None
+    """Regular expression with a named group ``group``, searched in each scan's file name, giving the document a
+    page belongs to: a document's pages share a split. null: each page is its own group."""
+    scale: float = Field(1.0, gt=0.0, le=4.0)
+    """Working pixels per scanned pixel: the scale at which the model meets such scans. 1.0 for pages restored at
+    their own size (inference and the real test restore pages so); ``data.image_height`` / the height of a text
+    line for scans whose lines are cut out and normalised."""
+
+    @field_validator("include", "group_pattern")
+    @classmethod
+    def _is_a_regular_expression(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a regular expression ({error})") from None
+        return pattern
+
+
+class RealPaperConfig(StrictModel):
+    """Compose samples with a synthesised degraded image on real paper: patches of pages from ``folders``, each
+    split's from pages of its own (whole documents), with bleed-through of real ink and uneven ink fading; the
+    ``data.degradations`` follow on top, except ``paper_texture``, ``bleed_through`` and ``ink_fading``, which this
+    composition replaces for the samples it composes."""
+
+    folders: list[PaperFolder] = Field(min_length=1)
+    probability: float = Field(1.0, ge=0.0, le=1.0)
+    """Share of those samples composed on real paper; the others keep the procedural paper of ``data.degradations``."""
+    ink_fading: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 0.6))
+    """The ink of the line fades unevenly before it meets the paper (strength: the most it fades, x 0.85)."""
+    bleed_through: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 0.6))
+    """Real ink of another part of a page of the same split shows through, mirrored and blurred (strength: its
+    opacity and blur)."""
+
+    @model_validator(mode="after")
+    def _folder_names_are_unique(self) -> RealPaperConfig:
+        names = [folder.name for folder in self.folders]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"folders named {', '.join(repeated)} more than once; give each folder a distinct name")
+        return self
+
+
 # ---------------------------------------------------------------------------------------------------- data
 
 
@@ -241,6 +300,13 @@ class DataConfig(StrictModel):
     max_reject_fraction: float = Field(0.05, ge=0.0, le=1.0)
     """The run fails when more than this share of the inputs is rejected."""
     degradations: Degradations = Degradations()
+    real_paper: RealPaperConfig | None = None
+    """null: synthesised degraded images get the procedural paper of ``degradations``; else real paper from your
+    scans (README, "Real paper")."""
+    clean_scans: Literal["as_scanned", "paper_removed"] = "as_scanned"
+    """Clean images read from scans (line_folder, xml_pages, parquet_lines) whose degraded image is synthesised:
+    ``as_scanned`` keeps them as they are, their own paper included; ``paper_removed`` divides out their paper
+    first (ink on white, as a synthetic line), so the paper under a degraded line is the synthesis's alone."""
     num_workers: int = Field(1, ge=1)
     """Processes used to render, load and degrade images; results do not depend on it."""
     max_image_pixels: int = Field(100_000_000, ge=1, le=PILLOW_PIXEL_LIMIT)
