@@ -225,6 +225,15 @@ class Degradations(StrictModel):
 # -------------------------------------------------------------------------------------------- real paper
 
 
+def _regular_expression(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"not a regular expression ({error})") from None
+    return pattern
+
+
 class PaperFolder(StrictModel):
     """Scanned pages whose paper samples with a synthesised degraded image are composed on."""
 
@@ -248,12 +257,7 @@ class PaperFolder(StrictModel):
     @field_validator("include", "group_pattern")
     @classmethod
     def _is_a_regular_expression(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"not a regular expression ({error})") from None
-        return pattern
+        return _regular_expression(pattern)
 
 
 class RealPaperConfig(StrictModel):
@@ -694,6 +698,8 @@ class EvaluationConfig(StrictModel):
     version (needs ``log_models`` and a generator)."""
     beam_search: BeamSearchConfig | None = None
     """null: greedy best-path decoding; else CTC beam search (flashlight-text, the ``beam`` extra)."""
+    real_test: RealTestConfig | None = None
+    """null: the test split alone; else also the held-out test on real degraded pages and lines."""
 
     @model_validator(mode="after")
     def _registered_model_is_logged(self) -> EvaluationConfig:
@@ -702,6 +708,55 @@ class EvaluationConfig(StrictModel):
                 "register_model registers the logged generator: it needs log_models: true and recognizer_only: "
                 "false (or set register_model: null)"
             )
+        return self
+
+
+class RealPagePairsConfig(StrictModel):
+    """Real degraded pages with a binarization ground truth that no training used."""
+
+    path: Path
+    """A DIBCO-style folder: ``images/<id>.*`` and ``gt/<id>_gt.*`` (or ``gt/<id>.*``), 0 = ink."""
+    include: str | None = None
+    """Regular expression searched in each scan's file name: only matching pages are scored; null: all."""
+
+    @field_validator("include")
+    @classmethod
+    def _is_a_regular_expression(cls, pattern: str | None) -> str | None:
+        return _regular_expression(pattern)
+
+
+class RealLinesConfig(StrictModel):
+    """Real degraded lines with their transcription and no clean image, that no training used."""
+
+    path: Path
+    """A ``line_folder`` layout: ``lines/*`` + ``labels.tsv`` (+ ``splits.tsv``), or ``name.png`` + ``name.txt``."""
+    split: Literal["train", "valid", "test"] | None = "test"
+    """Only the lines ``splits.tsv`` puts in this split; null: every line."""
+
+
+class RealTestConfig(StrictModel):
+    """The held-out test on real degradation that evaluation runs after the synthetic test split (README, "The
+    real test"): real page pairs scored with the DIBCO metrics, real lines read raw and restored."""
+
+    page_pairs: RealPagePairsConfig | None = None
+    lines: RealLinesConfig | None = None
+    binarise: Literal["otsu", "sauvola"] = "otsu"
+    """How input and restored pages are binarised, alike, for the DIBCO metrics."""
+    sauvola_window: int = Field(25, ge=3)
+    page_window: int = Field(256, ge=16)
+    """Side of the square windows a page is restored in, at its own scale (as inference restores pages)."""
+    window_overlap: int = Field(64, ge=0)
+    pictures: int = Field(4, ge=1)
+    """Pages, and lines, shown side by side (input and restored) in the real test's picture."""
+
+    @model_validator(mode="after")
+    def _has_material(self) -> RealTestConfig:
+        if self.page_pairs is None and self.lines is None:
+            raise ValueError("give page_pairs, lines or both (or set evaluation.real_test: null)")
+        if self.window_overlap >= self.page_window:
+            raise ValueError(f"window_overlap ({self.window_overlap}) must be below page_window ({self.page_window})")
+        if self.sauvola_window % 2 == 0:
+            raise ValueError(f"sauvola_window must be odd, got {self.sauvola_window}")
         return self
 
 
