@@ -275,6 +275,16 @@ class RealPaperConfig(StrictModel):
     """Real ink of another part of a page of the same split shows through, mirrored and blurred (strength: its
     opacity and blur)."""
 
+    @field_validator("folders", mode="before")
+    @classmethod
+    def _folders_are_given(cls, folders: Any) -> Any:
+        if isinstance(folders, list) and not folders:
+            raise ValueError(
+                "no paper folder is configured: list your scans under data.real_paper.folders in "
+                "conf/local/parameters.yml (conf/local.example/real_paper.yml shows how), or set data.real_paper: null"
+            )
+        return folders
+
     @model_validator(mode="after")
     def _folder_names_are_unique(self) -> RealPaperConfig:
         names = [folder.name for folder in self.folders]
