@@ -712,6 +712,12 @@ class EvaluationConfig(StrictModel):
     """null: the test split alone; else also the held-out test on real degraded pages and lines."""
 
     @model_validator(mode="after")
+    def _real_test_restores(self) -> EvaluationConfig:
+        if self.real_test is not None and self.recognizer_only:
+            raise ValueError("real_test restores real scans: it needs a generator, so recognizer_only: false")
+        return self
+
+    @model_validator(mode="after")
     def _registered_model_is_logged(self) -> EvaluationConfig:
         if self.register_model is not None and (not self.log_models or self.recognizer_only):
             raise ValueError(

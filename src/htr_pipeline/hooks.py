@@ -377,6 +377,7 @@ class RunSummaryHook:
         "evaluation": "evaluation_summary",
         "diagnostics": "diagnostics_summary_json",
         "inference": "inference_summary",
+        "real_test": "real_test_summary",
     }
     OUTPUTS = (
         "dataset_report_plot",

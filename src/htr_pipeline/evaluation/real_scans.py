@@ -33,6 +33,7 @@ from htr_pipeline.evaluation.aggregates import paired_corpus_reduction, paired_m
 from htr_pipeline.evaluation.report import NOTHING_READ, RESTORED, _new_figure
 from htr_pipeline.metrics import binarise, character_error_rates, corpus_rate, dibco_scores, word_error_rates
 from htr_pipeline.progress import tqdm
+from htr_pipeline.project_paths import project_relative
 
 DIBCO_METRICS: tuple[str, ...] = ("f_measure", "pseudo_f_measure", "psnr_db", "drd")
 """The page scores, as :func:`htr_pipeline.metrics.dibco_scores` names them; DRD alone is better when lower."""
@@ -210,7 +211,7 @@ def summarise_real_test(
     summary: dict[str, Any] = {"bootstrap_resamples": resamples, "bootstrap_seed": seed, "confidence_level": confidence}
     if not pages.empty:
         summary["pages"] = {
-            "source": str(config.page_pairs.path) if config.page_pairs else None,
+            "source": project_relative(config.page_pairs.path) if config.page_pairs else None,
             "include": config.page_pairs.include if config.page_pairs else None,
             "pages": len(pages),
             "binarisation": config.binarise,
@@ -222,7 +223,7 @@ def summarise_real_test(
             for recognizer, table in lines.groupby("recognizer", sort=False)
         }
         summary["lines"] = {
-            "source": str(config.lines.path) if config.lines else None,
+            "source": project_relative(config.lines.path) if config.lines else None,
             "split": config.lines.split if config.lines else None,
             "lines": int(lines["sample_id"].nunique()),
             "rejected": rejected_lines,
@@ -359,7 +360,10 @@ def run_real_test(
     lines_table, line_images = (
         score_real_lines(lines, restore_line, readers, image_height, max_width) if lines else (pd.DataFrame(), {})
     )
-    summary = summarise_real_test(pages_table, lines_table, config, resamples, seed, confidence, rejected)
+    summary = {
+        "configured": True,
+        **summarise_real_test(pages_table, lines_table, config, resamples, seed, confidence, rejected),
+    }
     shown = set(_pages_to_show(pages_table, config.pictures)["page"]) if not pages_table.empty else set()
     scans_and_restored = [
         (pair.page, read_grayscale(pair.scan_path, stretch_wide_values=True), restored_pages[f"{pair.page}.png"])
@@ -368,3 +372,40 @@ def run_real_test(
     ]
     pictures = real_test_pictures(pages_table, scans_and_restored, lines_table, line_images, config.pictures)
     return RealTestResult(pages_table, lines_table, summary, pictures, restored_pages)
+
+
+NOT_CONFIGURED_NOTE = (
+    "evaluation.real_test is null: no real degraded material was scored. Name real page pairs and real lines under "
+    "evaluation.real_test (README, 'The real test') to see whether restoration holds on real scans."
+)
+
+
+def real_test_not_configured() -> RealTestResult:
+    """What an evaluation without ``evaluation.real_test`` records: that nothing real was scored, and why."""
+    figure = _new_figure(6.0, 1.0)
+    axes = figure.subplots(1, 1)
+    axes.axis("off")
+    axes.text(0.5, 0.5, "no real test: evaluation.real_test is null", ha="center", va="center", color="grey")
+    return RealTestResult(
+        pd.DataFrame(), pd.DataFrame(), {"configured": False, "note": NOT_CONFIGURED_NOTE}, figure, {}
+    )
+
+
+def real_test_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The real test's headline figures as MLflow metrics (``real_test/<name>``, step 0): each page metric of the
+    input and the restored page and its gain, and each recognizer's CER of raw and restored lines."""
+    values: dict[str, float] = {}
+    pages = summary.get("pages")
+    if pages is not None:
+        for metric in DIBCO_METRICS:
+            values[f"pages_{metric}_degraded"] = pages[metric]["degraded"]
+            values[f"pages_{metric}_restored"] = pages[metric]["restored"]
+            values[f"pages_{metric}_gain"] = pages[metric]["gain"]["estimate"]
+    lines = summary.get("lines")
+    if lines is not None:
+        for recognizer in (key for key, value in lines.items() if isinstance(value, dict)):
+            figures = lines[recognizer]
+            values[f"lines_{recognizer}_cer_raw"] = figures["cer_corpus_raw"]
+            values[f"lines_{recognizer}_cer_restored"] = figures["cer_corpus_restored"]
+            values[f"lines_{recognizer}_cer_reduction"] = figures["cer_reduction"]["estimate"]
+    return {name: {"value": float(value), "step": 0} for name, value in values.items()}
