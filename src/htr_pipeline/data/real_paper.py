@@ -12,7 +12,8 @@ ink fading; the ``data.degradations`` follow on top, except the three kinds the 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -80,7 +81,7 @@ class PaperLibrary:
 
 
 def list_paper_pages(folder: PaperFolder, position: int) -> tuple[list[ScannedPage], list[Reject]]:
-    """The pages of one folder that ``include`` keeps, and a reject for a scan without its ground truth."""
+    """The pages of one folder that ``include`` keeps, as its kind lists them, with the scans it rejects."""
     root = Path(folder.path)
     if not root.is_dir():
         raise RealPaperError(
@@ -89,24 +90,43 @@ def list_paper_pages(folder: PaperFolder, position: int) -> tuple[list[ScannedPa
         )
     scans_dir = root / "images" if (root / "images").is_dir() else root
     scans = [path for path in _image_files(scans_dir) if folder.include is None or re.search(folder.include, path.name)]
+    return PAPER_FOLDER_KINDS[folder.kind](folder, root, scans)
+
+
+def _pages_with_ground_truth(
+    folder: PaperFolder, root: Path, scans: list[Path]
+) -> tuple[list[ScannedPage], list[Reject]]:
+    """``page_pairs``: each scan with its ground truth from ``gt/``; a scan without one is rejected."""
     truths = _ground_truths_by_stem(root / "gt")
     pages, rejects = [], []
     for scan_path in scans:
         page_id = f"{folder.name}:{scan_path.stem}"
-        truth = truths.get(scan_path.stem) if folder.kind == "page_pairs" else None
-        if folder.kind == "page_pairs" and truth is None:
-            rejects.append(
-                Reject(
-                    folder.name,
-                    page_id,
-                    str(scan_path),
-                    RejectReason.MISSING_CLEAN_IMAGE,
-                    f"no ground truth gt/{scan_path.stem}_gt.* or gt/{scan_path.stem}.* for this page_pairs scan",
-                )
-            )
+        truth = truths.get(scan_path.stem)
+        if truth is None:
+            detail = f"no ground truth gt/{scan_path.stem}_gt.* or gt/{scan_path.stem}.* for this page_pairs scan"
+            rejects.append(Reject(folder.name, page_id, str(scan_path), RejectReason.MISSING_CLEAN_IMAGE, detail))
             continue
         pages.append(ScannedPage(page_id, folder, scan_path, truth, _group_of(scan_path.name, folder, page_id)))
     return pages, rejects
+
+
+def _pages_without_ground_truth(
+    folder: PaperFolder, root: Path, scans: list[Path]
+) -> tuple[list[ScannedPage], list[Reject]]:
+    """``page_scans``: every scan, its ink to be estimated."""
+    pages = []
+    for scan_path in scans:
+        page_id = f"{folder.name}:{scan_path.stem}"
+        pages.append(ScannedPage(page_id, folder, scan_path, None, _group_of(scan_path.name, folder, page_id)))
+    return pages, []
+
+
+PAPER_FOLDER_KINDS: dict[str, Callable[[PaperFolder, Path, list[Path]], tuple[list[ScannedPage], list[Reject]]]] = {
+    "page_pairs": _pages_with_ground_truth,
+    "page_scans": _pages_without_ground_truth,
+}
+"""How each kind of paper folder lists its pages: one entry per ``PaperFolder.kind``."""
+assert set(PAPER_FOLDER_KINDS) == set(typing.get_args(PaperFolder.model_fields["kind"].annotation))
 
 
 def ground_truth_pairs(root: Path, include: str | None) -> tuple[list[tuple[str, Path, Path]], list[str]]:
