@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from htr_pipeline.config import LineFolderSource, RealTestConfig
@@ -30,7 +31,7 @@ from htr_pipeline.data.images import normalise_line, read_grayscale
 from htr_pipeline.data.real_paper import ground_truth_pairs
 from htr_pipeline.data.sources import read_line_folder
 from htr_pipeline.evaluation.aggregates import paired_corpus_reduction, paired_mean_gain
-from htr_pipeline.evaluation.report import NOTHING_READ, RESTORED, _new_figure
+from htr_pipeline.evaluation.report import NOTHING_READ, RESTORED
 from htr_pipeline.metrics import binarise, character_error_rates, corpus_rate, dibco_scores, word_error_rates
 from htr_pipeline.progress import tqdm
 from htr_pipeline.project_paths import project_relative
@@ -314,6 +315,13 @@ def real_test_pictures(
             title = f"{line.file} {label}, {headline} CER {cer:.2f}\nread: {_cut(reading)}"
             axes.set_title(f"{title}\ntruth: {_cut(line.transcription)}", fontsize=8, loc="left")
             axes.axis("off")
+    return figure
+
+
+def _new_figure(width_in: float, height_in: float) -> Figure:
+    """A figure on matplotlib's Agg canvas (no pyplot, no global state), as the evaluation report draws them."""
+    figure = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(figure)
     return figure
 
 
