@@ -238,3 +238,30 @@ def test_real_dibco_pages_give_paper_to_every_split() -> None:
         render_clean_line(), library.pages("test"), settings, np.random.default_rng(1)
     )
     assert library.split_of_page[recipe["page"]] == "test" and composed.std() > 5
+
+
+def test_clean_scans_paper_removed_makes_scanned_crops_ink_on_white_and_leaves_synthetic_lines(tmp_path: Path) -> None:
+    from tests.conftest import write_line_png
+
+    for index in range(3):
+        write_line_png(tmp_path / "lines" / f"l{index}.png", width=200, height=40, seed=index)
+        (tmp_path / "lines" / f"l{index}.txt").write_text(f"line {index}", encoding="utf-8")
+    parameters = small_synthetic_parameters(train=2, valid=1, test=1)["data"]
+    sources = [*parameters["sources"], {"kind": "line_folder", "name": "scans", "path": str(tmp_path / "lines")}]
+    as_scanned = DataConfig.model_validate(
+        {**parameters, "sources": sources, "split_fractions": {"train": 1.0, "valid": 0.0, "test": 0.0}}
+    )
+    removed = as_scanned.model_copy(update={"clean_scans": "paper_removed"})
+
+    def clean_images(data: DataConfig) -> dict[str, np.ndarray]:
+        reading = read_sources(data)
+        dataset = ingest(assign_splits(reading.candidates, data), reading.rejects, data)
+        return {row.sample_id: dataset.images[row.clean_path] for row in dataset.manifest.itertuples()}
+
+    before, after = clean_images(as_scanned), clean_images(removed)
+    for sample_id, image in after.items():
+        if sample_id.startswith("scans:"):
+            assert np.median(before[sample_id]) == 235 and np.median(image) == 255, "the scan's paper is gone"
+            assert image.min() < 60, "its ink stays"
+        else:
+            assert np.array_equal(image, before[sample_id]), "a synthetic line is already ink on white"
