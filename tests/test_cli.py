@@ -107,3 +107,14 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     assert "  recognizer_readability  problem" in result.output
     assert "KedroDeprecationWarning" not in result.output and "deprecated" not in result.output
     assert sorted(p.name for p in (kedro_project / "data/08_reporting/diagnostics").iterdir())[-1] == "summary.md"
+
+
+def test_a_missing_paper_folder_is_one_line_naming_the_key(kedro_project: Path):
+    parameters = small_synthetic_parameters()
+    parameters["data"]["real_paper"] = {"folders": [{"kind": "page_scans", "name": "archive", "path": "no/such"}]}
+    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
+    result = _run(kedro_project, "--pipelines=data_ingestion")
+    assert result.exit_code == 1
+    assert "Error: data.real_paper.folders[0].path: folder 'no/such'" in result.output
+    assert "does not exist. Fix the path, or remove the 'archive' folder." in result.output
+    assert "Traceback" not in result.output
