@@ -265,3 +265,18 @@ def test_clean_scans_paper_removed_makes_scanned_crops_ink_on_white_and_leaves_s
             assert image.min() < 60, "its ink stays"
         else:
             assert np.array_equal(image, before[sample_id]), "a synthetic line is already ink on white"
+
+
+def test_lines_on_real_paper_are_the_same_whatever_the_worker_count(tmp_path: Path) -> None:
+    import pandas as pd
+
+    parameters = small_synthetic_parameters(train=8, valid=3, test=3)["data"]
+    settings = paper_settings(tmp_path).model_dump(mode="json")
+    ingested = []
+    for workers in (1, 2):
+        data = DataConfig.model_validate({**parameters, "real_paper": settings, "num_workers": workers})
+        reading = read_sources(data)
+        ingested.append(ingest(assign_splits(reading.candidates, data), reading.rejects, data))
+    one, two = ingested
+    pd.testing.assert_frame_equal(one.manifest, two.manifest)
+    assert all(np.array_equal(one.images[key], two.images[key]) for key in one.images)
