@@ -132,3 +132,14 @@ def test_known_errors_are_one_list_no_project_error_is_a_click_exception():
     ]
     assert click_errors == []
     assert all(issubclass(error, Exception) and not issubclass(error, click.ClickException) for error in KNOWN_ERRORS)
+
+
+def test_a_missing_paper_folder_is_one_line_naming_the_key(kedro_project: Path):
+    parameters = small_synthetic_parameters()
+    parameters["data"]["real_paper"] = {"folders": [{"kind": "page_scans", "name": "archive", "path": "no/such"}]}
+    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
+    result = _run(kedro_project, "--pipelines=data_ingestion")
+    assert result.exit_code == 1
+    assert "Error: data.real_paper.folders[0].path: folder 'no/such'" in result.output
+    assert "does not exist. Fix the path, or remove the 'archive' folder." in result.output
+    assert "Traceback" not in result.output

@@ -32,3 +32,21 @@ def test_seed_environment_has_the_seed_runs_data_shape():
 @pytest.mark.parametrize("env", ["base", "seed"])
 def test_every_environment_validates(env):
     validate_parameters(_parameters(env))
+
+
+def test_real_paper_preset_asks_for_your_material_then_validates_with_the_example():
+    from omegaconf import OmegaConf
+
+    from htr_pipeline.config import ConfigError
+
+    preset = _parameters("real_paper")
+    with pytest.raises(ConfigError) as raised:
+        validate_parameters(preset)
+    assert "no source is configured" in str(raised.value) and "no paper folder is configured" in str(raised.value)
+
+    example = OmegaConf.load(PROJECT_ROOT / "conf" / "local.example" / "real_paper.yml")
+    config = validate_parameters(OmegaConf.to_container(OmegaConf.merge(preset, example)))
+    assert config.data.clean_scans == "paper_removed" and config.data.real_paper.probability == 1.0
+    assert [folder.kind for folder in config.data.real_paper.folders] == ["page_pairs", "page_scans"]
+    assert config.evaluation.real_test.page_pairs.include == "^2011-", "DIBCO 2011, the real test, is held out"
+    assert config.data.real_paper.folders[0].include == "^20(09|10)-"

@@ -128,3 +128,52 @@ def test_inference_with_ground_truth_shows_input_and_restored_scores_and_warns_w
     assert _warnings(better) == []
     without_truth = {key: value for key, value in _inference(65.27, 18.89).items() if key != "mean_scores"}
     assert _warnings(RunResults(inference=without_truth)) == []
+
+
+def _real_test(f_degraded: float, f_restored: float, reduction: float) -> dict:
+    gain = {
+        "estimate": f_restored - f_degraded,
+        "ci_low": f_restored - f_degraded - 1,
+        "ci_high": f_restored - f_degraded + 1,
+    }
+    pages = {
+        key: {
+            "degraded": f_degraded,
+            "restored": f_restored,
+            "gain": gain,
+            "pages_worse": ["2011-PR1"] if gain["estimate"] < 0 else [],
+        }
+        for key in ("f_measure", "pseudo_f_measure", "psnr_db", "drd")
+    }
+    figures = {
+        "cer_corpus_raw": 0.9,
+        "cer_corpus_restored": 0.9 - reduction,
+        "cer_reduction": {"estimate": reduction, "ci_low": reduction - 0.05, "ci_high": reduction + 0.05},
+    }
+    return {
+        "configured": True,
+        "confidence_level": 0.95,
+        "pages": {"pages": 16, "binarisation": "otsu", **pages},
+        "lines": {"lines": 260, "headline_recognizer": "judge", "judge": figures},
+    }
+
+
+def test_the_real_test_shows_its_figures_and_warns_when_restoration_hurts():
+    helped = run_summary_lines(RunResults(real_test=_real_test(86.86, 90.0, 0.2)))
+    assert "Real test (no training saw it), 95% intervals:" in helped
+    assert any(
+        line.startswith("  16 pages, binarised by otsu alike: F-measure 86.86 -> 90.00, gain 3.14") for line in helped
+    )
+    assert "  260 lines, read by judge: CER raw 0.9000 -> restored 0.7000; reduction 0.2000 [0.1500, 0.2500]" in helped
+    assert not [line for line in helped if line.startswith("WARNING")]
+
+    hurt = run_summary_lines(RunResults(real_test=_real_test(86.86, 78.71, -0.1)))
+    warnings = [line for line in hurt if line.startswith("WARNING")]
+    assert warnings == [
+        "WARNING: restored real pages score worse against their ground truth: F-measure 86.86 -> 78.71 "
+        "(1 of 16 pages worse)",
+        "WARNING: restored real lines are not read better than raw ones: CER reduction -0.1000 [-0.1500, -0.0500]",
+    ]
+    assert run_summary_lines(RunResults(real_test={"configured": False, "note": "..."})) == run_summary_lines(
+        RunResults()
+    )

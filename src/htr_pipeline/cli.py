@@ -20,10 +20,12 @@ from kedro.framework.cli.project import run as kedro_run
 from htr_pipeline.checkpoints import CheckpointError
 from htr_pipeline.config import ConfigError
 from htr_pipeline.data.ingestion import TooManyRejectsError
+from htr_pipeline.data.real_paper import RealPaperError
 from htr_pipeline.data.sources import MissingColumnError, SourceEncodingError, SourceNotFoundError
 from htr_pipeline.data.splits import EmptySplitError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
+from htr_pipeline.evaluation.real_scans import RealTestInputError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
 from htr_pipeline.hooks import MissingInputError
 from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
@@ -50,6 +52,8 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     InferenceInputError,
     AuditedRunNotFoundError,
     DiagnosticsFailedError,
+    RealPaperError,
+    RealTestInputError,
 )
 """Errors whose message names the file, line or key and what to do: the trace would only bury it. A new one is
 added here, and nowhere else (no error class of the project derives from ``click.ClickException``)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -162,6 +163,78 @@ class Degradations(StrictModel):
     jpeg: DegradationSetting = DegradationSetting(probability=0.3, strength=(0.2, 0.7))
 
 
+# -------------------------------------------------------------------------------------------- real paper
+
+
+def _regular_expression(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"not a regular expression ({error})") from None
+    return pattern
+
+
+class PaperFolder(StrictModel):
+    """Scanned pages whose paper samples with a synthesised degraded image are composed on."""
+
+    kind: Literal["page_pairs", "page_scans"]
+    """``page_pairs``: scans ``images/<id>.*`` with a binarization ground truth ``gt/<id>_gt.*`` (or
+    ``gt/<id>.*``, 0 = ink), as DIBCO ships them: the paper is the scan where the ground truth has no ink;
+    ``page_scans``: scans without ground truth (in ``images/``, else in the folder itself): the ink is estimated."""
+    name: str
+    """Prefix of the page ids the manifest records (``<name>:<file stem>``); unique per folder."""
+    path: Path
+    include: str | None = None
+    """Regular expression searched in each scan's file name: only matching pages are used; null: every page."""
+    group_pattern: str | None = None
+    """Regular expression with a named group ``group``, searched in each scan's file name, giving the document a
+    page belongs to: a document's pages share a split. null: each page is its own group."""
+    scale: float = Field(1.0, gt=0.0, le=4.0)
+    """Working pixels per scanned pixel: the scale at which the model meets such scans. 1.0 for pages restored at
+    their own size (inference and the real test restore pages so); ``data.image_height`` / the height of a text
+    line for scans whose lines are cut out and normalised."""
+
+    @field_validator("include", "group_pattern")
+    @classmethod
+    def _is_a_regular_expression(cls, pattern: str | None) -> str | None:
+        return _regular_expression(pattern)
+
+
+class RealPaperConfig(StrictModel):
+    """Compose samples with a synthesised degraded image on real paper: patches of pages from ``folders``, each
+    split's from pages of its own (whole documents), with bleed-through of real ink and uneven ink fading; the
+    ``data.degradations`` follow on top, except ``paper_texture``, ``bleed_through`` and ``ink_fading``, which this
+    composition replaces for the samples it composes."""
+
+    folders: list[PaperFolder] = Field(min_length=1)
+    probability: float = Field(1.0, ge=0.0, le=1.0)
+    """Share of those samples composed on real paper; the others keep the procedural paper of ``data.degradations``."""
+    ink_fading: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 0.6))
+    """The ink of the line fades unevenly before it meets the paper (strength: the most it fades, x 0.85)."""
+    bleed_through: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 0.6))
+    """Real ink of another part of a page of the same split shows through, mirrored and blurred (strength: its
+    opacity and blur)."""
+
+    @field_validator("folders", mode="before")
+    @classmethod
+    def _folders_are_given(cls, folders: Any) -> Any:
+        if isinstance(folders, list) and not folders:
+            raise ValueError(
+                "no paper folder is configured: list your scans under data.real_paper.folders in "
+                "conf/local/parameters.yml (conf/local.example/real_paper.yml shows how), or set data.real_paper: null"
+            )
+        return folders
+
+    @model_validator(mode="after")
+    def _folder_names_are_unique(self) -> RealPaperConfig:
+        names = [folder.name for folder in self.folders]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"folders named {', '.join(repeated)} more than once; give each folder a distinct name")
+        return self
+
+
 # ---------------------------------------------------------------------------------------------------- data
 
 
@@ -182,6 +255,13 @@ class DataConfig(StrictModel):
     max_reject_fraction: float = Field(0.05, ge=0.0, le=1.0)
     """The run fails when more than this share of the inputs is rejected."""
     degradations: Degradations = Degradations()
+    real_paper: RealPaperConfig | None = None
+    """null: synthesised degraded images get the procedural paper of ``degradations``; else real paper from your
+    scans (README, "Real paper")."""
+    clean_scans: Literal["as_scanned", "paper_removed"] = "as_scanned"
+    """Clean images read from scans (line_folder, xml_pages, parquet_lines) whose degraded image is synthesised:
+    ``as_scanned`` keeps them as they are, their own paper included; ``paper_removed`` divides out their paper
+    first (ink on white, as a synthetic line), so the paper under a degraded line is the synthesis's alone."""
     num_workers: int = Field(1, ge=1)
     """Processes used to render, load and degrade images; results do not depend on it."""
     max_image_pixels: int = Field(100_000_000, ge=1, le=PILLOW_PIXEL_LIMIT)
@@ -587,6 +667,14 @@ class EvaluationConfig(StrictModel):
     version (needs ``log_models`` and a generator)."""
     beam_search: BeamSearchConfig | None = None
     """null: greedy best-path decoding; else CTC beam search (flashlight-text, the ``beam`` extra)."""
+    real_test: RealTestConfig | None = None
+    """null: the test split alone; else also the held-out test on real degraded pages and lines."""
+
+    @model_validator(mode="after")
+    def _real_test_restores(self) -> EvaluationConfig:
+        if self.real_test is not None and self.recognizer_only:
+            raise ValueError("real_test restores real scans: it needs a generator, so recognizer_only: false")
+        return self
 
     @model_validator(mode="after")
     def _registered_model_is_logged(self) -> EvaluationConfig:
@@ -595,6 +683,55 @@ class EvaluationConfig(StrictModel):
                 "register_model registers the logged generator: it needs log_models: true and recognizer_only: "
                 "false (or set register_model: null)"
             )
+        return self
+
+
+class RealPagePairsConfig(StrictModel):
+    """Real degraded pages with a binarization ground truth that no training used."""
+
+    path: Path
+    """A DIBCO-style folder: ``images/<id>.*`` and ``gt/<id>_gt.*`` (or ``gt/<id>.*``), 0 = ink."""
+    include: str | None = None
+    """Regular expression searched in each scan's file name: only matching pages are scored; null: all."""
+
+    @field_validator("include")
+    @classmethod
+    def _is_a_regular_expression(cls, pattern: str | None) -> str | None:
+        return _regular_expression(pattern)
+
+
+class RealLinesConfig(StrictModel):
+    """Real degraded lines with their transcription and no clean image, that no training used."""
+
+    path: Path
+    """A ``line_folder`` layout: ``lines/*`` + ``labels.tsv`` (+ ``splits.tsv``), or ``name.png`` + ``name.txt``."""
+    split: Literal["train", "valid", "test"] | None = "test"
+    """Only the lines ``splits.tsv`` puts in this split; null: every line."""
+
+
+class RealTestConfig(StrictModel):
+    """The held-out test on real degradation that evaluation runs after the synthetic test split (README, "The
+    real test"): real page pairs scored with the DIBCO metrics, real lines read raw and restored."""
+
+    page_pairs: RealPagePairsConfig | None = None
+    lines: RealLinesConfig | None = None
+    binarise: Literal["otsu", "sauvola"] = "otsu"
+    """How input and restored pages are binarised, alike, for the DIBCO metrics."""
+    sauvola_window: int = Field(25, ge=3)
+    page_window: int = Field(256, ge=16)
+    """Side of the square windows a page is restored in, at its own scale (as inference restores pages)."""
+    window_overlap: int = Field(64, ge=0)
+    pictures: int = Field(4, ge=1)
+    """Pages, and lines, shown side by side (input and restored) in the real test's picture."""
+
+    @model_validator(mode="after")
+    def _has_material(self) -> RealTestConfig:
+        if self.page_pairs is None and self.lines is None:
+            raise ValueError("give page_pairs, lines or both (or set evaluation.real_test: null)")
+        if self.window_overlap >= self.page_window:
+            raise ValueError(f"window_overlap ({self.window_overlap}) must be below page_window ({self.page_window})")
+        if self.sauvola_window % 2 == 0:
+            raise ValueError(f"sauvola_window must be odd, got {self.sauvola_window}")
         return self
 
 

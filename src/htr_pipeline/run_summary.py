@@ -28,6 +28,8 @@ class RunResults:
     evaluation: Mapping[str, Any] | None = None
     diagnostics: Mapping[str, Any] | None = None
     inference: Mapping[str, Any] | None = None
+    real_test: Mapping[str, Any] | None = None
+    """The held-out real test's summary (``real_test_summary``); ``{"configured": False}`` when not asked for."""
     outputs: Sequence[tuple[str, str]] = field(default_factory=list)
     """``(dataset name, project-relative path)`` of the outputs a person opens first."""
     mlflow_run_id: str | None = None
@@ -45,6 +47,8 @@ def run_summary_lines(results: RunResults) -> list[str]:
         lines += training_lines(results.training)
     if results.evaluation is not None:
         lines += evaluation_lines(results.evaluation)
+    if results.real_test is not None and results.real_test.get("configured"):
+        lines += real_test_lines(results.real_test)
     if results.diagnostics is not None:
         lines += diagnostics_lines(results.diagnostics)
     if results.inference is not None:
@@ -110,6 +114,49 @@ def evaluation_lines(evaluation: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def real_test_lines(real_test: Mapping[str, Any]) -> list[str]:
+    """The held-out real test: pages scored against their ground truth, lines read raw and restored."""
+    lines = [f"Real test (no training saw it), {100 * real_test['confidence_level']:g}% intervals:"]
+    pages = real_test.get("pages")
+    if pages is not None:
+        scores = "; ".join(
+            f"{name} {pages[key]['degraded']:.2f} -> {pages[key]['restored']:.2f}"
+            + (f", gain {_interval(pages[key]['gain'], 2)}" if key == "f_measure" else "")
+            for key, name, _ in DIBCO_SCORES
+            if key != "pseudo_f_measure"
+        )
+        lines.append(f"  {pages['pages']} pages, binarised by {pages['binarisation']} alike: {scores}")
+    real_lines = real_test.get("lines")
+    if real_lines is not None:
+        headline = real_lines["headline_recognizer"]
+        figures = real_lines[headline]
+        lines.append(
+            f"  {real_lines['lines']} lines, read by {headline}: CER raw {figures['cer_corpus_raw']:.4f} -> restored "
+            f"{figures['cer_corpus_restored']:.4f}; reduction {_interval(figures['cer_reduction'], 4)}"
+        )
+    return lines
+
+
+def _real_test_warnings(real_test: Mapping[str, Any]) -> list[str]:
+    """Real pages restored worse than they came (by F-measure), real lines not read better once restored."""
+    warnings = []
+    pages = real_test.get("pages")
+    if pages is not None and pages["f_measure"]["gain"]["estimate"] < 0.0:
+        f_measure = pages["f_measure"]
+        warnings.append(
+            f"restored real pages score worse against their ground truth: F-measure {f_measure['degraded']:.2f} -> "
+            f"{f_measure['restored']:.2f} ({len(f_measure['pages_worse'])} of {pages['pages']} pages worse)"
+        )
+    real_lines = real_test.get("lines")
+    if real_lines is not None:
+        reduction = real_lines[real_lines["headline_recognizer"]]["cer_reduction"]
+        if reduction["estimate"] <= 0.0:
+            warnings.append(
+                f"restored real lines are not read better than raw ones: CER reduction {_interval(reduction, 4)}"
+            )
+    return warnings
+
+
 def diagnostics_lines(diagnostics: Mapping[str, Any]) -> list[str]:
     lines = [f"Diagnostics of run {diagnostics['run_id']}: overall {diagnostics['verdict']}"]
     width = max((len(row["audit"]) for row in diagnostics["audits"]), default=0)
@@ -171,6 +218,8 @@ def failure_warnings(results: RunResults) -> list[str]:
         warnings += _evaluation_warnings(results.evaluation)
     if results.inference is not None:
         warnings += _inference_warnings(results.inference)
+    if results.real_test is not None and results.real_test.get("configured"):
+        warnings += _real_test_warnings(results.real_test)
     if results.diagnostics is not None:
         warnings += [
             f"diagnostics: {row['audit']} is a problem: {row['headline']}"

@@ -36,12 +36,18 @@ assert tuple(Degradations.model_fields) == DEGRADATION_KINDS
 Params = dict[str, float | int | str | list]
 
 
-def degrade(clean: np.ndarray, settings: Degradations, rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+def degrade(
+    clean: np.ndarray,
+    settings: Degradations,
+    rng: np.random.Generator,
+    skipped_kinds: frozenset[str] = frozenset(),
+) -> tuple[np.ndarray, list[dict]]:
     """Apply each kind of degradation with its probability; return the degraded image and its recipe.
 
     The recipe has one dict per applied kind, in order: ``{"kind", "strength", **drawn physical params}``,
     all plain JSON values. Whether each kind applies, its strength and a seed of its own are drawn for every
-    kind before any is applied, so switching one kind off leaves what the others draw unchanged.
+    kind before any is applied, so switching one kind off leaves what the others draw unchanged. Kinds in
+    ``skipped_kinds`` are drawn but never applied (real paper replaces some: :mod:`real_paper`).
     """
     # clean: (height, width) uint8, 255 = white paper, 0 = black ink
     if clean.ndim != 2 or clean.dtype != np.uint8:
@@ -50,7 +56,7 @@ def degrade(clean: np.ndarray, settings: Degradations, rng: np.random.Generator)
     image = clean.astype(np.float32) / 255.0
     recipe: list[dict] = []
     for kind, (is_applied, strength, kind_seed) in zip(DEGRADATION_KINDS, planned, strict=True):
-        if not is_applied:
+        if not is_applied or kind in skipped_kinds:
             continue
         image, params = _APPLY_KIND[kind](image, strength, np.random.default_rng(kind_seed))
         image = np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from htr_pipeline.config import DataConfig
-from htr_pipeline.data.degradations import degrade
 from htr_pipeline.data.images import ImageTooLargeError, UnreadableImageError, normalise_line
-from htr_pipeline.data.seeding import rng_for
+from htr_pipeline.data.paper import remove_paper
+from htr_pipeline.data.real_paper import PaperLibrary, read_paper_library, synthesise_degraded
 from htr_pipeline.data.sources.pixels import PageImages
 from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandidate
 from htr_pipeline.progress import tqdm
@@ -42,6 +42,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "width_scale",
     "degraded_origin",
     "degradation_recipe",
+    "paper_page",
     "synthesis",
     "origin",
     "invisible_removed",
@@ -60,19 +61,43 @@ class MaterialisedSample:
 def materialise_all(
     candidates: Sequence[SampleCandidate], data: DataConfig
 ) -> tuple[list[MaterialisedSample], list[Reject]]:
-    """Materialise every candidate (in ``data.num_workers`` processes, a page at a time), with a progress bar."""
-    work = partial(materialise_unit, data=data)
+    """Materialise every candidate (in ``data.num_workers`` processes, a page at a time), with a progress bar.
+
+    With ``data.real_paper`` the paper of every page is read first (rejects for pages that cannot give it), and
+    each worker process receives it once.
+    """
+    paper, rejects = None, []
+    if data.real_paper is not None:
+        paper, rejects = read_paper_library(
+            data.real_paper, data.seed, data.split_fractions, data.max_image_pixels, data.num_workers
+        )
+        paper.check_covers(sorted({c.split for c in candidates if c.split and c.degraded_pixels is None}))
     units = work_units(candidates)
     progress = partial(tqdm, total=len(units), desc="ingest lines and pages", unit="unit")
     if data.num_workers == 1:
+        work = partial(materialise_unit, data=data, paper=paper)
         results: Iterator[list[MaterialisedSample | Reject]] = map(work, units)
         outcomes = [outcome for unit in progress(results) for outcome in unit]
     else:
-        with ProcessPoolExecutor(max_workers=data.num_workers) as pool:
-            outcomes = [outcome for unit in progress(pool.map(work, units, chunksize=4)) for outcome in unit]
+        in_worker = partial(_materialise_unit_in_worker, data=data)
+        with ProcessPoolExecutor(data.num_workers, initializer=_hold_paper_library, initargs=(paper,)) as pool:
+            outcomes = [outcome for unit in progress(pool.map(in_worker, units, chunksize=4)) for outcome in unit]
     samples = [outcome for outcome in outcomes if isinstance(outcome, MaterialisedSample)]
-    rejects = [outcome for outcome in outcomes if isinstance(outcome, Reject)]
+    rejects += [outcome for outcome in outcomes if isinstance(outcome, Reject)]
     return samples, rejects
+
+
+_paper_of_this_worker: PaperLibrary | None = None
+"""The real paper a worker process composes on, handed over once when the process starts, not with every unit."""
+
+
+def _hold_paper_library(paper: PaperLibrary | None) -> None:
+    global _paper_of_this_worker
+    _paper_of_this_worker = paper
+
+
+def _materialise_unit_in_worker(unit: list[SampleCandidate], data: DataConfig) -> list[MaterialisedSample | Reject]:
+    return materialise_unit(unit, data, _paper_of_this_worker)
 
 
 def work_units(candidates: Sequence[SampleCandidate]) -> list[list[SampleCandidate]]:
@@ -91,17 +116,22 @@ def work_units(candidates: Sequence[SampleCandidate]) -> list[list[SampleCandida
     return units
 
 
-def materialise_unit(unit: list[SampleCandidate], data: DataConfig) -> list[MaterialisedSample | Reject]:
+def materialise_unit(
+    unit: list[SampleCandidate], data: DataConfig, paper: PaperLibrary | None = None
+) -> list[MaterialisedSample | Reject]:
     """One candidate, or all lines of one page from a single decode of it."""
     pages = PageImages(data.max_image_pixels)
-    return [materialise_sample(candidate, data, pages) for candidate in unit]
+    return [materialise_sample(candidate, data, pages, paper) for candidate in unit]
 
 
 def materialise_sample(
-    candidate: SampleCandidate, data: DataConfig, pages: PageImages | None = None
+    candidate: SampleCandidate,
+    data: DataConfig,
+    pages: PageImages | None = None,
+    paper: PaperLibrary | None = None,
 ) -> MaterialisedSample | Reject:
     """Load the clean image (read, rendered or cut from a page of ``pages``) and the degraded one if the source has
-    it, else synthesise it; normalise both."""
+    it, else synthesise it (on ``paper`` when ``data.real_paper`` is set); normalise both."""
     pages = pages if pages is not None else PageImages(data.max_image_pixels)
     try:
         clean = candidate.clean_pixels.load(data, pages)
@@ -123,14 +153,17 @@ def materialise_sample(
             RejectReason.SIZE_MISMATCH,
             f"degraded {degraded_source.shape[::-1]} vs clean {clean_source.shape[::-1]} (width, height)",
         )
+    if degraded_source is None and clean.synthesis is None and data.clean_scans == "paper_removed":
+        clean_source = remove_paper(clean_source)
     normalised_clean, degraded, width_scale = _normalise_pair(candidate, clean_source, degraded_source, data)
     recipe: list[dict[str, Any]] | None = None
+    paper_page = None
     if degraded is None:
-        degraded, recipe = degrade(
-            normalised_clean, data.degradations, rng_for(data.seed, candidate.sample_id, "degradation")
+        degraded, recipe, paper_page = synthesise_degraded(
+            normalised_clean, candidate.sample_id, candidate.split, data.seed, data.degradations, data.real_paper, paper
         )
     row = _manifest_row(
-        candidate, normalised_clean, original_width, original_height, width_scale, recipe, clean.synthesis
+        candidate, normalised_clean, original_width, original_height, width_scale, recipe, paper_page, clean.synthesis
     )
     return MaterialisedSample(clean=normalised_clean, degraded=degraded, manifest_row=row)
 
@@ -158,6 +191,7 @@ def _manifest_row(
     original_height: int,
     width_scale: float,
     recipe: list[dict[str, Any]] | None,
+    paper_page: str | None,
     synthesis: dict[str, Any] | None,
 ) -> dict[str, Any]:
     name = f"{_output_path(candidate.source)}/{_output_path(candidate.sample_id.split(':', 1)[-1])}.png"
@@ -179,6 +213,7 @@ def _manifest_row(
         "width_scale": width_scale,
         "degraded_origin": "synthesised" if recipe is not None else "source",
         "degradation_recipe": json.dumps(recipe) if recipe is not None else None,
+        "paper_page": paper_page,
         "synthesis": json.dumps(synthesis) if synthesis is not None else None,
         "origin": candidate.origin,
         "invisible_removed": candidate.invisible_removed,

@@ -76,11 +76,22 @@ def summarise_dataset(
             manifest["split"].tolist(), manifest["group"].where(manifest["group"].notna(), None).tolist()
         ),
         "samples_without_group": int(manifest["group"].isna().sum()),
+        "samples_on_real_paper": int(manifest["paper_page"].notna().sum()),
+        "paper_pages_per_split": paper_pages_per_split(manifest),
         "width_px": _histogram(manifest["width"].to_numpy()),
         "label_length": _histogram(label_lengths.to_numpy()),
         "charset_size": len(charset.symbols),
         "character_frequencies_train": dict(charset.counts),
         "missing_characters_by_split": missing_characters_by_split(charset, manifest),
+    }
+
+
+def paper_pages_per_split(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """``{split: {page: samples}}``: which scanned pages gave each split's samples their paper (``real_paper``)."""
+    on_paper = manifest[manifest["paper_page"].notna()]
+    return {
+        split: {page: int(count) for page, count in sorted(rows["paper_page"].value_counts().items())}
+        for split, rows in on_paper.groupby("split")
     }
 
 

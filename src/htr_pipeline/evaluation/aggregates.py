@@ -101,22 +101,69 @@ def _interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict
 def _mean_gain(samples: pd.DataFrame, metric: str, line_indices: np.ndarray, confidence: float) -> dict[str, float]:
     # line_indices: (resamples, lines)
     gain_per_line = (samples[f"{metric}_enhanced"] - samples[f"{metric}_degraded"]).to_numpy(dtype=np.float64)
-    return _interval(gain_per_line.mean(), gain_per_line[line_indices].mean(axis=1), confidence)
+    return _mean_gain_interval(gain_per_line, line_indices, confidence)
+
+
+def _mean_gain_interval(gain_per_item: np.ndarray, indices: np.ndarray, confidence: float) -> dict[str, float]:
+    # gain_per_item: (items,); indices: (resamples, items)
+    return _interval(gain_per_item.mean(), gain_per_item[indices].mean(axis=1), confidence)
 
 
 def _cer_reduction(with_text: pd.DataFrame, text_indices: np.ndarray, confidence: float) -> dict[str, float]:
     """Corpus CER degraded - enhanced; each resample is a corpus ratio over its own resampled lines."""
-    # text_indices: (resamples, lines_with_text)
-    degraded_edits = with_text["char_edits_degraded"].to_numpy(dtype=np.int64)
-    enhanced_edits = with_text["char_edits_enhanced"].to_numpy(dtype=np.int64)
-    reference_lengths = with_text["char_reference_length"].to_numpy(dtype=np.int64)
-    estimate = corpus_rate(with_text["char_edits_degraded"], with_text["char_reference_length"]) - corpus_rate(
-        with_text["char_edits_enhanced"], with_text["char_reference_length"]
+    return _corpus_reduction_interval(
+        with_text["char_edits_degraded"].to_numpy(dtype=np.int64),
+        with_text["char_edits_enhanced"].to_numpy(dtype=np.int64),
+        with_text["char_reference_length"].to_numpy(dtype=np.int64),
+        text_indices,
+        confidence,
     )
-    resampled_lengths = np.maximum(reference_lengths[text_indices].sum(axis=1), 1)
-    resampled_edit_reduction = degraded_edits[text_indices].sum(axis=1) - enhanced_edits[text_indices].sum(axis=1)
-    resampled = resampled_edit_reduction / resampled_lengths
-    return _interval(estimate, resampled, confidence)
+
+
+def _corpus_reduction_interval(
+    edits_before: np.ndarray,
+    edits_after: np.ndarray,
+    reference_lengths: np.ndarray,
+    indices: np.ndarray,
+    confidence: float,
+) -> dict[str, float]:
+    # edits_before, edits_after, reference_lengths: (lines,); indices: (resamples, lines)
+    estimate = corpus_rate(edits_before, reference_lengths) - corpus_rate(edits_after, reference_lengths)
+    resampled_lengths = np.maximum(reference_lengths[indices].sum(axis=1), 1)
+    resampled_edit_reduction = edits_before[indices].sum(axis=1) - edits_after[indices].sum(axis=1)
+    return _interval(estimate, resampled_edit_reduction / resampled_lengths, confidence)
+
+
+def paired_corpus_reduction(
+    edits_before: np.ndarray,
+    edits_after: np.ndarray,
+    reference_lengths: np.ndarray,
+    resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+    """Corpus error rate before minus after, with the paired bootstrap interval :func:`summarise` gives the CER
+    reduction: lines resampled with replacement, the same lines on both sides, a corpus ratio per resample."""
+    # edits_before, edits_after, reference_lengths: (lines,) integer counts
+    lines = len(reference_lengths)
+    indices = np.random.default_rng(seed).integers(0, lines, size=(resamples, lines))
+    return _corpus_reduction_interval(
+        np.asarray(edits_before, dtype=np.int64),
+        np.asarray(edits_after, dtype=np.int64),
+        np.asarray(reference_lengths, dtype=np.int64),
+        indices,
+        confidence,
+    )
+
+
+def paired_mean_gain(
+    before: np.ndarray, after: np.ndarray, resamples: int, seed: int, confidence: float = 0.95
+) -> dict[str, float]:
+    """Mean of after - before over paired items (pages, lines), with its paired bootstrap percentile interval."""
+    # before, after: (items,)
+    gain = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    indices = np.random.default_rng(seed).integers(0, len(gain), size=(resamples, len(gain)))
+    return _mean_gain_interval(gain, indices, confidence)
 
 
 def _cer_gap_closed(summary: dict[str, Any], enhanced: bool, lines_with_text: int) -> tuple[float | None, str | None]:

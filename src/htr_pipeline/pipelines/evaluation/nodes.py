@@ -13,9 +13,12 @@ from PIL import Image
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.checkpoints import RecognizerCheckpoint, load_recognizer_checkpoint, resolve_checkpoint
-from htr_pipeline.config import EvaluationConfig
+from htr_pipeline.config import DataConfig, EvaluationConfig
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.devices import resolve_device
+from htr_pipeline.evaluation.real_scans import real_test_metrics, real_test_not_configured, run_real_test
 from htr_pipeline.evaluation.run import evaluate_split, figure_image
+from htr_pipeline.inference.restorers import real_test_restorers
 from htr_pipeline.project_paths import resolve_in_project
 from htr_pipeline.tracking import ModelsToLog, checkpoint_folder_of_run
 from htr_pipeline.trained_run import TrainedRun, load_trained_run
@@ -49,6 +52,38 @@ def evaluate_checkpoint(
 ) -> tuple[pd.DataFrame, dict[str, Any], str, Image.Image, Image.Image]:
     result = evaluate_split(manifest, line_images, charset, evaluated_models, config)
     return result.samples, result.summary, result.report, figure_image(result.plots), figure_image(result.gallery)
+
+
+def evaluate_on_real_scans(
+    evaluated_models: TrainedRun, data: DataConfig, config: EvaluationConfig
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, Image.Image, dict[str, Any], dict[str, Any]]:
+    """The held-out test on real degradation (``evaluation.real_test``); a note that it was not run when null."""
+    if config.real_test is None:
+        result = real_test_not_configured()
+    else:
+        device = resolve_device(config.device, "evaluation.device")
+        restorers = real_test_restorers(
+            evaluated_models, evaluated_models.charset, data.image_height, data.max_width, config.real_test, device
+        )
+        result = run_real_test(
+            config.real_test,
+            restorers.restore_page,
+            restorers.restore_line,
+            restorers.readers,
+            data.image_height,
+            data.max_width,
+            config.bootstrap_resamples,
+            config.bootstrap_seed,
+        )
+    pictures = figure_image(result.pictures)
+    return (
+        result.summary,
+        result.pages,
+        result.lines,
+        pictures,
+        result.restored_pages,
+        real_test_metrics(result.summary),
+    )
 
 
 def choose_models_to_log(

@@ -30,5 +30,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="mlflow_models",
                 name="log_evaluated_models",
             ),
+            node(
+                nodes.evaluate_on_real_scans,
+                inputs=["evaluated_models", "params:data", "params:evaluation"],
+                outputs=[
+                    "real_test_summary",
+                    "real_test_pages",
+                    "real_test_lines",
+                    "real_test_pictures",
+                    "real_test_restored_pages",
+                    "real_test_metrics",
+                ],
+                name="evaluate_on_real_scans",
+            ),
         ]
     )
