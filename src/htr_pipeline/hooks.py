@@ -376,16 +376,18 @@ class RunSummaryHook:
             return
         run = mlflow.active_run()
         port = self._mlflow_ui.get("port", "5000")
+        session_run_id = None if run is None else run.info.run_id
+        # A resume's epochs go into the run it continued: that is the run to open.
+        shown_run_id = (figures.get("training") or {}).get("mlflow_run_id") or session_run_id
         results = RunResults(
             **figures,
             outputs=outputs,
-            mlflow_run_id=None if run is None else run.info.run_id,
+            mlflow_run_id=shown_run_id,
+            session_run_id=session_run_id,
             mlflow_ui_command=mlflow_ui_command(self._project_path, port),
             mlflow_run_url=None
             if run is None
-            else mlflow_run_url(
-                self._mlflow_ui.get("host", "127.0.0.1"), port, run.info.experiment_id, run.info.run_id
-            ),
+            else mlflow_run_url(self._mlflow_ui.get("host", "127.0.0.1"), port, run.info.experiment_id, shown_run_id),
         )
         for line in run_summary_lines(results):
             warning = line.startswith("WARNING")

@@ -199,3 +199,49 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     image_links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(image_links) == 2
     assert all((training_project / "notebooks" / link).resolve().is_file() for link in image_links), image_links
+
+
+@pytest.mark.slow
+def test_resume_by_run_id_takes_every_recognizer_from_the_checkpoint_and_a_finished_run_says_what_to_pass(
+    training_project: Path, capsys: pytest.CaptureFixture[str]
+):
+    import torch
+
+    from htr_pipeline.checkpoints import CheckpointError
+
+    _run(training_project, runtime_params={"training": {"epochs": 1}})
+    (first,) = _runs(training_project)
+    run_id = first.info.run_id
+    first_folder = Path(_run_folder_of(training_project, run_id))
+
+    # Finished: one line saying so and what to pass, before any recognizer trains.
+    with pytest.raises(CheckpointError) as finished:
+        _run(training_project, "training", runtime_params={"training": {"epochs": 1, "resume_from": run_id}})
+    message = str(finished.value)
+    assert "has trained 1 epochs, training.epochs is 1: nothing left to resume" in message
+    assert f'--params "training.resume_from={first_folder.as_posix()}/last.pt,training.epochs=6"' in message
+    assert "\n" not in message
+    refused = _runs(training_project)[1].info.run_id
+    assert not _client(training_project).get_run(refused).data.metrics  # nothing was trained
+
+    capsys.readouterr()
+    catalog = _run(training_project, "training", runtime_params={"training": {"epochs": 2, "resume_from": run_id}})
+    resuming = _runs(training_project)[2].info.run_id
+    summary = catalog.load("training_summary")
+    assert (summary["mlflow_run_id"], summary["epochs_run"]) == (run_id, 2)
+    # Neither stage 1 nor the judge trained again: the resuming session's own run holds no recognizer metric.
+    assert not [name for name in _client(training_project).get_run(resuming).data.metrics if "/" in name]
+    assert [step for step, _ in _history(training_project, run_id, "val/cer")] == [1, 2]
+    judge_then = torch.load(first_folder / "last.pt", weights_only=True)["reference_recognizers"]["judge"]
+    judge_now = catalog.load("reference_recognizers").recognizers["judge"]
+    assert all(torch.equal(judge_now.weights[key], judge_then["recognizer"][key]) for key in judge_now.weights)
+    # The new folder holds every checkpoint (best ones carried over or improved), and the run names it.
+    folder = Path(summary["checkpoint_folder"])
+    assert folder != first_folder
+    assert {path.name for path in folder.glob("*.pt")} == {path.name for path in first_folder.glob("*.pt")}
+    assert _client(training_project).get_run(run_id).data.tags["htr.checkpoint_folder"] == summary["checkpoint_folder"]
+    assert torch.load(first_folder / "last.pt", weights_only=True)["epoch"] == 1
+    printed = capsys.readouterr().out
+    assert f"MLflow run {run_id} holds the resumed epochs (this session's run {resuming}" in printed
+    assert f"/runs/{run_id}?" in printed
+    assert "Training: 2 epochs" in printed
