@@ -1,0 +1,23 @@
+"""A markdown report as HTML: tables, and images inlined so that kedro-viz and MLflow show them."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from htr_pipeline.datasets.reports import PREVIEW_WIDTH_PX, html_page, report_html
+
+
+def test_report_html_has_tables_and_inlines_the_images_it_can_open(tmp_path: Path):
+    Image.new("RGB", (2000, 500), "white").save(tmp_path / "plots.png")
+    text = "# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![plots](plots.png)\n\n![gone](missing.png)\n"
+    html = report_html(text, lambda link: open(tmp_path / link, "rb"))
+    assert "\n" not in html  # kedro-viz turns newlines into breaks
+    assert "<table>" in html and "<td>2</td>" in html
+    inlined = html.split('src="data:image/png;base64,')[1].split('"')[0]
+    assert Image.open(io.BytesIO(base64.b64decode(inlined))).size == (PREVIEW_WIDTH_PX, 225)
+    assert 'src="missing.png"' in html  # left as the link it was
+    assert html_page(html).startswith("<!DOCTYPE html>") and "img{max-width:100%}" in html_page(html)
