@@ -14,7 +14,7 @@ from htr_pipeline.datasets.reports import PREVIEW_WIDTH_PX, html_page, report_ht
 def test_report_html_has_tables_and_inlines_the_images_it_can_open(tmp_path: Path):
     Image.new("RGB", (2000, 500), "white").save(tmp_path / "plots.png")
     text = "# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![plots](plots.png)\n\n![gone](missing.png)\n"
-    html = report_html(text, lambda link: open(tmp_path / link, "rb"))
+    html = report_html(text, lambda link: io.BytesIO((tmp_path / link).read_bytes()))
     assert "\n" not in html  # kedro-viz turns newlines into breaks
     assert "<table>" in html and "<td>2</td>" in html
     inlined = html.split('src="data:image/png;base64,')[1].split('"')[0]

@@ -146,7 +146,9 @@ def test_each_run_holds_the_artifacts_the_catalog_declares_and_the_reports_links
         links = [part.split(")", 1)[0] for part in text.split("](")[1:]]
         assert links and {f"{Path(report).parent}/{link}" for link in links} <= _artifacts(client, run_id), links
     # MLflow's markdown view shows no image: the HTML copy of the report carries both, inlined.
-    html = Path(client.download_artifacts(runs["data_ingestion+training+evaluation"], "evaluation/report.html", str(tmp_path)))
+    html = Path(
+        client.download_artifacts(runs["data_ingestion+training+evaluation"], "evaluation/report.html", str(tmp_path))
+    )
     assert html.read_text().count('<img src="data:image/png;base64,') == 2
 
 
