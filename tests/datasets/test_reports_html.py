@@ -21,3 +21,14 @@ def test_report_html_has_tables_and_inlines_the_images_it_can_open(tmp_path: Pat
     assert Image.open(io.BytesIO(base64.b64decode(inlined))).size == (PREVIEW_WIDTH_PX, 225)
     assert 'src="missing.png"' in html  # left as the link it was
     assert html_page(html).startswith("<!DOCTYPE html>") and "img{max-width:100%}" in html_page(html)
+
+
+def test_a_tall_image_previews_its_top_part_at_a_readable_width():
+    from htr_pipeline.datasets.reports import PREVIEW_ASPECT, readable_preview
+
+    gallery = Image.new("RGB", (1760, 6000), "white")
+    preview = readable_preview(gallery)
+    assert preview.width == PREVIEW_WIDTH_PX
+    assert preview.height == int(PREVIEW_WIDTH_PX * PREVIEW_ASPECT) + 24
+    plots = Image.new("RGB", (1430, 1045), "white")
+    assert readable_preview(plots).size == (PREVIEW_WIDTH_PX, round(1045 * PREVIEW_WIDTH_PX / 1430))

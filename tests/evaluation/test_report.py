@@ -197,7 +197,7 @@ def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(s
     constant = samples.assign(cer_degraded=1.0, cer_enhanced=1.0)
     figure = plot_evaluation(constant)
     save_png(figure, tmp_path / "constant.png")
-    cer_axes, _, length_axes = figure.axes
+    cer_axes, _, length_axes, _ = figure.axes
     assert cer_axes.get_title() == "Per-line CER: degraded vs restored"
     degraded_bars, restored_bars = cer_axes.containers  # side by side: no bar drawn over another
     assert {bar.get_facecolor() for bar in degraded_bars} != {bar.get_facecolor() for bar in restored_bars}
@@ -220,3 +220,19 @@ def test_failure_gallery_shows_an_empty_reading_and_names_each_image(samples, tm
     titles = [axes.get_title() for axes in figure.axes[:3]]
     assert [title.split("  ")[0] for title in titles] == ["degraded", "restored", "clean"]
     assert all(text.get_fontsize() >= 10 for axes in figure.axes for text in axes.texts)
+
+
+def test_plots_say_what_they_show_with_the_clean_reference_and_the_gain_interval(samples, tmp_path: Path):
+    figures = summarise(samples, resamples=100, seed=0)
+    figure = plot_evaluation(samples, figures, "run.pt (epoch 3); split 'test', read by judge (greedy decoding)")
+    save_png(figure, tmp_path / PLOTS_FILE)
+    assert figure.get_suptitle() == "run.pt (epoch 3); split 'test', read by judge (greedy decoding)"
+    cer_axes, psnr_axes, length_axes, figures_axes = figure.axes
+    cer_labels = [text.get_text() for text in cer_axes.get_legend().get_texts()]
+    assert f"corpus CER clean {figures['cer_corpus_clean']:.3f}" in cer_labels
+    gain = figures["psnr_gain_db"]
+    psnr_labels = [text.get_text() for text in psnr_axes.get_legend().get_texts()]
+    assert f"mean {gain['estimate']:.2f} dB" in psnr_labels and "95% interval" in psnr_labels
+    assert psnr_axes.get_xlabel() == "PSNR gain (dB, against the clean line)"
+    assert "clean (reference)" in [text.get_text() for text in length_axes.get_legend().get_texts()]
+    assert "CER reduction (95% interval)" in figures_axes.texts[0].get_text()

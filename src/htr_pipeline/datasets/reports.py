@@ -21,7 +21,7 @@ from kedro_datasets._typing import HTMLPreview, ImagePreview
 from kedro_datasets.pillow import ImageDataset
 from kedro_datasets.text import TextDataset
 from markdown_it import MarkdownIt
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from htr_pipeline.datasets.logged import MlflowLogged, mlflow_logging
 from htr_pipeline.tracking.run_logging import active_run_id_or_none, log_artifact
@@ -146,5 +146,29 @@ class PreviewedImageDataset(MlflowLogged, ImageDataset):
 
     def preview(self) -> ImagePreview:
         buffer = io.BytesIO()
-        self.load().save(buffer, format="PNG")
+        readable_preview(self.load()).save(buffer, format="PNG")
         return ImagePreview(base64.b64encode(buffer.getvalue()).decode("ascii"))
+
+
+PREVIEW_ASPECT = 0.75
+"""A preview at most this high for its width: a tall figure (the gallery) previews its top part, readable in
+kedro-viz's panel, rather than the whole of it too small to read."""
+
+
+def readable_preview(image: Image.Image) -> Image.Image:
+    """``image`` no wider than :data:`PREVIEW_WIDTH_PX`; a tall one cut to its top part, with a line saying so."""
+    shown = image.convert("RGB")
+    shown.thumbnail((PREVIEW_WIDTH_PX, image.height))
+    height = int(shown.width * PREVIEW_ASPECT)
+    if shown.height <= height:
+        return shown
+    note = 24
+    cut = Image.new("RGB", (shown.width, height + note), "white")
+    cut.paste(shown.crop((0, 0, shown.width, height)), (0, 0))
+    ImageDraw.Draw(cut).text(
+        (8, height + 6),
+        f"preview: the top {height / shown.height:.0%} of a {image.width} x {image.height} px image; open the file "
+        "for all of it",
+        fill="black",
+    )
+    return cut

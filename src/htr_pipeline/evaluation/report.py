@@ -71,10 +71,12 @@ def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = N
     # A recognizer-only table has no restored reading: the clean reading is the other side of the comparison.
     compared, compared_label = ("enhanced", RESTORED) if enhanced else ("clean", "clean")
     compared_colour = _ENHANCED_COLOUR if enhanced else _CLEAN_COLOUR
-    figure = _new_figure(16, 5)
+    # Two by two, not one row: a preview (kedro-viz, MLflow) shows the whole figure at a readable size.
+    figure = _new_figure(13, 9.5)
     if caption:
         figure.suptitle(caption, fontsize=11)
-    cer_axes, psnr_axes, length_axes = figure.subplots(1, 3)
+    (cer_axes, psnr_axes), (length_axes, figures_axes) = figure.subplots(2, 2)
+    _headline_figures(figures_axes, figures, len(samples), len(with_text))
 
     cer_axes.set_title(f"Per-line CER: degraded vs {compared_label}")
     if with_text.empty:
@@ -112,7 +114,9 @@ def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = N
         gain = figures.get("psnr_gain_db")
         if gain is not None:
             level = f"{100 * figures.get('confidence_level', 0.95):g}%"
-            psnr_axes.axvspan(gain["ci_low"], gain["ci_high"], color="tab:orange", alpha=0.3, label=f"{level} interval")
+            psnr_axes.axvspan(
+                gain["ci_low"], gain["ci_high"], color="tab:orange", alpha=0.3, zorder=0, label=f"{level} interval"
+            )
             psnr_axes.axvline(gain["estimate"], color="tab:orange", label=f"mean {gain['estimate']:.2f} dB")
             psnr_axes.legend(fontsize="small")
         psnr_axes.set_xlabel("PSNR gain (dB, against the clean line)")
@@ -148,6 +152,41 @@ def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = N
         rate_axis(length_axes, [*with_text["cer_degraded"], *with_text[f"cer_{compared}"]])
         length_axes.legend(fontsize="small")
     return figure
+
+
+def _headline_figures(axes: Any, figures: Mapping[str, Any], lines: int, lines_with_text: int) -> None:
+    """The summary's corpus figures as text, beside the distributions they summarise."""
+    axes.axis("off")
+    axes.set_title("Corpus figures")
+
+    def number(key: str, digits: int = 4) -> str:
+        value = figures.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    def interval(key: str, digits: int) -> str:
+        gain = figures.get(key)
+        return (
+            "n/a"
+            if gain is None
+            else f"{gain['estimate']:.{digits}f} [{gain['ci_low']:.{digits}f}, {gain['ci_high']:.{digits}f}]"
+        )
+
+    level = f"{100 * figures.get('confidence_level', 0.95):g}%"
+    rows = [
+        f"lines: {lines} ({lines_with_text} with a ground-truth text)",
+        "",
+        f"{'':<22}{'degraded':>10}{RESTORED:>10}{'clean':>10}",
+        f"{'corpus CER':<22}{number('cer_corpus_degraded'):>10}{number('cer_corpus_enhanced'):>10}"
+        f"{number('cer_corpus_clean'):>10}",
+        f"{'corpus WER':<22}{number('wer_corpus_degraded'):>10}{number('wer_corpus_enhanced'):>10}"
+        f"{number('wer_corpus_clean'):>10}",
+        f"{'mean PSNR (dB)':<22}{number('psnr_db_mean_degraded', 2):>10}{number('psnr_db_mean_enhanced', 2):>10}",
+        f"{'mean SSIM':<22}{number('ssim_mean_degraded'):>10}{number('ssim_mean_enhanced'):>10}",
+        "",
+        f"CER reduction ({level} interval): {interval('cer_reduction', 4)}",
+        f"PSNR gain, dB ({level} interval): {interval('psnr_gain_db', 2)}",
+    ]
+    axes.text(0.0, 1.0, "\n".join(rows), family="monospace", fontsize=10, va="top", transform=axes.transAxes)
 
 
 # ---------------------------------------------------------------------------------------------- gallery
