@@ -50,7 +50,7 @@ def test_gallery_shows_each_line_clean_and_degraded_with_its_recipe():
     titles = [axes.get_title(loc="left") for axes in figure.axes]
     assert titles == [
         "s:a (clean): abc",
-        "degraded: blur (strength 0.4, sigma_px 1.23); stain (strength 0.2)",
+        "degraded: blur 0.4, stain 0.2 (kind and strength)",
         "s:b (clean): de fgh",
         "degraded: the source's own degraded image",
     ]

@@ -121,7 +121,7 @@ def plot_line_gallery(manifest: pd.DataFrame, images: ImageReader, lines: int = 
         if len(pool)
         else pool
     )
-    figure = Figure(figsize=(10, 2.3 * max(1, len(shown))), layout="constrained")
+    figure = Figure(figsize=(10, 1.5 * max(1, len(shown))), layout="constrained")
     figure.suptitle("Lines as ingested: clean (top) and degraded (bottom) of each, with its degradation", fontsize=10)
     rows_of_axes = figure.subplots(2 * max(1, len(shown)), 1, squeeze=False)[:, 0]
     for position, row in enumerate(shown.itertuples()):
@@ -132,25 +132,19 @@ def plot_line_gallery(manifest: pd.DataFrame, images: ImageReader, lines: int = 
         degraded_axis.set_title(f"degraded: {degradation_text(row.degradation_recipe)}", fontsize=8, loc="left")
     for axis in rows_of_axes:
         axis.axis("off")
+        axis.set_anchor("W")  # lines flush left, so their titles have the figure's width
     return figure
 
 
 def degradation_text(recipe: str | None) -> str:
-    """A manifest's ``degradation_recipe`` (JSON, or null for a source's own degraded scan) in a few words:
-    ``blur (strength 0.42, sigma_px 1.3); stain (...)``."""
+    """A manifest's ``degradation_recipe`` (JSON, or null for a source's own degraded scan) in a few words: each
+    kind with its strength, ``blur 0.42, stain 0.2`` (the drawn physical parameters are in the manifest)."""
     if recipe is None or (isinstance(recipe, float) and np.isnan(recipe)):
         return "the source's own degraded image"
     steps = json.loads(recipe)
     if not steps:
         return "none drawn (the clean line)"
-    return "; ".join(
-        f"{step['kind']} (" + ", ".join(f"{key} {_short(value)}" for key, value in step.items() if key != "kind") + ")"
-        for step in steps
-    )
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return ", ".join(f"{step['kind']} {step['strength']:.2g}" for step in steps) + " (kind and strength)"
 
 
 def tracked_metrics(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
