@@ -13,13 +13,15 @@ from htr_pipeline.datasets.reports import PREVIEW_WIDTH_PX, html_page, report_ht
 
 def test_report_html_has_tables_and_inlines_the_images_it_can_open(tmp_path: Path):
     Image.new("RGB", (2000, 500), "white").save(tmp_path / "plots.png")
-    text = "# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![plots](plots.png)\n\n![gone](missing.png)\n"
+    text = "# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nin data/06_models/x_y\n\n"
+    text += "![plots](plots.png)\n\n![gone](missing.png)\n"
     html = report_html(text, lambda link: io.BytesIO((tmp_path / link).read_bytes()))
     assert "\n" not in html  # kedro-viz turns newlines into breaks
     assert "<table>" in html and "<td>2</td>" in html
     inlined = html.split('src="data:image/png;base64,')[1].split('"')[0]
     assert Image.open(io.BytesIO(base64.b64decode(inlined))).size == (PREVIEW_WIDTH_PX, 225)
     assert 'src="missing.png"' in html  # left as the link it was
+    assert "data/06&#95;models/x&#95;y" in html  # no underscore for kedro-viz's markdown pass to read as italics
     assert html_page(html).startswith("<!DOCTYPE html>") and "img{max-width:100%}" in html_page(html)
 
 

@@ -87,6 +87,8 @@ def report_html(text: str, open_image: Any) -> str:
     """A markdown report as HTML on one line (kedro-viz's renderer turns newlines into breaks), each image link
     that ``open_image(link)`` can open inlined as a PNG data URI no wider than :data:`PREVIEW_WIDTH_PX`."""
     html = _RENDERER.render(text).replace("\n", "")
+    # kedro-viz runs a markdown pass over the HTML it is given: an underscore in a path would start italics.
+    html = re.sub(r">([^<]*)<", lambda match: ">" + match.group(1).replace("_", "&#95;") + "<", html)
 
     def inlined(match: re.Match[str]) -> str:
         try:
