@@ -185,10 +185,9 @@ def _spike_finding(
     steps = sum(row["steps"] for row in epoch_rows)
     if not spike_rows:
         largest = max((row["max_global_norm"] for row in epoch_rows), default=math.nan)
+        epochs = f"{len(epoch_rows)} epoch{'' if len(epoch_rows) == 1 else 's'}"
         return Finding(
-            "ok",
-            f"{model}: no gradient spikes in {steps} steps over {len(epoch_rows)} epochs "
-            f"(largest global norm {largest:.4g})",
+            "ok", f"{model}: no gradient spikes in {steps} steps over {epochs} (largest global norm {largest:.4g})"
         )
     worst = max(spike_rows, key=lambda spike: spike["ratio"])
     spiking_layers = _layer_rows(spike_rows)

@@ -108,7 +108,7 @@ def resumed_checkpoint(config: TrainingConfig) -> tuple[Path, GanCheckpoint]:
     continued = f'--params "training.resume_from={project_relative(path)},training.epochs={checkpoint.epoch + 5}"'
     if checkpoint.epoch >= config.epochs:
         raise RunFinishedError(
-            f"training.resume_from: {path}{run} has trained {checkpoint.epoch} epochs, training.epochs is "
+            f"training.resume_from: {path}{run} has trained {_epochs(checkpoint.epoch)}, training.epochs is "
             f"{config.epochs}: nothing left to resume. To train it further, raise training.epochs, e.g. {continued}"
         )
     stopping = config.early_stopping
@@ -117,11 +117,15 @@ def resumed_checkpoint(config: TrainingConfig) -> tuple[Path, GanCheckpoint]:
         if without_improvement >= stopping.patience:
             raise RunFinishedError(
                 f"training.resume_from: {path}{run} stopped early at epoch {checkpoint.epoch} ({config.monitor} "
-                f"did not improve for {without_improvement} epochs, training.early_stopping.patience is "
+                f"did not improve for {_epochs(without_improvement)}, training.early_stopping.patience is "
                 f"{stopping.patience}): nothing left to resume. To train it further, raise the patience "
                 f"(training.early_stopping.patience={without_improvement + 5}) or set training.early_stopping=null"
             )
     return path, checkpoint
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch{'' if count == 1 else 's'}"
 
 
 def carry_best_checkpoints(source_folder: Path, run_folder: Path, resumed_epoch: int) -> list[str]:
