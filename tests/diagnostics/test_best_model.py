@@ -68,3 +68,9 @@ def test_plot_draws_the_degraded_baseline_and_names_each_unit():
     assert "degraded input 14.2" in [text.get_text() for text in psnr_axes.get_legend().get_texts()]
     assert not [text.get_text() for text in ssim_axes.get_legend().get_texts() if "degraded" in text.get_text()]
     assert cer_axes.get_title() == "val/cer (lower is better)"
+
+
+def test_a_one_epoch_history_has_one_whole_epoch_tick():
+    table = history_table({"val/cer": [(1, 0.97)], "val/psnr": [(1, 17.2)], "val/ssim": [(1, 0.8)]})
+    figure = plot_metric_history(table, cer_weight=50.0)
+    assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["1"]

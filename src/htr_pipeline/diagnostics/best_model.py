@@ -177,7 +177,12 @@ def plot_metric_history(table: pd.DataFrame, cer_weight: float, baseline: Mappin
         axes.set(
             title=f"{choice.metric} ({better} is better)", xlabel="epoch", ylabel=metric_unit(choice.metric, cer_weight)
         )
-        integer_axis(axes)
+        first, last = int(values.index.min()), int(values.index.max())
+        axes.set_xlim(first - 0.5, last + 0.5)  # one epoch is a point, not an axis from 0.95 to 1.05
+        if last - first < 20:
+            axes.set_xticks(range(first, last + 1))
+        else:
+            integer_axis(axes)
         if is_rate(choice.metric):
             rate_axis(axes, [*values, *([baseline[choice.metric]] if choice.metric in baseline else [])])
         axes.legend(fontsize="small")

@@ -416,7 +416,15 @@ def _plot_steps(
     for index, (epoch, summary) in enumerate(summaries):
         if index:
             axes.axvline(len(norms) - 0.5, color="grey", linestyle=":", linewidth=0.8)
-        axes.text(len(norms), 1.0, f" epoch {epoch}", transform=axes.get_xaxis_transform(), va="top", fontsize=8)
+        axes.text(
+            len(norms),
+            0.01,
+            f" epoch {epoch}",
+            transform=axes.get_xaxis_transform(),
+            va="bottom",
+            fontsize=8,
+            color="grey",
+        )
         norms += _step_norms(summary)
     axes.plot(range(len(norms)), norms, linewidth=0.8, color="tab:blue", label="global norm, each step")
     if factor is not None:
