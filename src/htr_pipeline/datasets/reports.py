@@ -66,7 +66,19 @@ class LinkedMarkdownDataset(MlflowLogged, TextDataset):
         """The newest report as HTML for kedro-viz, its images inlined as previews (a browser showing kedro-viz
         cannot open the project's files)."""
         path = PurePosixPath(get_filepath_str(self._get_load_path(), self._protocol))
-        return HTMLPreview(report_html(self.load(), lambda link: self._fs.open(str(path.parent / link), "rb")))
+        html = report_html(self.load(), lambda link: self._fs.open(str(path.parent / link), "rb"))
+        return HTMLPreview(without_emphasis_marks(html))
+
+
+KEDRO_VIZ_UNDERSCORE = "\u02cd"
+"""What an underscore of a report's text looks like in its kedro-viz preview (MODIFIER LETTER LOW MACRON)."""
+
+
+def without_emphasis_marks(html: str) -> str:
+    """``html`` whose text has no underscore: kedro-viz runs a markdown pass over the HTML of a preview (after
+    sanitising it, so an entity does not survive), and ``_`` ... ``_`` on a line, as in two paths, becomes
+    italics and loses both underscores. The file and MLflow's copy keep the text as it is."""
+    return re.sub(r">([^<]*)<", lambda match: ">" + match.group(1).replace("_", KEDRO_VIZ_UNDERSCORE) + "<", html)
 
 
 PREVIEW_WIDTH_PX = 900
@@ -87,8 +99,6 @@ def report_html(text: str, open_image: Any) -> str:
     """A markdown report as HTML on one line (kedro-viz's renderer turns newlines into breaks), each image link
     that ``open_image(link)`` can open inlined as a PNG data URI no wider than :data:`PREVIEW_WIDTH_PX`."""
     html = _RENDERER.render(text).replace("\n", "")
-    # kedro-viz runs a markdown pass over the HTML it is given: an underscore in a path would start italics.
-    html = re.sub(r">([^<]*)<", lambda match: ">" + match.group(1).replace("_", "&#95;") + "<", html)
 
     def inlined(match: re.Match[str]) -> str:
         try:
