@@ -236,3 +236,8 @@ def test_plots_say_what_they_show_with_the_clean_reference_and_the_gain_interval
     assert psnr_axes.get_xlabel() == "PSNR gain (dB, against the clean line)"
     assert "clean (reference)" in [text.get_text() for text in length_axes.get_legend().get_texts()]
     assert "CER reduction (95% interval)" in figures_axes.texts[0].get_text()
+    from htr_pipeline.evaluation.report import evaluation_caption
+
+    summary = {"checkpoint": "data/06_models/x/best.pt (epoch 3)", "split": "test", "headline_recognizer": "judge"}
+    caption = evaluation_caption({**summary, "decoding": "greedy"})
+    assert caption == "data/06_models/x/best.pt (epoch 3)\nsplit 'test', read by judge (greedy decoding)"

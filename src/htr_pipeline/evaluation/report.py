@@ -54,8 +54,9 @@ def _say_empty(axes: Any, message: str) -> None:
 
 def evaluation_caption(summary: Mapping[str, Any]) -> str:
     """What the evaluation figures show: the checkpoint, the split and the recognizer that read it."""
+    # Two lines: a checkpoint's path alone is about as wide as a figure's title can be.
     return (
-        f"{summary['checkpoint']}; split '{summary['split']}', read by {summary['headline_recognizer']} "
+        f"{summary['checkpoint']}\nsplit '{summary['split']}', read by {summary['headline_recognizer']} "
         f"({summary['decoding']} decoding)"
     )
 
@@ -267,7 +268,7 @@ def failure_gallery(
 
     figure = _new_figure(16, 2.3 * len(rows) + 0.4)
     if caption:
-        figure.suptitle(f"Lines restoration breaks and fixes most. {caption}; CER: edits / reference characters")
+        figure.suptitle(f"Lines restoration breaks and fixes most (CER: edits / reference characters)\n{caption}")
     grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.3, 0.85] * len(rows))
     for position, ((_, row), triple) in enumerate(zip(rows.iterrows(), images, strict=True)):
         for column, (variant, image) in enumerate(zip(("degraded", "enhanced", "clean"), triple, strict=True)):
