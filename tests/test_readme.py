@@ -70,6 +70,7 @@ def _readme_lines_starting(prefix: str) -> list[str]:
 def test_the_readme_jupyter_commands_start_a_server(interface: str, tmp_path: Path):
     import os
     import re
+    import signal
     import subprocess
     import sys
     import time
@@ -83,8 +84,15 @@ def test_the_readme_jupyter_commands_start_a_server(interface: str, tmp_path: Pa
     # Jupyter's own folders (and the kernel spec Kedro installs) in a temporary place, not the user's home.
     environment = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "JUPYTER_DATA_DIR": str(tmp_path / "data")}
     environment |= {"JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "run")}
+    # A session of its own: kedro starts Jupyter as a child, and the whole group is stopped at the end.
     server = subprocess.Popen(
-        arguments, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+        arguments,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        start_new_session=True,
     )
     output = []
     try:
@@ -97,5 +105,5 @@ def test_the_readme_jupyter_commands_start_a_server(interface: str, tmp_path: Pa
         assert any("http://" in line for line in output), "".join(output)[-3000:]
         assert (tmp_path / "data" / "kernels" / "kedro_htr_pipeline").is_dir()
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
