@@ -86,7 +86,7 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     trained = _run(kedro_project, "--params=training.recognizer_pretraining.max_val_cer=10.0")
     assert trained.exit_code == 0, trained.output
     block = trained.output[trained.output.index("Run summary") :]
-    assert "Training: 1 epochs; best val CER " in block
+    assert "Training: 1 epoch; best val CER " in block
     assert "Evaluation on test (2 lines), read by judge, 95% intervals:" in block
     assert "WARNING: the judge recognizer reads (almost) nothing even on clean lines" in block
     assert "evaluation_report            data/08_reporting/evaluation_report.md/" in block

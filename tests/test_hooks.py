@@ -121,3 +121,16 @@ def test_the_hooks_act_in_their_declared_order_whatever_order_they_are_registere
     block = capsys.readouterr().out
     assert "Data: 36 lines (6 test / 24 train / 6 valid), 0 rejected" in block
     assert f"MLflow run {run.info.run_id}: start the UI with" in block
+
+
+def test_the_kedro_command_tag_is_what_was_typed():
+    from htr_pipeline.hooks import kedro_command_as_typed
+
+    typed = ["/p/.venv/bin/kedro", "run", "--pipelines=training", "--params", "training.epochs=3,training.seed=1"]
+    assert (
+        kedro_command_as_typed(typed, {}) == "kedro run --pipelines=training --params training.epochs=3,training.seed=1"
+    )
+    from_python = {"pipeline_names": ["training"], "env": "seed", "runtime_params": {"training": {"epochs": 3}}}
+    assert kedro_command_as_typed(["pytest"], from_python) == (
+        "kedro run --pipelines=training --env=seed --params=training.epochs=3"
+    )

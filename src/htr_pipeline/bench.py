@@ -62,6 +62,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+import htr_pipeline.quiet_warnings  # noqa: F401  (the library warnings kedro run silences)
 from htr_pipeline.charset import Charset
 from htr_pipeline.checkpoints import RecognizerCheckpoint
 from htr_pipeline.config import (

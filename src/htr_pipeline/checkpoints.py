@@ -158,6 +158,11 @@ def load_checkpoint(path: Path, config_key: str) -> dict[str, Any]:
     return state
 
 
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a GAN checkpoint was saved at, read without loading its tensors (memory-mapped)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+
+
 def load_gan_checkpoint(path: Path, config_key: str) -> GanCheckpoint:
     """A GAN training checkpoint, read safely and checked whole; ``config_key`` names the setting."""
     return GanCheckpoint.from_state(load_checkpoint(path, config_key), path)

@@ -593,8 +593,9 @@ class TrainingConfig(StrictModel):
     page_crops: PageCropsConfig | None = None
     """null: page pairs are left out of training; else the GAN also trains (and validates) on crops of them, with
     the CTC and text terms off for those samples (they have no text)."""
-    resume_from: Path | None = None
-    """A training checkpoint: continue its run (and MLflow run) at the next epoch."""
+    resume_from: str | None = None
+    """A training checkpoint (a ``.pt`` file), or a training run's MLflow id (its ``last.pt``): continue that run
+    (and its MLflow run) at the next epoch, with the recognizers its checkpoint holds."""
 
     @model_validator(mode="before")
     @classmethod
@@ -848,9 +849,9 @@ def validate_parameters(parameters: Mapping[str, Any]) -> ProjectConfig:
 def check_checkpoint_files(config: ProjectConfig) -> None:
     """Every checkpoint file the parameters name exists, so a typo stops the run before any work starts."""
     files = {
-        "training.resume_from": config.training.resume_from,
         "training.recognizer_checkpoint": config.training.recognizer_checkpoint,
-        # Either a .pt file or a training run's MLflow id:
+        # Each either a .pt file or a training run's MLflow id:
+        "training.resume_from": named_file(config.training.resume_from),
         "evaluation.checkpoint": named_file(config.evaluation.checkpoint),
         "inference.checkpoint": named_file(config.inference.checkpoint),
         "diagnostics.checkpoint": named_file(config.diagnostics.checkpoint),

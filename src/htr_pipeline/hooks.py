@@ -17,6 +17,8 @@ dataset's ``run_summary`` metadata; which record completes which pipeline, by a 
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -290,7 +292,13 @@ class MlflowRunHook(MlflowHook):
             return  # tracking is disabled for this pipeline (mlflow.yml)
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         spelt = [part for name in names for part in (DEFAULT_PIPELINES if name == "__default__" else (name,))]
-        mlflow.set_tags({"mlflow.runName": "+".join(spelt), "kedro.env": run_params.get("env") or "local"})
+        mlflow.set_tags(
+            {
+                "mlflow.runName": "+".join(spelt),
+                "kedro.env": run_params.get("env") or "local",
+                "kedro_command": kedro_command_as_typed(sys.argv, run_params),
+            }
+        )
         tag_run_process(run.info.run_id)
         if self._parameters.config is not None:
             effective = effective_parameters(self._parameters.config)
@@ -303,6 +311,23 @@ class MlflowRunHook(MlflowHook):
     def before_node_run(self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool) -> None:
         without_params = {name: value for name, value in inputs.items() if not is_parameter(name)}
         super().before_node_run(node=node, catalog=catalog, inputs=without_params, is_async=is_async)
+
+
+def kedro_command_as_typed(argv: list[str], run_params: Mapping[str, Any]) -> str:
+    """The ``kedro run`` command as it was typed (kedro-mlflow's own tag spells every pipeline ``--pipeline=``
+    and leaves out ``--params`` and ``--env``); a session started from Python (a notebook, a test) gets the
+    command that would run the same."""
+    if argv and Path(argv[0]).name == "kedro":
+        return shlex.join(["kedro", *argv[1:]])
+    parts = ["kedro", "run"]
+    if run_params.get("pipeline_names"):
+        parts.append("--pipelines=" + ",".join(run_params["pipeline_names"]))
+    if run_params.get("env"):
+        parts.append(f"--env={run_params['env']}")
+    runtime = flatten_as_logged(run_params.get("runtime_params") or {})
+    if runtime:
+        parts.append("--params=" + ",".join(f"{key}={value}" for key, value in runtime.items()))
+    return shlex.join(parts)
 
 
 def _is_params(name: str) -> bool:
@@ -376,16 +401,18 @@ class RunSummaryHook:
             return
         run = mlflow.active_run()
         port = self._mlflow_ui.get("port", "5000")
+        session_run_id = None if run is None else run.info.run_id
+        # A resume's epochs go into the run it continued: that is the run to open.
+        shown_run_id = (figures.get("training") or {}).get("mlflow_run_id") or session_run_id
         results = RunResults(
             **figures,
             outputs=outputs,
-            mlflow_run_id=None if run is None else run.info.run_id,
+            mlflow_run_id=shown_run_id,
+            session_run_id=session_run_id,
             mlflow_ui_command=mlflow_ui_command(self._project_path, port),
             mlflow_run_url=None
             if run is None
-            else mlflow_run_url(
-                self._mlflow_ui.get("host", "127.0.0.1"), port, run.info.experiment_id, run.info.run_id
-            ),
+            else mlflow_run_url(self._mlflow_ui.get("host", "127.0.0.1"), port, run.info.experiment_id, shown_run_id),
         )
         for line in run_summary_lines(results):
             warning = line.startswith("WARNING")

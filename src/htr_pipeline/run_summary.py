@@ -33,6 +33,9 @@ class RunResults:
     outputs: Sequence[tuple[str, str]] = field(default_factory=list)
     """``(dataset name, project-relative path)`` of the outputs a person opens first."""
     mlflow_run_id: str | None = None
+    """The run to open: this session's, or the run a resumed training logged its epochs into."""
+    session_run_id: str | None = None
+    """This session's own run (None: the same as ``mlflow_run_id``, or no tracking)."""
     mlflow_ui_command: str | None = None
     mlflow_run_url: str | None = None
     """The run's page in that UI, opened on its model-training view."""
@@ -59,6 +62,12 @@ def run_summary_lines(results: RunResults) -> list[str]:
         lines.append("Outputs (relative to the project folder):")
         lines += [f"  {name:<28} {path}" for name, path in results.outputs]
     if results.mlflow_run_id is not None:
+        continued = results.session_run_id not in (None, results.mlflow_run_id)
+        if continued:
+            lines.append(
+                f"MLflow run {results.mlflow_run_id} holds the resumed epochs (this session's run "
+                f"{results.session_run_id} holds its parameters)"
+            )
         lines.append(f"MLflow run {results.mlflow_run_id}: start the UI with `{results.mlflow_ui_command}`")
         if results.mlflow_run_url is not None:
             lines.append(f"  then open {results.mlflow_run_url}")
@@ -87,7 +96,8 @@ def training_lines(training: Mapping[str, Any]) -> list[str]:
         if metric in best_value
     ]
     stopped = ", stopped early" if training.get("stopped_early") else ""
-    return [f"Training: {training['epochs_run']} epochs{stopped}; best {'; best '.join(parts)}"]
+    epochs = training["epochs_run"]
+    return [f"Training: {epochs} epoch{'' if epochs == 1 else 's'}{stopped}; best {'; best '.join(parts)}"]
 
 
 def evaluation_lines(evaluation: Mapping[str, Any]) -> list[str]:

@@ -51,3 +51,26 @@ def test_a_criterion_without_its_checkpoint_is_a_problem():
     assert lost == {"val/cer", "val/psnr", "val/ssim"}
     kept = ["best_cer.pt", "best_psnr.pt", "best_ssim.pt", "best_combined.pt", "best.pt", "last.pt"]
     assert best_model_report(_seed_history(), 50.0, kept).verdict == "warning"
+
+
+def test_plot_draws_the_degraded_baseline_and_names_each_unit():
+    from htr_pipeline.diagnostics.best_model import degraded_baseline
+
+    logged = {"val_degraded/cer": [(0, 0.31)], "val_degraded/psnr": [(0, 14.2)], "val/cer": [(1, 0.2)]}
+    baseline = degraded_baseline(logged)
+    assert baseline == {"val/cer": 0.31, "val/psnr": 14.2}
+    figure = plot_metric_history(_seed_history(), cer_weight=50.0, baseline=baseline)
+    cer_axes, psnr_axes, ssim_axes, combined_axes = figure.axes
+    assert cer_axes.get_ylabel() == "CER (edits / reference characters)"
+    assert psnr_axes.get_ylabel() == "PSNR against the clean line (dB)"
+    assert combined_axes.get_ylabel() == "PSNR - 50 x CER (dB)"
+    assert "degraded input 0.31" in [text.get_text() for text in cer_axes.get_legend().get_texts()]
+    assert "degraded input 14.2" in [text.get_text() for text in psnr_axes.get_legend().get_texts()]
+    assert not [text.get_text() for text in ssim_axes.get_legend().get_texts() if "degraded" in text.get_text()]
+    assert cer_axes.get_title() == "val/cer (lower is better)"
+
+
+def test_a_one_epoch_history_has_one_whole_epoch_tick():
+    table = history_table({"val/cer": [(1, 0.97)], "val/psnr": [(1, 17.2)], "val/ssim": [(1, 0.8)]})
+    figure = plot_metric_history(table, cer_weight=50.0)
+    assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["1"]

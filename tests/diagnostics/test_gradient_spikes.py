@@ -165,3 +165,49 @@ def test_plot_without_reports_says_so():
     figure = plot_gradient_spikes([])
     assert figure.axes == []
     assert "no gradient statistics" in figure.texts[0].get_text()
+
+
+def test_clipping_on_most_steps_is_a_warning_naming_the_effective_update():
+    # The default run: the generator's norm ~28 against a clip of 1.0, so the clip acts on every step.
+    report = gradient_spike_report(_epoch_reports(), problem_factor=100.0, precision="fp32", clip_norm=1.0)
+    assert report.verdict == "warning"
+    generator = report.details["clipping"][0]
+    assert generator["model"] == "generator"
+    assert generator["clipped_steps"] == EPOCHS * STEPS_PER_EPOCH and generator["clipped_share"] == 1.0
+    assert generator["mean_norm_over_clip"] == pytest.approx(SEED_MEAN_NORM, rel=0.05)
+    (finding,) = [f for f in report.findings if f.message.startswith("generator: clipping")]
+    assert finding.verdict == "warning"
+    assert "clipping acted on 120 of 120 steps (100%)" in finding.message
+    assert "the effective update is the gradient rescaled to norm 1" in finding.message
+    assert "## Gradient clipping" in report.to_markdown()
+
+
+def test_a_clip_above_the_usual_norm_is_ok_and_still_reports_its_share():
+    report = gradient_spike_report(_epoch_reports(), problem_factor=100.0, precision="fp32", clip_norm=29.0)
+    assert report.verdict == "ok"
+    share = report.details["clipping"][0]["clipped_share"]
+    assert 0.0 < share < 0.5  # the steady norms vary by a few percent around 28
+    assert report.details["clipping"][0]["mean_norm_over_clip"] == pytest.approx(28 / 29, rel=0.05)
+
+
+def test_a_run_without_per_step_norms_judges_clipping_by_the_mean_norm():
+    reports = _epoch_reports()
+    for report in reports:
+        for model in ("generator", "discriminator"):
+            del report[model]["global_norms"]
+    audit = gradient_spike_report(reports, problem_factor=100.0, precision="fp32", clip_norm=1.0)
+    assert audit.details["clipping"][0]["clipped_steps"] is None
+    assert audit.verdict == "warning"
+    assert "cannot be counted" in audit.findings[1].message
+
+
+def test_plot_is_per_step_with_the_clip_and_the_spike_threshold_drawn():
+    figure = plot_gradient_spikes(_spike_in_decoder_at_epoch_2(), clip_norm=1.0, spike_factor=SPIKE_FACTOR)
+    generator_axes, _ = figure.axes
+    labels = [text.get_text() for text in generator_axes.get_legend().get_texts()]
+    assert set(labels) == {"global norm, each step", "spike: 10x median", "clip (1)", "spike"}
+    lines = {line.get_label(): line for line in generator_axes.get_lines()}
+    steps, threshold = lines["global norm, each step"], lines["spike: 10x median"]
+    assert len(steps.get_xdata()) == EPOCHS * STEPS_PER_EPOCH
+    assert threshold.get_ydata()[10] == pytest.approx(SPIKE_FACTOR * np.median(steps.get_ydata()[:10]), rel=1e-3)
+    assert generator_axes.get_xlabel() == "step (all epochs)"

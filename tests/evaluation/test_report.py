@@ -16,10 +16,10 @@ from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.report import (
     GALLERY_FILE,
     PLOTS_FILE,
+    changed_lines,
     failure_gallery,
     markdown_report,
     plot_evaluation,
-    worst_lines,
 )
 from htr_pipeline.evaluation.scoring import restore_lines, score_samples
 from htr_pipeline.models.registry import build_generator, build_recognizer
@@ -90,23 +90,34 @@ def test_evaluation_plots_render_for_recognizer_only_and_textless_tables(models,
     assert panel_texts.count("no text: no CER") == 2
 
 
-def test_worst_lines_rank_by_enhanced_cer_then_length(samples):
+def test_gallery_lines_are_what_restoration_breaks_and_fixes_not_what_nobody_reads(samples):
     ranked = samples.copy()
-    ranked["cer_enhanced"] = [0.5, 0.5, 0.1, 0.9, 0.0]
-    worst = worst_lines(ranked, 3)
-    assert worst["sample_id"].tolist() == ["line_3", "line_0", "line_1"]
+    # line_0: unreadable even clean (CER 1 everywhere): the old ranking's first line, no change here.
+    ranked["cer_degraded"] = [1.0, 0.6, 0.1, 0.9, 0.5]
+    ranked["cer_enhanced"] = [1.0, 0.7, 0.6, 0.2, 0.4]
+    ranked["cer_clean"] = [1.0, 0.0, 0.1, 0.1, 0.4]
+    changed = changed_lines(ranked, 4)
+    assert changed["sample_id"].tolist() == ["line_1", "line_2", "line_3", "line_4"]
+    assert changed["gallery"].tolist() == ["breaks", "breaks", "fixes", "fixes"]
+    assert changed["cer_change"].tolist() == pytest.approx([0.7, 0.5, 0.7, 0.1])
+    # Too few breaks: the fixes take their places (and a line is never shown twice).
+    assert changed_lines(ranked, 5)["sample_id"].tolist() == ["line_1", "line_2", "line_3", "line_4"]
+    assert changed_lines(ranked, 1)["sample_id"].tolist() == ["line_1"]
 
 
-def test_worst_lines_skip_lines_without_text_and_use_clean_cer_without_generator(models):
+def test_gallery_lines_skip_lines_without_text_and_show_what_degradation_breaks_without_generator(models):
     _, recognizer, charset = models
     recognizer_only = score_samples([line_batch(["abc de", "", "fgh"])], None, recognizer, charset, CPU)
+    recognizer_only["cer_degraded"] = [0.5, np.nan, 0.9]
     recognizer_only["cer_clean"] = [0.2, np.nan, 0.7]
-    assert worst_lines(recognizer_only, 5)["sample_id"].tolist() == ["line_2", "line_0"]
+    changed = changed_lines(recognizer_only, 5)
+    assert changed["sample_id"].tolist() == ["line_0", "line_2"]
+    assert set(changed["gallery"]) == {"breaks"}
 
 
 def test_failure_gallery_renders_each_line_with_its_readings(models, batch, samples, tmp_path: Path):
     generator, _, _ = models
-    worst = worst_lines(samples, 3)
+    worst = changed_lines(samples.assign(cer_clean=0.0, cer_enhanced=0.5), 3)
     enhanced = restore_lines(batch, generator, CPU)
     images = []
     for index in worst.index:
@@ -114,10 +125,12 @@ def test_failure_gallery_renders_each_line_with_its_readings(models, batch, samp
         images.append(
             (batch.degraded[index, 0, :, :width].numpy(), enhanced[index], batch.clean[index, 0, :, :width].numpy())
         )
-    figure = failure_gallery(worst, images)
+    figure = failure_gallery(worst, images, "run.pt (epoch 3); split 'test', read by judge")
     save_png(figure, tmp_path / GALLERY_FILE)
     captions = " ".join(text.get_text() for axes in figure.axes for text in axes.texts)
     assert all(reference in captions for reference in worst["reference"])
+    assert "(restoration breaks it: restored CER 0.500 above clean)" in captions
+    assert "split 'test', read by judge" in figure.get_suptitle()
 
 
 def test_failure_gallery_truncates_long_readings_and_handles_no_lines(samples, tmp_path: Path):
@@ -164,9 +177,7 @@ def test_markdown_report_holds_the_key_numbers(samples):
     assert f"{gain['estimate']:.2f} [{gain['ci_low']:.2f}, {gain['ci_high']:.2f}]" in report
     assert "95%" in report
     assert PLOTS_FILE in report and GALLERY_FILE in report
-    assert "a \\| b" in report  # a pipe in a reference does not break the worst-lines table
-    worst_table = report.split("worst lines")[1]
-    assert all(sample_id in worst_table for sample_id in samples["sample_id"])
+    assert "Lines restoration changed most" in report
 
 
 def test_markdown_report_without_text_or_generator(models, batch):
@@ -178,7 +189,7 @@ def test_markdown_report_without_text_or_generator(models, batch):
     generator, _, _ = models
     textless = score_samples([line_batch([""] * 2)], generator, recognizer, charset, CPU)
     report = markdown_report(by_recognizer(in_loop=textless), textless, "textless")
-    assert "No line has a ground-truth text." in report
+    assert "No line with a ground-truth text changed its CER." in report
     assert "no line has a ground-truth text, so there is no CER to compare" in report
 
 
@@ -186,7 +197,7 @@ def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(s
     constant = samples.assign(cer_degraded=1.0, cer_enhanced=1.0)
     figure = plot_evaluation(constant)
     save_png(figure, tmp_path / "constant.png")
-    cer_axes, _, length_axes = figure.axes
+    cer_axes, _, length_axes, _ = figure.axes
     assert cer_axes.get_title() == "Per-line CER: degraded vs restored"
     degraded_bars, restored_bars = cer_axes.containers  # side by side: no bar drawn over another
     assert {bar.get_facecolor() for bar in degraded_bars} != {bar.get_facecolor() for bar in restored_bars}
@@ -209,3 +220,24 @@ def test_failure_gallery_shows_an_empty_reading_and_names_each_image(samples, tm
     titles = [axes.get_title() for axes in figure.axes[:3]]
     assert [title.split("  ")[0] for title in titles] == ["degraded", "restored", "clean"]
     assert all(text.get_fontsize() >= 10 for axes in figure.axes for text in axes.texts)
+
+
+def test_plots_say_what_they_show_with_the_clean_reference_and_the_gain_interval(samples, tmp_path: Path):
+    figures = summarise(samples, resamples=100, seed=0)
+    figure = plot_evaluation(samples, figures, "run.pt (epoch 3); split 'test', read by judge (greedy decoding)")
+    save_png(figure, tmp_path / PLOTS_FILE)
+    assert figure.get_suptitle() == "run.pt (epoch 3); split 'test', read by judge (greedy decoding)"
+    cer_axes, psnr_axes, length_axes, figures_axes = figure.axes
+    cer_labels = [text.get_text() for text in cer_axes.get_legend().get_texts()]
+    assert f"corpus CER clean {figures['cer_corpus_clean']:.3f}" in cer_labels
+    gain = figures["psnr_gain_db"]
+    psnr_labels = [text.get_text() for text in psnr_axes.get_legend().get_texts()]
+    assert f"mean {gain['estimate']:.2f} dB" in psnr_labels and "95% interval" in psnr_labels
+    assert psnr_axes.get_xlabel() == "PSNR gain (dB, against the clean line)"
+    assert "clean (reference)" in [text.get_text() for text in length_axes.get_legend().get_texts()]
+    assert "CER reduction (95% interval)" in figures_axes.texts[0].get_text()
+    from htr_pipeline.evaluation.report import evaluation_caption
+
+    summary = {"checkpoint": "data/06_models/x/best.pt (epoch 3)", "split": "test", "headline_recognizer": "judge"}
+    caption = evaluation_caption({**summary, "decoding": "greedy"})
+    assert caption == "data/06_models/x/best.pt (epoch 3)\nsplit 'test', read by judge (greedy decoding)"

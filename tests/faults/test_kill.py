@@ -93,7 +93,7 @@ def test_training_killed_mid_epoch_resumes_to_the_uninterrupted_metrics_and_its_
     start_session(training_project)
     assert client.get_run(killed).info.status == "KILLED"
 
-    _run(training_project, "training", runtime_params={"training": {"resume_from": str(last)}})
+    _run(training_project, "training", runtime_params={"training": {"resume_from": killed}})  # by its run id
 
     assert client.get_run(killed).info.status == "FINISHED"
     for metric in ("val/cer", "val/psnr", "val/ssim", "train/g_loss", "adaptive/weight_ctc"):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -193,9 +198,85 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     assert not [output for output in outputs if output.get("output_type") == "error"]
     assert any("image/png" in output.get("data", {}) for output in outputs)
     assert [str(output)[:300] for output in outputs if "Warning" in str(output) or "IProgress" in str(output)] == []
+    shown = " ".join(str(output.get("data", {}).get("text/plain", "")) + output.get("text", "") for output in outputs)
+    assert "restored" in shown and "enhanced" not in shown  # what every picture and report calls it
     import re
 
     (report,) = [output["data"]["text/markdown"] for output in outputs if "text/markdown" in output.get("data", {})]
     image_links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(image_links) == 2
     assert all((training_project / "notebooks" / link).resolve().is_file() for link in image_links), image_links
+
+
+def _readme_command(starting: str) -> str:
+    """The README's command line that starts with ``starting`` (its trailing comment dropped)."""
+    from tests.conftest import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    return next(line for line in readme.splitlines() if line.startswith(starting)).split("  #")[0]
+
+
+def _kedro(project: Path, command: str) -> subprocess.CompletedProcess:
+    """A README command as a user types it, run by the project's own ``kedro`` in ``project``."""
+    kedro = Path(sys.executable).parent / "kedro"
+    arguments = shlex.split(command)
+    assert arguments[0] == "kedro", command
+    return subprocess.run(
+        [str(kedro), *arguments[1:]],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "200"},
+    )
+
+
+@pytest.mark.slow
+def test_the_readme_resume_commands_finish_or_continue_a_run_without_training_any_recognizer_again(
+    training_project: Path,
+):
+    import torch
+
+    _run(training_project)  # ingestion, 2 epochs (training.epochs), evaluation
+    (first,) = _runs(training_project)
+    run_id = first.info.run_id
+    first_folder = Path(_run_folder_of(training_project, run_id))
+    resume = _readme_command('kedro run --pipeline=training --params "training.resume_from=<MLflow run id>"')
+    further = _readme_command('kedro run --pipeline=training --params "training.resume_from=<MLflow run id>,')
+
+    # Finished: one line saying so and what to pass, exit status 1, before any recognizer trains.
+    finished = _kedro(training_project, resume.replace("<MLflow run id>", run_id))
+    assert finished.returncode == 1
+    (error,) = [line for line in finished.stderr.splitlines() if line.startswith("Error:")]
+    assert "has trained 2 epochs, training.epochs is 2: nothing left to resume" in error
+    assert f'--params "training.resume_from={first_folder.as_posix()}/last.pt,training.epochs=7"' in error
+    refused = _runs(training_project)[1].info.run_id
+    assert not _client(training_project).get_run(refused).data.metrics  # nothing was trained
+
+    continued = _kedro(training_project, further.replace("<MLflow run id>", run_id))
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    resuming = _runs(training_project)[2].info.run_id
+    summary_path = sorted((training_project / "data" / "08_reporting" / "training_summary.json").glob("*/*.json"))[-1]
+    summary = json.loads(summary_path.read_text())
+    epochs = int(further.split("training.epochs=")[1].split('"')[0])
+    assert (summary["mlflow_run_id"], summary["epochs_run"]) == (run_id, epochs)
+    # Neither stage 1 nor the judge trained again: the resuming session's own run holds no recognizer metric.
+    assert not [name for name in _client(training_project).get_run(resuming).data.metrics if "/" in name]
+    assert [step for step, _ in _history(training_project, run_id, "val/cer")] == list(range(1, epochs + 1))
+    judge_then = torch.load(first_folder / "last.pt", weights_only=True)["reference_recognizers"]["judge"]
+    judge_now = torch.load(Path(summary["checkpoint_folder"]) / "last.pt", weights_only=True)["reference_recognizers"]
+    assert all(
+        torch.equal(judge_now["judge"]["recognizer"][key], value) for key, value in judge_then["recognizer"].items()
+    )
+    # The new folder holds every checkpoint (best ones carried over or improved), and the run names it.
+    folder = Path(summary["checkpoint_folder"])
+    assert folder != first_folder
+    assert {path.name for path in folder.glob("*.pt")} == {path.name for path in first_folder.glob("*.pt")}
+    assert _client(training_project).get_run(run_id).data.tags["htr.checkpoint_folder"] == summary["checkpoint_folder"]
+    assert torch.load(first_folder / "last.pt", weights_only=True)["epoch"] == 2  # left as it was
+    printed = " ".join(continued.stdout.split())
+    assert f"MLflow run {run_id} holds the resumed epochs (this session's run {resuming}" in printed
+    assert f"/runs/{run_id}?" in printed
+    assert f"Training: {epochs} epochs" in printed
+    tag = _client(training_project).get_run(resuming).data.tags["kedro_command"]
+    assert shlex.split(tag) == shlex.split(further.replace("<MLflow run id>", run_id))  # what was typed

@@ -128,6 +128,7 @@ def test_each_run_holds_the_artifacts_the_catalog_declares_and_the_reports_links
     assert {path for path in main_job if path.startswith("evaluation/")} == {
         "evaluation/summary.json",
         "evaluation/report.md",
+        "evaluation/report.html",
         "evaluation/plots.png",
         "evaluation/gallery.png",
         "evaluation/evaluation_plots.png",
@@ -144,6 +145,11 @@ def test_each_run_holds_the_artifacts_the_catalog_declares_and_the_reports_links
         text = Path(client.download_artifacts(run_id, report, str(tmp_path))).read_text()
         links = [part.split(")", 1)[0] for part in text.split("](")[1:]]
         assert links and {f"{Path(report).parent}/{link}" for link in links} <= _artifacts(client, run_id), links
+    # MLflow's markdown view shows no image: the HTML copy of the report carries both, inlined.
+    html = Path(
+        client.download_artifacts(runs["data_ingestion+training+evaluation"], "evaluation/report.html", str(tmp_path))
+    )
+    assert html.read_text().count('<img src="data:image/png;base64,') == 2
 
 
 def test_mlflow_shows_a_model_training_experiment_with_settings_as_params(ran_project: Path):
@@ -211,3 +217,6 @@ def test_kedro_viz_builds_every_preview(ran_project: Path):
     assert preview_of["summary.json"] == "JSONPreview"  # the diagnostics summary
     assert preview_of["evaluation_plots.png"] == preview_of["evaluation_gallery.png"] == "ImagePreview"
     assert preview_of["dataset_report.png"] == "ImagePreview"
+    assert preview_of["evaluation_report.md"] == "HTMLPreview"  # markdown reports render, images inlined
+    report = next(node for node in details if Path(str(node.get("filepath"))).name == "evaluation_report.md")
+    assert report["preview"].count('src="data:image/png;base64,') == 2 and "<table>" in report["preview"]

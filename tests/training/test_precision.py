@@ -101,8 +101,8 @@ def test_fp16_reads_as_fp32_then_trains_once_the_scaler_has_backed_off():
 
 def run_metadata(precision: str) -> GanRunMetadata:
     config = TrainingConfig.model_validate({**TINY, "precision": precision})
-    run_config = TrainedRunConfig(data=DataConfig.model_validate(small_synthetic_parameters()["data"]), training=config)
-    return gan_run_metadata(CHARSET, run_config, ReferenceRecognizers(CHARSET))
+    data = DataConfig.model_validate(small_synthetic_parameters()["data"])
+    return gan_run_metadata(CHARSET, TrainedRunConfig(data=data, training=config), ReferenceRecognizers(CHARSET))
 
 
 def test_a_run_resumed_in_fp16_from_a_bf16_checkpoint_starts_its_loss_scaler_afresh(

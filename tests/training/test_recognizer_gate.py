@@ -43,7 +43,7 @@ def test_a_recognizer_that_cannot_learn_stops_the_training_node_before_any_gan_e
 
     message = str(error.value)
     assert message.startswith("The pre-trained recognizer (stage 1) does not read: its best val CER is ")
-    assert "after 1 epochs (2 optimiser steps), above training.recognizer_pretraining.max_val_cer=0.05" in message
+    assert "after 1 epoch (2 optimiser steps), above training.recognizer_pretraining.max_val_cer=0.05" in message
     assert "No GAN epoch was run against it. Try: more epochs" in message
     assert "\n" not in message
     checkpoints = list((kedro_project / "data" / "06_models").rglob("*.pt"))

@@ -570,9 +570,11 @@ def run_gan_stage(
 ) -> StageRun:
     """``gan_stage`` called as the pipeline node calls it, with the run metadata the node builds."""
     training = training_parameters(
-        early_stopping={"patience": 3},
-        adaptive_balancing={"target_ctc_share": 0.65, "adaptation_rate": 0.15},
-        **overrides,
+        **{
+            "early_stopping": {"patience": 3},
+            "adaptive_balancing": {"target_ctc_share": 0.65, "adaptation_rate": 0.15},
+            **overrides,
+        }
     )
     config = validate_section(TrainingConfig, training, "training")
     data = small_synthetic_parameters()["data"]
@@ -728,6 +730,19 @@ def test_a_resumed_run_matches_an_uninterrupted_one(
     for key in ("balancer", "early_stopping", "best_by_monitor", "best_per_metric", "generator_gradients"):
         assert continued[key] == whole[key], key
     assert resumed.tracker.history["val/psnr"][0][1] == uninterrupted.tracker.history["val/psnr"][1][1]
+
+
+def test_balancer_curves_are_logged_only_with_adaptive_balancing_and_every_step_norm_is_kept(
+    tmp_path: Path, one_epoch_run: StageRun, line_data: LineData, recognizer_state: RecognizerCheckpoint
+):
+    assert "adaptive/weight_ctc" in one_epoch_run.tracker.history
+    fixed = run_gan_stage(
+        line_data, recognizer_state, tmp_path / "fixed", "run-fixed", epochs=1, adaptive_balancing=None
+    )
+    assert not [name for name in fixed.tracker.history if name.startswith("adaptive/")]
+    generator = one_epoch_run.tracker.documents["gradients/epoch_001.json"]["generator"]
+    assert len(generator["global_norms"]) == generator["steps"] > 0
+    assert max(generator["global_norms"]) == pytest.approx(generator["max_global_norm"], rel=1e-3)
 
 
 # --------------------------------------------------------------------- 7. the CTC gradient reaches the generator

@@ -114,8 +114,10 @@ def rejects_per_page(rejects: pd.DataFrame, page_sources: Collection[str]) -> di
 
 
 def plot_line_gallery(manifest: pd.DataFrame, images: ImageReader, lines: int = GALLERY_LINES) -> Figure:
-    """A few clean line crops with their text, real lines first (spread over their sources), to eyeball cutting:
-    a real line is a line image the source holds, not one rendered (``synthesis``) or kept as a page."""
+    """A few lines, clean and degraded one above the other, with their text and where the degraded version comes
+    from (the degradation recipe drawn for it, or the source's own scan), real lines first (spread over their
+    sources), to eyeball cutting and degradation: a real line is a line image the source holds, not one rendered
+    (``synthesis``) or kept as a page."""
     real_lines = (manifest["image_type"] == "line") & manifest["synthesis"].isna()
     real = manifest[real_lines & manifest["transcription"].notna()]
     pool = real if len(real) else manifest[manifest["transcription"].notna()]
@@ -130,12 +132,30 @@ def plot_line_gallery(manifest: pd.DataFrame, images: ImageReader, lines: int = 
         if len(pool)
         else pool
     )
-    figure = Figure(figsize=(10, 1.3 * max(1, len(shown))), layout="constrained")
-    for axis, row in zip(figure.subplots(max(1, len(shown)), 1, squeeze=False)[:, 0], shown.itertuples(), strict=False):
-        axis.imshow(images.read(row.clean_path), cmap="gray", vmin=0, vmax=255, aspect="equal")
-        axis.set_title(f"{row.sample_id}: {row.transcription}", fontsize=8, loc="left")
+    figure = Figure(figsize=(10, 1.5 * max(1, len(shown))), layout="constrained")
+    figure.suptitle("Lines as ingested: clean (top) and degraded (bottom) of each, with its degradation", fontsize=10)
+    rows_of_axes = figure.subplots(2 * max(1, len(shown)), 1, squeeze=False)[:, 0]
+    for position, row in enumerate(shown.itertuples()):
+        clean_axis, degraded_axis = rows_of_axes[2 * position], rows_of_axes[2 * position + 1]
+        clean_axis.imshow(images.read(row.clean_path), cmap="gray", vmin=0, vmax=255, aspect="equal")
+        clean_axis.set_title(f"{row.sample_id} (clean): {row.transcription}", fontsize=8, loc="left")
+        degraded_axis.imshow(images.read(row.degraded_path), cmap="gray", vmin=0, vmax=255, aspect="equal")
+        degraded_axis.set_title(f"degraded: {degradation_text(row.degradation_recipe)}", fontsize=8, loc="left")
+    for axis in rows_of_axes:
         axis.axis("off")
+        axis.set_anchor("W")  # lines flush left, so their titles have the figure's width
     return figure
+
+
+def degradation_text(recipe: str | None) -> str:
+    """A manifest's ``degradation_recipe`` (JSON, or null for a source's own degraded scan) in a few words: each
+    kind with its strength, ``blur 0.42, stain 0.2`` (the drawn physical parameters are in the manifest)."""
+    if recipe is None or (isinstance(recipe, float) and np.isnan(recipe)):
+        return "the source's own degraded image"
+    steps = json.loads(recipe)
+    if not steps:
+        return "none drawn (the clean line)"
+    return ", ".join(f"{step['kind']} {step['strength']:.2g}" for step in steps) + " (kind and strength)"
 
 
 def tracked_metrics(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -154,10 +174,18 @@ def _counts(manifest: pd.DataFrame, columns: list[str]) -> dict[str, int]:
     return {"/".join(str(part) for part in np.atleast_1d(key)): int(count) for key, count in grouped.items()}
 
 
+def whole_number_bins(values: np.ndarray, most: int = HISTOGRAM_BINS) -> np.ndarray:
+    """Bin edges for whole numbers (pixel widths, label lengths): each bin holds the same count of whole numbers
+    (1, 2, 5, ... of them), edges half-way between, at most about ``most`` bins; never a fractional bin."""
+    low, high = int(np.min(values)), int(np.max(values))
+    per_bin = max(1, -(-(high - low + 1) // most))
+    return np.arange(low, high + per_bin + 1, per_bin) - 0.5
+
+
 def _histogram(values: np.ndarray) -> dict[str, Any]:
     if len(values) == 0:
         return {"count": 0, "bin_edges": [], "counts": []}
-    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+    counts, edges = np.histogram(values, bins=whole_number_bins(values))
     return {
         "count": len(values),
         "min": float(values.min()),
@@ -176,11 +204,13 @@ def plot_dataset_report(manifest: pd.DataFrame, summary: dict[str, Any]) -> Figu
     per_source = manifest.groupby(["source", "split"]).size().unstack(fill_value=0)
     per_source.reindex(columns=[s for s in SPLIT_NAMES if s in per_source.columns]).plot.bar(ax=axes[0, 0], rot=0)
     axes[0, 0].set(title=f"Samples per source and split ({summary['rejects']} rejected)", ylabel="lines")
-    axes[0, 1].hist(manifest["width"], bins=HISTOGRAM_BINS, color="tab:blue")
+    axes[0, 1].hist(manifest["width"], bins=whole_number_bins(manifest["width"].to_numpy()), color="tab:blue")
     axes[0, 1].set(title="Normalised image width", xlabel="width (px)", ylabel="lines")
     lengths = manifest["transcription"].dropna().str.len()
-    axes[1, 0].hist(lengths, bins=HISTOGRAM_BINS, color="tab:green")
-    axes[1, 0].set(title="Label length", xlabel="label length (symbols)", ylabel="lines")
+    if len(lengths):
+        axes[1, 0].hist(lengths, bins=whole_number_bins(lengths.to_numpy()), color="tab:green")
+    axes[1, 0].set(title="Label length", xlabel="label length (characters)", ylabel="lines")
+    integer_axis(axes[1, 0], "x")
     frequencies = Counter(summary["character_frequencies_train"]).most_common(60)
     if frequencies:
         symbols, counts = zip(*frequencies, strict=True)

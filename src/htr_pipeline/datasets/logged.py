@@ -84,6 +84,9 @@ class MlflowLogging(BaseModel):
     finish_run: bool = False
     """The run ``run_id_field`` names, when it is not this run, ends ``FINISHED``: this run completed it."""
     link: RunLink | None = None
+    html: str | None = None
+    """A markdown report also as this HTML artifact, its images inlined: MLflow's markdown view shows no image
+    (``datasets.reports.LinkedMarkdownDataset``; the images must be saved before the report)."""
 
     @field_validator("numbers")
     @classmethod

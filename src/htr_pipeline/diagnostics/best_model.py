@@ -128,21 +128,63 @@ def _no_validation(table: pd.DataFrame) -> bool:
     return table.empty or VAL_CER not in table or VAL_PSNR not in table
 
 
-def plot_metric_history(table: pd.DataFrame, cer_weight: float) -> Figure:
-    """One panel per criterion: its validation curve, with the epoch it picks marked."""
-    figure = Figure(figsize=(12, 3.2), layout="constrained")
+DEGRADED_PREFIX = "val_degraded"
+"""The validation scores of the degraded input itself, logged at step 0: the baseline the generator must beat."""
+
+
+def metric_unit(metric: str, cer_weight: float) -> str:
+    """What a validation metric's axis measures, in words and units."""
+    score = metric.rsplit("/", 1)[-1]
+    return {
+        "cer": "CER (edits / reference characters)",
+        "wer": "WER (edits / reference words)",
+        "psnr": "PSNR against the clean line (dB)",
+        "ssim": "SSIM against the clean line (0-1)",
+        "combined": f"PSNR - {cer_weight:g} x CER (dB)",
+    }[score]
+
+
+def degraded_baseline(history: Mapping[str, Sequence[tuple[int, float]]]) -> dict[str, float]:
+    """``{val/<score>: value}`` of the degraded input (``val_degraded/<score>``, step 0), where the run logged it."""
+    return {
+        f"val/{metric.split('/', 1)[1]}": float(points[0][1])
+        for metric, points in history.items()
+        if metric.startswith(f"{DEGRADED_PREFIX}/") and points
+    }
+
+
+def plot_metric_history(table: pd.DataFrame, cer_weight: float, baseline: Mapping[str, float] | None = None) -> Figure:
+    """One panel per criterion: its validation curve with its unit, the degraded input's score (the baseline to
+    beat) and the epoch it picks marked."""
+    baseline = baseline or {}
+    figure = Figure(figsize=(14, 3.6), layout="constrained")
     axes_row = figure.subplots(1, len(MONITOR_MODES))
     if _no_validation(table):
         return figure
     table = with_combined(table, cer_weight)
     for axes, choice in zip(axes_row, criterion_choices(table, cer_weight), strict=True):
         values = table[choice.metric].dropna()
-        axes.plot(values.index, values.to_numpy(), marker="o", markersize=3)
+        axes.plot(values.index, values.to_numpy(), marker="o", markersize=3, label="restored (validation)")
+        if choice.metric in baseline:
+            axes.axhline(
+                baseline[choice.metric],
+                color="grey",
+                linestyle=":",
+                label=f"degraded input {baseline[choice.metric]:.3g}",
+            )
         axes.axvline(choice.epoch, color="tab:red", linestyle="--", label=f"picks epoch {choice.epoch}")
-        axes.set(title=f"{choice.metric} ({choice.mode})", xlabel="epoch")
-        integer_axis(axes)
+        better = "lower" if choice.mode == "min" else "higher"
+        axes.set(
+            title=f"{choice.metric} ({better} is better)", xlabel="epoch", ylabel=metric_unit(choice.metric, cer_weight)
+        )
+        first, last = int(values.index.min()), int(values.index.max())
+        axes.set_xlim(first - 0.5, last + 0.5)  # one epoch is a point, not an axis from 0.95 to 1.05
+        if last - first < 20:
+            axes.set_xticks(range(first, last + 1))
+        else:
+            integer_axis(axes)
         if is_rate(choice.metric):
-            rate_axis(axes, values)
+            rate_axis(axes, [*values, *([baseline[choice.metric]] if choice.metric in baseline else [])])
         axes.legend(fontsize="small")
     return figure
 
@@ -153,4 +195,4 @@ def audit_best_model(run: AuditedRun, checkpoint: AuditedCheckpoint) -> AuditRep
     table = history_table(validation_history)
     cer_weight = run_config(checkpoint, run.params).training.combined_cer_weight
     report = best_model_report(table, cer_weight, existing_checkpoints(run.checkpoint_folder))
-    return report.with_figure(plot_metric_history(table, cer_weight))
+    return report.with_figure(plot_metric_history(table, cer_weight, degraded_baseline(run.metric_history)))

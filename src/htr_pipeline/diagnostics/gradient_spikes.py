@@ -22,6 +22,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 from htr_pipeline.config import PRECISIONS, DiagnosticsConfig
 from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, AuditedRun, run_config
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
+from htr_pipeline.training.grad_stats import RunningMedian
 
 NAME = "gradient_spikes"
 TITLE = "Gradient spikes"
@@ -30,8 +31,21 @@ ROUTINE_FP16_OVERFLOW_SHARE = 0.05
 """With fp16, up to this share of a model's steps may overflow (the loss scaler backs off and retries) before it
 is a warning: more means the loss scale keeps collapsing."""
 MARKDOWN_ROW_LIMIT = 20
+CLIPPING_WARNING_SHARE = 0.5
+"""Clipping that acts on more than this share of a model's steps is a warning: the update is then mostly the
+gradient's direction at the clip's norm, not the gradient the loss gives."""
 
-EPOCH_COLUMNS = ["model", "epoch", "steps", "mean_global_norm", "max_global_norm", "spike_steps", "non_finite_steps"]
+EPOCH_COLUMNS = [
+    "model",
+    "epoch",
+    "steps",
+    "mean_global_norm",
+    "max_global_norm",
+    "clipped_steps",
+    "spike_steps",
+    "non_finite_steps",
+]
+CLIPPING_COLUMNS = ["model", "steps", "clipped_steps", "clipped_share", "mean_norm_over_clip", "clip_norm"]
 STEP_COLUMNS = [
     "model",
     "epoch",
@@ -80,7 +94,22 @@ def _ratio(global_norm: float, median_before: float | None) -> float:
     return global_norm / median_before
 
 
-def _epoch_rows(epoch_reports: Sequence[Mapping[str, Any]], models: Sequence[str]) -> list[dict[str, Any]]:
+def _step_norms(summary: Mapping[str, Any]) -> list[float]:
+    """Every step's global norm before clipping (empty for runs trained before these were kept)."""
+    return [_as_float(norm) for norm in summary.get("global_norms", [])]
+
+
+def _clipped_steps(summary: Mapping[str, Any], clip_norm: float | None) -> int | None:
+    """Steps whose norm before clipping exceeded the clip (None: no clip, or no per-step norms logged)."""
+    norms = _step_norms(summary)
+    if clip_norm is None or not norms:
+        return None
+    return sum(1 for norm in norms if math.isfinite(norm) and norm > clip_norm)
+
+
+def _epoch_rows(
+    epoch_reports: Sequence[Mapping[str, Any]], models: Sequence[str], clip_norm: float | None = None
+) -> list[dict[str, Any]]:
     return [
         {
             "model": model,
@@ -88,6 +117,7 @@ def _epoch_rows(epoch_reports: Sequence[Mapping[str, Any]], models: Sequence[str
             "steps": int(report[model]["steps"]),
             "mean_global_norm": _as_float(report[model]["mean_global_norm"]),
             "max_global_norm": _as_float(report[model]["max_global_norm"]),
+            "clipped_steps": _clipped_steps(report[model], clip_norm),
             "spike_steps": int(report[model]["spike_steps"]),
             "non_finite_steps": int(report[model]["non_finite_steps"]),
         }
@@ -155,10 +185,9 @@ def _spike_finding(
     steps = sum(row["steps"] for row in epoch_rows)
     if not spike_rows:
         largest = max((row["max_global_norm"] for row in epoch_rows), default=math.nan)
+        epochs = f"{len(epoch_rows)} epoch{'' if len(epoch_rows) == 1 else 's'}"
         return Finding(
-            "ok",
-            f"{model}: no gradient spikes in {steps} steps over {len(epoch_rows)} epochs "
-            f"(largest global norm {largest:.4g})",
+            "ok", f"{model}: no gradient spikes in {steps} steps over {epochs} (largest global norm {largest:.4g})"
         )
     worst = max(spike_rows, key=lambda spike: spike["ratio"])
     spiking_layers = _layer_rows(spike_rows)
@@ -177,6 +206,50 @@ def _spike_finding(
             "normalisation, the loss terms that reach it) or clip gradients",
         )
     return Finding("warning", f"{worst_text}; below the {problem_factor:g}x problem factor")
+
+
+def _clipping_row(model: str, epoch_rows: Sequence[Mapping[str, Any]], clip_norm: float) -> dict[str, Any]:
+    """How often the clip acted on ``model`` over the run, and its mean norm before clipping over the clip."""
+    steps = sum(row["steps"] for row in epoch_rows)
+    finite_means = [
+        (row["mean_global_norm"], row["steps"]) for row in epoch_rows if math.isfinite(row["mean_global_norm"])
+    ]
+    mean_norm = sum(mean * count for mean, count in finite_means) / max(sum(count for _, count in finite_means), 1)
+    counted = [row["clipped_steps"] for row in epoch_rows if row["clipped_steps"] is not None]
+    clipped = sum(counted) if len(counted) == len(epoch_rows) else None
+    return {
+        "model": model,
+        "steps": steps,
+        "clipped_steps": clipped,
+        "clipped_share": None if clipped is None else clipped / max(steps, 1),
+        "mean_norm_over_clip": mean_norm / clip_norm,
+        "mean_global_norm": mean_norm,
+        "clip_norm": clip_norm,
+    }
+
+
+def _clipping_finding(row: Mapping[str, Any]) -> Finding:
+    """A warning when the clip acts on most steps: the update is then the gradient's direction at the clip's norm
+    (Adam sees every step's gradient rescaled to it), not what the loss and learning rate say."""
+    model, clip, ratio = row["model"], row["clip_norm"], row["mean_norm_over_clip"]
+    share = row["clipped_share"]
+    acted = (
+        f"clipping acted on {row['clipped_steps']} of {row['steps']} steps ({share:.0%})"
+        if share is not None
+        else "the run kept no per-step norms, so the clipped steps cannot be counted"
+    )
+    measured = (
+        f"{model}: {acted}; mean norm before clipping {row['mean_global_norm']:.4g} = {ratio:.3g}x the clip {clip:g}"
+    )
+    frequent = share > CLIPPING_WARNING_SHARE if share is not None else ratio > 1.0
+    if not frequent:
+        return Finding("ok", measured)
+    return Finding(
+        "warning",
+        f"{measured}: the effective update is the gradient rescaled to norm {clip:g} (its direction only; a "
+        "large gradient weighs no more than a small one in Adam's moments), not the gradient at the configured "
+        "learning rate; raise training.optimizer.gradient_clip_norm towards the usual norm, or keep it knowingly",
+    )
 
 
 def _format_median(median_before: float | None) -> str:
@@ -215,13 +288,15 @@ def _non_finite_finding(
 
 
 def gradient_spike_report(
-    epoch_reports: Sequence[Mapping[str, Any]], problem_factor: float, precision: str
+    epoch_reports: Sequence[Mapping[str, Any]], problem_factor: float, precision: str, clip_norm: float | None = None
 ) -> AuditReport:
-    """Spikes and non-finite steps of every model over the run, attributed to layers, with a verdict.
+    """Spikes and non-finite steps of every model over the run, attributed to layers, and how often gradient
+    clipping acted, with a verdict.
 
     ``epoch_reports``: the parsed ``gradients/epoch_NNN.json`` artifacts, one per epoch, in any order.
     ``problem_factor``: a spike at least this many times the median of earlier steps is a problem, a smaller one
     a warning. ``precision``: the run's training precision, which decides what a non-finite step means.
+    ``clip_norm``: the run's ``training.optimizer.gradient_clip_norm`` (None: it did not clip).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -236,16 +311,20 @@ def gradient_spike_report(
         )
     ordered = _sorted_by_epoch(epoch_reports)
     models = _model_names(ordered)
-    epoch_rows = _epoch_rows(ordered, models)
+    epoch_rows = _epoch_rows(ordered, models, clip_norm)
     spike_rows = _step_rows(ordered, models, "spikes")
     non_finite_rows = _step_rows(ordered, models, "non_finite")
     layer_rows = _layer_rows(spike_rows)
     findings = []
+    clipping_rows = []
     for model in models:
         model_epochs = [row for row in epoch_rows if row["model"] == model]
         findings.append(
             _spike_finding(model, model_epochs, [row for row in spike_rows if row["model"] == model], problem_factor)
         )
+        if clip_norm is not None:
+            clipping_rows.append(_clipping_row(model, model_epochs, clip_norm))
+            findings.append(_clipping_finding(clipping_rows[-1]))
         non_finite = _non_finite_finding(
             model, model_epochs, [row for row in non_finite_rows if row["model"] == model], precision
         )
@@ -260,12 +339,20 @@ def gradient_spike_report(
             "models": models,
             "precision": precision,
             "problem_factor": problem_factor,
+            "clip_norm": clip_norm,
+            "clipping": _json_safe_rows(clipping_rows),
             "per_epoch": _json_safe_rows(epoch_rows),
             "spikes": _json_safe_rows(spike_rows),
             "non_finite_steps": _json_safe_rows(non_finite_rows),
             "per_layer": _json_safe_rows(layer_rows),
         },
         markdown_sections=[
+            "## Gradient clipping\n\n"
+            + (
+                markdown_table(clipping_rows, CLIPPING_COLUMNS)
+                if clipping_rows
+                else "The run did not clip gradients (training.optimizer.gradient_clip_norm: null)."
+            ),
             "## Per epoch\n\n" + markdown_table(epoch_rows, EPOCH_COLUMNS),
             "## Layers that spiked\n\n" + markdown_table(layer_rows, LAYER_COLUMNS),
             "## Spikes, largest ratio first\n\n"
@@ -286,49 +373,98 @@ def _json_safe_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------------- plot
 
 
-def plot_gradient_spikes(epoch_reports: Sequence[Mapping[str, Any]]) -> Figure:
-    """Per model: mean and max global gradient norm per epoch (log scale), each spike marked at its norm, and
-    the epochs with non-finite steps marked by a dotted line."""
+def plot_gradient_spikes(
+    epoch_reports: Sequence[Mapping[str, Any]], clip_norm: float | None = None, spike_factor: float | None = None
+) -> Figure:
+    """Per model, every step's global gradient norm before clipping (log scale), with the clip and the spike
+    threshold (``spike_factor`` x the median of earlier steps) drawn, each spike marked and the epochs divided.
+    A run that kept no per-step norms gets its mean and max per epoch instead."""
     ordered = _sorted_by_epoch(epoch_reports)
     models = _model_names(ordered)
-    figure = Figure(figsize=(6 * max(len(models), 1), 4.5), layout="constrained")
+    figure = Figure(figsize=(7 * max(len(models), 1), 4.5), layout="constrained")
     if not models:
         figure.text(0.5, 0.5, "the run logged no gradient statistics", ha="center", va="center")
         return figure
-    epoch_rows = _epoch_rows(ordered, models)
     spike_rows = _step_rows(ordered, models, "spikes")
     for axes, model in zip(figure.subplots(1, len(models), squeeze=False)[0], models, strict=True):
-        rows = [row for row in epoch_rows if row["model"] == model]
-        epochs = [row["epoch"] for row in rows]
-        axes.plot(epochs, [row["mean_global_norm"] for row in rows], marker="o", label="mean global norm")
-        axes.plot(epochs, [row["max_global_norm"] for row in rows], marker="^", label="max global norm")
+        summaries = [(int(report["epoch"]), report[model]) for report in ordered if model in report]
         spikes = [spike for spike in spike_rows if spike["model"] == model]
-        if spikes:
-            axes.scatter(
-                [spike["epoch"] for spike in spikes],
-                [spike["global_norm"] for spike in spikes],
-                marker="x",
-                color="tab:red",
-                zorder=3,
-                label="spike",
-            )
-        overflow_epochs = [row["epoch"] for row in rows if row["non_finite_steps"]]
-        for index, epoch in enumerate(overflow_epochs):
-            axes.axvline(epoch, color="grey", linestyle=":", label="non-finite steps" if index == 0 else None)
+        if all(_step_norms(summary) for _, summary in summaries):
+            _plot_steps(axes, summaries, spikes, spike_factor)
+        else:
+            _plot_epochs(axes, _epoch_rows(ordered, [model]), spikes)
+        if clip_norm is not None:
+            axes.axhline(clip_norm, color="black", linewidth=1.2, label=f"clip ({clip_norm:g})")
         axes.set_yscale("log")
         # Plain numbers (28, 7000) read more easily than 2.8 x 10^1, also on the minor ticks of a narrow range.
         axes.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
         axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set(title=f"{model} gradient norm per epoch", xlabel="epoch", ylabel="global L2 norm")
-        axes.legend()
+        axes.set(title=f"{model} gradient norm", ylabel="global L2 norm before clipping")
+        axes.legend(fontsize="small")
     return figure
+
+
+def _plot_steps(
+    axes: Any,
+    summaries: Sequence[tuple[int, Mapping[str, Any]]],
+    spikes: Sequence[Mapping[str, Any]],
+    factor: float | None,
+) -> None:
+    """Every step's norm, the spike threshold over the steps, the spikes, and a dotted line between epochs."""
+    norms: list[float] = []
+    for index, (epoch, summary) in enumerate(summaries):
+        if index:
+            axes.axvline(len(norms) - 0.5, color="grey", linestyle=":", linewidth=0.8)
+        axes.text(
+            len(norms),
+            0.01,
+            f" epoch {epoch}",
+            transform=axes.get_xaxis_transform(),
+            va="bottom",
+            fontsize=8,
+            color="grey",
+        )
+        norms += _step_norms(summary)
+    axes.plot(range(len(norms)), norms, linewidth=0.8, color="tab:blue", label="global norm, each step")
+    if factor is not None:
+        median, threshold = RunningMedian(), []
+        for norm in norms:
+            before = median.median()
+            threshold.append(math.nan if before is None else factor * before)
+            if math.isfinite(norm):
+                median.add(norm)
+        axes.plot(range(len(norms)), threshold, color="tab:orange", linestyle="--", label=f"spike: {factor:g}x median")
+    _mark_spikes(axes, spikes, "global_step")
+    axes.set_xlabel("step (all epochs)")
+
+
+def _mark_spikes(axes: Any, spikes: Sequence[Mapping[str, Any]], position: str) -> None:
+    """A red cross at each spike's norm, at its ``position`` (``global_step`` or ``epoch``)."""
+    if spikes:
+        positions = [spike[position] for spike in spikes]
+        norms = [spike["global_norm"] for spike in spikes]
+        axes.scatter(positions, norms, marker="x", color="tab:red", zorder=3, label="spike")
+
+
+def _plot_epochs(axes: Any, rows: Sequence[Mapping[str, Any]], spikes: Sequence[Mapping[str, Any]]) -> None:
+    """Mean and max norm per epoch, for a run that kept no per-step norms."""
+    epochs = [row["epoch"] for row in rows]
+    axes.plot(epochs, [row["mean_global_norm"] for row in rows], marker="o", label="mean global norm")
+    axes.plot(epochs, [row["max_global_norm"] for row in rows], marker="^", label="max global norm")
+    _mark_spikes(axes, spikes, "epoch")
+    for index, epoch in enumerate(row["epoch"] for row in rows if row["non_finite_steps"]):
+        axes.axvline(epoch, color="grey", linestyle=":", label="non-finite steps" if index == 0 else None)
+    axes.set_xlabel("epoch (the run kept no per-step norms)")
 
 
 def audit_gradient_spikes(
     run: AuditedRun, checkpoint: AuditedCheckpoint, diagnostics: DiagnosticsConfig
 ) -> AuditReport:
     """The run's per-layer gradient statistics, judged at the precision it trained with."""
-    precision = run_config(checkpoint, run.params).training.precision
-    report = gradient_spike_report(run.gradient_reports, diagnostics.gradient_problem_factor, precision)
-    return report.with_figure(plot_gradient_spikes(run.gradient_reports))
+    training = run_config(checkpoint, run.params).training
+    clip_norm = training.optimizer.gradient_clip_norm
+    report = gradient_spike_report(
+        run.gradient_reports, diagnostics.gradient_problem_factor, training.precision, clip_norm
+    )
+    return report.with_figure(plot_gradient_spikes(run.gradient_reports, clip_norm, training.gradient_spike_factor))

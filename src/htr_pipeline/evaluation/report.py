@@ -6,7 +6,7 @@ a headless pipeline run as in a test.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from htr_pipeline.training.recognizer_training import (
 
 PLOTS_FILE = "evaluation_plots.png"
 GALLERY_FILE = "evaluation_gallery.png"
-WORST_LINES_IN_REPORT = 10
+CHANGED_LINES_IN_REPORT = 10
 GALLERY_TEXT_CHARS = 100
 """Readings longer than this are cut (with an ellipsis) under the gallery images."""
 REPORT_TEXT_CHARS = 80
@@ -52,15 +52,32 @@ def _say_empty(axes: Any, message: str) -> None:
 # ------------------------------------------------------------------------------------------------ plots
 
 
-def plot_evaluation(samples: pd.DataFrame) -> Figure:
-    """CER distributions (degraded vs restored), per-line PSNR gain, and CER against reference length."""
+def evaluation_caption(summary: Mapping[str, Any]) -> str:
+    """What the evaluation figures show: the checkpoint, the split and the recognizer that read it."""
+    # Two lines: a checkpoint's path alone is about as wide as a figure's title can be.
+    return (
+        f"{summary['checkpoint']}\nsplit '{summary['split']}', read by {summary['headline_recognizer']} "
+        f"({summary['decoding']} decoding)"
+    )
+
+
+def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = None, caption: str = "") -> Figure:
+    """CER distributions (degraded vs restored, corpus CERs of degraded, restored and clean marked), per-line PSNR
+    gain (its mean and interval marked), and CER against reference length. ``figures``: the summary of the
+    recognizer that read ``samples`` (its corpus CERs and PSNR gain interval); ``caption``: what is shown
+    (:func:`evaluation_caption`)."""
+    figures = figures or {}
     enhanced = has_enhanced(samples)
     with_text = samples[samples["has_text"].astype(bool)]
     # A recognizer-only table has no restored reading: the clean reading is the other side of the comparison.
     compared, compared_label = ("enhanced", RESTORED) if enhanced else ("clean", "clean")
     compared_colour = _ENHANCED_COLOUR if enhanced else _CLEAN_COLOUR
-    figure = _new_figure(16, 4.5)
-    cer_axes, psnr_axes, length_axes = figure.subplots(1, 3)
+    # Two by two, not one row: a preview (kedro-viz, MLflow) shows the whole figure at a readable size.
+    figure = _new_figure(13, 9.5)
+    if caption:
+        figure.suptitle(caption, fontsize=11)
+    (cer_axes, psnr_axes), (length_axes, figures_axes) = figure.subplots(2, 2)
+    _headline_figures(figures_axes, figures, len(samples), len(with_text))
 
     cer_axes.set_title(f"Per-line CER: degraded vs {compared_label}")
     if with_text.empty:
@@ -76,17 +93,34 @@ def plot_evaluation(samples: pd.DataFrame) -> Figure:
             color=[_DEGRADED_COLOUR, compared_colour],
             label=["degraded", compared_label],
         )
-        cer_axes.set_xlabel("CER of the line")
+        # The corpus CERs (total edits / total reference length), clean the reference the restored aims at.
+        for variant, label, colour in (
+            ("degraded", "degraded", _DEGRADED_COLOUR),
+            ("enhanced", RESTORED, _ENHANCED_COLOUR),
+            ("clean", "clean", _CLEAN_COLOUR),
+        ):
+            corpus = figures.get(f"cer_corpus_{variant}")
+            if corpus is not None:
+                cer_axes.axvline(corpus, color=colour, linestyle="--", label=f"corpus CER {label} {corpus:.3f}")
+        cer_axes.set_xlabel("CER of the line (edits / reference characters)")
         cer_axes.set_ylabel("lines")
         integer_axis(cer_axes, "y")
-        cer_axes.legend()
+        cer_axes.legend(fontsize="small")
 
     psnr_axes.set_title(f"Per-line PSNR gain ({RESTORED} - degraded)")
     if enhanced:
         gains_db = (samples["psnr_db_enhanced"] - samples["psnr_db_degraded"]).to_numpy(dtype=np.float64)
-        psnr_axes.hist(gains_db, bins=25, color=_ENHANCED_COLOUR)
+        psnr_axes.hist(gains_db, bins=25, color=_ENHANCED_COLOUR, label="lines")
         psnr_axes.axvline(0.0, color="black", linewidth=1)
-        psnr_axes.set_xlabel("PSNR gain (dB)")
+        gain = figures.get("psnr_gain_db")
+        if gain is not None:
+            level = f"{100 * figures.get('confidence_level', 0.95):g}%"
+            psnr_axes.axvspan(
+                gain["ci_low"], gain["ci_high"], color="tab:orange", alpha=0.3, zorder=0, label=f"{level} interval"
+            )
+            psnr_axes.axvline(gain["estimate"], color="tab:orange", label=f"mean {gain['estimate']:.2f} dB")
+            psnr_axes.legend(fontsize="small")
+        psnr_axes.set_xlabel("PSNR gain (dB, against the clean line)")
         psnr_axes.set_ylabel("lines")
         integer_axis(psnr_axes, "y")
     else:
@@ -109,22 +143,88 @@ def plot_evaluation(samples: pd.DataFrame) -> Figure:
         length_axes.scatter(
             lengths, with_text[f"cer_{compared}"], s=28, marker="x", color=compared_colour, label=compared_label
         )
+        if enhanced:
+            length_axes.scatter(
+                lengths, with_text["cer_clean"], s=14, marker=".", color=_CLEAN_COLOUR, label="clean (reference)"
+            )
         length_axes.set_xlabel("reference length (characters)")
-        length_axes.set_ylabel("CER of the line")
+        length_axes.set_ylabel("CER of the line (edits / reference characters)")
+        integer_axis(length_axes, "x")
         rate_axis(length_axes, [*with_text["cer_degraded"], *with_text[f"cer_{compared}"]])
-        length_axes.legend()
+        length_axes.legend(fontsize="small")
     return figure
+
+
+def _headline_figures(axes: Any, figures: Mapping[str, Any], lines: int, lines_with_text: int) -> None:
+    """The summary's corpus figures as text, beside the distributions they summarise."""
+    axes.axis("off")
+    axes.set_title("Corpus figures")
+
+    def number(key: str, digits: int = 4) -> str:
+        value = figures.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    def interval(key: str, digits: int) -> str:
+        gain = figures.get(key)
+        return (
+            "n/a"
+            if gain is None
+            else f"{gain['estimate']:.{digits}f} [{gain['ci_low']:.{digits}f}, {gain['ci_high']:.{digits}f}]"
+        )
+
+    level = f"{100 * figures.get('confidence_level', 0.95):g}%"
+    rows = [
+        f"lines: {lines} ({lines_with_text} with a ground-truth text)",
+        "",
+        f"{'':<22}{'degraded':>10}{RESTORED:>10}{'clean':>10}",
+        f"{'corpus CER':<22}{number('cer_corpus_degraded'):>10}{number('cer_corpus_enhanced'):>10}"
+        f"{number('cer_corpus_clean'):>10}",
+        f"{'corpus WER':<22}{number('wer_corpus_degraded'):>10}{number('wer_corpus_enhanced'):>10}"
+        f"{number('wer_corpus_clean'):>10}",
+        f"{'mean PSNR (dB)':<22}{number('psnr_db_mean_degraded', 2):>10}{number('psnr_db_mean_enhanced', 2):>10}",
+        f"{'mean SSIM':<22}{number('ssim_mean_degraded'):>10}{number('ssim_mean_enhanced'):>10}",
+        "",
+        f"CER reduction ({level} interval): {interval('cer_reduction', 4)}",
+        f"PSNR gain, dB ({level} interval): {interval('psnr_gain_db', 2)}",
+    ]
+    axes.text(0.0, 1.0, "\n".join(rows), family="monospace", fontsize=10, va="top", transform=axes.transAxes)
 
 
 # ---------------------------------------------------------------------------------------------- gallery
 
 
-def worst_lines(samples: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The ``k`` lines with text and the highest enhanced CER (clean CER without a generator); ties: longer first."""
-    cer_column = "cer_enhanced" if has_enhanced(samples) else "cer_clean"
+BREAKS = "breaks"
+FIXES = "fixes"
+
+
+def changed_lines(samples: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The lines with text that restoration changed most, up to ``k``: half what it ``breaks`` (restored CER
+    furthest above the clean line's: the recognizer reads the clean line but not the restored one), half what it
+    ``fixes`` (restored CER furthest below the degraded line's), each largest change first; a line counts in the
+    half where its change is larger, and a half with fewer such lines leaves its places to the other. Adds
+    ``gallery`` (breaks or fixes) and ``cer_change`` (restored - clean for a break, degraded - restored for a
+    fix: always > 0). Without a generator: what degradation breaks (degraded - clean).
+
+    Ranking by the restored CER alone would fill the gallery with lines the recognizer cannot read even clean."""
     with_text = samples[samples["has_text"].astype(bool)]
-    ranked = with_text.sort_values([cer_column, "char_reference_length"], ascending=[False, False], kind="stable")
-    return ranked.head(k)
+    if has_enhanced(samples):
+        broken = with_text["cer_enhanced"] - with_text["cer_clean"]
+        fixed = with_text["cer_degraded"] - with_text["cer_enhanced"]
+    else:
+        broken = with_text["cer_degraded"] - with_text["cer_clean"]
+        fixed = pd.Series(0.0, index=with_text.index)
+    # A line counts where restoration changed it most (restored far below degraded yet a little above clean:
+    # a fix).
+    breaks = _largest(with_text, broken.where(broken >= fixed, 0.0), BREAKS, k)
+    fixes = _largest(with_text, fixed.where(fixed > broken, 0.0), FIXES, k)
+    kept_fixes = min(len(fixes), max(k // 2, k - len(breaks)))
+    return pd.concat([breaks.head(k - kept_fixes), fixes.head(kept_fixes)])
+
+
+def _largest(rows: pd.DataFrame, change: pd.Series, kind: str, k: int) -> pd.DataFrame:
+    """The ``k`` rows of largest positive ``change``; ties: longer reference first."""
+    changed = rows.assign(gallery=kind, cer_change=change)[change > 0]
+    return changed.sort_values(["cer_change", "char_reference_length"], ascending=False, kind="stable").head(k)
 
 
 def _truncate(text: str | None, limit: int) -> str:
@@ -138,8 +238,23 @@ def _reading(text: str | None, limit: int) -> str:
     return NOTHING_READ if text == "" else _truncate(text, limit)
 
 
-def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> Figure:
-    """One block per line: degraded | restored | clean images, then the reference and the three readings.
+def _gallery_heading(row: pd.Series, enhanced: bool) -> str:
+    """What restoration (or, without a generator, degradation) did to the line, after its id."""
+    if "gallery" not in row or pd.isna(row["cer_change"]):
+        return ""
+    if not enhanced:
+        return f"  (degradation breaks it: degraded CER {row['cer_change']:.3f} above clean)"
+    if row["gallery"] == BREAKS:
+        return f"  (restoration breaks it: restored CER {row['cer_change']:.3f} above clean)"
+    return f"  (restoration fixes it: restored CER {row['cer_change']:.3f} below degraded)"
+
+
+def failure_gallery(
+    rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]], caption: str = ""
+) -> Figure:
+    """One block per line: what restoration did to it (``rows`` from :func:`changed_lines`), degraded |
+    restored | clean images with their CER, then the reference and the three readings. ``caption``: what is
+    shown (checkpoint, split, recognizer).
 
     ``images[i]`` belongs to ``rows.iloc[i]``: (degraded, enhanced, clean), each (height, width) in [0, 1]; the
     enhanced image is ``None`` for a recognizer-only evaluation.
@@ -148,10 +263,12 @@ def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.nd
         raise ValueError(f"gallery got {len(rows)} rows but {len(images)} image triples")
     if rows.empty:
         figure = _new_figure(8, 2)
-        _say_empty(figure.subplots(), "no lines with text to show")
+        _say_empty(figure.subplots(), "no line with text changed its CER")
         return figure
 
-    figure = _new_figure(16, 2.1 * len(rows))
+    figure = _new_figure(16, 2.3 * len(rows) + 0.4)
+    if caption:
+        figure.suptitle(f"Lines restoration breaks and fixes most (CER: edits / reference characters)\n{caption}")
     grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.3, 0.85] * len(rows))
     for position, ((_, row), triple) in enumerate(zip(rows.iterrows(), images, strict=True)):
         for column, (variant, image) in enumerate(zip(("degraded", "enhanced", "clean"), triple, strict=True)):
@@ -168,14 +285,17 @@ def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.nd
             axes.set_title(f"{shown}{cer_text}", fontsize=11)
         text_axes = figure.add_subplot(grid[2 * position + 1, :])
         text_axes.axis("off")
-        caption = "\n".join(
-            [f"{'line':<10}{row['sample_id']}", f"{'reference':<10}{_truncate(row['reference'], GALLERY_TEXT_CHARS)}"]
+        block = "\n".join(
+            [
+                f"{'line':<10}{row['sample_id']}{_gallery_heading(row, has_enhanced(rows))}",
+                f"{'reference':<10}{_truncate(row['reference'], GALLERY_TEXT_CHARS)}",
+            ]
             + [
                 f"{label:<10}{_reading(row[f'reading_{variant}'], GALLERY_TEXT_CHARS)}"
                 for label, variant in (("degraded", "degraded"), (RESTORED, "enhanced"), ("clean", "clean"))
             ]
         )
-        text_axes.text(0.0, 1.0, caption, family="monospace", fontsize=11, va="top", transform=text_axes.transAxes)
+        text_axes.text(0.0, 1.0, block, family="monospace", fontsize=11, va="top", transform=text_axes.transAxes)
     return figure
 
 
@@ -214,7 +334,7 @@ RECOGNIZER_ROLES = {
 
 def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_description: str) -> str:
     """A readable report: what was evaluated, error rates by each recognizer, image fidelity, gains with
-    intervals, worst lines (of the headline recognizer)."""
+    intervals, the lines restoration breaks and fixes most (read by the headline recognizer)."""
     headline = summary["headline_recognizer"]
     figures = summary[headline]
     confidence_pct = f"{100 * figures['confidence_level']:g}%"
@@ -254,10 +374,10 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
         "",
         f"![CER and PSNR distributions]({PLOTS_FILE})",
         "",
-        f"![Worst lines: degraded, {RESTORED}, clean]({GALLERY_FILE})",
+        f"![Lines restoration breaks and fixes: degraded, {RESTORED}, clean]({GALLERY_FILE})",
         "",
     ]
-    lines += _worst_lines_table(samples)
+    lines += _changed_lines_table(samples)
     return "\n".join(lines) + "\n"
 
 
@@ -288,18 +408,32 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
     return [*lines, ""]
 
 
-def _worst_lines_table(samples: pd.DataFrame) -> list[str]:
+def _changed_lines_table(samples: pd.DataFrame) -> list[str]:
+    """What restoration breaks and fixes most, as in the gallery (by the headline recognizer)."""
     enhanced = has_enhanced(samples)
-    reading, cer = ("enhanced", "cer_enhanced") if enhanced else ("clean", "cer_clean")
-    shown = RESTORED if enhanced else "clean"
-    worst = worst_lines(samples, WORST_LINES_IN_REPORT)
-    header = f"## The {WORST_LINES_IN_REPORT} worst lines (highest {shown} CER)"
-    if worst.empty:
-        return [header, "", "No line has a ground-truth text.", ""]
-    table = [header, "", f"| sample | reference | {shown} reading | CER |", "|---|---|---|---|"]
-    for _, row in worst.iterrows():
+    changed = changed_lines(samples, CHANGED_LINES_IN_REPORT)
+    header = (
+        f"## Lines restoration changed most (up to {CHANGED_LINES_IN_REPORT}): what it breaks (restored CER far "
+        "above the clean line's) and what it fixes (far below the degraded line's)"
+        if enhanced
+        else f"## Lines degradation breaks most (up to {CHANGED_LINES_IN_REPORT}; no generator: degraded CER far "
+        "above the clean line's)"
+    )
+    if changed.empty:
+        return [header, "", "No line with a ground-truth text changed its CER.", ""]
+    shown = "enhanced" if enhanced else "degraded"
+    table = [
+        header,
+        "",
+        f"| | sample | reference | {RESTORED if enhanced else 'degraded'} reading | CER degraded | CER "
+        f"{RESTORED} | CER clean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, row in changed.iterrows():
+        restored_cer = _number(row["cer_enhanced"]) if enhanced else "n/a"
         table.append(
-            f"| {_cell(row['sample_id'])} | {_cell(row['reference'])} | {_cell(row[f'reading_{reading}'])} "
-            f"| {row[cer]:.4f} |"
+            f"| {row['gallery']} | {_cell(row['sample_id'])} | {_cell(row['reference'])} "
+            f"| {_cell(row[f'reading_{shown}'])} | {row['cer_degraded']:.4f} | {restored_cer} "
+            f"| {row['cer_clean']:.4f} |"
         )
     return [*table, ""]

@@ -26,7 +26,13 @@ from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.evaluation.decoding import reader
-from htr_pipeline.evaluation.report import failure_gallery, markdown_report, plot_evaluation, worst_lines
+from htr_pipeline.evaluation.report import (
+    changed_lines,
+    evaluation_caption,
+    failure_gallery,
+    markdown_report,
+    plot_evaluation,
+)
 from htr_pipeline.evaluation.scoring import restore_lines
 from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
 from htr_pipeline.trained_run import TrainedRun
@@ -96,13 +102,14 @@ def evaluate_split(
     samples = pd.concat([table.assign(recognizer=name) for name, table in tables.items()], ignore_index=True)
     samples = samples[["recognizer", *(column for column in samples.columns if column != "recognizer")]]
     headline_samples = tables[headline]
-    worst = worst_lines(headline_samples, config.gallery_lines)
+    changed = changed_lines(headline_samples, config.gallery_lines)
+    caption = evaluation_caption(summary)
     return EvaluationResult(
         samples=samples,
         summary=summary,
         report=markdown_report(summary, headline_samples, run.description),
-        plots=plot_evaluation(headline_samples),
-        gallery=failure_gallery(worst, _gallery_images(worst, dataset, run, device)),
+        plots=plot_evaluation(headline_samples, summary[headline], caption),
+        gallery=failure_gallery(changed, _gallery_images(changed, dataset, run, device), caption),
     )
 
 
@@ -126,11 +133,11 @@ def _loader(dataset: LinePairDataset, run: TrainedRun, batch_size: int) -> DataL
     return line_batch_loader(dataset, sampler, multiple)
 
 
-def _gallery_images(worst: pd.DataFrame, dataset: LinePairDataset, run: TrainedRun, device: torch.device):
-    """(degraded, restored, clean) arrays of the worst lines; restored is recomputed for these few lines."""
+def _gallery_images(lines: pd.DataFrame, dataset: LinePairDataset, run: TrainedRun, device: torch.device):
+    """(degraded, restored, clean) arrays of the gallery's lines; restored is recomputed for these few lines."""
     position = {sample_id: index for index, sample_id in enumerate(dataset.rows["sample_id"])}
     images = []
-    for sample_id in worst["sample_id"]:
+    for sample_id in lines["sample_id"]:
         pair = dataset[position[sample_id]]
         degraded, clean = pair.degraded[0].numpy(), pair.clean[0].numpy()
         restored = degraded

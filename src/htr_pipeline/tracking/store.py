@@ -51,10 +51,20 @@ def link_runs(other_run_id: str, tag: str, back_tag: str, this_run_id: str, same
 def checkpoint_folder_of_run(run_id: str, config_key: str, tracking_uri: str | None = None) -> str:
     """The checkpoint folder of a training run (in ``tracking_uri``, default: the project's store);
     ``config_key`` names the setting that gave the run id."""
-    run = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+    try:
+        run = mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+    except mlflow.exceptions.MlflowException as error:
+        raise RunNotFoundError(
+            f"{config_key}: '{run_id}' is neither a .pt file nor a run of the MLflow store "
+            f"{tracking_uri or mlflow.get_tracking_uri()} ({error.message}); check the run id in the MLflow UI, "
+            "or name a checkpoint file"
+        ) from None
     folder = run.data.tags.get(CHECKPOINT_FOLDER_TAG)
     if folder is None:
-        raise ValueError(f"{config_key}: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: not a training run")
+        raise RunNotFoundError(
+            f"{config_key}: MLflow run {run_id} has no '{CHECKPOINT_FOLDER_TAG}' tag: it trained no GAN; name a "
+            "training run (its run name contains 'training') or a checkpoint file"
+        )
     return str(resolve_in_project(folder))
 
 

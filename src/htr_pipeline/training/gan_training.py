@@ -369,8 +369,12 @@ class GanTrainer:
             "train/d_grad_norm_mean": discriminator_summary.mean_global_norm,
             "train/d_grad_norm_max": discriminator_summary.max_global_norm,
             "train/d_grad_spike_steps": float(discriminator_summary.spike_steps),
-            "adaptive/weight_ctc": update.weight_ctc,
-            "adaptive/weight_visual": update.weight_visual,
+            # Without adaptive balancing both multipliers stay 1.0: two flat curves MLflow would open on.
+            **(
+                {"adaptive/weight_ctc": update.weight_ctc, "adaptive/weight_visual": update.weight_visual}
+                if self.config.adaptive_balancing is not None
+                else {}
+            ),
             "epoch_seconds": epoch_seconds,
             "samples_per_second": samples / epoch_seconds,
         }

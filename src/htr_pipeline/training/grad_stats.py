@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -114,6 +114,9 @@ class GradientSummary:
     spikes: list[GradientSpike]
     non_finite: list[GradientSpike]
     """Every non-finite step, attributed like a spike (the layer is one with a non-finite norm)."""
+    global_norms: list[float] = field(default_factory=list)
+    """Every step's global norm before clipping, in order, to 4 significant digits (what the gradient audit
+    plots per step and counts the clipped steps of); taken from the epoch's one copy to the host."""
 
 
 class GradientStatistics:
@@ -131,7 +134,7 @@ class GradientStatistics:
             raise ValueError(f"spike_factor must be > 0, got {spike_factor}")
         self.spike_factor = spike_factor
         self._history: list[float] = []
-        self._history_median = _RunningMedian()
+        self._history_median = RunningMedian()
         self._steps_before_epoch = 0
         self._layer_names: list[str] = []
         self._epoch_rows: list[Tensor] = []
@@ -170,6 +173,7 @@ class GradientStatistics:
             spike_steps=len(spikes),
             spikes=spikes,
             non_finite=non_finite,
+            global_norms=[float(f"{norm:.4g}") for norm in global_norms.tolist()],
         )
         return self._summary
 
@@ -190,7 +194,7 @@ class GradientStatistics:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._history = [float(norm) for norm in state["global_norm_history"]]
-        self._history_median = _RunningMedian()
+        self._history_median = RunningMedian()
         for norm in self._history:
             self._history_median.add(norm)
         self._steps_before_epoch = int(state["steps_recorded"])
@@ -240,7 +244,7 @@ class GradientStatistics:
         ]
 
 
-class _RunningMedian:
+class RunningMedian:
     """Median of a growing list of numbers in O(log n) per insertion: two heaps split at the median."""
 
     def __init__(self) -> None:

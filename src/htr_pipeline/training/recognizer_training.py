@@ -173,7 +173,11 @@ def check_recognizer_reads(
     when ``best_val_cer`` is above ``max_val_cer``."""
     if best_val_cer <= settings.max_val_cer:
         return
-    trained = "" if epochs_run is None else f" after {epochs_run} epochs ({steps_run} optimiser steps)"
+    trained = (
+        ""
+        if epochs_run is None
+        else f" after {epochs_run} epoch{'' if epochs_run == 1 else 's'} ({steps_run} optimiser steps)"
+    )
     raise RecognizerDoesNotReadError(
         f"{what} does not read: its best val CER is {best_val_cer:.3f}{trained}, above "
         f"training.recognizer_pretraining.max_val_cer={settings.max_val_cer}. No GAN epoch was run against it. "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -16,12 +17,18 @@ import torch._dynamo
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.checkpoints import (
+    CHECKPOINT_NAMES,
+    LAST,
     CheckpointError,
+    GanCheckpoint,
     GanRunMetadata,
     RecognizerCheckpoint,
     ReferenceRecognizers,
     TrainedRunConfig,
     check_same_charset,
+    checkpoint_epoch,
+    checkpoint_file,
+    copy_checkpoint,
     load_gan_checkpoint,
     load_recognizer_checkpoint,
     restore_weights,
@@ -31,6 +38,7 @@ from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.vgg import VggFeatureExtractor
+from htr_pipeline.project_paths import project_relative
 from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility_report
 from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
@@ -83,6 +91,61 @@ def line_splits(manifest: pd.DataFrame, config: TrainingConfig) -> LineSplits:
     )
 
 
+# ------------------------------------------------------------------------------------------------ resuming
+
+
+class RunFinishedError(CheckpointError):
+    """``training.resume_from`` names a run that has no epoch left to train under the settings given (a
+    ``CheckpointError``: told in one line)."""
+
+
+def resumed_checkpoint(config: TrainingConfig) -> tuple[Path, GanCheckpoint]:
+    """The checkpoint ``training.resume_from`` names (a file: the training node resolves a run id), checked to
+    have epochs left to train; a finished run stops here, before any work, with what to pass to continue it."""
+    path = Path(typing.cast(str, config.resume_from))
+    checkpoint = load_gan_checkpoint(path, "training.resume_from")
+    run = f" (MLflow run {checkpoint.mlflow_run_id})" if checkpoint.mlflow_run_id else ""
+    continued = f'--params "training.resume_from={project_relative(path)},training.epochs={checkpoint.epoch + 5}"'
+    if checkpoint.epoch >= config.epochs:
+        raise RunFinishedError(
+            f"training.resume_from: {path}{run} has trained {_epochs(checkpoint.epoch)}, training.epochs is "
+            f"{config.epochs}: nothing left to resume. To train it further, raise training.epochs, e.g. {continued}"
+        )
+    stopping = config.early_stopping
+    if stopping is not None and checkpoint.early_stopping is not None:
+        without_improvement = int(checkpoint.early_stopping["epochs_without_improvement"])
+        if without_improvement >= stopping.patience:
+            raise RunFinishedError(
+                f"training.resume_from: {path}{run} stopped early at epoch {checkpoint.epoch} ({config.monitor} "
+                f"did not improve for {_epochs(without_improvement)}, training.early_stopping.patience is "
+                f"{stopping.patience}): nothing left to resume. To train it further, raise the patience "
+                f"(training.early_stopping.patience={without_improvement + 5}) or set training.early_stopping=null"
+            )
+    return path, checkpoint
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch{'' if count == 1 else 's'}"
+
+
+def carry_best_checkpoints(source_folder: Path, run_folder: Path, resumed_epoch: int) -> list[str]:
+    """Link the resumed run's best checkpoints (up to the epoch it resumes from) into this run's folder, so the
+    folder holds every checkpoint the best-epoch trackers name (``restore_best_weights`` reads ``best.pt`` there;
+    evaluation reads any); a later improvement replaces its file. Returns the names carried."""
+    run_folder.mkdir(parents=True, exist_ok=True)
+    carried = []
+    for name in CHECKPOINT_NAMES:
+        source = checkpoint_file(source_folder, name)
+        # A crash between an epoch's best and last files leaves a best of the next epoch: not this history's.
+        if name != LAST and source.is_file() and checkpoint_epoch(source) <= resumed_epoch:
+            copy_checkpoint(source, checkpoint_file(run_folder, name))
+            carried.append(name)
+    return carried
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+
+
 def recognizer_stage(
     manifest: pd.DataFrame, store: LineImageStore, charset: Charset, config: TrainingConfig, tracker: MetricTracker
 ) -> RecognizerCheckpoint:
@@ -92,9 +155,10 @@ def recognizer_stage(
     # Before any CUDA work of the run: cuBLAS reads its deterministic workspace setting once, when it starts.
     configure_cuda(resolve_device(config.device, "training.device"), config.speed, cudnn_benchmark=False)
     if config.resume_from is not None:
-        path = Path(config.resume_from)
-        in_loop = load_gan_checkpoint(path, "training.resume_from").recognizer_checkpoint(path)
+        path, resumed = resumed_checkpoint(config)
+        in_loop = resumed.recognizer_checkpoint(path)
         taken = dataclasses.replace(in_loop, details={"taken_from": str(path)})
+        logger.info("Stage 1 skipped: the in-loop recognizer is taken from %s (epoch %d).", path, resumed.epoch)
         load_recognizer(taken, charset, config.recognizer, path)
         return taken
     if config.recognizer_checkpoint is not None:
@@ -121,7 +185,14 @@ def reference_recognizers_stage(
 ) -> ReferenceRecognizers:
     """The recognizers that evaluation reads with beside the in-loop one: the judge (clean train lines, its own
     seed and architecture) and the configured baselines (``degraded_trained``). None of them is seen by a GAN
-    loss. A judge that does not read stops the run like stage 1 does."""
+    loss. A judge that does not read stops the run like stage 1 does. A resumed run takes the ones its checkpoint
+    holds (nothing is trained again)."""
+    if config.resume_from is not None:
+        path, resumed = resumed_checkpoint(config)
+        run = resumed.run_metadata(path)
+        check_same_charset(run.charset, charset, path)
+        logger.info("Reference recognizers taken from %s: %s.", path, ", ".join(run.reference_recognizers) or "none")
+        return ReferenceRecognizers(charset, dict(run.reference_recognizers))
     recognizers: dict[str, RecognizerCheckpoint] = {}
     if config.judge is not None:
         judge = train_recognizer(
@@ -345,10 +416,19 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
     trainer = GanTrainer(models, inputs.charset, config, device, group)
     trainer.mlflow_run_id = inputs.current_run_id
     if config.resume_from is not None:
-        path = Path(config.resume_from)
-        resumed = load_gan_checkpoint(path, "training.resume_from")
+        path, resumed = resumed_checkpoint(config)
         check_same_charset(resumed.run_metadata(path).charset, inputs.charset, path)
         trainer.restore(resumed, path)
+        if group.is_main:
+            carried = carry_best_checkpoints(path.parent, inputs.run_folder, resumed.epoch)
+            logger.info(
+                "Resuming %s at epoch %d of %d, into %s (carried over: %s).",
+                path,
+                resumed.epoch + 1,
+                config.epochs,
+                inputs.run_folder,
+                ", ".join(carried) or "nothing",
+            )
     tracker = inputs.tracker_for_run(trainer.mlflow_run_id) if group.is_main else DiscardingTracker()
     if config.resume_from is None and group.is_main:
         tracker.log_metrics(trainer.validate(val_loader, restored=False).as_logged("val_degraded"), step=0)

@@ -49,9 +49,9 @@ def evaluate_checkpoint(
     charset: Charset,
     evaluated_models: TrainedRun,
     config: EvaluationConfig,
-) -> tuple[pd.DataFrame, dict[str, Any], str, Image.Image, Image.Image]:
+) -> tuple[pd.DataFrame, dict[str, Any], Image.Image, Image.Image, str]:
     result = evaluate_split(manifest, line_images, charset, evaluated_models, config)
-    return result.samples, result.summary, result.report, figure_image(result.plots), figure_image(result.gallery)
+    return result.samples, result.summary, figure_image(result.plots), figure_image(result.gallery), result.report
 
 
 def evaluate_on_real_scans(

@@ -18,9 +18,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=[
                     "evaluation_samples",
                     "evaluation_summary",
-                    "evaluation_report",
                     "evaluation_plots",
                     "evaluation_gallery",
+                    "evaluation_report",  # after the images: its HTML copy in MLflow inlines them
                 ],
                 name="evaluate_checkpoint",
             ),

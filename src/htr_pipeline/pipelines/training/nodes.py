@@ -9,12 +9,31 @@ from typing import Any
 import pandas as pd
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.checkpoints import RecognizerCheckpoint, ReferenceRecognizers, TrainedRunConfig
+from htr_pipeline.checkpoints import (
+    LAST,
+    RecognizerCheckpoint,
+    ReferenceRecognizers,
+    TrainedRunConfig,
+    checkpoint_file,
+    named_file,
+)
 from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.project_paths import project_relative
-from htr_pipeline.tracking import active_run_id, tracker_for_current_store
-from htr_pipeline.training.stages import gan_run_metadata, gan_stage, recognizer_stage, reference_recognizers_stage
+from htr_pipeline.tracking import (
+    CHECKPOINT_FOLDER_TAG,
+    active_run_id,
+    checkpoint_folder_of_run,
+    tag_run,
+    tracker_for_current_store,
+)
+from htr_pipeline.training.stages import (
+    gan_run_metadata,
+    gan_stage,
+    recognizer_stage,
+    reference_recognizers_stage,
+    resumed_checkpoint,
+)
 
 
 def train_recognizer(
@@ -38,7 +57,15 @@ def _recognizer_stage_in_this_run(
 ) -> Any:
     """A recognizer-training stage, logging into this session's MLflow run."""
     tracker = tracker_for_current_store()(active_run_id())
-    return stage(manifest, line_images, charset, training, tracker)
+    return stage(manifest, line_images, charset, with_resumed_file(training), tracker)
+
+
+def with_resumed_file(training: TrainingConfig) -> TrainingConfig:
+    """``training.resume_from`` as a file: a training run's MLflow id names the ``last.pt`` of its folder."""
+    if training.resume_from is None or named_file(training.resume_from) is not None:
+        return training
+    folder = checkpoint_folder_of_run(training.resume_from, "training.resume_from")
+    return training.model_copy(update={"resume_from": str(checkpoint_file(folder, LAST))})
 
 
 def train_restoration_gan(
@@ -51,7 +78,13 @@ def train_restoration_gan(
     data: DataConfig,
     training: TrainingConfig,
 ) -> dict[str, Any]:
+    training = with_resumed_file(training)
     run_metadata = gan_run_metadata(charset, TrainedRunConfig(data=data, training=training), reference_recognizers)
+    # The run the epochs go into names its checkpoint folder from the start: a killed run resumes by its id.
+    epochs_run_id = active_run_id()
+    if training.resume_from is not None:
+        epochs_run_id = resumed_checkpoint(training)[1].mlflow_run_id or epochs_run_id
+    tag_run(epochs_run_id, {CHECKPOINT_FOLDER_TAG: project_relative(training_run_folder)})
     summary = gan_stage(
         manifest,
         line_images,
