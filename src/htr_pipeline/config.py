@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -81,6 +83,19 @@ class SplitFractions(StrictModel):
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + valid + test must be 1.0, got {total:.6f}")
         return self
+
+
+def _compiles(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a regular expression Python reads: {error}") from None
+    return pattern
+
+
+RegexPattern = Annotated[str | None, AfterValidator(_compiles)]
+"""A regular expression setting, compiled when validated, so a bad one fails before any work starts."""
 
 
 class SourceSettings(StrictModel):

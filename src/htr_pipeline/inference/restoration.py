@@ -226,7 +226,7 @@ def _infer_one(
     path: Path, run: TrainedRun, config: InferenceConfig, device: torch.device
 ) -> tuple[dict[str, Any], dict]:
     started = time.perf_counter()
-    image = read_grayscale(path, stretch_wide_values=True)
+    image = read_grayscale(path)
     kind = input_kind(image, config)
     if kind == "line":
         restored, transcription = restore_line(image, run, config, device)
@@ -254,7 +254,7 @@ def _infer_one(
     if config.ground_truth_path is not None:
         row["ground_truth"] = truth_path.name if truth_path else None
     if truth_path is not None:
-        row |= truth_scores(restored, image, read_grayscale(truth_path, stretch_wide_values=True), config)
+        row |= truth_scores(restored, image, read_grayscale(truth_path), config)
     row["seconds"] = time.perf_counter() - started
     return row, outputs
 
