@@ -11,17 +11,20 @@ shows the full trace.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
+from kedro.io.core import DatasetError
 
 from htr_pipeline.checkpoints import CheckpointError
 from htr_pipeline.config import ConfigError
 from htr_pipeline.data.ingestion import TooManyRejectsError
 from htr_pipeline.data.sources import MissingColumnError, SourceEncodingError, SourceNotFoundError
 from htr_pipeline.data.splits import EmptySplitError
+from htr_pipeline.datasets.line_image_store import ImageFolderSaveError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
@@ -50,9 +53,14 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     InferenceInputError,
     AuditedRunNotFoundError,
     DiagnosticsFailedError,
+    ImageFolderSaveError,
 )
 """Errors whose message names the file, line or key and what to do: the trace would only bury it. A new one is
 added here, and nowhere else (no error class of the project derives from ``click.ClickException``)."""
+
+FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EROFS})
+"""Errors of the disk a dataset is saved to, told in one line like the known errors: disk full, quota, a name
+too long, a read-only file system."""
 
 TRACEBACK_VARIABLE = "HTR_TRACEBACK"
 
@@ -78,8 +86,22 @@ def cli() -> None:
 def run(context: click.Context, verbose: bool, **options: Any) -> Any:
     try:
         return context.invoke(kedro_run, **as_current_options(options))
-    except KNOWN_ERRORS as error:
-        if verbose or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+    except (*KNOWN_ERRORS, DatasetError) as error:
+        known = known_error(error)
+        if known is None or verbose or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        message = known.args[0] if isinstance(known, KeyError) and known.args else str(known)
         raise click.ClickException(message) from None
+
+
+def known_error(error: BaseException) -> BaseException | None:
+    """``error`` if it is known, or the known error Kedro wrapped while saving or loading a dataset (a
+    ``DatasetError`` caused by one, or by a full disk); ``None`` for anything else, whose trace is shown."""
+    if isinstance(error, KNOWN_ERRORS):
+        return error
+    cause = error.__cause__
+    if isinstance(error, DatasetError) and isinstance(cause, OSError) and cause.errno in FILE_SYSTEM_ERRNOS:
+        return OSError(cause.errno, f"saving or loading a dataset: {cause}")
+    if isinstance(error, DatasetError) and cause is not None:
+        return known_error(cause)
+    return None

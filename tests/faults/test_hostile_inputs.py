@@ -320,3 +320,50 @@ def test_something_named_parquet_that_is_no_parquet_file_is_a_reject(tmp_path, k
     assert len(manifest) == 3 and len(rejects) == 1
     expected = RejectReason.UNREADABLE_FILE if kind == "text" else RejectReason.NOT_A_REGULAR_FILE
     assert rejects["reason"].iloc[0] == expected and rejects["path"].iloc[0] == str(bad)
+
+
+# ----------------------------------------------------------------------------------------------- saving
+
+
+def _store(tmp_path: Path):
+    from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+
+    return LineImageStoreDataset(filepath=str(tmp_path / "store" / "line_images"))
+
+
+def test_a_save_that_fails_on_a_name_too_long_leaves_no_partial_folder_and_is_one_line(tmp_path):
+    from kedro.io.core import DatasetError
+
+    from htr_pipeline.cli import known_error
+
+    pixels = np.full((8, 8), 200, dtype=np.uint8)
+    with pytest.raises(DatasetError) as raised:
+        _store(tmp_path).save({"clean/ok.png": pixels, f"clean/{'x' * 300}.png": pixels})
+    assert list((tmp_path / "store").iterdir()) == []  # neither .line_images.partial nor line_images
+    message = str(known_error(raised.value))
+    assert message.startswith("could not write 'clean/xxx") and "File name too long" in message
+    assert "nothing of this save was kept" in message and "\n" not in message
+
+
+def test_a_disk_full_while_saving_is_one_line_and_leaves_no_partial_folder(tmp_path, monkeypatch):
+    import errno
+
+    from kedro.io.core import DatasetError
+
+    from htr_pipeline.cli import known_error
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(DatasetError) as raised:
+        _store(tmp_path).save({"clean/ok.png": np.full((8, 8), 200, dtype=np.uint8)})
+    assert list((tmp_path / "store").iterdir()) == []
+    assert "No space left on device; nothing of this save was kept" in str(known_error(raised.value))
+    # Any dataset: a DatasetError caused by a full disk is told in one line too.
+    wrapped = DatasetError("Failed while saving data to dataset CSVDataset(...)")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert "No space left on device" in str(known_error(wrapped))
+    unknown = DatasetError("something else")
+    unknown.__cause__ = ValueError("a bug")
+    assert known_error(unknown) is None

@@ -7,6 +7,7 @@ Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns t
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,6 +17,10 @@ from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from PIL import Image
 
 from htr_pipeline.data.line_store import LineImageStore
+
+
+class ImageFolderSaveError(OSError):
+    """A file of an image folder could not be written (disk full, a name too long): nothing of the save is kept."""
 
 
 class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], LineImageStore]):
@@ -62,20 +67,30 @@ def save_image_folder(data: Mapping[str, np.ndarray | str], root: Path, png_comp
         return
     partial = root.with_name(f".{root.name}.partial")
     partial.mkdir(parents=True, exist_ok=True)
-    _write(data, {relative_path: partial / relative_path for relative_path in data}, png_compress_level)
+    try:
+        _write(data, {relative_path: partial / relative_path for relative_path in data}, png_compress_level)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed save (disk full, a name too long) leaves nothing
+        raise
     os.replace(partial, root)
 
 
 def _write(data: Mapping[str, np.ndarray | str], targets: Mapping[str, Path], png_compress_level: int) -> None:
     for relative_path, image in data.items():
         target = targets[relative_path]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(image, str):
-            target.write_text(image, encoding="utf-8")
-            continue
-        if image.dtype != np.uint8 or image.ndim != 2:
+        if not isinstance(image, str) and (image.dtype != np.uint8 or image.ndim != 2):
             raise DatasetError(f"'{relative_path}': expected a 2-D uint8 image, got {image.dtype} {image.shape}")
-        Image.fromarray(image, mode="L").save(target, compress_level=png_compress_level)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(image, str):
+                target.write_text(image, encoding="utf-8")
+            else:
+                Image.fromarray(image, mode="L").save(target, compress_level=png_compress_level)
+        except OSError as error:
+            raise ImageFolderSaveError(
+                f"could not write '{relative_path}' in {target.parent}: {error.strerror or error}; nothing of this "
+                "save was kept. Free disk space (or shorten the file or XML names) and run again."
+            ) from error
 
 
 def _inside(root: Path, relative_path: str) -> Path:

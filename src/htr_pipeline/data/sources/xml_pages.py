@@ -69,9 +69,10 @@ class XmlPagesSource(SourceSettings):
     levelled by their baseline angle."""
     steep_lines: Literal["reject", "rotate"] = "reject"
     """``reject`` (as ``vertical_line``) or ``rotate`` by the baseline angle like any other line."""
-    max_xml_bytes: int = Field(25_000_000, ge=1)
-    """A larger XML file is rejected (``file_too_large``) without being parsed: parsing takes about 30 times the
-    file's size in memory (a 50 MB file of empty elements took 1.6 GB)."""
+    max_xml_bytes: int = Field(10_000_000, ge=1)
+    """A larger XML file is rejected (``file_too_large``) without being parsed: parsing takes up to about 30 times
+    the file's size in memory (measured: a 50 MB file of empty elements +1.5 GB, 25 MB +0.76 GB), so the default
+    bounds one page's XML near 0.3 GB; a dense page with word and glyph coordinates is a few MB."""
     skip_region_types: list[str] = Field(default_factory=list)
     """Lines of regions of these types (PAGE ``TextRegion@type``, ALTO block tag label) are left out, as
     rejects ``skipped_region_type``."""
