@@ -28,9 +28,10 @@ from htr_pipeline.datasets.line_image_store import ImageFolderSaveError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
-from htr_pipeline.hooks import MissingInputError
+from htr_pipeline.hooks import MissingInputError, RunSummaryHook
 from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
 from htr_pipeline.pipelines.inference.nodes import InferenceInputError
+from htr_pipeline.run_summary import RunWithoutGainError
 from htr_pipeline.tracking import RunNotFoundError
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
 from htr_pipeline.training.recognizer_training import RecognizerDoesNotReadError
@@ -54,6 +55,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     AuditedRunNotFoundError,
     DiagnosticsFailedError,
     ImageFolderSaveError,
+    RunWithoutGainError,
 )
 """Errors whose message names the file, line or key and what to do: the trace would only bury it. A new one is
 added here, and nowhere else (no error class of the project derives from ``click.ClickException``)."""
@@ -85,7 +87,10 @@ def cli() -> None:
 @click.pass_context
 def run(context: click.Context, verbose: bool, **options: Any) -> Any:
     try:
-        return context.invoke(kedro_run, **as_current_options(options))
+        result = context.invoke(kedro_run, **as_current_options(options))
+        if RunSummaryHook.last_failure is not None:
+            raise RunWithoutGainError(RunSummaryHook.last_failure)
+        return result
     except (*KNOWN_ERRORS, DatasetError) as error:
         known = known_error(error)
         if known is None or verbose or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
