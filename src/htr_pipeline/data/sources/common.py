@@ -112,7 +112,7 @@ def keys_without_files(
         return []
     rejects = []
     for key in rows.values:
-        id_of_key = sample_id_of(source, Path(key).with_suffix("").as_posix())
+        id_of_key = sample_id_of(source, key_stem(key))
         if id_of_key in accounted:
             continue
         path = folder / key
@@ -183,7 +183,7 @@ def read_tsv(path: Path, source_name: str) -> TsvRows:
             rejects.append(
                 Reject(
                     source_name,
-                    sample_id_of(source_name, Path(key).with_suffix("").as_posix()),
+                    sample_id_of(source_name, key_stem(key)),
                     str(path),
                     RejectReason.DUPLICATE_ID,
                     f"{path}:{line_number}: '{key}' is listed again; the first row is kept",
@@ -314,6 +314,15 @@ def _is_folder(path: Path) -> bool:
         return path.is_dir()
     except OSError:
         return False
+
+
+def key_stem(key: str) -> str:
+    """A ``labels.tsv`` or ``splits.tsv`` key without its suffix (``lines/a.png`` -> ``lines/a``); a key no path
+    can have (``.``, empty) stays as it is, to be rejected by name when its row is read."""
+    try:
+        return Path(key).with_suffix("").as_posix()
+    except ValueError:
+        return key
 
 
 def sample_id_of(source_name: str, stem: str) -> str:

@@ -20,6 +20,7 @@ from htr_pipeline.data.sources.common import (
     file_reject,
     group_of,
     image_files,
+    key_stem,
     keys_without_files,
     line_sample,
     not_utf8,
@@ -71,7 +72,7 @@ class _LabelledFolder:
 
     def read_row(self, file_name: str, text: str) -> list[Outcome]:
         source = self.source
-        sample_id = sample_id_of(source.name, Path(file_name).with_suffix("").as_posix())
+        sample_id = sample_id_of(source.name, key_stem(file_name))
         image_path = self.image_dir / file_name
         escaping = outside_source(
             source.name, sample_id, image_path, self.root, f"{self.labels.where(file_name)}: '{file_name}'"
@@ -108,7 +109,7 @@ def _labelled_lines(source: LineFolderSource, root: Path) -> Iterator[SourceUnit
         detail = f"no row for it in {labels.path}"
         reject = Reject(source.name, sample_id, str(image_path), RejectReason.MISSING_TRANSCRIPTION, detail)
         yield SourceUnit.settled(str(image_path), [reject])
-    accounted = {sample_id_of(source.name, Path(name).with_suffix("").as_posix()) for name in labels.values}
+    accounted = {sample_id_of(source.name, key_stem(name)) for name in labels.values}
     accounted |= {sample_id_of(source.name, path.stem) for path in unlabelled}
     accounted |= reject_ids([*labels.rejects, *splits.rejects])
     yield SourceUnit.settled(str(splits.path), keys_without_files(splits.rows, image_dir, root, source.name, accounted))
