@@ -119,3 +119,16 @@ def test_outputs_are_written_one_input_at_a_time_and_summarised_from_disk(tmp_pa
     assert seen_on_disk == [2]
     table, summary = summarise_folder(dataset.load(), config)
     assert list(table["file"]) == ["page_0.png", "page_1.png", "page_2.png"] and summary["pages"] == 3
+
+
+def test_a_checkpoint_setting_naming_a_folder_is_one_line_naming_its_files(tmp_path: Path):
+    from htr_pipeline.checkpoints import CheckpointError, resolve_checkpoint
+
+    (tmp_path / "run" / "gan").mkdir(parents=True)
+    (tmp_path / "run" / "gan" / "best.pt").write_bytes(b"")
+
+    def never(run_id: str) -> str:
+        raise AssertionError(f"{run_id} looked up in MLflow")
+
+    with pytest.raises(CheckpointError, match=r"is a folder; name a checkpoint file in it \(best\.pt\)"):
+        resolve_checkpoint(str(tmp_path / "run"), "best", None, never)
