@@ -332,7 +332,12 @@ def _infer_one(path: Path, run: TrainedRun, config: InferenceConfig, device: tor
     }
     panels, captions = (
         [image, restored],
-        ["input", "restored" + (f": reads {_shortened(reading.text)!r}" if reading else "")],
+        [
+            "input",
+            "restored"
+            + (f": reads {_shortened(reading.text)!r}" if reading else "")
+            + (" (flagged)" if reading and reading.flag else ""),
+        ],
     )
     if config.binarise is not None:
         binary = np.where(binarise(restored, config.binarise, config.sauvola_window), 0, 255).astype(np.uint8)
