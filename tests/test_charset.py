@@ -8,8 +8,9 @@ from htr_pipeline.charset import (
     Charset,
     UnknownSymbolError,
     control_characters,
-    invisible_characters,
+    draws_nothing,
     normalise_text,
+    text_changes,
 )
 
 
@@ -79,13 +80,13 @@ def test_greedy_labels_on_the_device_are_the_labels_of_the_greedy_reading():
         assert row[length:] == [blank] * (9 - length)
 
 
-INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff\u200e\u202e\u2066\u2069\u034f\ufe0f\U000e0041"
 
 
 def test_invisible_format_characters_are_removed_and_counted():
     text = "\ufeffmon\u00adde\u200bmain\u200c\u200d\u2060!"
     assert normalise_text(text) == "mondemain!"
-    assert invisible_characters(text) == {
+    assert text_changes(text) == {
         "U+00AD": 1,
         "U+200B": 1,
         "U+200C": 1,
@@ -94,6 +95,16 @@ def test_invisible_format_characters_are_removed_and_counted():
         "U+FEFF": 1,
     }
     assert Charset.from_texts([text]).symbols == tuple(sorted(set("mondemain!")))
+
+
+def test_the_text_rule_removes_what_draws_nothing_keeps_what_draws_and_counts_inner_line_breaks():
+    assert all(draws_nothing(symbol) for symbol in INVISIBLE)
+    # Category Cf that draws a glyph (Arabic number sign), spaces and letters are kept.
+    assert not any(draws_nothing(symbol) for symbol in "\u0600\u06dd a\u00e9\u3000")
+    assert normalise_text("\u200fab\u202ec\u2066d\u2069") == "abcd"
+    assert text_changes("\u200fab\u202ec\u2066d\u2069") == {"U+200F": 1, "U+202E": 1, "U+2066": 1, "U+2069": 1}
+    # A carriage return inside a text folds to a space and is counted; one at its end is only trimmed.
+    assert normalise_text("deux\rmots\r") == "deux mots" and text_changes("deux\rmots\r") == {"U+000D": 1}
 
 
 def test_control_characters_are_found_but_tabs_and_newlines_fold_to_spaces():

@@ -83,8 +83,26 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     }
     parameters["evaluation"] = {"bootstrap_resamples": 100, "log_models": False}
     (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
+    # evaluation.expect_gain is left at its default (true): a run without gain fails after its summary block.
     trained = _run(kedro_project, "--params=training.recognizer_pretraining.max_val_cer=10.0")
-    assert trained.exit_code == 0, trained.output
+    assert trained.exit_code == 1, trained.output
+    assert (
+        trained.output.strip()
+        .splitlines()[-1]
+        .startswith(
+            "Error: the run ended without a gain over its input: the judge recognizer reads (almost) nothing even on "
+            "clean lines"
+        )
+    )
+    assert (
+        trained.output.strip()
+        .splitlines()[-1]
+        .endswith(
+            "(see the WARNING lines above; set evaluation.expect_gain: false for a smoke test or ablation that expects "
+            "none)"
+        )
+    )
+    assert "Traceback" not in trained.output
     block = trained.output[trained.output.index("Run summary") :]
     assert "Training: 1 epoch; best val CER " in block
     assert "Evaluation on test (2 lines), read by judge, 95% intervals:" in block
@@ -93,6 +111,12 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     assert "--backend-store-uri sqlite:///mlflow.db --port 5000`" in block
     assert "?workflowType=machine_learning" in block
     while mlflow.active_run() is not None:  # one process runs both commands here; `kedro run` runs one each
+        mlflow.end_run()
+
+    smoke = _run(kedro_project, "--pipeline=evaluation", "--params=evaluation.expect_gain=false")
+    assert smoke.exit_code == 0, smoke.output
+    assert "WARNING: the judge recognizer reads (almost) nothing even on clean lines" in smoke.output
+    while mlflow.active_run() is not None:
         mlflow.end_run()
 
     result = _run(kedro_project, "--pipeline=diagnostics")

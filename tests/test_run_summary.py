@@ -177,3 +177,34 @@ def test_the_real_test_shows_its_figures_and_warns_when_restoration_hurts():
     assert run_summary_lines(RunResults(real_test={"configured": False, "note": "..."})) == run_summary_lines(
         RunResults()
     )
+
+
+def test_a_run_without_gain_fails_unless_the_setting_expects_none():
+    from htr_pipeline.run_summary import run_failure
+
+    worse = RunResults(inference=_inference(restored_f_measure=65.27, restored_drd=18.89))
+    failure = run_failure(worse, evaluation_expects_gain=True, inference_expects_gain=True)
+    assert failure is not None and failure.startswith(
+        "the run ended without a gain over its input: the restored images score worse against the ground truth "
+        "than the inputs: F-measure 89.48 -> 65.27"
+    )
+    assert failure.endswith("set inference.expect_gain: false for a smoke test or ablation that expects none)")
+    assert run_failure(worse, evaluation_expects_gain=True, inference_expects_gain=False) is None
+    better = RunResults(inference=_inference(restored_f_measure=93.0, restored_drd=2.5))
+    assert run_failure(better, evaluation_expects_gain=True, inference_expects_gain=True) is None
+
+
+def test_flagged_readings_and_skipped_comparisons_are_told():
+    inference = {
+        **_inference(restored_f_measure=93.0, restored_drd=2.5),
+        "lines": 5,
+        "readings_flagged": 5,
+        "flagged_readings": [{"file": "a.png", "reading": "sissssssigsiissss", "why": "13 of its 17 symbols are 's'"}],
+        "ground_truth_skipped": [{"file": "b.png", "reason": "b_gt.png: ground truth is 10 x 10 px"}],
+    }
+    lines = run_summary_lines(RunResults(inference=inference))
+    assert "  no comparison for b.png: b_gt.png: ground truth is 10 x 10 px" in lines
+    assert _warnings(RunResults(inference=inference)) == [
+        "WARNING: 5 of 5 line readings look like nothing useful (e.g. a.png: 'sissssssigsiissss', 13 of its 17 "
+        "symbols are 's'); the checkpoint's recognizer does not read these lines: train on yours (README, inference)"
+    ]

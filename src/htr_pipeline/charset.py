@@ -7,6 +7,7 @@ disagree about it (the seed system used blank 0 in training and blank last in ev
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,24 +32,48 @@ class UnknownSymbolError(ValueError):
         super().__init__(f"text {text!r} has characters missing from the charset: {shown}")
 
 
-INVISIBLE_CHARACTERS = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
-"""Format characters that draw no glyph: soft hyphen, zero-width space, zero-width non-joiner and joiner, word
-joiner, byte-order mark. No recognizer can see them on a line, so :func:`normalise_text` removes them (and
-:func:`invisible_characters` counts them for the data set report); a charset never holds one."""
+_DEFAULT_IGNORABLE_RANGES = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+"""Unicode's ``Default_Ignorable_Code_Point`` (DerivedCoreProperties.txt, Unicode 15): what a renderer draws
+nothing for when it has no special support (Python's ``unicodedata`` does not expose the property)."""
+PREPENDED_CONCATENATION_MARKS = frozenset(
+    "\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u0890\u0891\u08e2\U000110bd\U000110cd"
+)
+"""Format characters (category Cf) that do draw a glyph (the Arabic number sign and its kin): kept."""
+LINE_BREAKS = frozenset("\r\n\x0b\x0c\x85\u2028\u2029")
+"""Line-break characters: inside one line's text each folds to a space and is counted (a lone carriage return
+once cut labels in two)."""
 
-_WITHOUT_INVISIBLE = dict.fromkeys(map(ord, INVISIBLE_CHARACTERS))
+
+@functools.lru_cache(maxsize=4096)
+def draws_nothing(symbol: str) -> bool:
+    """A format or default-ignorable character: bidi marks and isolates (U+200E, U+202E, U+2066 ...), zero-width
+    space and joiners, soft hyphen, word joiner, byte-order mark, variation selectors, tags. :func:`normalise_text`
+    removes them, :func:`text_changes` counts them, and a :class:`Charset` never holds one."""
+    if symbol in PREPENDED_CONCATENATION_MARKS:
+        return False
+    code = ord(symbol)
+    return unicodedata.category(symbol) == "Cf" or any(low <= code <= high for low, high in _DEFAULT_IGNORABLE_RANGES)
 
 
 def normalise_text(text: str) -> str:
-    """Unicode NFC, :data:`INVISIBLE_CHARACTERS` removed, runs of white space (tab and newline included) folded
-    to one space, no leading or trailing space. Control characters are kept: :func:`control_characters` finds
-    them, and a text with one is rejected where it enters."""
-    return " ".join(unicodedata.normalize(NORMALIZATION_FORM, text.translate(_WITHOUT_INVISIBLE)).split())
+    """The text rule, the one place it is applied: Unicode NFC; every character that :func:`draws_nothing` removed;
+    runs of white space (tab, line breaks) folded to one space; no leading or trailing space. Control characters
+    are kept: :func:`control_characters` finds them, and a text with one is rejected where it enters.
+    :func:`text_changes` counts what this changes beyond NFC and spacing."""
+    kept = "".join(symbol for symbol in text if not draws_nothing(symbol))
+    return " ".join(unicodedata.normalize(NORMALIZATION_FORM, kept).split())
 
 
-def invisible_characters(text: str) -> dict[str, int]:
-    """``{"U+00AD": count}`` of the :data:`INVISIBLE_CHARACTERS` that :func:`normalise_text` removes from ``text``."""
-    counts = Counter(f"U+{ord(symbol):04X}" for symbol in text if symbol in INVISIBLE_CHARACTERS)
+def text_changes(text: str) -> dict[str, int]:
+    """``{"U+200E": count}``: the characters :func:`normalise_text` removes from ``text`` (:func:`draws_nothing`)
+    and the line breaks it folds into a space inside the text (leading and trailing ones are only trimmed)."""
+    inner = text.strip()
+    counts = Counter(f"U+{ord(symbol):04X}" for symbol in text if draws_nothing(symbol))
+    counts.update(f"U+{ord(symbol):04X}" for symbol in inner if symbol in LINE_BREAKS)
     return dict(sorted(counts.items()))
 
 
@@ -73,7 +98,7 @@ class Charset:
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("charset symbols must be unique")
         for symbol in self.symbols:
-            if len(symbol) == 1 and (unicodedata.category(symbol) == "Cc" or symbol in INVISIBLE_CHARACTERS):
+            if len(symbol) == 1 and (unicodedata.category(symbol) == "Cc" or draws_nothing(symbol)):
                 raise ValueError(
                     f"charset symbol {describe_code_points(symbol)} is a control or invisible character; texts "
                     "go through normalise_text, and those with control characters are rejected, before a charset"

@@ -86,6 +86,12 @@ def resolve_checkpoint(
     file = named_file(setting)
     if file is not None:
         return file
+    if Path(setting).is_dir():  # not a run id: without this it would be looked up in MLflow, ending in a trace
+        files = sorted(path.name for path in Path(setting).rglob(f"*{CHECKPOINT_SUFFIX}"))[:5]
+        raise CheckpointError(
+            f"checkpoint setting '{setting}' is a folder; name a checkpoint file in it "
+            f"({', '.join(files) or f'no *{CHECKPOINT_SUFFIX} file there'}) or a training run's MLflow run id"
+        )
     return checkpoint_file(folder_of_run(setting), name)
 
 

@@ -11,11 +11,13 @@ shows the full trace.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
+from kedro.io.core import DatasetError
 
 from htr_pipeline.checkpoints import CheckpointError
 from htr_pipeline.config import ConfigError
@@ -23,13 +25,15 @@ from htr_pipeline.data.ingestion import TooManyRejectsError
 from htr_pipeline.data.real_paper import RealPaperError
 from htr_pipeline.data.sources import MissingColumnError, SourceEncodingError, SourceNotFoundError
 from htr_pipeline.data.splits import EmptySplitError
+from htr_pipeline.datasets.line_image_store import ImageFolderSaveError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.real_scans import RealTestInputError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
-from htr_pipeline.hooks import MissingInputError
+from htr_pipeline.hooks import MissingInputError, RunSummaryHook
 from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
 from htr_pipeline.pipelines.inference.nodes import InferenceInputError
+from htr_pipeline.run_summary import RunWithoutGainError
 from htr_pipeline.tracking import RunNotFoundError
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
 from htr_pipeline.training.recognizer_training import RecognizerDoesNotReadError
@@ -54,9 +58,15 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     DiagnosticsFailedError,
     RealPaperError,
     RealTestInputError,
+    ImageFolderSaveError,
+    RunWithoutGainError,
 )
 """Errors whose message names the file, line or key and what to do: the trace would only bury it. A new one is
 added here, and nowhere else (no error class of the project derives from ``click.ClickException``)."""
+
+FILE_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EROFS})
+"""Errors of the disk a dataset is saved to, told in one line like the known errors: disk full, quota, a name
+too long, a read-only file system."""
 
 TRACEBACK_VARIABLE = "HTR_TRACEBACK"
 
@@ -81,9 +91,26 @@ def cli() -> None:
 @click.pass_context
 def run(context: click.Context, verbose: bool, **options: Any) -> Any:
     try:
-        return context.invoke(kedro_run, **as_current_options(options))
-    except KNOWN_ERRORS as error:
-        if verbose or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+        result = context.invoke(kedro_run, **as_current_options(options))
+        if RunSummaryHook.last_failure is not None:
+            raise RunWithoutGainError(RunSummaryHook.last_failure)
+        return result
+    except (*KNOWN_ERRORS, DatasetError) as error:
+        known = known_error(error)
+        if known is None or verbose or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        message = known.args[0] if isinstance(known, KeyError) and known.args else str(known)
         raise click.ClickException(message) from None
+
+
+def known_error(error: BaseException) -> BaseException | None:
+    """``error`` if it is known, or the known error Kedro wrapped while saving or loading a dataset (a
+    ``DatasetError`` caused by one, or by a full disk); ``None`` for anything else, whose trace is shown."""
+    if isinstance(error, KNOWN_ERRORS):
+        return error
+    cause = error.__cause__
+    if isinstance(error, DatasetError) and isinstance(cause, OSError) and cause.errno in FILE_SYSTEM_ERRNOS:
+        return OSError(cause.errno, f"saving or loading a dataset: {cause}")
+    if isinstance(error, DatasetError) and cause is not None:
+        return known_error(cause)
+    return None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -82,6 +83,19 @@ class SplitFractions(StrictModel):
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + valid + test must be 1.0, got {total:.6f}")
         return self
+
+
+def _compiles(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a regular expression Python reads: {error}") from None
+    return pattern
+
+
+RegexPattern = Annotated[str | None, AfterValidator(_compiles)]
+"""A regular expression setting, compiled when validated, so a bad one fails before any work starts."""
 
 
 class SourceSettings(StrictModel):
@@ -668,6 +682,10 @@ class EvaluationConfig(StrictModel):
     version (needs ``log_models`` and a generator)."""
     beam_search: BeamSearchConfig | None = None
     """null: greedy best-path decoding; else CTC beam search (flashlight-text, the ``beam`` extra)."""
+    expect_gain: bool = True
+    """``true``: a run whose restored lines are not read better (CER reduction <= 0) or not closer to the clean
+    ones (PSNR gain <= 0) than the degraded ones, or whose recognizer reads nothing even on clean lines, exits
+    with status 1 after the summary block; ``false`` for a smoke test or ablation that expects no gain."""
     real_test: RealTestConfig | None = None
     """null: the test split alone; else also the held-out test on real degraded pages and lines."""
 
@@ -778,8 +796,20 @@ class InferenceConfig(StrictModel):
     input_path: Path | None = None
     """The folder of images to restore (line crops or whole pages); required by ``kedro run --pipeline=inference``."""
     mode: Literal["lines", "pages", "auto"] = "auto"
-    """``auto``: an image at least ``line_min_aspect`` times wider than high is a line, anything else a page."""
+    """``auto``: decided per image from its content, the text lines its ink profile holds (one: a line; several:
+    a page; see :mod:`htr_pipeline.inference.layout`); ``lines`` or ``pages`` forces it for every image."""
     line_min_aspect: float = Field(4.0, gt=0.0)
+    """``auto``: an image without ink is a line when at least this many times wider than high; two text lines
+    found in an image twice this wide for its height are one line crop holding parts of its neighbours."""
+    max_line_aspect: float = Field(100.0, gt=1.0)
+    """A line wider than this many times its height is refused (skipped, with the reason): read at the model's
+    height its width, and the recognizer's memory, grow with the ratio (a 1 x 40,000 px line took 4.8 GB)."""
+    min_reading_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    """A line reading whose symbols have a lower mean probability is flagged as likely nonsense (as is an empty
+    reading, or one symbol making up most of it): the recognizer does not read these inputs."""
+    expect_gain: bool = True
+    """``true``: a run whose restored images score worse against the ground truth than the inputs exits with
+    status 1 (the summary block still prints); ``false`` for a smoke test or ablation that expects no gain."""
     checkpoint: str | None = None
     """null: ``checkpoint_name`` of the latest training run; else a ``.pt`` file or a training run's MLflow id."""
     checkpoint_name: CheckpointName = "best"

@@ -45,7 +45,7 @@ from htr_pipeline.config import (
 )
 from htr_pipeline.pipeline_registry import DEFAULT_PIPELINES
 from htr_pipeline.project_paths import mlflow_ui_command, project_relative
-from htr_pipeline.run_summary import RunResults, mlflow_run_url, run_summary_lines
+from htr_pipeline.run_summary import RunResults, mlflow_run_url, run_failure, run_summary_lines
 from htr_pipeline.tracking.run_logging import log_parameters
 from htr_pipeline.tracking.store import (
     mark_dead_runs_killed,
@@ -355,10 +355,17 @@ class RunSummaryHook:
     what was saved so far.
     """
 
+    last_failure: str | None = None
+    """Why the last run of this process did not give what it was asked for (``run_summary.run_failure``), else
+    None: the ``run`` command (``cli.py``) exits with it as its one ``Error:`` line, after the block. A class
+    attribute, as Kedro's settings may hand the session a copy of the hook."""
+
     def __init__(self) -> None:
         self._saved: list[str] = []
         self._project_path = Path.cwd()
         self._mlflow_ui: dict[str, Any] = {}
+        self._expects_gain = {"evaluation": True, "inference": True}
+
         self._declared: list[str] = []
         """The catalog's entries and patterns, in the order ``catalog.yml`` declares them."""
 
@@ -366,6 +373,8 @@ class RunSummaryHook:
     def after_context_created(self, context: KedroContext) -> None:
         self._project_path = Path(context.project_path)
         self._mlflow_ui = context.config_loader["mlflow"].get("ui", {})
+        # The validated sections (ParameterValidationHook hands them over as their models).
+        self._expects_gain = {section: _expects_gain(context.params.get(section)) for section in self._expects_gain}
 
     @hook_impl
     def after_catalog_created(self, conf_catalog: dict[str, Any]) -> None:
@@ -374,6 +383,7 @@ class RunSummaryHook:
     @hook_impl
     def before_pipeline_run(self) -> None:
         self._saved = []
+        RunSummaryHook.last_failure = None
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
@@ -417,11 +427,21 @@ class RunSummaryHook:
         for line in run_summary_lines(results):
             warning = line.startswith("WARNING")
             click.secho(line, fg="red" if warning else None, bold=warning)
+        RunSummaryHook.last_failure = run_failure(
+            results, self._expects_gain["evaluation"], self._expects_gain["inference"]
+        )
 
     def _position(self, name: str, catalog: DataCatalog) -> int:
         """Where ``name`` is declared in ``catalog.yml``: its own entry, or the pattern it matched."""
         declared = name if name in self._declared else catalog.config_resolver.match_dataset_pattern(name)
         return self._declared.index(declared) if declared in self._declared else len(self._declared)
+
+
+def _expects_gain(section: Any) -> bool:
+    """``expect_gain`` of a parameters section, validated model or mapping; true when it is not set."""
+    return bool(
+        section.get("expect_gain", True) if isinstance(section, Mapping) else getattr(section, "expect_gain", True)
+    )
 
 
 def _run_summary_role(name: str, catalog: DataCatalog) -> RunSummaryRole:

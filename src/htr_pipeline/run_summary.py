@@ -189,6 +189,8 @@ def inference_lines(inference: Mapping[str, Any]) -> list[str]:
     counts = {key: value for key, value in inference.items() if isinstance(value, int) and not isinstance(value, bool)}
     described = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items())
     lines = [f"Inference: {described}" if described else "Inference: done"]
+    for skipped in inference.get("ground_truth_skipped") or []:
+        lines.append(f"  no comparison for {skipped['file']}: {_shortened(skipped['reason'], HEADLINE_CHARS)}")
     scores = inference.get("mean_scores") or {}
     for key, name, _ in DIBCO_SCORES:
         if f"restored_{key}" in scores and f"degraded_{key}" in scores:
@@ -209,9 +211,49 @@ def _inference_warnings(inference: Mapping[str, Any]) -> list[str]:
             continue
         if (restored < degraded) if better == "higher" else (restored > degraded):
             worse.append(f"{name} {degraded:.2f} -> {restored:.2f}")
-    if not worse:
-        return []
-    return [f"the restored images score worse against the ground truth than the inputs: {'; '.join(worse)}"]
+    warnings = []
+    if worse:
+        warnings.append(f"{WORSE_THAN_INPUT}: {'; '.join(worse)}")
+    flagged, lines = inference.get("readings_flagged", 0), inference.get("lines", 0)
+    if flagged:
+        example = (inference.get("flagged_readings") or [{}])[0]
+        warnings.append(
+            f"{flagged} of {lines} line readings look like nothing useful (e.g. {example.get('file')}: "
+            f"{_shortened(str(example.get('reading')), 30)!r}, {example.get('why')}); the checkpoint's recognizer "
+            "does not read these lines: train on yours (README, inference)"
+        )
+    return warnings
+
+
+class RunWithoutGainError(Exception):
+    """A run that ended without what it was asked for: restored images no better than their input."""
+
+
+WORSE_THAN_INPUT = "the restored images score worse against the ground truth than the inputs"
+
+
+def run_failure(results: RunResults, evaluation_expects_gain: bool, inference_expects_gain: bool) -> str | None:
+    """The one-line reason a run that ended did not give what it was asked for (a generator that does not beat
+    its input, in evaluation or against inference's ground truth), or None. A setting that expects no gain
+    (``evaluation.expect_gain``, ``inference.expect_gain``: false) keeps such a run a success with its WARNING."""
+    failures = []
+    if results.evaluation is not None and evaluation_expects_gain:
+        failures += _evaluation_warnings(results.evaluation)
+    if results.inference is not None and inference_expects_gain:
+        failures += [
+            warning for warning in _inference_warnings(results.inference) if warning.startswith(WORSE_THAN_INPUT)
+        ]
+    if not failures:
+        return None
+    settings = [
+        key
+        for key, ran in (("evaluation.expect_gain", results.evaluation), ("inference.expect_gain", results.inference))
+        if ran is not None
+    ]
+    return (
+        f"the run ended without a gain over its input: {'; '.join(failures)} (see the WARNING lines above; set "
+        f"{' / '.join(settings)}: false for a smoke test or ablation that expects none)"
+    )
 
 
 def failure_warnings(results: RunResults) -> list[str]:

@@ -174,7 +174,7 @@ def test_invisible_characters_are_removed_and_reported_and_controls_rejected(tmp
     assert controls["lines:nul"].startswith("control character U+0000")
     charset = Charset.from_dict(charset_document(manifest))
     report = summarise_dataset(manifest, rejects, charset)
-    assert report["invisible_characters_removed"] == {"U+00AD": 1, "U+200B": 1, "U+FEFF": 1}
+    assert report["text_changes"] == {"U+00AD": 1, "U+200B": 1, "U+FEFF": 1}
     assert report["rejects_per_reason"] == {"control_character": 2}
 
 

@@ -51,12 +51,23 @@ def test_lines_keep_their_aspect_and_wide_lines_are_squeezed():
     assert squeezed.image.shape == (64, 150) and squeezed.width_scale == pytest.approx(0.75)
 
 
-def test_wide_values_are_stretched_only_when_asked(tmp_path: Path):
-    # A float image of fractions of white: inference reads it as grey levels, ingestion as it always has.
+def test_wide_values_are_read_faithfully_everywhere(tmp_path: Path):
+    # A float image of fractions of white reads as grey levels (ingestion once made it all black: 0, 0, 1).
     Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32)).save(tmp_path / "fractions.tif")
-    assert read_grayscale(tmp_path / "fractions.tif", stretch_wide_values=True).tolist() == [[0, 128, 255]]
-    assert read_grayscale(tmp_path / "fractions.tif").tolist() == [[0, 0, 1]]
-    # 32-bit integers beyond 16 bits: stretched over their own range, or clipped at 65535.
+    assert read_grayscale(tmp_path / "fractions.tif").tolist() == [[0, 128, 255]]
+    # 32-bit integers beyond 16 bits: stretched over their own range (ingestion once clipped them at 65535).
     Image.fromarray(np.array([[0, 100_000, 200_000]], dtype=np.int32)).save(tmp_path / "wide.tif")
-    assert read_grayscale(tmp_path / "wide.tif", stretch_wide_values=True).tolist() == [[0, 128, 255]]
-    assert read_grayscale(tmp_path / "wide.tif").tolist() == [[0, 255, 255]]
+    assert read_grayscale(tmp_path / "wide.tif").tolist() == [[0, 128, 255]]
+    # Float beyond [0, 1] and NaN: stretched over the finite range; a constant image keeps its value, clipped.
+    Image.fromarray(np.array([[-1.0, 1.0, 3.0]], dtype=np.float32)).save(tmp_path / "range.tif")
+    assert read_grayscale(tmp_path / "range.tif").tolist() == [[0, 128, 255]]
+    Image.fromarray(np.full((2, 3), 300_000, dtype=np.int32)).save(tmp_path / "constant.tif")
+    assert read_grayscale(tmp_path / "constant.tif").tolist() == [[255] * 3] * 2
+
+
+def test_images_taller_than_a_band_convert_every_band_alike(tmp_path: Path):
+    # values: rows 0..599 of a 16-bit ramp; the conversion works band by band (DECODE_BAND_ROWS rows)
+    ramp = (np.arange(600, dtype=np.uint32)[:, None] * 100 + np.arange(5)[None, :]).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    expected = np.clip(np.round(ramp / 65535.0 * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(read_grayscale(tmp_path / "ramp.png"), expected)

@@ -233,6 +233,6 @@ def test_every_input_is_kept_or_rejected_and_the_report_counts_both(corpus):
     assert report["rejects_per_reason"] == {
         reason.value: count for reason, count in sorted(Counter(r for r, _ in _expected_rejects(root).values()).items())
     }
-    assert report["invisible_characters_removed"] == {"U+00AD": 1, "U+200B": 1, "U+2060": 1}
+    assert report["text_changes"] == {"U+0085": 1, "U+00AD": 1, "U+200B": 1, "U+2060": 1}
     charset = Charset.from_dict(charset_document(manifest))
     assert not [symbol for symbol in charset.symbols if not symbol.isprintable() and symbol != " "]

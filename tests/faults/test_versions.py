@@ -110,7 +110,9 @@ def test_a_line_image_folder_appears_only_once_complete(tmp_path: Path):
     with pytest.raises(DatasetError, match="expected a 2-D uint8 image"):
         dataset.save({"clean/a.png": image, "clean/b.png": image.astype(np.float32)})
     assert not (tmp_path / "line_images").exists()
-    assert sorted(p.name for p in (tmp_path / ".line_images.partial" / "clean").iterdir()) == ["a.png"]
+    # A save that fails (a bad image, a full disk, a name too long) leaves no half folder either (issue 24); one
+    # killed mid-save leaves only the hidden .partial folder, which is never taken for a version.
+    assert not (tmp_path / ".line_images.partial").exists()
     dataset = LineImageStoreDataset(filepath=str(tmp_path / "other"))
     dataset.save({"clean/a.png": image})
     assert np.asarray(Image.open(tmp_path / "other" / "clean" / "a.png")).tolist() == image.tolist()

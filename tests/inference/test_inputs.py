@@ -109,7 +109,7 @@ def test_every_pillow_mode_reads_as_eight_bit_grey(
     path = write(tmp_path / name)
     with Image.open(path) as opened:
         assert opened.mode == mode, "the file must exercise the mode it is named for"
-    grey = read_grayscale(path, stretch_wide_values=True)
+    grey = read_grayscale(path)
     assert grey.dtype == np.uint8
     assert grey.tolist() == [expected_row]
 
@@ -121,7 +121,7 @@ def test_exif_orientation_turns_a_jpeg_upright(tmp_path: Path):
     exif = Image.Exif()
     exif[EXIF_ORIENTATION_TAG] = ROTATE_90_CLOCKWISE_TO_DISPLAY
     Image.fromarray(pixels).save(tmp_path / "rotated.jpg", exif=exif)
-    grey = read_grayscale(tmp_path / "rotated.jpg", stretch_wide_values=True)
+    grey = read_grayscale(tmp_path / "rotated.jpg")
     assert grey.shape == (40, 10)
     assert grey[:20].mean() < 50 < 200 < grey[20:].mean()
 
@@ -129,13 +129,13 @@ def test_exif_orientation_turns_a_jpeg_upright(tmp_path: Path):
 def test_exif_orientation_is_applied_to_float_images_too(tmp_path: Path):
     pixels = np.zeros((10, 40), dtype=np.float32)
     Image.fromarray(pixels).save(tmp_path / "rotated.tif", tiffinfo={EXIF_ORIENTATION_TAG: 6})
-    assert read_grayscale(tmp_path / "rotated.tif", stretch_wide_values=True).shape == (40, 10)
+    assert read_grayscale(tmp_path / "rotated.tif").shape == (40, 10)
 
 
 def test_a_file_that_is_not_an_image_cannot_be_read(tmp_path: Path):
     (tmp_path / "notes.png").write_text("not pixels")
     with pytest.raises(UnreadableImageError, match=r"notes\.png"):
-        read_grayscale(tmp_path / "notes.png", stretch_wide_values=True)
+        read_grayscale(tmp_path / "notes.png")
 
 
 def test_listing_skips_what_pillow_cannot_read_and_keeps_the_rest(tmp_path: Path):

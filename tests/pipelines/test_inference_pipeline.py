@@ -21,7 +21,10 @@ def _scans(folder: Path) -> tuple[Path, Path]:
     write_line_png(inputs / "short_line.png", width=200, height=40, seed=1)
     write_line_png(inputs / "long_line.png", width=1400, height=48, seed=2)  # wider than max_width at 32 px
     rng = np.random.default_rng(3)
-    page_truth = np.where(rng.random((300, 260)) < 0.05, 0, 255).astype(np.uint8)
+    # A page of four text lines (bands of ink specks): inference tells pages from lines by their text lines.
+    page_truth = np.full((300, 260), 255, dtype=np.uint8)
+    for top in (30, 100, 170, 240):
+        page_truth[top : top + 30] = np.where(rng.random((30, 260)) < 0.2, 0, 255)
     page = np.clip(page_truth * 0.6 + rng.normal(60, 20, page_truth.shape), 0, 255).astype(np.uint8)
     Image.fromarray(np.stack([page] * 3 + [np.full_like(page, 255)], axis=-1), mode="RGBA").save(inputs / "page.png")
     Image.fromarray(page_truth).save(truth / "page_gt.png")
@@ -49,7 +52,7 @@ def test_inference_restores_lines_and_pages_reads_lines_and_scores_against_groun
     results = catalog.load("inference_results").set_index("file")
     summary = catalog.load("inference_summary")
     assert results.loc["short_line.png", "kind"] == "line" and results.loc["long_line.png", "kind"] == "line"
-    assert results.loc["page.png", "kind"] == "page"
+    assert results.loc["page.png", "kind"] == "page" and results.loc["page.png", "kind_reason"] == "4 text lines found"
     assert summary["skipped"] == [{"path": str(inputs / "notes.txt"), "reason": summary["skipped"][0]["reason"]}]
     assert "Pillow" in summary["skipped"][0]["reason"]
     assert summary["with_ground_truth"] == 1

@@ -101,7 +101,7 @@ def test_report_links_and_inference_folders_are_where_they_say(ran_project: Path
     audit_links = [part.split(")", 1)[0] for part in summary.read_text().split("](")[1:]]
     assert audit_links and all((summary.parent / link).resolve().is_file() for link in audit_links), audit_links
     (version,) = (ran_project / "data" / "07_model_output" / "inference").iterdir()
-    assert sorted(path.name for path in version.iterdir()) == ["comparison", "restored", "transcriptions"]
+    assert sorted(path.name for path in version.iterdir()) == ["comparison", "restored", "results", "transcriptions"]
 
 
 def _artifacts(client: MlflowClient, run_id: str, folder: str | None = None) -> set[str]:

@@ -144,6 +144,27 @@ class LineCrop:
     """``polygon``: pixels outside the polygon become paper; ``bbox``: the box as it is."""
 
 
+MIN_LINE_EXTENT_PX = 1.0
+"""A line polygon narrower or lower than this, or with less area (px²), has nothing to cut: only margin would be."""
+
+
+def degenerate_polygon(polygon: tuple[Point, ...]) -> str | None:
+    """Why ``polygon`` cannot be cut as a line (too few distinct points, no width, height or area), else None;
+    checked before any cropping, so a 1- or 2-point polygon never becomes a crop of margin only."""
+    distinct = len(set(polygon))
+    xs, ys = [x for x, _ in polygon], [y for _, y in polygon]
+    width, height = max(xs) - min(xs), max(ys) - min(ys)
+    area = (
+        abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(polygon, polygon[1:] + polygon[:1], strict=True))) / 2
+    )
+    if distinct < 3 or min(width, height, area) < MIN_LINE_EXTENT_PX:
+        return (
+            f"polygon of {distinct} distinct point{'s' if distinct != 1 else ''}, {width:.0f} x {height:.0f} px, "
+            f"area {area:.0f} px²: no line to cut (at least 3 points and {MIN_LINE_EXTENT_PX:.0f} px each way)"
+        )
+    return None
+
+
 def baseline_angle_degrees(baseline: tuple[Point, ...] | None) -> float:
     """Angle of the baseline from its first to its last point, clockwise as seen (image y points down)."""
     if baseline is None or len(baseline) < 2:

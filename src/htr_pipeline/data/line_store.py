@@ -34,5 +34,16 @@ class LineImageStore:
             raise LineImageMissingError(f"image '{relative_path}' is not in {self.root}; re-run data_ingestion")
         return read_grayscale(path)
 
+    def read_text(self, relative_path: str) -> str:
+        """A UTF-8 text file of the folder (transcriptions, inference's per-input records)."""
+        path = self.path_of(relative_path)
+        if not path.is_file():
+            raise LineImageMissingError(f"file '{relative_path}' is not in {self.root}")
+        return path.read_text(encoding="utf-8")
+
+    def names(self, folder: str, suffix: str) -> list[str]:
+        """The relative paths of the files ``<folder>/*<suffix>``, sorted."""
+        return sorted(path.relative_to(self.root).as_posix() for path in (self.root / folder).glob(f"*{suffix}"))
+
     def __repr__(self) -> str:
         return f"LineImageStore(root={str(self.root)!r})"

@@ -22,7 +22,7 @@ from htr_pipeline.data.images import ImageTooLargeError, UnreadableImageError, n
 from htr_pipeline.data.paper import remove_paper
 from htr_pipeline.data.real_paper import PaperLibrary, read_paper_library, synthesise_degraded
 from htr_pipeline.data.sources.pixels import PageImages
-from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandidate
+from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandidate, unexpected_error
 from htr_pipeline.progress import tqdm
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -45,7 +45,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "paper_page",
     "synthesis",
     "origin",
-    "invisible_removed",
+    "text_changes",
 )
 """Image paths are relative to the ``line_images`` folder of the same ingestion run."""
 
@@ -121,7 +121,17 @@ def materialise_unit(
 ) -> list[MaterialisedSample | Reject]:
     """One candidate, or all lines of one page from a single decode of it."""
     pages = PageImages(data.max_image_pixels)
-    return [materialise_sample(candidate, data, pages, paper) for candidate in unit]
+    return [_bounded_sample(candidate, data, pages, paper) for candidate in unit]
+
+
+def _bounded_sample(
+    candidate: SampleCandidate, data: DataConfig, pages: PageImages, paper: PaperLibrary | None
+) -> MaterialisedSample | Reject:
+    """:func:`materialise_sample`; a sample that fails in a way no check foresaw is its own reject."""
+    try:
+        return materialise_sample(candidate, data, pages, paper)
+    except Exception as error:  # the boundary of one sample: the others of its page go on
+        return unexpected_error(candidate.source, candidate.sample_id, candidate.path, error)
 
 
 def materialise_sample(
@@ -133,6 +143,8 @@ def materialise_sample(
     """Load the clean image (read, rendered or cut from a page of ``pages``) and the degraded one if the source has
     it, else synthesise it (on ``paper`` when ``data.real_paper`` is set); normalise both."""
     pages = pages if pages is not None else PageImages(data.max_image_pixels)
+    if too_long := _name_too_long(candidate):
+        return _reject(candidate, RejectReason.NAME_TOO_LONG, too_long)
     try:
         clean = candidate.clean_pixels.load(data, pages)
         degraded_source = candidate.degraded_pixels.load(data, pages).pixels if candidate.degraded_pixels else None
@@ -147,6 +159,9 @@ def materialise_sample(
             f"{original_width} x {original_height} px is below data.min_source_width_px="
             f"{data.min_source_width_px} x data.min_source_height_px={data.min_source_height_px}",
         )
+    for role, pixels in (("clean", clean_source), ("degraded", degraded_source)):
+        if pixels is not None and (blank := _blank(pixels)):
+            return _reject(candidate, RejectReason.BLANK_IMAGE, f"the {role} image is {blank}")
     if degraded_source is not None and degraded_source.shape != clean_source.shape:
         return _reject(
             candidate,
@@ -166,6 +181,40 @@ def materialise_sample(
         candidate, normalised_clean, original_width, original_height, width_scale, recipe, paper_page, clean.synthesis
     )
     return MaterialisedSample(clean=normalised_clean, degraded=degraded, manifest_row=row)
+
+
+MIN_INK_CONTRAST = 8
+"""Grey levels between an image's darkest and lightest pixel below which it holds nothing to read (blank)."""
+MAX_NAME_BYTES = 255
+"""The longest file name (one path part, in UTF-8 bytes) that Linux, macOS and Windows file systems accept."""
+
+
+def _blank(pixels: np.ndarray) -> str | None:
+    """Why an image would be stored without content (one grey level, or nearly), else None."""
+    # pixels: (height, width) uint8
+    darkest, lightest = int(pixels.min()), int(pixels.max())
+    if lightest - darkest >= MIN_INK_CONTRAST:
+        return None
+    if lightest == darkest:
+        return f"one grey level ({darkest}): nothing to read, kept it would teach a blank line this text"
+    return f"grey levels {darkest}..{lightest} (< {MIN_INK_CONTRAST} apart): nothing to read"
+
+
+def _name_too_long(candidate: SampleCandidate) -> str | None:
+    """Why the sample's image file names would be refused by the file system, else None."""
+    for part in _image_name(candidate).split("/"):
+        size = len(part.encode("utf-8"))
+        if size > MAX_NAME_BYTES:
+            return (
+                f"its image would be named {part[:40]!r}... ({size} bytes); file names hold at most "
+                f"{MAX_NAME_BYTES} bytes: shorten the file name or XML line id"
+            )
+    return None
+
+
+def _image_name(candidate: SampleCandidate) -> str:
+    """``<source>/<id>.png``: where the sample's clean and degraded images are saved in ``line_images``."""
+    return f"{_output_path(candidate.source)}/{_output_path(candidate.sample_id.split(':', 1)[-1])}.png"
 
 
 def _unreadable_reason(error: UnreadableImageError) -> RejectReason:
@@ -194,7 +243,7 @@ def _manifest_row(
     paper_page: str | None,
     synthesis: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    name = f"{_output_path(candidate.source)}/{_output_path(candidate.sample_id.split(':', 1)[-1])}.png"
+    name = _image_name(candidate)
     height, width = clean.shape
     return {
         "sample_id": candidate.sample_id,
@@ -216,7 +265,7 @@ def _manifest_row(
         "paper_page": paper_page,
         "synthesis": json.dumps(synthesis) if synthesis is not None else None,
         "origin": candidate.origin,
-        "invisible_removed": candidate.invisible_removed,
+        "text_changes": candidate.text_changes,
     }
 
 

@@ -7,8 +7,11 @@ returned as the file states them, in the frame of the size the file declares.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+import typing
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
@@ -48,6 +51,8 @@ class XmlLine:
     region_type: str | None
     reading_order: int
     """Position of the line in the page's reading order, from 0."""
+    entities: dict[str, int] = field(default_factory=dict)
+    """``{"entity &eacute;": count}``: the file's own (internal) entities resolved in the line's text."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,31 @@ def parse_points(text: str | None) -> tuple[Point, ...] | None:
     """``"x,y x,y ..."`` (PAGE) or ``"x y x y ..."`` / ``"x,y x,y"`` (ALTO) as points; ``None`` if absent."""
     if not text or not text.strip():
         return None
-    numbers = [float(value) for value in text.replace(",", " ").split()]
+    numbers = [finite_number(value) for value in text.replace(",", " ").split()]
     if len(numbers) < 2 or len(numbers) % 2:
         raise ValueError(f"expected an even number of coordinates, got {len(numbers)}: {text[:60]!r}")
     return tuple(zip(numbers[0::2], numbers[1::2], strict=True))
+
+
+def finite_number(value: str) -> float:
+    """A coordinate or size as the file writes it; ``inf``, ``nan``, ``20px`` or a word raise ``ValueError``."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _number_attribute(element: etree._Element, attribute: str, path: Path) -> float | None:
+    value = element.get(attribute)
+    if value is None:
+        return None
+    try:
+        return finite_number(value)
+    except ValueError:
+        raise XmlParseError(
+            f"{path}:{element.sourceline}: {etree.QName(element).localname}@{attribute} {value[:40]!r} is not a "
+            "finite number"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------- PAGE
@@ -105,7 +131,7 @@ def _read_page(root: etree._Element, namespace: str, xml_format: str, path: Path
     page = root.find("p:Page", ns)
     if page is None:
         raise XmlParseError(f"{path}: a PAGE file without a <Page> element")
-    region_rank = _page_region_order(page, ns)
+    region_rank = _page_region_order(page, ns, path)
     ordered: list[tuple[tuple[int, int, int, int], XmlLine]] = []
     for document_index, line in enumerate(page.iter(f"{{{namespace}}}TextLine")):
         region = _enclosing_region(line)
@@ -120,6 +146,7 @@ def _read_page(root: etree._Element, namespace: str, xml_format: str, path: Path
             line_rank if line_rank is not None else 0,
             document_index,
         )
+        text, entities = _page_line_text(line, ns, path)
         ordered.append(
             (
                 key,
@@ -127,18 +154,21 @@ def _read_page(root: etree._Element, namespace: str, xml_format: str, path: Path
                     line_id=line.get("id") or f"line_{document_index}",
                     polygon=_points_or_error(line.find("p:Coords", ns), "points", path, line),
                     baseline=_points_or_error(line.find("p:Baseline", ns), "points", path, line),
-                    text=_page_line_text(line, ns),
+                    text=text,
                     region_id=region_id,
                     region_type=region.get("type") if region is not None else None,
                     reading_order=0,
+                    entities=entities,
                 ),
             )
         )
     lines = [_with_order(line, order) for order, (_, line) in enumerate(sorted(ordered, key=lambda item: item[0]))]
-    return PageLayout(xml_format, page.get("imageFilename"), _size(page, "imageWidth", "imageHeight"), tuple(lines))
+    return PageLayout(
+        xml_format, page.get("imageFilename"), _size(page, "imageWidth", "imageHeight", path), tuple(lines)
+    )
 
 
-def _page_region_order(page: etree._Element, ns: dict[str, str]) -> dict[str, int]:
+def _page_region_order(page: etree._Element, ns: dict[str, str], path: Path) -> dict[str, int]:
     """Region id -> rank in ``ReadingOrder`` (indexed references by index, others in document order)."""
     order = page.find("p:ReadingOrder", ns)
     if order is None:
@@ -147,6 +177,10 @@ def _page_region_order(page: etree._Element, ns: dict[str, str]) -> dict[str, in
     for position, reference in enumerate(order.iter("{*}RegionRefIndexed", "{*}RegionRef")):
         if reference.get("regionRef"):
             index = reference.get("index")
+            if index is not None and not index.strip().lstrip("+-").isdigit():
+                raise XmlParseError(
+                    f"{path}:{reference.sourceline}: RegionRefIndexed@index {index[:40]!r} is not a whole number"
+                )
             references.append((int(index) if index is not None else position, position, reference.get("regionRef")))
     return {region: rank for rank, (_, _, region) in enumerate(sorted(references))}
 
@@ -163,21 +197,60 @@ def _transkribus_index(custom: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _page_line_text(line: etree._Element, ns: dict[str, str]) -> str:
-    """Line-level ``TextEquiv`` (index 0, else the first); words joined by spaces when only they have text."""
-    text = _text_equiv(line, ns)
+def _page_line_text(line: etree._Element, ns: dict[str, str], path: Path) -> tuple[str, dict[str, int]]:
+    """Line-level ``TextEquiv`` (index 0, else the first); words joined by spaces when only they have text. With
+    the internal entities resolved in it, counted."""
+    text, entities = _text_equiv(line, ns, path)
     if text.strip():
-        return text
-    return " ".join(word_text for word in line.findall("p:Word", ns) if (word_text := _text_equiv(word, ns)).strip())
+        return text, entities
+    words = [_text_equiv(word, ns, path) for word in line.findall("p:Word", ns)]
+    counts: Counter[str] = Counter()
+    for _, word_entities in words:
+        counts.update(word_entities)
+    return " ".join(word_text for word_text, _ in words if word_text.strip()), dict(counts)
 
 
-def _text_equiv(element: etree._Element, ns: dict[str, str]) -> str:
+def _text_equiv(element: etree._Element, ns: dict[str, str], path: Path) -> tuple[str, dict[str, int]]:
     equivalents = element.findall("p:TextEquiv", ns)
     if not equivalents:
-        return ""
+        return "", {}
     chosen = next((equiv for equiv in equivalents if equiv.get("index") == "0"), equivalents[0])
     unicode = chosen.find("p:Unicode", ns)
-    return unicode.text or "" if unicode is not None else ""
+    return _text_with_entities(unicode, path) if unicode is not None else ("", {})
+
+
+def _text_with_entities(element: etree._Element, path: Path) -> tuple[str, dict[str, int]]:
+    """The element's text with the file's own entities resolved (``caf&eacute;`` -> ``café``, counted as
+    ``entity &eacute;``). The parser resolves none (``resolve_entities=False``): an external or undeclared entity,
+    or one whose value holds markup, is an error, never read."""
+    parts, counts = [element.text or ""], Counter()
+    declared = _internal_entities(element)
+    for child in element:
+        if child.tag is etree.Entity:
+            name = child.text.strip("&;")
+            if declared.get(name) is None:
+                raise XmlParseError(
+                    f"{path}:{element.sourceline}: entity &{name}; is an external or undeclared entity; only the "
+                    "file's own plain-text entities are read (external entities are never resolved)"
+                )
+            parts.append(declared[name])
+            counts[f"entity &{name};"] += 1
+        parts.append(child.tail or "")
+    return "".join(parts), dict(counts)
+
+
+def _internal_entities(element: etree._Element) -> dict[str, str | None]:
+    """``name -> value`` of the entities the file's internal DTD declares; ``None`` for an external one or one
+    whose value holds markup or other entities."""
+    dtd = element.getroottree().docinfo.internalDTD
+    if dtd is None:
+        return {}
+    return {
+        entity.name: entity.content
+        if entity.system_url is None and entity.content is not None and not set("&<") & set(entity.content)
+        else None
+        for entity in dtd.iterentities()
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- ALTO
@@ -213,17 +286,19 @@ def _read_alto(root: etree._Element, namespace: str, xml_format: str, path: Path
             )
         )
     filename = root.findtext("a:Description/a:sourceImageInformation/a:fileName", namespaces=ns)
-    return PageLayout(xml_format, filename.strip() if filename else None, _size(page, "WIDTH", "HEIGHT"), tuple(lines))
+    return PageLayout(
+        xml_format, filename.strip() if filename else None, _size(page, "WIDTH", "HEIGHT", path), tuple(lines)
+    )
 
 
 def _alto_polygon(line: etree._Element, ns: dict[str, str], path: Path) -> tuple[Point, ...] | None:
     polygon = _points_or_error(line.find("a:Shape/a:Polygon", ns), "POINTS", path, line)
     if polygon is not None:
         return polygon
-    box = [line.get(name) for name in ("HPOS", "VPOS", "WIDTH", "HEIGHT")]
+    box = [_number_attribute(line, name, path) for name in ("HPOS", "VPOS", "WIDTH", "HEIGHT")]
     if any(value is None for value in box):
         return None
-    x, y, width, height = (float(value) for value in box)
+    x, y, width, height = typing.cast(list[float], box)
     return ((x, y), (x + width, y), (x + width, y + height), (x, y + height))
 
 
@@ -233,7 +308,8 @@ def _alto_baseline(line: etree._Element, path: Path) -> tuple[Point, ...] | None
     if value is None or not value.strip():
         return None
     if len(value.replace(",", " ").split()) == 1 and line.get("HPOS") and line.get("WIDTH"):
-        x, width, y = float(line.get("HPOS")), float(line.get("WIDTH")), float(value)
+        x, width, y = (_number_attribute(line, name, path) for name in ("HPOS", "WIDTH", "BASELINE"))
+        assert x is not None and width is not None and y is not None
         return ((x, y), (x + width, y))
     return _points_or_error(line, "BASELINE", path, line)
 
@@ -271,14 +347,13 @@ def _points_or_error(
         raise XmlParseError(f"{path}:{line.sourceline}: {attribute} of a TextLine: {error}") from None
 
 
-def _size(element: etree._Element, width_attribute: str, height_attribute: str) -> tuple[int, int] | None:
-    width, height = element.get(width_attribute), element.get(height_attribute)
-    if not width or not height:
+def _size(element: etree._Element, width_attribute: str, height_attribute: str, path: Path) -> tuple[int, int] | None:
+    """The declared page size; ``None`` when absent or not positive; a value that is no finite number raises."""
+    if not element.get(width_attribute) or not element.get(height_attribute):
         return None
-    try:
-        size = round(float(width)), round(float(height))
-    except ValueError:
-        return None
+    width, height = (_number_attribute(element, name, path) for name in (width_attribute, height_attribute))
+    assert width is not None and height is not None
+    size = round(width), round(height)
     return size if size[0] > 0 and size[1] > 0 else None
 
 

@@ -70,7 +70,7 @@ def summarise_dataset(
         "rejects": len(rejects),
         "rejects_per_reason": rejects["reason"].value_counts().sort_index().to_dict() if len(rejects) else {},
         "rejects_per_page_and_reason": rejects_per_page(rejects, page_sources),
-        "invisible_characters_removed": invisible_characters_removed(manifest),
+        "text_changes": text_changes_counted(manifest),
         "squeezed_lines": int((manifest["width_scale"] < 1.0).sum()),
         "groups_in_several_splits": groups_in_several_splits(
             manifest["split"].tolist(), manifest["group"].where(manifest["group"].notna(), None).tolist()
@@ -95,10 +95,11 @@ def paper_pages_per_split(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
     }
 
 
-def invisible_characters_removed(manifest: pd.DataFrame) -> dict[str, int]:
-    """``{"U+00AD": count}`` over the kept samples: what normalisation took out of their source texts."""
+def text_changes_counted(manifest: pd.DataFrame) -> dict[str, int]:
+    """``{"U+200E": count, "entity &eacute;": count}`` over the kept samples: what the text rule and the sources'
+    reading changed in their source texts (the manifest's ``text_changes``, summed)."""
     totals: Counter[str] = Counter()
-    for removed in manifest["invisible_removed"].dropna():
+    for removed in manifest["text_changes"].dropna():
         totals.update(json.loads(removed))
     return dict(sorted(totals.items()))
 

@@ -7,7 +7,8 @@ Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns t
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -16,6 +17,10 @@ from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from PIL import Image
 
 from htr_pipeline.data.line_store import LineImageStore
+
+
+class ImageFolderSaveError(OSError):
+    """A file of an image folder could not be written (disk full, a name too long): nothing of the save is kept."""
 
 
 class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], LineImageStore]):
@@ -50,32 +55,61 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
         return {"filepath": str(self._filepath), "version": self._version}
 
 
-def save_image_folder(data: Mapping[str, np.ndarray | str], root: Path, png_compress_level: int) -> None:
-    """Write ``{relative_path: image or text}`` into the folder ``root``.
+FolderData = Mapping[str, "np.ndarray | str | Callable[[], Mapping[str, np.ndarray | str]]"]
+"""``{relative_path: image or text}``; a value may also be a callable giving such a mapping, called when it is
+saved (Kedro's lazy saving): its files are written before the next is made, so they are never all in memory."""
+
+
+def save_image_folder(data: FolderData, root: Path, png_compress_level: int) -> None:
+    """Write ``{relative_path: image or text}`` (or lazily made mappings of them) into the folder ``root``.
 
     A new folder is written under a hidden name beside it and renamed into place once complete, so a run
     killed while saving leaves no half folder that Kedro would take for a version.
     """
-    targets = {relative_path: _inside(root, relative_path) for relative_path in data}
     if root.exists():  # an unversioned folder saved again: written in place, as Kedro overwrites files
-        _write(data, targets, png_compress_level)
+        _write(_files(data), root, png_compress_level)
         return
     partial = root.with_name(f".{root.name}.partial")
     partial.mkdir(parents=True, exist_ok=True)
-    _write(data, {relative_path: partial / relative_path for relative_path in data}, png_compress_level)
+    try:
+        _write(_files(data), partial, png_compress_level, checked_against=root)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed save (disk full, a name too long) leaves nothing
+        raise
     os.replace(partial, root)
 
 
-def _write(data: Mapping[str, np.ndarray | str], targets: Mapping[str, Path], png_compress_level: int) -> None:
-    for relative_path, image in data.items():
-        target = targets[relative_path]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(image, str):
-            target.write_text(image, encoding="utf-8")
-            continue
-        if image.dtype != np.uint8 or image.ndim != 2:
+def _files(data: FolderData) -> Iterator[tuple[str, np.ndarray | str]]:
+    for key, value in data.items():
+        if callable(value):
+            yield from value().items()
+        else:
+            yield key, value
+
+
+def _write(
+    files: Iterable[tuple[str, np.ndarray | str]],
+    folder: Path,
+    png_compress_level: int,
+    checked_against: Path | None = None,
+) -> None:
+    """Each file into ``folder``; a path that would leave ``checked_against`` (the final folder) stops the save."""
+    for relative_path, image in files:
+        _inside(checked_against or folder, relative_path)
+        target = folder / relative_path
+        if not isinstance(image, str) and (image.dtype != np.uint8 or image.ndim != 2):
             raise DatasetError(f"'{relative_path}': expected a 2-D uint8 image, got {image.dtype} {image.shape}")
-        Image.fromarray(image, mode="L").save(target, compress_level=png_compress_level)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(image, str):
+                target.write_text(image, encoding="utf-8")
+            else:
+                Image.fromarray(image, mode="L").save(target, compress_level=png_compress_level)
+        except OSError as error:
+            raise ImageFolderSaveError(
+                f"could not write '{relative_path}' in {target.parent}: {error.strerror or error}; nothing of this "
+                "save was kept. Free disk space (or shorten the file or XML names) and run again."
+            ) from error
 
 
 def _inside(root: Path, relative_path: str) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError, Version, VersionNotFoundError, generate_timestamp
 
 from htr_pipeline.data.line_store import LineImageStore
-from htr_pipeline.datasets.line_image_store import save_image_folder
+from htr_pipeline.datasets.line_image_store import FolderData, save_image_folder
 
 
 class VersionFolderImageStoreDataset(AbstractDataset[Mapping[str, np.ndarray | str], LineImageStore]):
@@ -67,7 +67,8 @@ class VersionFolderImageStoreDataset(AbstractDataset[Mapping[str, np.ndarray | s
         version = self.resolve_load_version()
         return LineImageStore(self._root if version is None else self._root / version)
 
-    def save(self, data: Mapping[str, np.ndarray | str]) -> None:
+    def save(self, data: FolderData) -> None:
+        """As :func:`save_image_folder`: values may be lazily made mappings, written one at a time."""
         version = self.resolve_save_version()
         if version is None:
             save_image_folder(data, self._root, self._png_compress_level)

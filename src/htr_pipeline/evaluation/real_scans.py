@@ -145,8 +145,8 @@ def score_real_pages(
     rows, restored_pages = [], {}
     for pair in tqdm(pairs, desc="real test: pages", unit="page"):
         started = time.perf_counter()
-        scan = read_grayscale(pair.scan_path, stretch_wide_values=True)
-        truth = read_grayscale(pair.ground_truth_path, stretch_wide_values=True) < 128
+        scan = read_grayscale(pair.scan_path)
+        truth = read_grayscale(pair.ground_truth_path) < 128
         if truth.shape != scan.shape:
             raise RealTestInputError(
                 f"evaluation.real_test.page_pairs: {pair.ground_truth_path} is {truth.shape[1]} x {truth.shape[0]} "
@@ -377,7 +377,7 @@ def run_real_test(
     }
     shown = set(_pages_to_show(pages_table, config.pictures)["page"]) if not pages_table.empty else set()
     scans_and_restored = [
-        (pair.page, read_grayscale(pair.scan_path, stretch_wide_values=True), restored_pages[f"{pair.page}.png"])
+        (pair.page, read_grayscale(pair.scan_path), restored_pages[f"{pair.page}.png"])
         for pair in pairs
         if pair.page in shown
     ]

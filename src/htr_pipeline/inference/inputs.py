@@ -1,6 +1,6 @@
 """The images of an inference folder: which files Pillow can read.
 
-Each is read by :func:`htr_pipeline.data.images.read_grayscale` (with ``stretch_wide_values``), so a scan
+Each is read by :func:`htr_pipeline.data.images.read_grayscale` , so a scan
 restored at inference is seen with exactly the grey levels the training lines were ingested with.
 """
 

@@ -3,15 +3,15 @@ the checks of a transcription, paths that leave the source, sample ids and group
 
 from __future__ import annotations
 
-import io
 import json
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from htr_pipeline.charset import control_characters, describe_code_points, invisible_characters, normalise_text
+from htr_pipeline.charset import control_characters, describe_code_points, normalise_text, text_changes
 from htr_pipeline.config import SPLIT_NAMES, SourceSettings
 from htr_pipeline.data.images import IMAGE_SUFFIXES
 from htr_pipeline.data.sources.pixels import Pixels
@@ -19,11 +19,19 @@ from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandid
 from htr_pipeline.data.sources.units import SourceContext
 
 
-class SourceNotFoundError(FileNotFoundError):
+class WholeSourceError(Exception):
+    """An error about a whole source (its folder, its label file, its settings), not one of its units: it stops the
+    run, even when a unit's reading finds it."""
+
+
+WHOLE_SOURCE_ERRORS: tuple[type[Exception], ...] = (WholeSourceError,)
+
+
+class SourceNotFoundError(WholeSourceError, FileNotFoundError):
     """A configured source path does not exist."""
 
 
-class SourceEncodingError(ValueError):
+class SourceEncodingError(WholeSourceError, ValueError):
     """A label file (``labels.tsv``, ``splits.tsv``) of a source is not UTF-8: none of its lines can be read."""
 
 
@@ -45,8 +53,10 @@ def line_sample(
     text: str,
     origin: dict[str, Any] | None,
     pixels: Pixels,
+    source_changes: dict[str, int] | None = None,
 ) -> SampleCandidate:
-    """A real text line (``text`` as the source gives it) whose image comes from ``pixels``."""
+    """A real text line (``text`` as the source gives it) whose image comes from ``pixels``; ``source_changes``:
+    what the source's own reading already changed (XML entities resolved), counted with the text rule's."""
     return SampleCandidate(
         sample_id=sample_id,
         source=source.name,
@@ -55,7 +65,7 @@ def line_sample(
         group=group,
         split=split,
         transcription=normalise_text(text),
-        invisible_removed=invisible_removed(text),
+        text_changes=counted_changes(text, source_changes),
         origin=json.dumps(origin, ensure_ascii=False) if origin is not None else None,
         clean_pixels=pixels,
     )
@@ -102,7 +112,7 @@ def keys_without_files(
         return []
     rejects = []
     for key in rows.values:
-        id_of_key = sample_id_of(source, Path(key).with_suffix("").as_posix())
+        id_of_key = sample_id_of(source, key_stem(key))
         if id_of_key in accounted:
             continue
         path = folder / key
@@ -154,37 +164,42 @@ def read_tsv(path: Path, source_name: str) -> TsvRows:
             f"source '{source_name}': {not_utf8(path, error)}. Every line of it is unreadable: save it as UTF-8, "
             f"for example `iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}`, then rename it."
         ) from None
-    with io.StringIO(text, newline=None) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if "\t" not in line:
-                rejects.append(
-                    Reject(
-                        source_name,
-                        None,
-                        str(path),
-                        RejectReason.MALFORMED_LABEL_LINE,
-                        f"{path}:{line_number}: expected 'filename<TAB>value', got {line[:80]!r}",
-                    )
+    for line_number, line in enumerate(tsv_lines(text), start=1):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            rejects.append(
+                Reject(
+                    source_name,
+                    None,
+                    str(path),
+                    RejectReason.MALFORMED_LABEL_LINE,
+                    f"{path}:{line_number}: expected 'filename<TAB>value', got {line[:80]!r}",
                 )
-                continue
-            key, value = line.split("\t", 1)
-            if key in rows:
-                rejects.append(
-                    Reject(
-                        source_name,
-                        sample_id_of(source_name, Path(key).with_suffix("").as_posix()),
-                        str(path),
-                        RejectReason.DUPLICATE_ID,
-                        f"{path}:{line_number}: '{key}' is listed again; the first row is kept",
-                    )
+            )
+            continue
+        key, value = line.split("\t", 1)
+        if key in rows:
+            rejects.append(
+                Reject(
+                    source_name,
+                    sample_id_of(source_name, key_stem(key)),
+                    str(path),
+                    RejectReason.DUPLICATE_ID,
+                    f"{path}:{line_number}: '{key}' is listed again; the first row is kept",
                 )
-                continue
-            rows[key] = value
-            line_numbers[key] = line_number
+            )
+            continue
+        rows[key] = value
+        line_numbers[key] = line_number
     return TsvRows(path, rows, line_numbers, rejects)
+
+
+def tsv_lines(text: str) -> list[str]:
+    """The rows of a label file: lines end at LF or CRLF only, so a carriage return inside a text stays in it (the
+    text rule folds it and counts it); a file of classic Mac CR endings only is read by CR."""
+    separator = "\n" if "\n" in text or "\r" not in text else "\r"
+    return [line.removesuffix("\r") for line in text.split(separator)]
 
 
 def read_utf8(path: Path) -> str:
@@ -209,7 +224,10 @@ def not_utf8(path: Path, error: UnicodeDecodeError) -> str:
 def outside_source(source: str, sample_id: str | None, path: Path, root: Path, named_by: str) -> Reject | None:
     """A reject when ``path``, once ``..`` and symbolic links are resolved, is not inside the source folder: a
     source never makes ingestion read (or, through an output name, write) anywhere else."""
-    resolved, folder = path.resolve(), root.resolve()
+    try:
+        resolved, folder = path.resolve(), root.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None  # a symlink loop or a name no file can have: file_reject turns the path down, unread
     if resolved.is_relative_to(folder):
         return None
     return Reject(
@@ -219,6 +237,42 @@ def outside_source(source: str, sample_id: str | None, path: Path, root: Path, n
         RejectReason.PATH_OUTSIDE_SOURCE,
         f"{named_by} resolves to {resolved}, outside the source folder {folder}; only files inside it are read",
     )
+
+
+def file_reject(
+    source: str, sample_id: str | None, path: Path, max_bytes: int | None = None, setting: str = ""
+) -> Reject | None:
+    """A reject unless ``path`` is a regular file (after symbolic links) that can be inspected and, with
+    ``max_bytes``, is at most that size: a FIFO, a device, a folder or a symlink loop is never opened."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return Reject(source, sample_id, str(path), RejectReason.MISSING_IMAGE, f"{path} does not exist")
+    except (OSError, ValueError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return Reject(source, sample_id, str(path), RejectReason.UNREADABLE_FILE, f"{path}: cannot be read ({why})")
+    if not stat.S_ISREG(status.st_mode):
+        return Reject(
+            source,
+            sample_id,
+            str(path),
+            RejectReason.NOT_A_REGULAR_FILE,
+            f"{path} is a {_file_type(status.st_mode)}, not a regular file: only regular files are opened",
+        )
+    if max_bytes is not None and status.st_size > max_bytes:
+        return Reject(
+            source,
+            sample_id,
+            str(path),
+            RejectReason.FILE_TOO_LARGE,
+            f"{path}: {status.st_size:,} bytes > {setting}={max_bytes:,}; not read",
+        )
+    return None
+
+
+def _file_type(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "device"))
+    return next((name for test, name in kinds if test(mode)), "device" if stat.S_ISBLK(mode) else "special file")
 
 
 def text_reject(source: str, sample_id: str, image_path: str, text: str | None, text_origin: str) -> Reject | None:
@@ -239,17 +293,36 @@ def text_reject(source: str, sample_id: str, image_path: str, text: str | None, 
     return None
 
 
-def invisible_removed(text: str) -> str | None:
-    removed = invisible_characters(text)
-    return json.dumps(removed) if removed else None
+def counted_changes(text: str, source_changes: dict[str, int] | None = None) -> str | None:
+    """JSON of :func:`htr_pipeline.charset.text_changes` plus what the source's reading changed; ``None``: none."""
+    changes = {**text_changes(text), **(source_changes or {})}
+    return json.dumps(dict(sorted(changes.items())), ensure_ascii=False) if changes else None
 
 
 # ------------------------------------------------------------------------------------------- names and groups
 
 
 def image_files(folder: Path, recursive: bool = False) -> Iterator[Path]:
+    """Every entry with an image suffix that is not a folder: a FIFO, a broken link or a symlink loop named
+    ``x.png`` is listed too, and becomes a reject when its unit is read (:func:`file_reject`), never a silent gap."""
     paths = folder.rglob("*") if recursive else folder.iterdir()
-    return iter(sorted(path for path in paths if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES))
+    return iter(sorted(path for path in paths if path.suffix.lower() in IMAGE_SUFFIXES and not _is_folder(path)))
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def key_stem(key: str) -> str:
+    """A ``labels.tsv`` or ``splits.tsv`` key without its suffix (``lines/a.png`` -> ``lines/a``); a key no path
+    can have (``.``, empty) stays as it is, to be rejected by name when its row is read."""
+    try:
+        return Path(key).with_suffix("").as_posix()
+    except ValueError:
+        return key
 
 
 def sample_id_of(source_name: str, stem: str) -> str:

@@ -7,18 +7,20 @@ other half, and ``splits.tsv`` rows naming no file, are units of one reject each
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from htr_pipeline.config import SourceSettings
+from htr_pipeline.config import RegexPattern, SourceSettings
 from htr_pipeline.data.images import IMAGE_SUFFIXES
 from htr_pipeline.data.sources.common import (
     SplitsReading,
     TsvRows,
+    file_reject,
     group_of,
     image_files,
+    key_stem,
     keys_without_files,
     line_sample,
     not_utf8,
@@ -43,7 +45,7 @@ class LineFolderSource(SourceSettings):
     kind: Literal["line_folder"]
     name: str = "line_folder"
     path: Path
-    group_pattern: str | None = None
+    group_pattern: RegexPattern = None
     """Regular expression with a named group ``group``, searched in each file name, that gives the writer or
     page of a line (for example ``will_(?P<group>[^-_]+_[^-_]+)``); ``null`` when groups are unknown."""
 
@@ -70,16 +72,22 @@ class _LabelledFolder:
 
     def read_row(self, file_name: str, text: str) -> list[Outcome]:
         source = self.source
-        sample_id = sample_id_of(source.name, Path(file_name).with_suffix("").as_posix())
+        sample_id = sample_id_of(source.name, key_stem(file_name))
         image_path = self.image_dir / file_name
         escaping = outside_source(
             source.name, sample_id, image_path, self.root, f"{self.labels.where(file_name)}: '{file_name}'"
         )
         if escaping:
             return [escaping]
-        if file_name not in self.images_by_name and not image_path.is_file():
-            detail = f"listed in {self.labels.path} but the file does not exist"
-            return [Reject(source.name, sample_id, str(image_path), RejectReason.MISSING_IMAGE, detail)]
+        if unusable := file_reject(source.name, sample_id, image_path):
+            missing = unusable.reason == RejectReason.MISSING_IMAGE
+            where = self.labels.where(file_name)
+            detail = (
+                f"listed in {self.labels.path} but the file does not exist"
+                if missing
+                else f"{where}: {unusable.detail}"
+            )
+            return [replace(unusable, detail=detail)]
         rejected = text_reject(source.name, sample_id, str(image_path), text, str(self.labels.path))
         split = split_of(file_name, self.splits, sample_id, str(image_path), source.name)
         if rejected or isinstance(split, Reject):
@@ -101,7 +109,7 @@ def _labelled_lines(source: LineFolderSource, root: Path) -> Iterator[SourceUnit
         detail = f"no row for it in {labels.path}"
         reject = Reject(source.name, sample_id, str(image_path), RejectReason.MISSING_TRANSCRIPTION, detail)
         yield SourceUnit.settled(str(image_path), [reject])
-    accounted = {sample_id_of(source.name, Path(name).with_suffix("").as_posix()) for name in labels.values}
+    accounted = {sample_id_of(source.name, key_stem(name)) for name in labels.values}
     accounted |= {sample_id_of(source.name, path.stem) for path in unlabelled}
     accounted |= reject_ids([*labels.rejects, *splits.rejects])
     yield SourceUnit.settled(str(splits.path), keys_without_files(splits.rows, image_dir, root, source.name, accounted))
@@ -139,6 +147,8 @@ def _read_sidecar_line(source: LineFolderSource, root: Path, splits: SplitsReadi
     escaping = outside_source(source.name, sample_id, image_path, root, f"'{image_path}' (a symbolic link)")
     if escaping:
         return [escaping]
+    if unusable := file_reject(source.name, sample_id, image_path):
+        return [unusable]
     if not text_path.is_file():
         detail = f"no {text_path.name} next to it"
         return [Reject(source.name, sample_id, str(image_path), RejectReason.MISSING_TRANSCRIPTION, detail)]

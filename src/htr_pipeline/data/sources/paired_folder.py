@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 from htr_pipeline.charset import normalise_text
-from htr_pipeline.config import SourceSettings
+from htr_pipeline.config import RegexPattern, SourceSettings
 from htr_pipeline.data.sources.common import (
     SourceNotFoundError,
     SplitsReading,
     TsvRows,
+    counted_changes,
+    file_reject,
     group_of,
     image_files,
-    invisible_removed,
     keys_without_files,
     outside_source,
     read_splits,
@@ -43,7 +44,7 @@ class PairedFolderSource(SourceSettings):
     path: Path
     image_type: Literal["page", "line"] = "page"
     """``page`` keeps pages at their own size; ``line`` normalises them like every other line image."""
-    group_pattern: str | None = None
+    group_pattern: RegexPattern = None
 
 
 def read_paired_folder(source: PairedFolderSource, context: SourceContext) -> Iterator[SourceUnit]:
@@ -97,6 +98,9 @@ def _read_pair(
     if clean_path is None:
         detail = f"no gt/{degraded_path.stem}_gt.* or gt/{degraded_path.stem}.*"
         return [Reject(source.name, sample_id, str(degraded_path), RejectReason.MISSING_CLEAN_IMAGE, detail)]
+    for path in (degraded_path, clean_path):
+        if unusable := file_reject(source.name, sample_id, path):
+            return [unusable]
     text = labels.values.get(degraded_path.name) if labels else None
     rejected = (
         text_reject(source.name, sample_id, str(degraded_path), text, str(root / "labels.tsv"))
@@ -114,7 +118,7 @@ def _read_pair(
         group=group_of(degraded_path.name, source.group_pattern, source.name) or sample_id,
         split=split,
         transcription=normalise_text(text) if text is not None else None,
-        invisible_removed=invisible_removed(text) if text is not None else None,
+        text_changes=counted_changes(text) if text is not None else None,
         clean_pixels=ImageFile(str(clean_path)),
         degraded_pixels=ImageFile(str(degraded_path)),
     )

@@ -13,12 +13,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from htr_pipeline.config import SPLIT_NAMES, SourceSettings
-from htr_pipeline.data.sources.common import SourceNotFoundError, line_sample, sample_id_of, text_reject
+from htr_pipeline.data.sources.common import (
+    SourceNotFoundError,
+    WholeSourceError,
+    file_reject,
+    line_sample,
+    sample_id_of,
+    text_reject,
+)
 from htr_pipeline.data.sources.pixels import EncodedImage
-from htr_pipeline.data.sources.samples import Reject, RejectReason
+from htr_pipeline.data.sources.samples import Reject, RejectReason, unexpected_error
 from htr_pipeline.data.sources.units import Outcome, SourceContext, SourceUnit
 
 
@@ -39,14 +47,25 @@ class ParquetLinesSource(SourceSettings):
         return [self.image_column, self.text_column, *([self.split_column] if self.split_column else [])]
 
 
-class MissingColumnError(KeyError):
+class MissingColumnError(WholeSourceError, KeyError):
     """A configured column is not in a Parquet file of the source."""
 
 
 def read_parquet_lines(source: ParquetLinesSource, context: SourceContext) -> Iterator[SourceUnit]:
-    """Every Parquet file of ``path``, one file at a time, once its columns are checked."""
+    """Every Parquet file of ``path``, one file at a time, once its columns are checked. An entry that is no
+    regular file or no Parquet file is its own reject; a configured column missing from a Parquet file stops the
+    run (the settings are wrong for the source)."""
     for parquet_path in _parquet_files(source):
-        schema_names = pq.read_schema(parquet_path).names
+        unusable = file_reject(source.name, None, parquet_path)
+        if unusable is None:
+            try:
+                schema_names = pq.read_schema(parquet_path).names
+            except (pa.ArrowException, OSError) as error:
+                detail = f"{parquet_path}: not a Parquet file Arrow reads ({' '.join(str(error).split())[:200]})"
+                unusable = Reject(source.name, None, str(parquet_path), RejectReason.UNREADABLE_FILE, detail)
+        if unusable is not None:
+            yield SourceUnit.settled(str(parquet_path), [unusable])
+            continue
         missing = [column for column in source.columns if column not in schema_names]
         if missing:
             raise MissingColumnError(
@@ -57,6 +76,7 @@ def read_parquet_lines(source: ParquetLinesSource, context: SourceContext) -> It
 
 
 def _parquet_files(source: ParquetLinesSource) -> list[Path]:
+    """What ``path`` names, every entry named ``*.parquet`` in a folder included (a folder, a FIFO: rejected)."""
     path = Path(source.path)
     files = sorted(path.glob("*.parquet")) if path.is_dir() else sorted(Path(match) for match in glob.glob(source.path))
     if not files:
@@ -71,9 +91,18 @@ def _read_parquet_file(source: ParquetLinesSource, parquet_path: Path) -> list[O
     """One candidate per row; rows without text or image, or with an unknown split, become rejects."""
     table = pq.read_table(parquet_path, columns=source.columns).to_pydict()
     return [
-        _parquet_row(source, parquet_path, row, {column: table[column][row] for column in source.columns})
+        _bounded_row(source, parquet_path, row, {column: table[column][row] for column in source.columns})
         for row in range(len(table[source.image_column]))
     ]
+
+
+def _bounded_row(source: ParquetLinesSource, parquet_path: Path, row: int, values: dict[str, Any]) -> Outcome:
+    """:func:`_parquet_row`; a row that fails in a way no check foresaw is its own reject, the file's others stay."""
+    try:
+        return _parquet_row(source, parquet_path, row, values)
+    except Exception as error:  # the boundary of one row
+        sample_id = sample_id_of(source.name, f"{parquet_path.stem}/{row:06d}")
+        return unexpected_error(source.name, sample_id, f"{parquet_path}#row={row}", error)
 
 
 def _parquet_row(source: ParquetLinesSource, parquet_path: Path, row: int, values: dict[str, Any]) -> Outcome:
@@ -81,6 +110,17 @@ def _parquet_row(source: ParquetLinesSource, parquet_path: Path, row: int, value
     where = f"{parquet_path}#row={row}"
     image = values[source.image_column]
     encoded = image.get("bytes") if isinstance(image, dict) else image
+    wrong = [
+        f"column {column!r} holds {type(value).__name__} values, not {wanted}"
+        for column, value, types, wanted in (
+            (source.image_column, encoded, (bytes, bytearray, memoryview), "encoded image bytes"),
+            (source.text_column, values[source.text_column], (str,), "text"),
+            (source.split_column, values.get(source.split_column) if source.split_column else None, (str,), "text"),
+        )
+        if value is not None and not isinstance(value, types)
+    ]
+    if wrong:
+        return Reject(source.name, sample_id, where, RejectReason.WRONG_TYPE, "; ".join(wrong))
     if not encoded:
         return Reject(
             source.name, sample_id, where, RejectReason.MISSING_IMAGE, f"no image bytes in {source.image_column!r}"

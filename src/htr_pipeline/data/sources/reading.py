@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from htr_pipeline.config import DataConfig, SourceSettings
+from htr_pipeline.data.sources.common import WHOLE_SOURCE_ERRORS
 from htr_pipeline.data.sources.registry import source_kind
-from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandidate
-from htr_pipeline.data.sources.units import SourceContext
+from htr_pipeline.data.sources.samples import Reject, RejectReason, SampleCandidate, unexpected_error
+from htr_pipeline.data.sources.units import Outcome, SourceContext, SourceUnit
 
 
 @dataclass
@@ -29,14 +31,25 @@ def read_sources(data: DataConfig) -> SourceReading:
 def read_source(source: SourceSettings, context: SourceContext) -> SourceReading:
     """The units of one source, read one at a time in the reader's order; then one sample per id.
 
-    Units are read here and nowhere else, so this loop is the one place where a unit that fails could become a
-    reject naming it while the run goes on. Errors of the reader itself (while listing) concern the whole source
-    and stop the run."""
+    Units are read here and nowhere else: this loop is the boundary of every reader. A unit that fails, whatever
+    the exception, becomes one ``unexpected_error`` reject naming the unit and the error, and the run goes on.
+    Errors of the reader itself (while listing) and :data:`WHOLE_SOURCE_ERRORS` concern the whole source and stop
+    the run."""
     reading = SourceReading(candidates=[], rejects=[])
     for unit in source_kind(source.kind).read(source, context):
-        for outcome in unit.read():
+        for outcome in read_unit(unit, source.name):
             (reading.rejects if isinstance(outcome, Reject) else reading.candidates).append(outcome)
     return drop_duplicate_ids(reading)
+
+
+def read_unit(unit: SourceUnit, source_name: str) -> Sequence[Outcome]:
+    """The unit's outcomes; a failure of the unit alone is its one reject."""
+    try:
+        return unit.read()
+    except WHOLE_SOURCE_ERRORS:
+        raise
+    except Exception as error:
+        return [unexpected_error(source_name, None, unit.path, error)]
 
 
 def drop_duplicate_ids(reading: SourceReading) -> SourceReading:

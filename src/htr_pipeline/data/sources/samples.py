@@ -34,6 +34,14 @@ class RejectReason(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     UNDECODABLE_TEXT = "undecodable_text"
     CONTROL_CHARACTER = "control_character"
+    NOT_A_REGULAR_FILE = "not_a_regular_file"
+    UNREADABLE_FILE = "unreadable_file"
+    FILE_TOO_LARGE = "file_too_large"
+    WRONG_TYPE = "wrong_type"
+    NAME_TOO_LONG = "name_too_long"
+    DEGENERATE_GEOMETRY = "degenerate_geometry"
+    BLANK_IMAGE = "blank_image"
+    UNEXPECTED_ERROR = "unexpected_error"
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,10 @@ class SampleCandidate:
     """The source's own degraded image; ``None``: one is synthesised from the clean image."""
     origin: str | None = None
     """JSON: where in the source the sample comes from (page, line, region, reading order, geometry)."""
-    invisible_removed: str | None = None
-    """JSON ``{"U+00AD": count}``: the invisible characters normalisation removed from the source's text."""
+    text_changes: str | None = None
+    """JSON ``{"U+200E": count, "entity &eacute;": count}``: what the text rule (:func:`htr_pipeline.charset.
+    normalise_text`: characters that draw nothing removed, line breaks folded) and the source's reading (XML
+    entities resolved) changed in the source's text; ``None`` when nothing was."""
 
     @property
     def path(self) -> str | None:
@@ -73,3 +83,15 @@ class SampleCandidate:
         if self.clean_pixels.path is not None:
             return self.clean_pixels.path
         return self.degraded_pixels.path if self.degraded_pixels is not None else None
+
+
+def unexpected_error(source: str, sample_id: str | None, path: str | None, error: BaseException) -> Reject:
+    """The reject of a unit (or sample) that failed in a way no check foresaw: the exception's type and message."""
+    message = " ".join(str(error).split())[:300] or "(no message)"
+    return Reject(
+        source,
+        sample_id,
+        path,
+        RejectReason.UNEXPECTED_ERROR,
+        f"{type(error).__name__}: {message} (nothing else of the source is affected; please report the file)",
+    )

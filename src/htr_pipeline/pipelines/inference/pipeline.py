@@ -9,8 +9,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.restore_folder,
                 inputs=["training_summary", "params:inference"],
-                outputs=["inference_outputs", "inference_results", "inference_summary"],
+                outputs="inference_outputs",
                 name="restore_folder",
-            )
+            ),
+            node(
+                nodes.summarise_folder,
+                inputs=["inference_outputs", "params:inference"],
+                outputs=["inference_results", "inference_summary"],
+                name="summarise_inference",
+            ),
         ]
     )
