@@ -53,7 +53,6 @@ TINY_PARAMETERS: dict[str, Any] = {
         "sources": [
             {
                 "kind": "synthetic",
-                "name": "synthetic",
                 "lines_per_split": {"train": 32, "valid": 8, "test": 8},
                 "line_chars": [6, 16],
             }
