@@ -55,7 +55,7 @@ def test_defaults_missing_from_the_file_are_filled_in():
     catalog = _catalog_with({"data": {"sources": [{"kind": "line_folder", "path": "x"}]}})
     ParameterValidationHook().after_catalog_created(catalog)
     assert catalog.load("params:data").image_height == 64
-    assert catalog.load("params:training.epochs") == 10
+    assert catalog.load("params:training.epochs") == 2
 
 
 def test_at_most_four_hooks_are_registered():

@@ -182,7 +182,7 @@ class DataConfig(StrictModel):
     max_reject_fraction: float = Field(0.05, ge=0.0, le=1.0)
     """The run fails when more than this share of the inputs is rejected."""
     degradations: Degradations = Degradations()
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(2, ge=1)
     """Processes used to render, load and degrade images; results do not depend on it."""
     max_image_pixels: int = Field(100_000_000, ge=1, le=PILLOW_PIXEL_LIMIT)
     """An image with more pixels (read from its header, before decoding) is rejected as ``image_too_large``.
@@ -344,18 +344,20 @@ class AdaptiveBalancingConfig(StrictModel):
 class EarlyStoppingConfig(StrictModel):
     """Stop when ``training.monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
-    patience: int = Field(ge=1)
+    patience: int = Field(2, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
     restore_best_weights: bool = True
 
 
 class OptimizerConfig(StrictModel):
-    lr_generator: float = Field(2e-4, gt=0.0)
+    lr_generator: float = Field(1e-3, gt=0.0)
     lr_discriminator: float = Field(2e-4, gt=0.0)
     betas: tuple[float, float] = (0.5, 0.999)
     cosine_schedule: bool = False
     gradient_clip_norm: float | None = Field(1.0, gt=0.0)
-    """Clip each model's global gradient norm to this; null = no clipping."""
+    """Clip the global gradient norm to this at every step of the generator and the discriminator, and of every
+    recognizer trained before the GAN (stage 1, the judge, the baselines); fine-tuning the recognizer during the GAN
+    (``recognizer_during_gan: fine_tune``) is not clipped. null = no clipping anywhere."""
 
 
 class AugmentationConfig(StrictModel):
@@ -384,11 +386,11 @@ class RecognizerPretrainingConfig(StrictModel):
     the all-blank plateau every CTC model sits on first.
     """
 
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
+    learning_rate: float = Field(3e-3, gt=0.0)
     """Peak learning rate (Adam), reached after ``warmup_steps``."""
-    warmup_steps: int = Field(200, ge=0)
+    warmup_steps: int = Field(150, ge=0)
     """Optimiser steps of linear warm-up from 0 to ``learning_rate``."""
     schedule: Literal["constant", "cosine"] = "cosine"
     """After warm-up: keep the peak, or decay it along a cosine to 1 % of the peak at the last epoch's end."""
@@ -396,7 +398,7 @@ class RecognizerPretrainingConfig(StrictModel):
     """Weight of the CTC shortcut head's loss (needs ``training.recognizer.ctc_shortcut``)."""
     augmentation: AugmentationConfig | None = AugmentationConfig()
     """null: train on the lines as they are."""
-    patience: int = Field(5, ge=1)
+    patience: int = Field(4, ge=1)
     """Epochs without a better val CER before stopping, counted only once the CER is below ``patience_from_cer``
     and ``min_steps`` have run."""
     patience_from_cer: float = Field(0.9, gt=0.0, le=1.0)
@@ -474,7 +476,7 @@ class TrainingConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``cuda`` without a GPU is an error, never a silent CPU run."""
     precision: Precision = "fp32"
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
     devices: int = Field(1, ge=1)
@@ -504,7 +506,7 @@ class TrainingConfig(StrictModel):
     """The metric that picks the best model (and drives early stopping); its direction is fixed by the metric."""
     combined_cer_weight: float = Field(50.0, ge=0.0)
     """val/combined = val/psnr - combined_cer_weight x val/cer."""
-    early_stopping: EarlyStoppingConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
     """null = train all epochs."""
     gradient_spike_factor: float = Field(10.0, gt=1.0)
     """A step whose gradient norm exceeds this many times the running median counts as a spike."""
