@@ -735,14 +735,6 @@ def _problem_list(problems: list[str]) -> str:
     return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
 
 
-def validate_section(model: type[StrictModel], values: Mapping[str, Any], section: str) -> Any:
-    """Validate one section (for a node handed ``params:<section>``), naming keys from the top."""
-    try:
-        return model.model_validate(dict(values))
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, model, prefix=(section,))) from None
-
-
 def effective_parameters(config: ProjectConfig) -> dict[str, Any]:
     """The validated config as plain data, defaults included: what MLflow logs and audits compare."""
     return config.model_dump(mode="json")

@@ -37,7 +37,7 @@ from htr_pipeline.checkpoints import (
     restore_weights,
     save_checkpoint,
 )
-from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
+from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import DeviceUnavailableError, resolve_device
@@ -110,7 +110,7 @@ def training_parameters(**overrides: Any) -> dict[str, Any]:
 
 
 def tiny_config(**overrides: Any) -> TrainingConfig:
-    return validate_section(TrainingConfig, training_parameters(**overrides), "training")
+    return TrainingConfig.model_validate(training_parameters(**overrides))
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -574,7 +574,7 @@ def run_gan_stage(
         adaptive_balancing={"target_ctc_share": 0.65, "adaptation_rate": 0.15},
         **overrides,
     )
-    config = validate_section(TrainingConfig, training, "training")
+    config = TrainingConfig.model_validate(training)
     data = small_synthetic_parameters()["data"]
     run_config = TrainedRunConfig(data=DataConfig.model_validate(data), training=config)
     run_metadata = gan_run_metadata(line_data.charset, run_config, ReferenceRecognizers(line_data.charset))

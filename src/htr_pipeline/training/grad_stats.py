@@ -71,13 +71,6 @@ class GradientNorms:
         return torch.linalg.vector_norm(self.parameter_norms)
 
 
-def global_gradient_norm(layer_norms: dict[str, Tensor]) -> Tensor:
-    """The L2 norm over all layers: the norm ``clip_grad_norm_`` clips (0-d, on the layers' device)."""
-    if not layer_norms:
-        raise ValueError("no layer has a gradient: measure norms after backward()")
-    return torch.linalg.vector_norm(torch.stack(list(layer_norms.values())))
-
-
 @dataclass(frozen=True)
 class LayerGradientSummary:
     name: str
