@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig, UnetGeneratorConfig
@@ -67,15 +68,39 @@ def samples(models, batch) -> pd.DataFrame:
     return score_samples([batch], generator, recognizer, charset, CPU)
 
 
-def save_png(figure, path: Path) -> Path:
+def save_png(figure, path: Path) -> np.ndarray:
+    """Save the figure and read the file back: a PNG of the figure's size in pixels that is not blank. Returns
+    its pixels, grey, 0 = black."""
     figure.savefig(path)
-    assert path.stat().st_size > 0
-    assert path.read_bytes()[:4] == b"\x89PNG"
-    return path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width_in, height_in = figure.get_size_inches()
+        assert image.size == (round(width_in * figure.dpi), round(height_in * figure.dpi))
+        pixels = np.asarray(image.convert("L"))
+    assert drawn_share(pixels) > 0.005, f"{path.name} is blank"
+    return pixels
 
 
-def test_evaluation_plots_render(samples, tmp_path: Path):
-    save_png(plot_evaluation(samples), tmp_path / PLOTS_FILE)
+def drawn_share(pixels: np.ndarray) -> float:
+    """The share of pixels that are not the white background."""
+    return float((pixels < 250).mean())
+
+
+def test_evaluation_plots_show_three_panels_each_with_its_data(samples, tmp_path: Path):
+    figure = plot_evaluation(samples)
+    pixels = save_png(figure, tmp_path / PLOTS_FILE)
+    cer_axes, psnr_axes, length_axes = figure.axes
+    assert [axes.get_title() for axes in figure.axes] == [
+        "Per-line CER: degraded vs restored",
+        "Per-line PSNR gain (restored - degraded)",
+        "CER against reference length",
+    ]
+    lines = len(samples)
+    assert sum(bar.get_height() for bar in cer_axes.patches) == 2 * lines  # degraded and restored, each line
+    assert sum(bar.get_height() for bar in psnr_axes.patches) == lines
+    assert [len(points.get_offsets()) for points in length_axes.collections] == [lines, lines]
+    thirds = np.array_split(pixels, 3, axis=1)
+    assert all(drawn_share(third) > 0.02 for third in thirds), [drawn_share(third) for third in thirds]
 
 
 def test_evaluation_plots_render_for_recognizer_only_and_textless_tables(models, batch, tmp_path: Path):
