@@ -13,7 +13,7 @@ from kedro.framework.cli.cli import KedroCLI
 
 from htr_pipeline.cli import KNOWN_ERRORS, as_current_options
 from tests.conftest import small_synthetic_parameters
-from tests.pipelines.test_training_pipeline import TINY_TRAINING
+from tests.pipeline_runs import TINY_TRAINING
 
 
 def _run(project: Path, *args: str, env: dict | None = None):

@@ -4,69 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-from mlflow.tracking import MlflowClient
 
 from htr_pipeline.config import effective_parameters, validate_parameters
 from htr_pipeline.hooks import MissingInputError
 from htr_pipeline.trained_run import load_trained_run
-from tests.conftest import SMOKE_GATE, TINY_JUDGE, flatten_as_logged, small_synthetic_parameters
-
-TINY_TRAINING = {
-    "seed": 3,
-    "device": "cpu",
-    "epochs": 2,
-    "batch_size": 4,
-    "recognizer": {"conv_channels": [8, 16], "width_downsampling": 4, "lstm_hidden": 16, "lstm_layers": 1},
-    "generator": {"variant": "unet", "channels": [8, 16]},
-    "discriminator": {"variant": "dual_modal", "channels": [8, 16], "text_embedding_dim": 8},
-    "recognizer_pretraining": {"epochs": 2, "batch_size": 8, "patience": 2, **SMOKE_GATE},
-    "judge": TINY_JUDGE,
-    "adaptive_balancing": {"target_ctc_share": 0.65, "adaptation_rate": 0.15},
-    "early_stopping": {"patience": 5, "min_delta": 0.0},
-}
-
-
-def _parameters() -> dict:
-    parameters = small_synthetic_parameters()
-    parameters["training"] = TINY_TRAINING
-    return parameters
-
-
-def _run(project: Path, pipeline: str | None = None, runtime_params: dict | None = None):
-    bootstrap_project(project)
-    try:
-        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
-            session.run(pipeline_names=[pipeline] if pipeline else None)
-            return session.load_context().catalog
-    finally:
-        # One process runs several sessions here; `kedro run` runs one per process.
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-
-
-def _client(project: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{project.as_posix()}/mlflow.db")
-
-
-def _runs(project: Path) -> list:
-    client = _client(project)
-    experiment = client.get_experiment_by_name("htr_pipeline")
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-
-
-def _history(project: Path, run_id: str, metric: str) -> list[tuple[int, float]]:
-    return [
-        (m.step, m.value) for m in sorted(_client(project).get_metric_history(run_id, metric), key=lambda m: m.step)
-    ]
+from tests.conftest import flatten_as_logged
+from tests.pipeline_runs import logged_runs, metric_history, mlflow_client, run_session, tiny_parameters
 
 
 def test_training_before_ingestion_stops_with_one_line_naming_the_command(training_project: Path):
     with pytest.raises(MissingInputError) as error:
-        _run(training_project, "training")
+        run_session(training_project, "training")
     message = str(error.value)
     assert "charset, line_images, manifest not found" in message
     assert "`kedro run --pipeline=data_ingestion`" in message
@@ -75,12 +24,12 @@ def test_training_before_ingestion_stops_with_one_line_naming_the_command(traini
 
 @pytest.mark.slow
 def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_project: Path):
-    catalog = _run(training_project)
+    catalog = run_session(training_project)
     summary = catalog.load("training_summary")
-    (straight,) = _runs(training_project)
+    (straight,) = logged_runs(training_project)
     assert straight.info.run_name == "data_ingestion+training+evaluation"
 
-    expected = effective_parameters(validate_parameters(_parameters()))
+    expected = effective_parameters(validate_parameters(tiny_parameters()))
     logged = straight.data.params
     assert logged == {
         **flatten_as_logged(
@@ -104,8 +53,8 @@ def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_
         "adaptive/weight_ctc",
         "samples_per_second",
     ):
-        assert [step for step, _ in _history(training_project, straight.info.run_id, metric)] == [1, 2], metric
-    assert _history(training_project, straight.info.run_id, "recognizer/val_cer")
+        assert [step for step, _ in metric_history(training_project, straight.info.run_id, metric)] == [1, 2], metric
+    assert metric_history(training_project, straight.info.run_id, "recognizer/val_cer")
     folder = Path(summary["checkpoint_folder"])
     assert sorted(path.name for path in folder.glob("*.pt")) == [
         "best.pt",
@@ -115,17 +64,17 @@ def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_
         "best_ssim.pt",
         "last.pt",
     ]
-    artifacts = [a.path for a in _client(training_project).list_artifacts(straight.info.run_id, "gradients")]
+    artifacts = [a.path for a in mlflow_client(training_project).list_artifacts(straight.info.run_id, "gradients")]
     assert artifacts == ["gradients/epoch_001.json", "gradients/epoch_002.json"]
 
     # The same run interrupted after epoch 1, then resumed to epoch 2, gives the same numbers.
-    _run(training_project, runtime_params={"training": {"epochs": 1}})
-    interrupted = _runs(training_project)[1]
+    run_session(training_project, runtime_params={"training": {"epochs": 1}})
+    interrupted = logged_runs(training_project)[1]
     last = Path(_run_folder_of(training_project, interrupted.info.run_id)) / "last.pt"
-    _run(training_project, "training", runtime_params={"training": {"resume_from": str(last)}})
+    run_session(training_project, "training", runtime_params={"training": {"resume_from": str(last)}})
     for metric in ("val/cer", "val/psnr", "val/ssim", "train/g_loss", "adaptive/weight_ctc"):
-        resumed = _history(training_project, interrupted.info.run_id, metric)
-        uninterrupted = _history(training_project, straight.info.run_id, metric)
+        resumed = metric_history(training_project, interrupted.info.run_id, metric)
+        uninterrupted = metric_history(training_project, straight.info.run_id, metric)
         assert [step for step, _ in resumed] == [step for step, _ in uninterrupted] == [1, 2], metric
         assert [value for _, value in resumed] == pytest.approx([value for _, value in uninterrupted], rel=1e-5)
 
@@ -153,7 +102,7 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     from htr_pipeline.evaluation.aggregates import summarise
     from tests.conftest import PROJECT_ROOT
 
-    catalog = _run(training_project)
+    catalog = run_session(training_project)
     samples = catalog.load("evaluation_samples")
     summary = catalog.load("evaluation_summary")
     assert summary["split"] == "test" and summary["recognizers"] == ["in_loop", "judge"]
@@ -168,8 +117,8 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     assert catalog.load("evaluation_report").startswith("#")
     assert catalog.load("evaluation_gallery").size[0] > 0
 
-    (run,) = _runs(training_project)
-    client = _client(training_project)
+    (run,) = logged_runs(training_project)
+    client = mlflow_client(training_project)
     assert run.data.tags["htr.evaluated_run_id"] == run.info.run_id
     assert "htr.checkpoint_folder" in run.data.tags
     assert any(key.startswith("eval/") for key in client.get_run(run.info.run_id).data.metrics)
