@@ -41,6 +41,7 @@ def tiny_project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_bench_climbs_the_ladder_and_reports_each_rung_and_the_environment(tiny_project: Path, capsys):
     quick = ["--lines", "12", "--warmup-steps", "1", "--windows", "2", "--window-seconds", str(WINDOW_SECONDS)]
     output = bench.main(["--project", str(tiny_project), *quick, "--eval-lines", "4", "--eval-repetitions", "1"])

@@ -44,6 +44,7 @@ def ingested(request):
     return name, reading, samples, [*reading.rejects, *image_rejects], seconds
 
 
+@pytest.mark.slow
 def test_every_text_line_is_a_sample_or_a_reject(ingested):
     name, _, samples, rejects, seconds = ingested
     xml_files = sorted((SHARED_DATA / name).glob("*.xml"))
@@ -57,6 +58,7 @@ def test_every_text_line_is_a_sample_or_a_reject(ingested):
     assert pages_per_second > 2  # about 7 to 10 on an idle core, decoding and degradation included
 
 
+@pytest.mark.slow
 def test_saved_crops_carry_no_icc_profile_or_metadata(ingested, tmp_path):
     name, _, samples, _, _ = ingested
     dataset = LineImageStoreDataset(str(tmp_path / "line_images"))

@@ -51,6 +51,7 @@ def _catalog_as_read_by(project: Path, pipeline: str):
     return catalog
 
 
+@pytest.mark.slow
 def test_a_complete_ingestion_records_every_output_at_its_one_version(kedro_project: Path):
     _ingest(kedro_project)
     (version,) = _versions(kedro_project, "ingestion_record.json")
@@ -69,6 +70,7 @@ def test_a_complete_ingestion_records_every_output_at_its_one_version(kedro_proj
     assert set(record["versions"].values()) == {version}
 
 
+@pytest.mark.slow
 def test_an_unfinished_ingestion_is_never_paired_with_an_older_one(
     kedro_project: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -93,6 +95,7 @@ def test_an_unfinished_ingestion_is_never_paired_with_an_older_one(
     )
 
 
+@pytest.mark.slow
 def test_versions_given_on_the_command_line_are_read_as_given(kedro_project: Path):
     _ingest(kedro_project)
     unfinished = _unfinished_ingestion(kedro_project)

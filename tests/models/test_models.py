@@ -333,6 +333,7 @@ def test_seed_scale_generator_is_the_classic_31m_parameter_unet() -> None:
     }
 
 
+@pytest.mark.slow
 def test_one_training_step_at_seed_scale_on_cpu() -> None:
     """Generator and discriminator steps at 128 x 1024, batch 1, through the frozen seed-scale recognizer."""
     torch.manual_seed(0)

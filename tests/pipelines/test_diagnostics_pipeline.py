@@ -27,6 +27,7 @@ def _latest(project: Path, name: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_diagnostics_without_a_training_run_says_what_to_run(training_project: Path):
     run_session(training_project, "data_ingestion")
     with pytest.raises(AuditedRunNotFoundError) as error:
@@ -118,6 +119,7 @@ def _stage_one_only_run(project: Path) -> str:
     return run.info.run_id
 
 
+@pytest.mark.slow
 def test_an_audit_added_through_the_registry_alone_runs_end_to_end(training_project: Path, toy_audit: Audit):
     run_session(training_project, "data_ingestion")
     run_id = _stage_one_only_run(training_project)

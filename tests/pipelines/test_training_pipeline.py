@@ -13,6 +13,7 @@ from tests.conftest import flatten_as_logged
 from tests.pipeline_runs import logged_runs, metric_history, mlflow_client, run_session, tiny_parameters
 
 
+@pytest.mark.slow
 def test_training_before_ingestion_stops_with_one_line_naming_the_command(training_project: Path):
     with pytest.raises(MissingInputError) as error:
         run_session(training_project, "training")

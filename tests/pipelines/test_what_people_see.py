@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import PROJECT_ROOT, small_synthetic_parameters, write_line_png
 from tests.pipeline_runs import TINY_TRAINING, logged_runs, mlflow_client, run_session
 
+pytestmark = pytest.mark.slow  # one module-wide fixture runs the main job, diagnostics and inference
+
 REGISTERED_NAME = "htr_generator"
 MAIN_JOB = "data_ingestion+training+evaluation"
 PROVENANCE_TAGS = {"project_path", "mlflow.source.name"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA, SMOKE_GATE, requires_shared_data
@@ -12,6 +13,7 @@ from tests.pipeline_runs import TINY_TRAINING, run_session
 HOOKER = SHARED_DATA / "hooker_pagexml_pages"
 
 
+@pytest.mark.slow
 @requires_shared_data("hooker_pagexml_pages")
 def test_main_job_runs_on_xml_pages(kedro_project: Path, one_torch_thread):
     parameters = {

@@ -142,6 +142,7 @@ if __name__ == "__main__":
 ONE_MIB = 2**20
 
 
+@pytest.mark.slow
 def test_a_one_mib_result_comes_back_from_two_gloo_processes(tmp_path: Path):
     """A result larger than a pipe's buffer once deadlocked: rank 0 blocked writing it while the parent waited
     for rank 0 to exit."""

@@ -28,6 +28,7 @@ from tests.pipeline_runs import run_session, tiny_parameters
 from tests.training.test_training_behaviour import LineData, MemoryTracker, line_data, tiny_config  # noqa: F401
 
 
+@pytest.mark.slow
 def test_a_recognizer_that_cannot_learn_stops_the_training_node_before_any_gan_epoch(kedro_project: Path):
     parameters = tiny_parameters()
     parameters["data"]["sources"][0]["lines_per_split"] = {"train": 8, "valid": 4, "test": 2}
