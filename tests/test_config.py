@@ -43,8 +43,9 @@ def test_unknown_diagnostics_key_is_rejected_and_a_bad_verdict_named():
         validate_parameters(parameters)
 
 
-def test_the_seeds_early_stopping_flag_is_rejected_not_turned_off():
-    # The seed's launcher read `early_stopping: true, patience: 15` and logged early_stopping False, patience 0.
+def test_the_previous_systems_early_stopping_flag_is_rejected_not_turned_off():
+    # The previous system's launcher read `early_stopping: true, patience: 15` and logged early_stopping False,
+    # patience 0.
     parameters = small_synthetic_parameters()
     parameters["training"] = {"early_stopping": True, "patience": 15}
     with pytest.raises(ConfigError) as error:

@@ -14,6 +14,8 @@ DOTTED_NAME = re.compile(r"htr_pipeline(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
 PROJECT_PATH = re.compile(r"(?<![\w./-])(?:src|tests|conf|scripts|notebooks)/[\w./-]*\w")
 OUTSIDE_THE_REPOSITORY = ("conf/local/",)
 """Paths a document names that are never committed: the git-ignored ``conf/local``."""
+OLD_NAMES = ("<!-- old names -->", "<!-- /old names -->")
+"""The README's migration note names what no longer exists, between these two lines."""
 
 
 def _tracked_files() -> list[str]:
@@ -54,7 +56,12 @@ def _resolves(name: str) -> bool:
 def _citations(pattern: re.Pattern[str]) -> dict[str, list[str]]:
     cited: dict[str, list[str]] = {}
     for path in _documents():
+        in_old_names = False
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip() in OLD_NAMES:
+                in_old_names = line.strip() == OLD_NAMES[0]
+            if in_old_names:
+                continue
             for match in pattern.finditer(line):
                 cited.setdefault(match.group(0).rstrip("."), []).append(f"{path.relative_to(PROJECT_ROOT)}:{number}")
     return cited

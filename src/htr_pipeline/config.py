@@ -575,7 +575,7 @@ class EvaluationConfig(StrictModel):
     """Which checkpoint of a training run: ``best`` (by its monitor), ``last`` or ``best_<metric>``."""
     recognizer_only: bool = False
     """Score the recognizer alone on the clean (real) lines, without a generator: ``checkpoint`` null takes
-    the latest ``recognizer_checkpoint``."""
+    the latest ``in_loop_recognizer`` (stage 1's output)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(16, ge=1)
     bootstrap_resamples: int = Field(1000, ge=100)

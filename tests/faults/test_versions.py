@@ -15,7 +15,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io.core import DatasetError
 from PIL import Image
 
-from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+from htr_pipeline.datasets.file_folder import FileFolderDataset
 from htr_pipeline.hooks import ConsistentVersionsHook
 from htr_pipeline.pipeline_registry import register_pipelines
 
@@ -108,12 +108,12 @@ def test_versions_given_on_the_command_line_are_read_as_given(kedro_project: Pat
 
 
 def test_a_line_image_folder_appears_only_once_complete(tmp_path: Path):
-    dataset = LineImageStoreDataset(filepath=str(tmp_path / "line_images"))
+    dataset = FileFolderDataset(filepath=str(tmp_path / "line_images"))
     image = np.full((8, 16), 200, dtype=np.uint8)
     with pytest.raises(DatasetError, match="expected a 2-D uint8 image"):
         dataset.save({"clean/a.png": image, "clean/b.png": image.astype(np.float32)})
     assert not (tmp_path / "line_images").exists()
     assert sorted(p.name for p in (tmp_path / ".line_images.partial" / "clean").iterdir()) == ["a.png"]
-    dataset = LineImageStoreDataset(filepath=str(tmp_path / "other"))
+    dataset = FileFolderDataset(filepath=str(tmp_path / "other"))
     dataset.save({"clean/a.png": image})
     assert np.asarray(Image.open(tmp_path / "other" / "clean" / "a.png")).tolist() == image.tolist()

@@ -66,7 +66,7 @@ def test_diagnostics_of_the_main_job_write_every_report_and_fail_on_a_tampered_r
     audited_tags = client.get_run(training_run.info.run_id).data.tags
     assert audited_tags["htr.diagnostics_run_id"] == diagnostics_run.info.run_id
 
-    # The seed's launcher: a flat `patience` logged beside the real keys. The record no longer matches the
+    # The previous system's launcher: a flat `patience` logged beside the real keys. The record no longer matches the
     # checkpoint, and fail_on: problem stops the run, after the reports are written.
     client.log_batch(training_run.info.run_id, params=[Param("training.patience", "0")])
     with pytest.raises(DiagnosticsFailedError) as error:

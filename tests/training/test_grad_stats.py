@@ -63,8 +63,8 @@ def generator_with_gradients() -> nn.Module:
 
 
 def test_every_layer_is_measured_in_a_few_fused_operations():
-    """One norm per parameter and one per layer was about 270 small kernels a step at seed scale; the fused
-    measurement is a handful, whatever the model's size."""
+    """One norm per parameter and one per layer was about 270 small kernels a step at the previous system's scale;
+    the fused measurement is a handful, whatever the model's size."""
     generator = generator_with_gradients()
     layers = sum(1 for module in generator.modules() if any(True for _ in module.parameters(recurse=False)))
     with AtenOperations() as operations:

@@ -1,4 +1,4 @@
-"""A folder of images whose versions are the folders themselves: ``<filepath>/<version>/``.
+"""A folder of files (images and texts) whose versions are the folders themselves: ``<filepath>/<version>/``.
 
 Kedro's layout for a versioned file is ``<filepath>/<version>/<name>``; for a folder that doubles the name
 (``inference/<version>/inference/``). Here each run's files sit right in its version's folder. The dataset keeps
@@ -16,11 +16,11 @@ import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError, Version, VersionNotFoundError, generate_timestamp
 
 from htr_pipeline.data.line_store import LineImageStore
-from htr_pipeline.datasets.line_image_store import save_image_folder
+from htr_pipeline.datasets.file_folder import save_file_folder
 
 
-class VersionFolderImageStoreDataset(AbstractDataset[Mapping[str, np.ndarray | str], LineImageStore]):
-    """``type: htr_pipeline.datasets.version_folders.VersionFolderImageStoreDataset``: as the line image store,
+class VersionFolderDataset(AbstractDataset[Mapping[str, np.ndarray | str], LineImageStore]):
+    """``type: htr_pipeline.datasets.version_folders.VersionFolderDataset``: as the line image store,
     saved as ``<filepath>/<version>/<relative path>``; the version methods mean what Kedro's do."""
 
     def __init__(
@@ -70,12 +70,12 @@ class VersionFolderImageStoreDataset(AbstractDataset[Mapping[str, np.ndarray | s
     def save(self, data: Mapping[str, np.ndarray | str]) -> None:
         version = self.resolve_save_version()
         if version is None:
-            save_image_folder(data, self._root, self._png_compress_level)
+            save_file_folder(data, self._root, self._png_compress_level)
             return
         folder = self._root / version
         if folder.exists():
             raise DatasetError(f"Save path '{folder}' for {self} must not exist if versioning is enabled.")
-        save_image_folder(data, folder, self._png_compress_level)
+        save_file_folder(data, folder, self._png_compress_level)
 
     def _exists(self) -> bool:
         try:

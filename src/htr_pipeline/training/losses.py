@@ -1,7 +1,7 @@
 """Every loss of the GAN and the recognizer, each a small function of tensors.
 
 CTC (Graves et al. 2006, "Connectionist temporal classification: labelling unsegmented sequence data with
-recurrent neural networks", ICML) is the loss the seed system got wrong: it was summed over time (~629 per
+recurrent neural networks", ICML) is the loss the previous system got wrong: it was summed over time (~629 per
 sample), then clipped at 300 by a clip with zero gradient above the bound, so it added a constant and never taught
 the generator. Here CTC is computed in fp32 from log-softmax, divided by the target length (as
 ``torch.nn.functional.ctc_loss(reduction="mean")`` does before it averages), and a ceiling, when one is configured,
@@ -96,7 +96,7 @@ def apply_ctc_ceiling(per_sample: Tensor, ceiling: float | None) -> tuple[Tensor
     """Rescale per-sample CTC values above ``ceiling`` down to it; return them and how many were rescaled.
 
     A value above the ceiling becomes ``loss * (ceiling / loss.detach())``: it equals the ceiling, and its
-    gradient is the original one scaled by ceiling / loss, never zero. The seed system clamped CTC at 300, which
+    gradient is the original one scaled by ceiling / loss, never zero. The previous system clamped CTC at 300, which
     has zero gradient above the bound, so every sample over 300 taught the generator nothing.
     """
     # per_sample: (batch,) fp32

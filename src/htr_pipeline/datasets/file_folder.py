@@ -1,6 +1,7 @@
-"""Kedro dataset of a versioned folder of 8-bit grayscale PNG images, addressed by relative path.
+"""Kedro dataset of a versioned folder of files addressed by relative path: 8-bit grayscale PNG images and UTF-8
+texts (the ingested line and page images; inference's restored images, comparisons and transcriptions).
 
-Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns the plain reader
+Saving takes ``{relative_path: (height, width) uint8 array or str}``; loading returns the plain reader
 :class:`htr_pipeline.data.line_store.LineImageStore`, so the library that reads images never imports Kedro.
 """
 
@@ -18,8 +19,8 @@ from PIL import Image
 from htr_pipeline.data.line_store import LineImageStore
 
 
-class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], LineImageStore]):
-    """Kedro dataset: ``type: htr_pipeline.datasets.line_image_store.LineImageStoreDataset``."""
+class FileFolderDataset(AbstractVersionedDataset[Mapping[str, np.ndarray | str], LineImageStore]):
+    """Kedro dataset: ``type: htr_pipeline.datasets.file_folder.FileFolderDataset``."""
 
     def __init__(
         self,
@@ -37,7 +38,7 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
 
     def save(self, data: Mapping[str, np.ndarray | str]) -> None:
         """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images)."""
-        save_image_folder(data, Path(self._get_save_path()), self._png_compress_level)
+        save_file_folder(data, Path(self._get_save_path()), self._png_compress_level)
 
     def _exists(self) -> bool:
         try:
@@ -50,7 +51,7 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
         return {"filepath": str(self._filepath), "version": self._version}
 
 
-def save_image_folder(data: Mapping[str, np.ndarray | str], root: Path, png_compress_level: int) -> None:
+def save_file_folder(data: Mapping[str, np.ndarray | str], root: Path, png_compress_level: int) -> None:
     """Write ``{relative_path: image or text}`` into the folder ``root``.
 
     A new folder is written under a hidden name beside it and renamed into place once complete, so a run
