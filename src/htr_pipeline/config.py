@@ -494,7 +494,7 @@ class TrainingConfig(StrictModel):
     recognizer alone, and says so)."""
     baselines: list[ReferenceRecognizerBaseline] = []
     """``degraded_trained``: also train a recognizer (``training.recognizer`` settings) on the degraded train
-    lines; evaluation scores it on the degraded test lines beside the enhanced figures, answering whether
+    lines; evaluation scores it on the degraded test lines beside the restored figures, answering whether
     restoration beats training on degraded data."""
     recognizer_during_gan: Literal["frozen", "fine_tune"] = "frozen"
     """``fine_tune`` also trains the recognizer on clean lines each step."""
@@ -581,7 +581,7 @@ class EvaluationConfig(StrictModel):
     bootstrap_resamples: int = Field(1000, ge=100)
     bootstrap_seed: int = 0
     gallery_lines: int = Field(12, ge=1)
-    """The worst lines by enhanced CER shown in the failure gallery."""
+    """The worst lines by restored CER shown in the failure gallery."""
     log_models: bool = True
     """Also log the generator and recognizer as MLflow models (``mlflow.pytorch.load_model`` gets them back)."""
     register_model: str | None = None

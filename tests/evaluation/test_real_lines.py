@@ -41,6 +41,6 @@ def test_recognizer_only_evaluation_on_the_real_test_split(tmp_path: Path):
         result.summary["in_loop"]["cer_corpus_clean"] > 0
     )  # an untrained reader: the point is that real lines are scored
     assert (
-        result.summary["in_loop"]["cer_corpus_enhanced"] is None and result.summary["in_loop"]["psnr_gain_db"] is None
+        result.summary["in_loop"]["cer_corpus_restored"] is None and result.summary["in_loop"]["psnr_gain_db"] is None
     )
     assert "poilus:" in result.report

@@ -115,9 +115,9 @@ def test_evaluation_plots_render_for_recognizer_only_and_textless_tables(models,
     assert panel_texts.count("no text: no CER") == 2
 
 
-def test_worst_lines_rank_by_enhanced_cer_then_length(samples):
+def test_worst_lines_rank_by_restored_cer_then_length(samples):
     ranked = samples.copy()
-    ranked["cer_enhanced"] = [0.5, 0.5, 0.1, 0.9, 0.0]
+    ranked["cer_restored"] = [0.5, 0.5, 0.1, 0.9, 0.0]
     worst = worst_lines(ranked, 3)
     assert worst["sample_id"].tolist() == ["line_3", "line_0", "line_1"]
 
@@ -132,12 +132,12 @@ def test_worst_lines_skip_lines_without_text_and_use_clean_cer_without_generator
 def test_failure_gallery_renders_each_line_with_its_readings(models, batch, samples, tmp_path: Path):
     generator, _, _ = models
     worst = worst_lines(samples, 3)
-    enhanced = restore_lines(batch, generator, CPU)
+    restored = restore_lines(batch, generator, CPU)
     images = []
     for index in worst.index:
         width = int(batch.widths[index])
         images.append(
-            (batch.degraded[index, 0, :, :width].numpy(), enhanced[index], batch.clean[index, 0, :, :width].numpy())
+            (batch.degraded[index, 0, :, :width].numpy(), restored[index], batch.clean[index, 0, :, :width].numpy())
         )
     figure = failure_gallery(worst, images)
     save_png(figure, tmp_path / GALLERY_FILE)
@@ -165,10 +165,10 @@ def by_recognizer(**tables) -> dict:
 
 
 def test_markdown_report_holds_the_key_numbers(samples):
-    # A judge that reads nothing on the enhanced lines: other figures than the in-loop table's.
-    judge_samples = samples.assign(reading_enhanced="", cer_enhanced=1.0, wer_enhanced=1.0)
-    judge_samples["char_edits_enhanced"] = judge_samples["char_reference_length"].astype("Int64")
-    judge_samples["word_edits_enhanced"] = judge_samples["word_reference_length"].astype("Int64")
+    # A judge that reads nothing on the restored lines: other figures than the in-loop table's.
+    judge_samples = samples.assign(reading_restored="", cer_restored=1.0, wer_restored=1.0)
+    judge_samples["char_edits_restored"] = judge_samples["char_reference_length"].astype("Int64")
+    judge_samples["word_edits_restored"] = judge_samples["word_reference_length"].astype("Int64")
     report_summary = by_recognizer(in_loop=samples, judge=judge_samples)
     report = markdown_report(report_summary, samples, "generator epoch 7 (best val/cer)")
     assert "generator epoch 7 (best val/cer)" in report
@@ -176,12 +176,12 @@ def test_markdown_report_holds_the_key_numbers(samples):
     in_loop_section = report.split("## Readability by `in_loop`")[1].split("## Readability by `judge`")[0]
     judge_section = report.split("## Readability by `judge`")[1].split("## Image fidelity")[0]
     for section, summary in ((in_loop_section, report_summary["in_loop"]), (judge_section, report_summary["judge"])):
-        for variant in ("degraded", "enhanced", "clean"):
+        for variant in ("degraded", "restored", "clean"):
             assert f"{summary[f'cer_corpus_{variant}']:.4f}" in section
             assert f"{summary[f'cer_mean_per_line_{variant}']:.4f}" in section
         reduction = summary["cer_reduction"]
         assert f"{reduction['estimate']:.4f} [{reduction['ci_low']:.4f}, {reduction['ci_high']:.4f}]" in section
-    assert report_summary["judge"]["cer_corpus_enhanced"] == 1.0
+    assert report_summary["judge"]["cer_corpus_restored"] == 1.0
     assert report_summary["judge"]["cer_reduction"] != report_summary["in_loop"]["cer_reduction"]
     summary = report_summary["judge"]
     assert f"{summary['psnr_db_mean_degraded']:.2f}" in report
@@ -208,7 +208,7 @@ def test_markdown_report_without_text_or_generator(models, batch):
 
 
 def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(samples, tmp_path: Path):
-    constant = samples.assign(cer_degraded=1.0, cer_enhanced=1.0)
+    constant = samples.assign(cer_degraded=1.0, cer_restored=1.0)
     figure = plot_evaluation(constant)
     save_png(figure, tmp_path / "constant.png")
     cer_axes, _, length_axes = figure.axes
@@ -225,7 +225,7 @@ def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(s
 
 
 def test_failure_gallery_shows_an_empty_reading_and_names_each_image(samples, tmp_path: Path):
-    row = samples.iloc[:1].assign(reading_enhanced="")
+    row = samples.iloc[:1].assign(reading_restored="")
     image = np.ones((16, 40))
     figure = failure_gallery(row, [(image, image, image)])
     save_png(figure, tmp_path / "nothing_read.png")

@@ -136,10 +136,10 @@ def test_generator_output_has_the_input_shape_and_values_in_unit_range(
     generator: nn.Module, height: int, width: int
 ) -> None:
     degraded = line_images(2, height, width)
-    enhanced = generator.train()(degraded)
-    assert enhanced.shape == degraded.shape
-    assert torch.isfinite(enhanced).all()
-    assert enhanced.min() >= 0.0 and enhanced.max() <= 1.0
+    restored = generator.train()(degraded)
+    assert restored.shape == degraded.shape
+    assert torch.isfinite(restored).all()
+    assert restored.min() >= 0.0 and restored.max() <= 1.0
 
 
 @pytest.mark.parametrize("variant", [UnetGenerator([8, 16, 32]), ResidualUnetGenerator([8, 16, 32], 1)])
@@ -361,20 +361,20 @@ def test_one_training_step_at_previous_system_scale_on_cpu() -> None:
     labels, lengths = padded_texts([list(range(1, 41))])
     started = time.perf_counter()
 
-    enhanced = generator(degraded)
-    log_probs = recognizer(enhanced).logits.float().log_softmax(-1)  # (batch, time_steps, num_classes)
+    restored = generator(degraded)
+    log_probs = recognizer(restored).logits.float().log_softmax(-1)  # (batch, time_steps, num_classes)
     time_steps = recognizer.time_steps(torch.tensor([1024]))
     ctc = F.ctc_loss(log_probs.transpose(0, 1), labels, time_steps, lengths, blank=BLANK_INDEX, reduction="mean")
-    (ctc_gradient,) = torch.autograd.grad(ctc, enhanced, retain_graph=True)
-    fake_logits = discriminator(degraded, enhanced, labels, lengths)
+    (ctc_gradient,) = torch.autograd.grad(ctc, restored, retain_graph=True)
+    fake_logits = discriminator(degraded, restored, labels, lengths)
     adversarial = F.mse_loss(fake_logits, torch.ones_like(fake_logits))
-    generator_loss = 100.0 * F.l1_loss(enhanced, clean) + adversarial + ctc
+    generator_loss = 100.0 * F.l1_loss(restored, clean) + adversarial + ctc
     generator_optimizer.zero_grad()
     generator_loss.backward()
     generator_optimizer.step()
 
     real_logits = discriminator(degraded, clean, labels, lengths)
-    fake_logits = discriminator(degraded, enhanced.detach(), labels, lengths)
+    fake_logits = discriminator(degraded, restored.detach(), labels, lengths)
     discriminator_loss = F.mse_loss(real_logits, torch.ones_like(real_logits)) + F.mse_loss(
         fake_logits, torch.zeros_like(fake_logits)
     )

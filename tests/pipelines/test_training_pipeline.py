@@ -112,9 +112,9 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     for recognizer in ("in_loop", "judge"):
         table = samples[samples["recognizer"] == recognizer].drop(columns="recognizer").reset_index(drop=True)
         assert summary[recognizer] == summarise(table, resamples=1000, seed=0)
-    # Both recognizers read the same lines, the same degraded and enhanced images: only the readings differ.
+    # Both recognizers read the same lines, the same degraded and restored images: only the readings differ.
     in_loop, judge = (samples[samples["recognizer"] == name].reset_index(drop=True) for name in ("in_loop", "judge"))
-    assert in_loop["psnr_db_enhanced"].equals(judge["psnr_db_enhanced"])
+    assert in_loop["psnr_db_restored"].equals(judge["psnr_db_restored"])
     assert catalog.load("evaluation_report").startswith("#")
     assert catalog.load("evaluation_gallery").size[0] > 0
 

@@ -150,7 +150,7 @@ def test_mlflow_shows_a_model_training_experiment_with_settings_as_params(ran_pr
     metrics, params = main_job.data.metrics, main_job.data.params
     assert not [key for key in metrics if key.rsplit("/", 1)[-1].startswith(("bootstrap", "confidence"))]
     assert params["evaluation.confidence_level"] == "0.95" and params["evaluation.bootstrap_resamples"] == "100"
-    assert "eval/judge/cer_corpus_restored" in metrics and not [key for key in metrics if "enhanced" in key]
+    assert "eval/judge/cer_corpus_restored" in metrics and not [key for key in metrics if "restored" in key]
     ingestion = [key for key in metrics if key.startswith("ingestion")]
     assert ingestion and all(key.startswith("ingestion/") for key in ingestion)
 

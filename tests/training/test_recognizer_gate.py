@@ -180,7 +180,7 @@ def test_the_judge_and_the_degraded_trained_baseline_are_trained_apart_and_each_
     assert result.samples.groupby("recognizer").size().to_dict() == dict.fromkeys(summary["recognizers"], valid_lines)
     # The baseline reads the degraded lines as they are: no restored column, no gain.
     baseline = summary["degraded_trained"]
-    assert baseline["cer_corpus_enhanced"] is None and baseline["cer_reduction"] is None
+    assert baseline["cer_corpus_restored"] is None and baseline["cer_reduction"] is None
     assert baseline["cer_corpus_degraded"] is not None
-    assert summary["judge"]["cer_corpus_enhanced"] is not None
+    assert summary["judge"]["cer_corpus_restored"] is not None
     assert "## Readability by `degraded_trained`" in result.report and "degraded-trained baseline" in result.report

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from htr_pipeline.evaluation.aggregates import has_enhanced
+from htr_pipeline.evaluation.aggregates import has_restored
 from htr_pipeline.figure_axes import integer_axis, rate_axis
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
@@ -29,11 +29,11 @@ GALLERY_TEXT_CHARS = 100
 """Readings longer than this are cut (with an ellipsis) under the gallery images."""
 REPORT_TEXT_CHARS = 80
 RESTORED = "restored"
-"""What every picture and report calls the generator's output (``enhanced`` in the data's column names)."""
+"""What every picture and report calls the generator's output (``restored`` in the data's column names)."""
 NOTHING_READ = "∅ (nothing read)"
 
 _DEGRADED_COLOUR = "tab:red"
-_ENHANCED_COLOUR = "tab:blue"
+_RESTORED_COLOUR = "tab:blue"
 _CLEAN_COLOUR = "tab:green"
 
 
@@ -54,11 +54,11 @@ def _say_empty(axes: Any, message: str) -> None:
 
 def plot_evaluation(samples: pd.DataFrame) -> Figure:
     """CER distributions (degraded vs restored), per-line PSNR gain, and CER against reference length."""
-    enhanced = has_enhanced(samples)
+    restored = has_restored(samples)
     with_text = samples[samples["has_text"].astype(bool)]
     # A recognizer-only table has no restored reading: the clean reading is the other side of the comparison.
-    compared, compared_label = ("enhanced", RESTORED) if enhanced else ("clean", "clean")
-    compared_colour = _ENHANCED_COLOUR if enhanced else _CLEAN_COLOUR
+    compared, compared_label = ("restored", RESTORED) if restored else ("clean", "clean")
+    compared_colour = _RESTORED_COLOUR if restored else _CLEAN_COLOUR
     figure = _new_figure(16, 4.5)
     cer_axes, psnr_axes, length_axes = figure.subplots(1, 3)
 
@@ -82,9 +82,9 @@ def plot_evaluation(samples: pd.DataFrame) -> Figure:
         cer_axes.legend()
 
     psnr_axes.set_title(f"Per-line PSNR gain ({RESTORED} - degraded)")
-    if enhanced:
-        gains_db = (samples["psnr_db_enhanced"] - samples["psnr_db_degraded"]).to_numpy(dtype=np.float64)
-        psnr_axes.hist(gains_db, bins=25, color=_ENHANCED_COLOUR)
+    if restored:
+        gains_db = (samples["psnr_db_restored"] - samples["psnr_db_degraded"]).to_numpy(dtype=np.float64)
+        psnr_axes.hist(gains_db, bins=25, color=_RESTORED_COLOUR)
         psnr_axes.axvline(0.0, color="black", linewidth=1)
         psnr_axes.set_xlabel("PSNR gain (dB)")
         psnr_axes.set_ylabel("lines")
@@ -120,8 +120,8 @@ def plot_evaluation(samples: pd.DataFrame) -> Figure:
 
 
 def worst_lines(samples: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The ``k`` lines with text and the highest enhanced CER (clean CER without a generator); ties: longer first."""
-    cer_column = "cer_enhanced" if has_enhanced(samples) else "cer_clean"
+    """The ``k`` lines with text and the highest restored CER (clean CER without a generator); ties: longer first."""
+    cer_column = "cer_restored" if has_restored(samples) else "cer_clean"
     with_text = samples[samples["has_text"].astype(bool)]
     ranked = with_text.sort_values([cer_column, "char_reference_length"], ascending=[False, False], kind="stable")
     return ranked.head(k)
@@ -141,8 +141,8 @@ def _reading(text: str | None, limit: int) -> str:
 def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]]) -> Figure:
     """One block per line: degraded | restored | clean images, then the reference and the three readings.
 
-    ``images[i]`` belongs to ``rows.iloc[i]``: (degraded, enhanced, clean), each (height, width) in [0, 1]; the
-    enhanced image is ``None`` for a recognizer-only evaluation.
+    ``images[i]`` belongs to ``rows.iloc[i]``: (degraded, restored, clean), each (height, width) in [0, 1]; the
+    restored image is ``None`` for a recognizer-only evaluation.
     """
     if len(rows) != len(images):
         raise ValueError(f"gallery got {len(rows)} rows but {len(images)} image triples")
@@ -154,8 +154,8 @@ def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.nd
     figure = _new_figure(16, 2.1 * len(rows))
     grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.3, 0.85] * len(rows))
     for position, ((_, row), triple) in enumerate(zip(rows.iterrows(), images, strict=True)):
-        for column, (variant, image) in enumerate(zip(("degraded", "enhanced", "clean"), triple, strict=True)):
-            shown = RESTORED if variant == "enhanced" else variant
+        for column, (variant, image) in enumerate(zip(("degraded", "restored", "clean"), triple, strict=True)):
+            shown = RESTORED if variant == "restored" else variant
             axes = figure.add_subplot(grid[2 * position, column])
             if image is None:
                 _say_empty(axes, f"no {shown} image")
@@ -172,7 +172,7 @@ def failure_gallery(rows: pd.DataFrame, images: Sequence[tuple[np.ndarray, np.nd
             [f"{'line':<10}{row['sample_id']}", f"{'reference':<10}{_truncate(row['reference'], GALLERY_TEXT_CHARS)}"]
             + [
                 f"{label:<10}{_reading(row[f'reading_{variant}'], GALLERY_TEXT_CHARS)}"
-                for label, variant in (("degraded", "degraded"), (RESTORED, "enhanced"), ("clean", "clean"))
+                for label, variant in (("degraded", "degraded"), (RESTORED, "restored"), ("clean", "clean"))
             ]
         )
         text_axes.text(0.0, 1.0, caption, family="monospace", fontsize=11, va="top", transform=text_axes.transAxes)
@@ -243,7 +243,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
         "| image | mean PSNR (dB) | mean SSIM |",
         "|---|---|---|",
         f"| degraded | {_number(figures['psnr_db_mean_degraded'], 2)} | {_number(figures['ssim_mean_degraded'])} |",
-        f"| {RESTORED} | {_number(figures['psnr_db_mean_enhanced'], 2)} | {_number(figures['ssim_mean_enhanced'])} |",
+        f"| {RESTORED} | {_number(figures['psnr_db_mean_restored'], 2)} | {_number(figures['ssim_mean_restored'])} |",
         "",
         f"- PSNR gain (dB): {_gain(figures['psnr_gain_db'], 2)}",
         f"- SSIM gain: {_gain(figures['ssim_gain'])}",
@@ -262,7 +262,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
 
 
 def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str) -> list[str]:
-    variants = ("degraded", "clean") if name == DEGRADED_TRAINED_RECOGNIZER else ("degraded", "enhanced", "clean")
+    variants = ("degraded", "clean") if name == DEGRADED_TRAINED_RECOGNIZER else ("degraded", "restored", "clean")
     lines = [
         "",
         f"## Readability by `{name}`",
@@ -272,7 +272,7 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
     ]
     for variant in variants:
         lines.append(
-            f"| {RESTORED if variant == 'enhanced' else variant} | {_number(figures[f'cer_corpus_{variant}'])} "
+            f"| {RESTORED if variant == 'restored' else variant} | {_number(figures[f'cer_corpus_{variant}'])} "
             f"| {_number(figures[f'cer_mean_per_line_{variant}'])} "
             f"| {_number(figures[f'wer_corpus_{variant}'])} "
             f"| {_number(figures[f'wer_mean_per_line_{variant}'])} |"
@@ -289,9 +289,9 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
 
 
 def _worst_lines_table(samples: pd.DataFrame) -> list[str]:
-    enhanced = has_enhanced(samples)
-    reading, cer = ("enhanced", "cer_enhanced") if enhanced else ("clean", "cer_clean")
-    shown = RESTORED if enhanced else "clean"
+    restored = has_restored(samples)
+    reading, cer = ("restored", "cer_restored") if restored else ("clean", "cer_clean")
+    shown = RESTORED if restored else "clean"
     worst = worst_lines(samples, WORST_LINES_IN_REPORT)
     header = f"## The {WORST_LINES_IN_REPORT} worst lines (highest {shown} CER)"
     if worst.empty:

@@ -107,10 +107,10 @@ EVALUATION_SETTINGS = ("bootstrap_resamples", "bootstrap_seed", "confidence_leve
 def evaluation_numbers(summary: Mapping[str, Any]) -> LoggedNumbers:
     """``eval/<recognizer>/<figure>`` for every number of the summary but its settings, and the bootstrap settings
     of the headline recognizer's figures (every recognizer shares them) as ``evaluation.<setting>`` params; the
-    restored image is called ``restored`` here, as in the README and the report (``enhanced`` in the summary's own
+    restored image is called ``restored`` here, as in the README and the report (``restored`` in the summary's own
     keys)."""
     metrics = {
-        f"eval/{key}".replace("enhanced", "restored"): value
+        f"eval/{key}".replace("restored", "restored"): value
         for key, value in flat_numbers(summary).items()
         if key.rsplit("/", 1)[-1] not in EVALUATION_SETTINGS
     }
