@@ -5,37 +5,14 @@ from __future__ import annotations
 
 import importlib
 import re
-import subprocess
 from pathlib import Path
 
-from tests.conftest import PROJECT_ROOT
+from tests.project_files import current_lines, project_files, text_files
 
 DOTTED_NAME = re.compile(r"htr_pipeline(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
 PROJECT_PATH = re.compile(r"(?<![\w./-])(?:src|tests|conf|scripts|notebooks)/[\w./-]*\w")
 OUTSIDE_THE_REPOSITORY = ("conf/local/",)
 """Paths a document names that are never committed: the git-ignored ``conf/local``."""
-OLD_NAMES = ("<!-- old names -->", "<!-- /old names -->")
-"""The README's migration note names what no longer exists, between these two lines."""
-
-
-def _tracked_files() -> list[str]:
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return listing.stdout.split()
-
-
-def _documents() -> list[Path]:
-    """Code, configuration and documents; tests are left out, since some name things that must not exist."""
-    return [
-        PROJECT_ROOT / name
-        for name in _tracked_files()
-        if name.endswith((".py", ".md", ".yml", ".ipynb", ".sh", ".toml")) and not name.startswith("tests/")
-    ]
 
 
 def _resolves(name: str) -> bool:
@@ -54,16 +31,13 @@ def _resolves(name: str) -> bool:
 
 
 def _citations(pattern: re.Pattern[str]) -> dict[str, list[str]]:
+    """Where code, configuration and documents cite what ``pattern`` matches; tests are left out, since some name
+    things that must not exist."""
     cited: dict[str, list[str]] = {}
-    for path in _documents():
-        in_old_names = False
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip() in OLD_NAMES:
-                in_old_names = line.strip() == OLD_NAMES[0]
-            if in_old_names:
-                continue
+    for name in text_files(include_tests=False):
+        for number, line in current_lines(name):
             for match in pattern.finditer(line):
-                cited.setdefault(match.group(0).rstrip("."), []).append(f"{path.relative_to(PROJECT_ROOT)}:{number}")
+                cited.setdefault(match.group(0).rstrip("."), []).append(f"{name}:{number}")
     return cited
 
 
@@ -73,7 +47,7 @@ def test_every_cited_module_and_name_exists():
 
 
 def test_every_cited_project_file_exists():
-    tracked = set(_tracked_files())
+    tracked = set(project_files())
     folders = {str(Path(name).parent) for name in tracked} | {
         str(parent) for name in tracked for parent in Path(name).parents
     }
