@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for a GPU machine: install as the README's quick start says, then run the CUDA tests, the benchmark
-# ladder at seed scale and a tiny end-to-end `kedro run` with a resume, and write one JSON report
+# ladder at the previous system's scale and a tiny end-to-end `kedro run` with a resume, and write one JSON report
 # (data/09_benchmarks/gpu_check_<UTC time>.json). Arguments go to `python -m htr_pipeline.gpu_check`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -26,7 +26,7 @@ TINY_TRAINING = {
     "generator": {"variant": "unet", "channels": [8, 16]},
     "discriminator": {"variant": "dual_modal", "channels": [8, 16], "text_embedding_dim": 8},
 }
-LADDER = ["seed_way", "width_buckets", "bf16", "largest_batch", "workers_and_pinning"]
+LADDER = ["previous_system", "width_buckets", "bf16", "largest_batch", "workers_and_pinning"]
 WINDOW_SECONDS = 0.05
 
 
@@ -41,6 +41,7 @@ def tiny_project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_bench_climbs_the_ladder_and_reports_each_rung_and_the_environment(tiny_project: Path, capsys):
     quick = ["--lines", "12", "--warmup-steps", "1", "--windows", "2", "--window-seconds", str(WINDOW_SECONDS)]
     output = bench.main(["--project", str(tiny_project), *quick, "--eval-lines", "4", "--eval-repetitions", "1"])
@@ -58,15 +59,19 @@ def test_bench_climbs_the_ladder_and_reports_each_rung_and_the_environment(tiny_
         assert all(window["seconds"] >= WINDOW_SECONDS and window["steps"] >= 1 for window in rung["windows"])
         assert rung["mfu_of_bf16_dense_peak"] is None  # a CPU has no entry in the table of peaks
         assert rung["warmup_shapes"] == 0  # nothing is autotuned on a CPU without compile
-    seed_way = rungs["seed_way"]
-    assert (seed_way["batch_size"], seed_way["precision"], seed_way["loader_workers"]) == (2, "fp32", 0)
-    assert seed_way["flops_counted_on_batch_shape"] == [2, 1, 32, 256]  # every line padded to max_width
-    assert rungs["width_buckets"]["padding_share"] < seed_way["padding_share"]
+    previous_system = rungs["previous_system"]
+    assert (previous_system["batch_size"], previous_system["precision"], previous_system["loader_workers"]) == (
+        2,
+        "fp32",
+        0,
+    )
+    assert previous_system["flops_counted_on_batch_shape"] == [2, 1, 32, 256]  # every line padded to max_width
+    assert rungs["width_buckets"]["padding_share"] < previous_system["padding_share"]
     assert [rungs[name]["precision"] for name in LADDER] == ["fp32", "fp32", "bf16", "bf16", "bf16"]
     assert rungs["largest_batch"]["batch_size"] == 4  # training.batch_size: a CPU's memory is not probed
     assert rungs["workers_and_pinning"]["loader_workers"] >= 0 and not rungs["workers_and_pinning"]["pin_memory"]
-    assert report["last_over_seed_samples_per_second"] == pytest.approx(
-        rungs["workers_and_pinning"]["samples_per_second"] / seed_way["samples_per_second"]
+    assert report["last_over_previous_system_samples_per_second"] == pytest.approx(
+        rungs["workers_and_pinning"]["samples_per_second"] / previous_system["samples_per_second"]
     )
     assert report["peak"]["bf16_dense_tflops"] is None and "CPU" in report["peak"]["reason"]
     assert report["evaluation"]["lines_per_second"] > 0
@@ -79,7 +84,7 @@ def test_bench_climbs_the_ladder_and_reports_each_rung_and_the_environment(tiny_
         assert key in environment  # what an fp32 figure on CUDA means
     assert environment["device"] == "cpu"
     assert report["configured"]["training.batch_size"] == 4
-    assert "last/seed" in capsys.readouterr().out
+    assert "last/previous system" in capsys.readouterr().out
 
 
 def bench_lines(project: Path, widths: list[int]) -> bench.BenchLines:
@@ -111,8 +116,8 @@ def test_each_rung_changes_one_thing_over_the_one_before(tiny_project: Path):
     assert changed[:3] == [{"full_width"}, {"precision"}, {"batch_size"}]
     assert "pin_memory" in changed[3] <= {"loader_workers", "num_workers", "pin_memory"}  # workers: if CPUs allow
     assert changed[4] == {"speed"} and rungs[-1].config.speed.channels_last and not rungs[-1].config.speed.compile
-    seed = rungs[0]
-    assert (seed.config.batch_size, seed.config.precision, seed.loader_workers, seed.pin_memory) == (
+    first = rungs[0]
+    assert (first.config.batch_size, first.config.precision, first.loader_workers, first.pin_memory) == (
         2,
         "fp32",
         0,

@@ -126,7 +126,7 @@ def test_a_checkpoint_reads_back_as_typed_objects_with_its_config_validated(tmp_
 def test_a_stored_config_the_schema_no_longer_accepts_names_the_file_and_the_key(tmp_path: Path):
     path = tmp_path / "last.pt"
     state = tiny_gan_checkpoint(tiny_run_metadata()).to_state()
-    state["config"]["training"]["patience"] = 15  # the seed launcher's flat key
+    state["config"]["training"]["patience"] = 15  # the previous system's launcher's flat key
     state["recognizer_config"]["lstm_hidden"] = 0
     save_checkpoint(state, path)
     with pytest.raises(CheckpointError) as raised:

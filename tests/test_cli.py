@@ -13,7 +13,7 @@ from kedro.framework.cli.cli import KedroCLI
 
 from htr_pipeline.cli import KNOWN_ERRORS, as_current_options
 from tests.conftest import small_synthetic_parameters
-from tests.pipelines.test_training_pipeline import TINY_TRAINING
+from tests.pipeline_runs import TINY_TRAINING
 
 
 def _run(project: Path, *args: str, env: dict | None = None):
@@ -64,6 +64,7 @@ def test_the_trace_is_there_on_request(infinite_lr_project: Path):
         assert type(result.exception).__name__ == "ConfigError"
 
 
+@pytest.mark.slow
 def test_an_error_raised_in_a_node_is_one_message_too(kedro_project: Path):
     parameters = small_synthetic_parameters()
     parameters["data"]["sources"] = [{"kind": "line_folder", "path": "data/01_raw/nowhere"}]
@@ -73,6 +74,7 @@ def test_an_error_raised_in_a_node_is_one_message_too(kedro_project: Path):
     assert result.output.splitlines()[-1].startswith("Error: data.sources[0].path: folder 'data/01_raw/nowhere'")
 
 
+@pytest.mark.slow
 def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_say_why(kedro_project: Path):
     # A run made with the gate opened, as runs were before the gate existed: one epoch, the recognizer reads nothing.
     parameters = small_synthetic_parameters(train=8, valid=4, test=2)
@@ -135,6 +137,7 @@ def test_diagnostics_of_a_run_whose_recognizer_reads_nothing_exit_non_zero_and_s
     assert sorted(p.name for p in (kedro_project / "data/08_reporting/diagnostics").iterdir())[-1] == "summary.md"
 
 
+@pytest.mark.slow
 def test_a_pipeline_whose_inputs_were_never_made_is_one_line_from_a_hook_and_a_trace_on_request(kedro_project: Path):
     result = _run(kedro_project, "--pipelines=training")
     assert result.exit_code == 1 and "Traceback" not in result.output

@@ -1,4 +1,4 @@
-"""conf/base is the laptop default; conf/seed reproduces the seed run's data shape."""
+"""conf/base is the laptop default; conf/previous_system reproduces the previous system's data shape."""
 
 import pytest
 from kedro.config import OmegaConfigLoader
@@ -20,8 +20,8 @@ def test_base_is_a_small_synthetic_set_of_64_px_lines():
     assert source.lines_per_split.train + source.lines_per_split.valid + source.lines_per_split.test <= 2000
 
 
-def test_seed_environment_has_the_seed_runs_data_shape():
-    config = validate_parameters(_parameters("seed"))
+def test_previous_system_environment_has_its_runs_data_shape():
+    config = validate_parameters(_parameters("previous_system"))
     (source,) = config.data.sources
     assert (config.data.image_height, config.data.max_width) == (128, 1024)
     assert (source.lines_per_split.train, source.lines_per_split.valid) == (4266, 473)
@@ -29,7 +29,7 @@ def test_seed_environment_has_the_seed_runs_data_shape():
     assert config.data.seed == 42
 
 
-@pytest.mark.parametrize("env", ["base", "seed"])
+@pytest.mark.parametrize("env", ["base", "previous_system"])
 def test_every_environment_validates(env):
     validate_parameters(_parameters(env))
 

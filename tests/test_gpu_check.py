@@ -17,15 +17,15 @@ from tests.test_bench import TINY_TRAINING
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """The project's configuration with a tiny ``seed`` env, so the benchmark's ladder runs in seconds."""
+    """The project's configuration with a tiny ``previous_system`` env, so the benchmark's ladder runs in seconds."""
     project = tmp_path / "project"
     (project / "conf" / "base").mkdir(parents=True)
-    (project / "conf" / "seed").mkdir()
+    (project / "conf" / "previous_system").mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
     for name in ("catalog.yml", "mlflow.yml"):
         shutil.copy(PROJECT_ROOT / "conf" / "base" / name, project / "conf" / "base" / name)
     (project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(small_synthetic_parameters()))
-    (project / "conf" / "seed" / "parameters.yml").write_text(yaml.safe_dump({"training": TINY_TRAINING}))
+    (project / "conf" / "previous_system" / "parameters.yml").write_text(yaml.safe_dump({"training": TINY_TRAINING}))
     return project
 
 
@@ -41,7 +41,7 @@ def test_the_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(project:
     assert list(steps) == list(gpu_check.STEPS)
     assert steps["cuda_tests"]["tests"] > 10 and steps["cuda_tests"]["skipped"] == steps["cuda_tests"]["tests"]
     assert any("needs a CUDA GPU" in reason for reason in steps["cuda_tests"]["skip_reasons"])
-    assert steps["benchmark"]["ladder"][0]["name"] == "seed_way"
+    assert steps["benchmark"]["ladder"][0]["name"] == "previous_system"
     assert steps["end_to_end"]["epochs_run"] == gpu_check.EPOCHS
     assert steps["end_to_end"]["evaluation_summary"] is not None
     assert steps["resume"]["equal"] and steps["resume"]["epochs_run"] == gpu_check.EPOCHS  # resumed = straight

@@ -55,7 +55,7 @@ def test_defaults_missing_from_the_file_are_filled_in():
     catalog = _catalog_with({"data": {"sources": [{"kind": "line_folder", "path": "x"}]}})
     ParameterValidationHook().after_catalog_created(catalog)
     assert catalog.load("params:data").image_height == 64
-    assert catalog.load("params:training.epochs") == 10
+    assert catalog.load("params:training.epochs") == 2
 
 
 def test_at_most_four_hooks_are_registered():
@@ -130,7 +130,11 @@ def test_the_kedro_command_tag_is_what_was_typed():
     assert (
         kedro_command_as_typed(typed, {}) == "kedro run --pipelines=training --params training.epochs=3,training.seed=1"
     )
-    from_python = {"pipeline_names": ["training"], "env": "seed", "runtime_params": {"training": {"epochs": 3}}}
+    from_python = {
+        "pipeline_names": ["training"],
+        "env": "previous_system",
+        "runtime_params": {"training": {"epochs": 3}},
+    }
     assert kedro_command_as_typed(["pytest"], from_python) == (
-        "kedro run --pipelines=training --env=seed --params=training.epochs=3"
+        "kedro run --pipelines=training --env=previous_system --params=training.epochs=3"
     )

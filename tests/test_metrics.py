@@ -105,7 +105,7 @@ def test_ssim_of_images_smaller_than_the_default_window():
         ssim(np.zeros((2, 10)), np.zeros((2, 10)))
 
 
-def test_combined_score_matches_the_seed_report():
+def test_combined_score_matches_the_previous_systems_report():
     assert combined_score(29.90, 0.0631, 50.0) == pytest.approx(26.745)
 
 

@@ -1,17 +1,30 @@
-"""The README's configuration reference names every key of the schema, and its commands are what CI runs."""
+"""The README's configuration reference names every key of the schema and no other, with the schema's defaults;
+its test command is what CI runs."""
 
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
 from htr_pipeline.config import (
     SPLIT_NAMES,
     DataConfig,
+    Degradations,
     DiagnosticsConfig,
     EvaluationConfig,
     InferenceConfig,
+    ProjectConfig,
     TrainingConfig,
     _field_paths,
+    _nested_models,
+    effective_parameters,
+    source_settings_by_kind,
+    validate_parameters,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +120,140 @@ def test_the_readme_jupyter_commands_start_a_server(interface: str, tmp_path: Pa
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------- the reference's stated defaults
+
+REQUIRED, ON, SEE_BELOW = "(required)", "(on)", "see below"
+"""Defaults the reference states in words: a key without a default, a section on by default (its keys follow),
+and the degradations, whose defaults are listed in the paragraph below their table."""
+
+PROSE_DEFAULTS = {
+    "data.split_fractions": lambda default: ", ".join(f"{split} {share}" for split, share in default.items()),
+    "training.judge.recognizer": lambda default: (
+        f"conv {default['conv_channels']}, LSTM {default['lstm_hidden']}, dropout {default['dropout']}"
+    ),
+}
+"""Defaults written as a phrase, each with how the phrase is made from the schema's default."""
+
+
+def _reference() -> str:
+    readme = ROOT.joinpath("README.md").read_text()
+    return readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+
+
+def _reference_rows() -> Iterator[tuple[str, str | None, str]]:
+    """``(key, kinds or None, stated default)`` of every row of the reference's tables."""
+    columns: list[str] = []
+    for line in _reference().splitlines():
+        if not line.startswith("|"):
+            columns = []
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if not columns:
+            columns = cells
+        elif not set(line) <= set("|- "):
+            row = dict(zip(columns, cells, strict=False))
+            yield row["key"].strip("`"), row.get("kinds"), row["default"]
+
+
+def _stated(text: str) -> Any:
+    return yaml.safe_load(text.replace("`", ""))
+
+
+def _default_of(path: str) -> Any:
+    """The schema's default at ``path``: the value in the config every key defaults in, else (under a section that
+    is off by default, or a variant that is not the default one) the field default of the model that has it;
+    ``REQUIRED`` for a key without one. A key the schema lacks fails."""
+    if path == "data.sources":  # the one key every parameters file must give
+        return _field_default(ProjectConfig, path.split("."))
+    value: Any = effective_parameters(validate_parameters({"data": {"sources": [MINIMAL_SOURCE]}}))
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            break
+        value = value[part]
+    else:
+        return value
+    return _field_default(ProjectConfig, path.split("."))
+
+
+def _field_default(model: type[BaseModel], parts: list[str]) -> Any:
+    field = model.model_fields.get(parts[0])
+    assert field is not None, f"{parts[0]} is documented but {model.__name__} has no such key"
+    if len(parts) == 1:
+        if field.is_required():
+            return REQUIRED
+        default = field.get_default(call_default_factory=True)
+        return _plain(default)
+    owners = [nested for nested, _ in _nested_models(field.annotation) if parts[1] in nested.model_fields]
+    assert owners, f"{'.'.join(parts)} is documented but the schema has no such key"
+    return _field_default(owners[0], parts[1:])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return json.loads(json.dumps(value, default=str))
+
+
+MINIMAL_SOURCE = {"kind": "synthetic", "lines_per_split": {"train": 1, "valid": 1, "test": 1}}
+
+
+def _agrees(path: str, stated: str, default: Any) -> bool:
+    if stated == REQUIRED:
+        return default == REQUIRED
+    if stated == ON:
+        return isinstance(default, dict)
+    if path in PROSE_DEFAULTS:
+        return stated == PROSE_DEFAULTS[path](default)
+    return _stated(stated) == default
+
+
+def test_every_documented_key_is_in_the_schema_with_its_default():
+    wrong = []
+    for key, kinds, stated in _reference_rows():
+        if kinds is not None or stated == SEE_BELOW:
+            continue
+        default = _default_of(key)
+        if not _agrees(key, stated, default):
+            wrong.append(f"{key}: README says {stated}, the schema {default}")
+    assert wrong == []
+
+
+def test_every_documented_source_key_is_in_its_kinds_with_its_default():
+    settings = source_settings_by_kind()
+    wrong = []
+    for key, kinds, stated in _reference_rows():
+        if kinds is None:
+            continue
+        listed = set(settings) if kinds == "all" else {kind.strip() for kind in kinds.split(",")}
+        having = {kind for kind, model in settings.items() if key.split(".")[0] in model.model_fields}
+        if listed != having:
+            wrong.append(f"{key}: README lists the kinds {sorted(listed)}, the schema has it in {sorted(having)}")
+        for kind in sorted(listed & having):
+            default = _field_default(settings[kind], key.split("."))
+            if key == "kind":
+                continue  # each kind's own tag: the row lists the kinds instead
+            if key == "name":
+                assert stated == "the kind" and default == kind, f"name of {kind}: defaults to {default}"
+                continue
+            if not _agrees(key, stated, default):
+                wrong.append(f"{key} ({kind}): README says {stated}, the schema {default}")
+    assert wrong == []
+
+
+def test_the_degradation_defaults_are_as_stated():
+    paragraph = _reference().split("Degradation kinds, applied in this order", 1)[1].split("\n\n", 1)[0]
+    stated = {
+        kind: {"probability": float(probability), "strength": [float(low), float(high)]}
+        for kind, probability, low, high in re.findall(r"`(\w+)` \(([\d.]+),\s+\[([\d.]+),\s+([\d.]+)\]\)", paragraph)
+    }
+    defaults = Degradations().model_dump(mode="json")
+    assert list(stated) == list(defaults)  # in the order they are applied
+    assert stated == defaults
+
+
+def test_a_wrong_default_and_an_unknown_key_are_found():
+    assert not _agrees("training.epochs", "10", _default_of("training.epochs"))
+    with pytest.raises(AssertionError, match="has no such key"):
+        _default_of("training.optimizer.lr_generater")

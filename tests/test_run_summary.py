@@ -21,11 +21,11 @@ def _evaluation(cer_restored: float, psnr_gain: float, cer_clean: float = 0.05) 
             "confidence_level": 0.95,
             "generator_evaluated": True,
             "cer_corpus_degraded": 0.3,
-            "cer_corpus_enhanced": cer_restored,
+            "cer_corpus_restored": cer_restored,
             "cer_corpus_clean": cer_clean,
             "cer_reduction": interval,
             "psnr_db_mean_degraded": 18.0,
-            "psnr_db_mean_enhanced": 18.0 + psnr_gain,
+            "psnr_db_mean_restored": 18.0 + psnr_gain,
             "psnr_gain_db": {"estimate": psnr_gain, "ci_low": psnr_gain - 1, "ci_high": psnr_gain + 1},
         },
     }

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from htr_pipeline.pipeline_registry import register_pipelines
 
 
+@pytest.mark.slow
 def test_kedro_viz_build_shows_every_registered_pipeline(kedro_project: Path):
     kedro = Path(sys.executable).parent / "kedro"
     result = subprocess.run(

@@ -1,14 +1,14 @@
-"""Training throughput as an ablation ladder in one process: from the seed system's way to this project's fast
+"""Training throughput as an ablation ladder in one process: from the previous system's way to this project's fast
 path, one change per rung, so that each gain is seen on its own.
 
-    python -m htr_pipeline.bench --env seed [--device auto|cpu|cuda] [--lines N] [--warmup-steps N] [--windows N]
-        [--window-seconds S] [--batch-size N] [--max-batch-size N] [--[no-]channels-last] [--[no-]compile]
+    python -m htr_pipeline.bench --env previous_system [--device auto|cpu|cuda] [--lines N] [--warmup-steps N]
+        [--windows N] [--window-seconds S] [--batch-size N] [--max-batch-size N] [--[no-]channels-last] [--[no-]compile]
         [--eval-lines N] [--eval-repetitions N] [--output PATH] [--project PATH]
 
 The rungs, each the one before with one change:
 
-1. ``seed_way``: what the seed run did: fp32, batch 2, lines in random order, every line padded to the full
-   ``data.max_width``, loaded in the training process (no loader worker, no pinned memory).
+1. ``previous_system``: what the previous system did: fp32, batch 2, lines in random order, every line padded to the
+   full ``data.max_width``, loaded in the training process (no loader worker, no pinned memory).
 2. ``width_buckets``: batches of lines of similar width, each padded to its widest line.
 3. ``bf16``: bf16 autocast (the RNNs, the logits and the CTC stay fp32).
 4. ``largest_batch``: on CUDA the largest batch that fits (powers of two up to ``--max-batch-size``, each tried for
@@ -21,7 +21,7 @@ The rungs, each the one before with one change:
 Every rung trains the env's models (the recognizer freshly initialised: speed does not depend on its weights)
 with ``build_gan_models`` and ``GanTrainer.train_step``, in one process, on the same synthetic lines, rendered and
 degraded by the ingestion library at the env's image height and maximum width. On CUDA every rung runs with
-cuDNN benchmarking (the seed's TensorFlow autotuned its convolutions too), and its warm-up runs one step for
+cuDNN benchmarking (the previous system's TensorFlow autotuned its convolutions too), and its warm-up runs one step for
 every batch shape its windows can meet, so no window pays for autotuning (nor, with ``compile``, for
 compiling). A window runs steps until ``--window-seconds`` have passed, then waits for the device: its time
 includes loading its batches. Figures are medians over ``--windows`` windows.
@@ -86,7 +86,7 @@ from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.materialise import materialise_all
 from htr_pipeline.data.sources import read_sources
 from htr_pipeline.data.sources.synthetic import SplitCounts, SyntheticSource
-from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+from htr_pipeline.datasets.file_folder import FileFolderDataset
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.evaluation.scoring import score_samples
 from htr_pipeline.models import build_generator, build_recognizer
@@ -97,7 +97,7 @@ from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
 from htr_pipeline.training.runtime import configure_cuda, seed_everything
 from htr_pipeline.training.stages import build_gan_models, line_splits, load_recognizer
 
-SEED_WAY_BATCH_SIZE = 2
+PREVIOUS_SYSTEM_BATCH_SIZE = 2
 MAX_DEFAULT_LOADER_WORKERS = 4
 CTC_FACTOR = 1.0
 """Steps run with the full CTC term, as after any CTC warm-up: the schedule changes the weight, not the work."""
@@ -279,7 +279,7 @@ def ingest_bench_lines(data: DataConfig, training: TrainingConfig, lines: int, f
     samples, _ = materialise_all(candidates, bench_data)
     ingestion_seconds = time.perf_counter() - started
     manifest = manifest_table(samples)
-    LineImageStoreDataset(filepath=str(folder)).save(image_files(samples))
+    FileFolderDataset(filepath=str(folder)).save(image_files(samples))
     # The same pre-flight as training: a line whose text cannot fit its CTC time steps is left out.
     rows = line_splits(manifest, _with(training, drop_infeasible=True)).train
     return BenchLines(
@@ -308,7 +308,8 @@ class Rung:
     change: str
     config: TrainingConfig
     full_width: bool
-    """Every line padded to ``data.max_width`` in random order (the seed's way), or width-bucketed batches."""
+    """Every line padded to ``data.max_width`` in random order (the previous system's way), or width-bucketed
+    batches."""
     loader_workers: int
     loader_workers_from: str
     pin_memory: bool
@@ -349,24 +350,25 @@ def ladder(
 ) -> list[Rung]:
     """The rungs in order, each the one before with one change (the last only when a speed setting is on)."""
     on_cuda = device.type == "cuda"
-    seed = Rung(
-        name="seed_way",
-        change="the seed's way: fp32, batch 2, random order, every line padded to data.max_width, no loader worker",
+    previous_system = Rung(
+        name="previous_system",
+        change="the previous system's way: fp32, batch 2, random order, every line padded to data.max_width, no "
+        "loader worker",
         config=_with(
             training,
             precision="fp32",
-            batch_size=SEED_WAY_BATCH_SIZE,
+            batch_size=PREVIOUS_SYSTEM_BATCH_SIZE,
             num_workers=0,
             devices=1,
             speed=SpeedConfig(cudnn_benchmark=on_cuda).model_dump(),
         ),
         full_width=True,
         loader_workers=0,
-        loader_workers_from="the seed's way: loading in the training process, not overlapped with compute",
+        loader_workers_from="the previous system's way: loading in the training process, not overlapped with compute",
         pin_memory=False,
-        batch_size_from="the seed's batch",
+        batch_size_from="the previous system's batch",
     )
-    buckets = replace(seed, name="width_buckets", change="width-bucketed batches", full_width=False)
+    buckets = replace(previous_system, name="width_buckets", change="width-bucketed batches", full_width=False)
     bf16 = replace(buckets, name="bf16", change="bf16 autocast", config=_with(buckets.config, precision="bf16"))
     batch_size, batch_size_from = largest_batch
     largest = replace(
@@ -386,7 +388,7 @@ def ladder(
         loader_workers_from=workers_from,
         pin_memory=on_cuda,
     )
-    rungs = [seed, buckets, bf16, largest, loading]
+    rungs = [previous_system, buckets, bf16, largest, loading]
     speed = {**training.speed.model_dump(), **bench.speed_changes}
     chosen = [setting for setting in ("channels_last", "compile") if speed[setting]]
     if chosen:
@@ -773,7 +775,8 @@ def results_table(report: dict[str, Any]) -> Table:
         previous = rung["samples_per_second"]
     peak = report["peak"]
     table.caption = (
-        f"last/seed {report['last_over_seed_samples_per_second']:.2f}x; MFU against {peak['reason']}; "
+        f"last/previous system {report['last_over_previous_system_samples_per_second']:.2f}x; "
+        f"MFU against {peak['reason']}; "
         f"evaluation {report['evaluation']['lines_per_second']:.2f} lines/s; "
         f"ingestion {report['ingestion']['lines_per_second']:.2f} lines/s (one process); "
         f"{report['data']['image_height']} x {report['data']['max_width']} px lines"
@@ -795,13 +798,13 @@ def run_benchmark(bench: BenchSettings) -> dict[str, Any]:
     peak = bf16_dense_peak(device_name, device.type)
     with tempfile.TemporaryDirectory(prefix="htr_bench_") as folder:
         lines = ingest_bench_lines(config.data, training, bench.lines, Path(folder))
-        if len(lines.rows) < SEED_WAY_BATCH_SIZE:
+        if len(lines.rows) < PREVIOUS_SYSTEM_BATCH_SIZE:
             raise ValueError(
-                f"{len(lines.rows)} usable lines are fewer than a batch ({SEED_WAY_BATCH_SIZE}); raise --lines"
+                f"{len(lines.rows)} usable lines are fewer than a batch ({PREVIOUS_SYSTEM_BATCH_SIZE}); raise --lines"
             )
         seed_everything(training.seed)
         recognizer_state = fresh_recognizer_state(training, lines.charset)
-        provisional = ladder(training, device, (SEED_WAY_BATCH_SIZE, ""), bench)
+        provisional = ladder(training, device, (PREVIOUS_SYSTEM_BATCH_SIZE, ""), bench)
         largest = largest_batch_that_fits(provisional[2], training.batch_size, lines, recognizer_state, device, bench)
         if len(lines.rows) < largest[0]:
             raise ValueError(f"{len(lines.rows)} usable lines are fewer than a batch ({largest[0]}); raise --lines")
@@ -833,7 +836,8 @@ def run_benchmark(bench: BenchSettings) -> dict[str, Any]:
             if key in ("device", "precision", "batch_size", "num_workers", "devices", "speed")
         },
         "ladder": measured,
-        "last_over_seed_samples_per_second": measured[-1]["samples_per_second"] / measured[0]["samples_per_second"],
+        "last_over_previous_system_samples_per_second": measured[-1]["samples_per_second"]
+        / measured[0]["samples_per_second"],
         "evaluation": evaluation,
         "ingestion": {
             "lines_per_second": lines.ingestion_lines_per_second,

@@ -2,7 +2,7 @@
 
 Every part of the project that turns text into label indices or indices back into text goes through a
 :class:`Charset`; the blank index is defined here and nowhere else, so training and evaluation cannot
-disagree about it (the seed system used blank 0 in training and blank last in evaluation).
+disagree about it (the previous system used blank 0 in training and blank last in evaluation).
 """
 
 from __future__ import annotations

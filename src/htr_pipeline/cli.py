@@ -25,7 +25,7 @@ from htr_pipeline.data.ingestion import TooManyRejectsError
 from htr_pipeline.data.real_paper import RealPaperError
 from htr_pipeline.data.sources import MissingColumnError, SourceEncodingError, SourceNotFoundError
 from htr_pipeline.data.splits import EmptySplitError
-from htr_pipeline.datasets.line_image_store import ImageFolderSaveError
+from htr_pipeline.datasets.file_folder import ImageFolderSaveError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.real_scans import RealTestInputError

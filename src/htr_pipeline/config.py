@@ -276,7 +276,7 @@ class DataConfig(StrictModel):
     """Clean images read from scans (line_folder, xml_pages, parquet_lines) whose degraded image is synthesised:
     ``as_scanned`` keeps them as they are, their own paper included; ``paper_removed`` divides out their paper
     first (ink on white, as a synthetic line), so the paper under a degraded line is the synthesis's alone."""
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(2, ge=1)
     """Processes used to render, load and degrade images; results do not depend on it."""
     max_image_pixels: int = Field(100_000_000, ge=1, le=PILLOW_PIXEL_LIMIT)
     """An image with more pixels (read from its header, before decoding) is rejected as ``image_too_large``.
@@ -438,18 +438,20 @@ class AdaptiveBalancingConfig(StrictModel):
 class EarlyStoppingConfig(StrictModel):
     """Stop when ``training.monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
-    patience: int = Field(ge=1)
+    patience: int = Field(2, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
     restore_best_weights: bool = True
 
 
 class OptimizerConfig(StrictModel):
-    lr_generator: float = Field(2e-4, gt=0.0)
+    lr_generator: float = Field(1e-3, gt=0.0)
     lr_discriminator: float = Field(2e-4, gt=0.0)
     betas: tuple[float, float] = (0.5, 0.999)
     cosine_schedule: bool = False
     gradient_clip_norm: float | None = Field(1.0, gt=0.0)
-    """Clip each model's global gradient norm to this; null = no clipping."""
+    """Clip the global gradient norm to this at every step of the generator and the discriminator, and of every
+    recognizer trained before the GAN (stage 1, the judge, the baselines); fine-tuning the recognizer during the GAN
+    (``recognizer_during_gan: fine_tune``) is not clipped. null = no clipping anywhere."""
 
 
 class AugmentationConfig(StrictModel):
@@ -478,11 +480,11 @@ class RecognizerPretrainingConfig(StrictModel):
     the all-blank plateau every CTC model sits on first.
     """
 
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
+    learning_rate: float = Field(3e-3, gt=0.0)
     """Peak learning rate (Adam), reached after ``warmup_steps``."""
-    warmup_steps: int = Field(200, ge=0)
+    warmup_steps: int = Field(150, ge=0)
     """Optimiser steps of linear warm-up from 0 to ``learning_rate``."""
     schedule: Literal["constant", "cosine"] = "cosine"
     """After warm-up: keep the peak, or decay it along a cosine to 1 % of the peak at the last epoch's end."""
@@ -490,7 +492,7 @@ class RecognizerPretrainingConfig(StrictModel):
     """Weight of the CTC shortcut head's loss (needs ``training.recognizer.ctc_shortcut``)."""
     augmentation: AugmentationConfig | None = AugmentationConfig()
     """null: train on the lines as they are."""
-    patience: int = Field(5, ge=1)
+    patience: int = Field(4, ge=1)
     """Epochs without a better val CER before stopping, counted only once the CER is below ``patience_from_cer``
     and ``min_steps`` have run."""
     patience_from_cer: float = Field(0.9, gt=0.0, le=1.0)
@@ -568,7 +570,7 @@ class TrainingConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``cuda`` without a GPU is an error, never a silent CPU run."""
     precision: Precision = "fp32"
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
     devices: int = Field(1, ge=1)
@@ -586,7 +588,7 @@ class TrainingConfig(StrictModel):
     recognizer alone, and says so)."""
     baselines: list[ReferenceRecognizerBaseline] = []
     """``degraded_trained``: also train a recognizer (``training.recognizer`` settings) on the degraded train
-    lines; evaluation scores it on the degraded test lines beside the enhanced figures, answering whether
+    lines; evaluation scores it on the degraded test lines beside the restored figures, answering whether
     restoration beats training on degraded data."""
     recognizer_during_gan: Literal["frozen", "fine_tune"] = "frozen"
     """``fine_tune`` also trains the recognizer on clean lines each step."""
@@ -598,7 +600,7 @@ class TrainingConfig(StrictModel):
     """The metric that picks the best model (and drives early stopping); its direction is fixed by the metric."""
     combined_cer_weight: float = Field(50.0, ge=0.0)
     """val/combined = val/psnr - combined_cer_weight x val/cer."""
-    early_stopping: EarlyStoppingConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
     """null = train all epochs."""
     gradient_spike_factor: float = Field(10.0, gt=1.0)
     """A step whose gradient norm exceeds this many times the running median counts as a spike."""
@@ -668,13 +670,13 @@ class EvaluationConfig(StrictModel):
     """Which checkpoint of a training run: ``best`` (by its monitor), ``last`` or ``best_<metric>``."""
     recognizer_only: bool = False
     """Score the recognizer alone on the clean (real) lines, without a generator: ``checkpoint`` null takes
-    the latest ``recognizer_checkpoint``."""
+    the latest ``in_loop_recognizer`` (stage 1's output)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(16, ge=1)
     bootstrap_resamples: int = Field(1000, ge=100)
     bootstrap_seed: int = 0
     gallery_lines: int = Field(12, ge=1)
-    """The worst lines by enhanced CER shown in the failure gallery."""
+    """The worst lines by restored CER shown in the failure gallery."""
     log_models: bool = True
     """Also log the generator and recognizer as MLflow models (``mlflow.pytorch.load_model`` gets them back)."""
     register_model: str | None = None
@@ -899,14 +901,6 @@ def check_checkpoint_files(config: ProjectConfig) -> None:
 def _problem_list(problems: list[str]) -> str:
     heading = f"Invalid parameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"
     return "\n".join([heading, *(f"  - {problem}" for problem in problems)])
-
-
-def validate_section(model: type[StrictModel], values: Mapping[str, Any], section: str) -> Any:
-    """Validate one section (for a node handed ``params:<section>``), naming keys from the top."""
-    try:
-        return model.model_validate(dict(values))
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, model, prefix=(section,))) from None
 
 
 def effective_parameters(config: ProjectConfig) -> dict[str, Any]:

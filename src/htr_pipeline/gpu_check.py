@@ -8,7 +8,8 @@ Four steps, each timed and reported, none stopping the next; the command exits n
 1. ``cuda_tests``: ``pytest -m cuda tests/cuda``: the GAN step in fp32, bf16 and fp16, the step's waits for the
    GPU, pinned batches, RNN dtypes, random states, deterministic mode, compile counts, NCCL (two GPUs), the
    benchmark with tiny models.
-2. ``benchmark``: the ablation ladder of :mod:`htr_pipeline.bench` at seed scale (``--bench-env seed``).
+2. ``benchmark``: the ablation ladder of :mod:`htr_pipeline.bench` at the previous system's scale
+   (``--bench-env previous_system``).
 3. ``end_to_end``: a tiny ``kedro run`` (ingestion, both training stages, evaluation) on ``--device``, in a
    throw-away copy of the project's configuration, with ``training.speed.deterministic`` on.
 4. ``resume``: one epoch, then a resume from its ``last.pt`` to the second epoch; its metrics must equal those
@@ -98,7 +99,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> CheckSettings:
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="the project's folder (holds conf/)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--output", type=Path, help="default: data/09_benchmarks/gpu_check_<UTC>.json")
-    parser.add_argument("--bench-env", default="seed", help="the benchmark's config env (default: %(default)s)")
+    parser.add_argument(
+        "--bench-env", default="previous_system", help="the benchmark's config env (default: %(default)s)"
+    )
     parser.add_argument("--bench-lines", type=int, default=64, help="synthetic lines the benchmark trains on")
     parser.add_argument("--tests", type=Path, help="the CUDA tests (default: <project>/tests/cuda)")
     parser.add_argument("--skip", nargs="*", choices=STEPS, default=[], help="steps to leave out")

@@ -2,7 +2,7 @@
 and the DIBCO binarisation scores (F-measure, pseudo-F-measure, PSNR, DRD) with the Otsu and Sauvola baselines.
 
 Error rates are measured against the ground-truth transcription, never against another reading of the image (the
-seed system compared the recognizer's reading of the enhanced image with its reading of the clean one). The
+previous system compared the recognizer's reading of the restored image with its reading of the clean one). The
 headline figure is corpus-level: total edit operations over total reference length, so a long line weighs more
 than a short one; per-line rates and their mean are kept beside it for analysis.
 
@@ -192,7 +192,8 @@ def _unit_images(clean: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, 
 
 
 def combined_score(psnr_db: float, cer: float, cer_weight: float) -> float:
-    """PSNR minus ``cer_weight`` times CER: one number where higher is better (the seed used cer_weight 50)."""
+    """PSNR minus ``cer_weight`` times CER: one number where higher is better (the previous system used
+    cer_weight 50)."""
     return psnr_db - cer_weight * cer
 
 

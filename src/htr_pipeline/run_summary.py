@@ -110,7 +110,7 @@ def evaluation_lines(evaluation: Mapping[str, Any]) -> list[str]:
     ]
     cer = (
         f"  CER degraded {_number(figures['cer_corpus_degraded'])}"
-        + (f" -> restored {_number(figures['cer_corpus_enhanced'])}" if figures["generator_evaluated"] else "")
+        + (f" -> restored {_number(figures['cer_corpus_restored'])}" if figures["generator_evaluated"] else "")
         + f" (clean {_number(figures['cer_corpus_clean'])})"
     )
     if figures.get("cer_reduction") is not None:
@@ -119,7 +119,7 @@ def evaluation_lines(evaluation: Mapping[str, Any]) -> list[str]:
     if figures["generator_evaluated"]:
         lines.append(
             f"  PSNR degraded {_number(figures['psnr_db_mean_degraded'], 2)} dB -> restored "
-            f"{_number(figures['psnr_db_mean_enhanced'], 2)} dB; gain {_interval(figures['psnr_gain_db'], 2)} dB"
+            f"{_number(figures['psnr_db_mean_restored'], 2)} dB; gain {_interval(figures['psnr_gain_db'], 2)} dB"
         )
     return lines
 

@@ -12,7 +12,7 @@ from htr_pipeline.data.ingestion import charset_document
 from htr_pipeline.data.materialise import _output_path
 from htr_pipeline.data.report import summarise_dataset
 from htr_pipeline.data.sources import RejectReason, SourceEncodingError
-from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+from htr_pipeline.datasets.file_folder import FileFolderDataset
 from tests.conftest import write_line_png
 from tests.data.test_sources import _config, _ingest
 
@@ -89,7 +89,7 @@ def test_an_id_with_dot_dot_parts_is_written_inside_the_output_folder(tmp_path: 
 
 def test_the_image_store_refuses_a_path_out_of_its_folder(tmp_path: Path, victim: Path):
     before = victim.read_bytes()
-    store = LineImageStoreDataset(filepath=str(tmp_path / "store" / "line_images"))
+    store = FileFolderDataset(filepath=str(tmp_path / "store" / "line_images"))
     pixels = np.asarray(Image.open(write_line_png(tmp_path / "x.png")).convert("L"))
     with pytest.raises(DatasetError, match=r"'\.\./\.\./outside/victim\.png' would be written to .*outside"):
         store.save({"clean/ok.png": pixels, "../../outside/victim.png": pixels})

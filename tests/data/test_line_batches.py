@@ -21,7 +21,7 @@ from htr_pipeline.data.line_batches import (
     pad_labels,
     padded_width_multiple,
 )
-from htr_pipeline.datasets.line_image_store import LineImageStore
+from htr_pipeline.datasets.file_folder import LineImageStore
 from tests.conftest import write_line_png
 
 

@@ -1,5 +1,7 @@
 """Ingestion of the real scans beside the project (skipped where they are absent)."""
 
+import pytest
+
 from htr_pipeline.config import DataConfig
 from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
 from htr_pipeline.data.sources import read_sources
@@ -12,6 +14,7 @@ def _ingest(source: dict, **overrides):
     return ingest(assign_splits(reading.candidates, config), reading.rejects, config)
 
 
+@pytest.mark.slow
 @requires_shared_data("testaments_poilus_fr")
 def test_testaments_de_poilus_keep_their_splits_and_writers():
     dataset = _ingest(

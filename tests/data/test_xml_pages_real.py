@@ -15,7 +15,7 @@ from htr_pipeline.config import DataConfig
 from htr_pipeline.data.materialise import materialise_all
 from htr_pipeline.data.page_xml import count_text_lines, read_page_layout
 from htr_pipeline.data.sources import read_sources
-from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+from htr_pipeline.datasets.file_folder import FileFolderDataset
 from tests.conftest import SHARED_DATA, requires_shared_data
 
 PAGE_SETS = {
@@ -44,6 +44,7 @@ def ingested(request):
     return name, reading, samples, [*reading.rejects, *image_rejects], seconds
 
 
+@pytest.mark.slow
 def test_every_text_line_is_a_sample_or_a_reject(ingested):
     name, _, samples, rejects, seconds = ingested
     xml_files = sorted((SHARED_DATA / name).glob("*.xml"))
@@ -57,9 +58,10 @@ def test_every_text_line_is_a_sample_or_a_reject(ingested):
     assert pages_per_second > 2  # about 7 to 10 on an idle core, decoding and degradation included
 
 
+@pytest.mark.slow
 def test_saved_crops_carry_no_icc_profile_or_metadata(ingested, tmp_path):
     name, _, samples, _, _ = ingested
-    dataset = LineImageStoreDataset(str(tmp_path / "line_images"))
+    dataset = FileFolderDataset(str(tmp_path / "line_images"))
     row = samples[0].manifest_row
     dataset.save({row["clean_path"]: samples[0].clean})
     with Image.open(tmp_path / "line_images" / row["clean_path"]) as saved:

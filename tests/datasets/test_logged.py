@@ -94,7 +94,7 @@ def test_saving_in_a_run_logs_artifacts_numbers_tags_and_links_as_declared(store
     data = {
         "headline_recognizer": "judge",
         "evaluated_mlflow_run_id": evaluated,
-        "judge": {"cer_corpus_enhanced": 0.25, "psnr_gain_db": {"estimate": 3.5}, "ok": True, **figures},
+        "judge": {"cer_corpus_restored": 0.25, "psnr_gain_db": {"estimate": 3.5}, "ok": True, **figures},
     }
     with mlflow.start_run() as run:
         summary.save(data)

@@ -9,13 +9,13 @@ import pytest
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError, Version
 
-from htr_pipeline.datasets.version_folders import VersionFolderImageStoreDataset
+from htr_pipeline.datasets.version_folders import VersionFolderDataset
 
 IMAGE = np.full((4, 6), 200, dtype=np.uint8)
 
 
-def _dataset(root: Path, load: str | None = None, save: str | None = None) -> VersionFolderImageStoreDataset:
-    return VersionFolderImageStoreDataset(filepath=str(root), version=Version(load, save))
+def _dataset(root: Path, load: str | None = None, save: str | None = None) -> VersionFolderDataset:
+    return VersionFolderDataset(filepath=str(root), version=Version(load, save))
 
 
 def test_each_run_writes_its_own_version_folder_and_loading_reads_the_newest_complete_one(tmp_path: Path):
@@ -37,7 +37,7 @@ def test_the_catalog_hands_it_the_runs_save_version(tmp_path: Path):
     catalog = DataCatalog.from_config(
         {
             "outputs": {
-                "type": "htr_pipeline.datasets.version_folders.VersionFolderImageStoreDataset",
+                "type": "htr_pipeline.datasets.version_folders.VersionFolderDataset",
                 "filepath": str(tmp_path / "inference"),
                 "versioned": True,
             }

@@ -1,4 +1,4 @@
-"""The seed report's epochs 17-26 as a metric history: which epoch each criterion picks."""
+"""The previous system's report's epochs 17-26 as a metric history: which epoch each criterion picks."""
 
 import io
 
@@ -8,7 +8,7 @@ from htr_pipeline.diagnostics.best_model import best_model_report, history_table
 
 # ../shared/seed/000_3288bb5c2e97dc80.txt, "Progress Timeline (Epoch 17-26)"; the combined score was only
 # printed for some epochs ("-" elsewhere).
-SEED_EPOCHS = {
+PREVIOUS_SYSTEM_EPOCHS = {
     # epoch: (val CER, val PSNR, val SSIM, val WER, combined or None)
     17: (0.0639, 29.10, 0.9824, 0.1179, 25.91),
     18: (0.0719, 28.55, 0.9815, 0.1310, None),
@@ -23,34 +23,34 @@ SEED_EPOCHS = {
 }
 
 
-def _seed_history() -> pd.DataFrame:
+def _previous_system_history() -> pd.DataFrame:
     history = {"val/cer": [], "val/psnr": [], "val/ssim": [], "val/wer": [], "val/combined": []}
-    for epoch, (cer, psnr, ssim, wer, combined) in SEED_EPOCHS.items():
+    for epoch, (cer, psnr, ssim, wer, combined) in PREVIOUS_SYSTEM_EPOCHS.items():
         for metric, value in zip(history, (cer, psnr, ssim, wer, combined), strict=True):
             if value is not None:
                 history[metric].append((epoch, value))
     return history_table(history)
 
 
-def test_seed_history_combined_picks_epoch_24_and_cer_picks_epoch_26():
-    report = best_model_report(_seed_history(), cer_weight=50.0)
+def test_previous_system_history_combined_picks_epoch_24_and_cer_picks_epoch_26():
+    report = best_model_report(_previous_system_history(), cer_weight=50.0)
     picked = {choice["metric"]: choice["epoch"] for choice in report.details["choices"]}
     assert picked == {"val/cer": 26, "val/psnr": 24, "val/ssim": 26, "val/combined": 24}
     assert "val/cer picks epoch 26, val/psnr picks epoch 24" in report.details["disagreements"]
     assert report.verdict == "warning"  # no checkpoint folder given, and the criteria disagree
     buffer = io.BytesIO()
-    plot_metric_history(_seed_history(), cer_weight=50.0).savefig(buffer, format="png")
+    plot_metric_history(_previous_system_history(), cer_weight=50.0).savefig(buffer, format="png")
     assert buffer.getbuffer().nbytes > 1000
 
 
 def test_a_criterion_without_its_checkpoint_is_a_problem():
-    # The seed kept one checkpoint (by the combined score): the best-CER epoch was not kept.
-    report = best_model_report(_seed_history(), cer_weight=50.0, existing_checkpoints=["best_combined.pt"])
+    # The previous system kept one checkpoint (by the combined score): the best-CER epoch was not kept.
+    report = best_model_report(_previous_system_history(), cer_weight=50.0, existing_checkpoints=["best_combined.pt"])
     assert report.verdict == "problem"
     lost = {choice["metric"] for choice in report.details["choices"] if choice["checkpoint_exists"] is False}
     assert lost == {"val/cer", "val/psnr", "val/ssim"}
     kept = ["best_cer.pt", "best_psnr.pt", "best_ssim.pt", "best_combined.pt", "best.pt", "last.pt"]
-    assert best_model_report(_seed_history(), 50.0, kept).verdict == "warning"
+    assert best_model_report(_previous_system_history(), 50.0, kept).verdict == "warning"
 
 
 def test_plot_draws_the_degraded_baseline_and_names_each_unit():
@@ -59,7 +59,7 @@ def test_plot_draws_the_degraded_baseline_and_names_each_unit():
     logged = {"val_degraded/cer": [(0, 0.31)], "val_degraded/psnr": [(0, 14.2)], "val/cer": [(1, 0.2)]}
     baseline = degraded_baseline(logged)
     assert baseline == {"val/cer": 0.31, "val/psnr": 14.2}
-    figure = plot_metric_history(_seed_history(), cer_weight=50.0, baseline=baseline)
+    figure = plot_metric_history(_previous_system_history(), cer_weight=50.0, baseline=baseline)
     cer_axes, psnr_axes, ssim_axes, combined_axes = figure.axes
     assert cer_axes.get_ylabel() == "CER (edits / reference characters)"
     assert psnr_axes.get_ylabel() == "PSNR against the clean line (dB)"

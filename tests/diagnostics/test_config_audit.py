@@ -65,13 +65,13 @@ def log_run(mlflow_client: mlflow.MlflowClient, experiment_id: str) -> Iterator[
         mlflow_client.set_terminated(run_id, status="FAILED")
 
 
-def test_seed_launcher_flat_early_stopping_keys_are_a_problem(log_run):
+def test_previous_system_launcher_flat_early_stopping_keys_are_a_problem(log_run):
     config = _project_config(early_stopping={"patience": 15, "min_delta": 0.01, "restore_best_weights": True})
-    seed_logged = {
+    previous_system_logged = {
         key: value for key, value in flatten_as_logged(config).items() if not key.startswith("training.early_stopping.")
     }
-    seed_logged |= {"training.early_stopping": "False", "training.patience": "0"}
-    run_id, logged = log_run(seed_logged)
+    previous_system_logged |= {"training.early_stopping": "False", "training.patience": "0"}
+    run_id, logged = log_run(previous_system_logged)
 
     report = audit_run_config(logged, run_id, config, _checkpoint_config(config), SECTIONS)
 

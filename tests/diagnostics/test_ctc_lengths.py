@@ -68,7 +68,8 @@ def test_all_feasible_with_a_reading_recognizer_is_ok_and_the_plot_renders():
 
 def test_a_summed_logged_loss_and_a_blank_collapse_are_reported():
     manifest = _manifest([(f"l{i}", 400, "x" * 40) for i in range(4)])
-    # The seed's shape: ~629 nats logged per sample for 40-character labels, a recognizer that emits only blanks.
+    # The previous system's shape: ~629 nats logged per sample for 40-character labels, a recognizer that emits
+    # only blanks.
     readings = [_reading(f"l{i}", 40, 629.0, 1.0) for i in range(4)]
     report = ctc_length_report(manifest, 4, False, readings, num_classes=109, logged_train_ctc=629.0)
     messages = " ".join(finding.message for finding in report.findings)

@@ -17,8 +17,8 @@ EPOCHS = 3
 STEPS_PER_EPOCH = 40
 SPIKE_FACTOR = 10.0
 LAYERS = ("encoder.0", "decoder.3", "head")
-SEED_MEAN_NORM = 28.0
-SEED_MAX_NORM = 7494.0  # the seed run's largest norm: ~267x its mean
+PREVIOUS_SYSTEM_MEAN_NORM = 28.0
+PREVIOUS_SYSTEM_MAX_NORM = 7494.0  # the previous system's largest norm: ~267x its mean
 
 Override = dict[tuple[int, int], dict[str, float]]
 """{(epoch, step_in_epoch): {layer: norm}}: layer norms that replace the steady ones at that step."""
@@ -26,7 +26,7 @@ Override = dict[tuple[int, int], dict[str, float]]
 
 def _steady_layer_norms(rng: np.random.Generator) -> dict[str, float]:
     """Layer norms whose global norm is ~28, varying by a few percent from step to step."""
-    per_layer = SEED_MEAN_NORM / math.sqrt(len(LAYERS))
+    per_layer = PREVIOUS_SYSTEM_MEAN_NORM / math.sqrt(len(LAYERS))
     return {layer: per_layer * float(rng.uniform(0.9, 1.1)) for layer in LAYERS}
 
 
@@ -53,7 +53,7 @@ def _epoch_reports(generator_overrides: Override | None = None) -> list[dict]:
 
 
 def _spike_in_decoder_at_epoch_2() -> list[dict]:
-    return _epoch_reports({(2, 5): {"decoder.3": SEED_MAX_NORM}})
+    return _epoch_reports({(2, 5): {"decoder.3": PREVIOUS_SYSTEM_MAX_NORM}})
 
 
 def test_steady_norms_are_ok_and_say_how_many_steps_were_checked():
@@ -66,7 +66,7 @@ def test_steady_norms_are_ok_and_say_how_many_steps_were_checked():
     assert len(report.details["per_epoch"]) == 2 * EPOCHS
 
 
-def test_a_seed_sized_spike_is_a_problem_naming_layer_epoch_and_ratio():
+def test_a_spike_the_size_of_the_previous_systems_is_a_problem_naming_layer_epoch_and_ratio():
     report = gradient_spike_report(_spike_in_decoder_at_epoch_2(), problem_factor=100.0, precision="fp32")
     assert report.verdict == "problem"
     generator_finding = report.findings[0]
@@ -76,7 +76,9 @@ def test_a_seed_sized_spike_is_a_problem_naming_layer_epoch_and_ratio():
     (spike,) = report.details["spikes"]
     assert spike["model"] == "generator"
     assert (spike["epoch"], spike["step_in_epoch"], spike["global_step"], spike["layer"]) == (2, 5, 45, "decoder.3")
-    assert spike["ratio"] == pytest.approx(SEED_MAX_NORM / SEED_MEAN_NORM, rel=0.05)  # ~267, as in the seed run
+    assert spike["ratio"] == pytest.approx(
+        PREVIOUS_SYSTEM_MAX_NORM / PREVIOUS_SYSTEM_MEAN_NORM, rel=0.05
+    )  # ~267, as in the previous system's run
     assert f"{spike['ratio']:.3g}x" in generator_finding.message
     (layer,) = report.details["per_layer"]
     assert (layer["layer"], layer["spikes"], layer["epochs"]) == ("decoder.3", 1, [2])
@@ -174,7 +176,7 @@ def test_clipping_on_most_steps_is_a_warning_naming_the_effective_update():
     generator = report.details["clipping"][0]
     assert generator["model"] == "generator"
     assert generator["clipped_steps"] == EPOCHS * STEPS_PER_EPOCH and generator["clipped_share"] == 1.0
-    assert generator["mean_norm_over_clip"] == pytest.approx(SEED_MEAN_NORM, rel=0.05)
+    assert generator["mean_norm_over_clip"] == pytest.approx(PREVIOUS_SYSTEM_MEAN_NORM, rel=0.05)
     (finding,) = [f for f in report.findings if f.message.startswith("generator: clipping")]
     assert finding.verdict == "warning"
     assert "clipping acted on 120 of 120 steps (100%)" in finding.message

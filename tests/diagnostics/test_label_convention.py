@@ -58,7 +58,7 @@ def test_logits_in_the_charset_convention_read_perfectly():
 @pytest.mark.parametrize(
     ("alternative", "class_of", "blank_class"),
     [
-        # A recognizer trained with the blank last (what the seed's evaluation assumed).
+        # A recognizer trained with the blank last (what the previous system's evaluation assumed).
         ("blank_last", lambda position: position, CHARSET.num_classes - 1),
         # A recognizer trained with a charset that lacked the first symbol: every class one below.
         ("labels_shifted_up", lambda position: position, 0),

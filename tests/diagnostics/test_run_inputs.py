@@ -59,7 +59,12 @@ def test_without_a_checkpoint_the_logged_params_are_read_back_through_the_schema
     ran = TrainedRunConfig.model_validate(
         {
             "data": TINY_RUN_CONFIG.data.model_dump(mode="json"),
-            "training": {"drop_infeasible": True, "precision": "bf16", "resume_from": "runs/last.pt"},
+            "training": {
+                "drop_infeasible": True,
+                "precision": "bf16",
+                "resume_from": "runs/last.pt",
+                "early_stopping": None,  # a value, so a tampered record can also hold it as a section
+            },
         }
     )
     logged = flatten_as_logged(ran.model_dump(mode="json"))

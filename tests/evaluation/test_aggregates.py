@@ -12,7 +12,7 @@ from htr_pipeline.evaluation.aggregates import summarise
 from htr_pipeline.scoring.lines import COLUMNS
 
 
-def hand_made_table(with_enhanced: bool = True, with_text: bool = True) -> pd.DataFrame:
+def hand_made_table(with_restored: bool = True, with_text: bool = True) -> pd.DataFrame:
     """Three lines of unequal length: 2/4, 1/10 and 6/20 character edits when degraded."""
     references = ["abcd", "abcdefghij", "abcdefghijklmnopqrst"] if with_text else ["", "", ""]
     has_text = [bool(reference) for reference in references]
@@ -24,23 +24,23 @@ def hand_made_table(with_enhanced: bool = True, with_text: bool = True) -> pd.Da
             "has_text": has_text,
             "width": [64, 160, 320],
             "reading_degraded": ["abxx", "abcdefghiz", "abcdefghijklmn"],
-            "reading_enhanced": ["abcx", "abcdefghij", "abcdefghijklmnopq"] if with_enhanced else [None] * 3,
+            "reading_restored": ["abcx", "abcdefghij", "abcdefghijklmnopq"] if with_restored else [None] * 3,
             "reading_clean": ["abcd", "abcdefghij", "abcdefghijklmnopqrs"],
             "char_edits_degraded": [2, 1, 6],
-            "char_edits_enhanced": [1, 0, 3] if with_enhanced else [pd.NA] * 3,
+            "char_edits_restored": [1, 0, 3] if with_restored else [pd.NA] * 3,
             "char_edits_clean": [0, 0, 1],
             "word_edits_degraded": [1, 1, 1],
-            "word_edits_enhanced": [1, 0, 1] if with_enhanced else [pd.NA] * 3,
+            "word_edits_restored": [1, 0, 1] if with_restored else [pd.NA] * 3,
             "word_edits_clean": [0, 0, 1],
             "char_reference_length": char_lengths,
             "word_reference_length": [1, 1, 1] if with_text else [0, 0, 0],
             "psnr_db_degraded": [20.0, 22.0, 18.0],
-            "psnr_db_enhanced": [25.0, 26.0, 21.0] if with_enhanced else [np.nan] * 3,
+            "psnr_db_restored": [25.0, 26.0, 21.0] if with_restored else [np.nan] * 3,
             "ssim_degraded": [0.80, 0.85, 0.70],
-            "ssim_enhanced": [0.90, 0.91, 0.80] if with_enhanced else [np.nan] * 3,
+            "ssim_restored": [0.90, 0.91, 0.80] if with_restored else [np.nan] * 3,
         }
     )
-    for variant in ("degraded", "enhanced", "clean"):
+    for variant in ("degraded", "restored", "clean"):
         for unit in ("char", "word"):
             table[f"{unit}_edits_{variant}"] = table[f"{unit}_edits_{variant}"].astype("Int64")
             if not with_text:
@@ -57,7 +57,7 @@ def hand_made_table(with_enhanced: bool = True, with_text: bool = True) -> pd.Da
 def test_corpus_cer_is_total_edits_over_total_reference_length():
     summary = summarise(hand_made_table(), resamples=100, seed=0)
     assert summary["cer_corpus_degraded"] == pytest.approx((2 + 1 + 6) / (4 + 10 + 20))
-    assert summary["cer_corpus_enhanced"] == pytest.approx((1 + 0 + 3) / 34)
+    assert summary["cer_corpus_restored"] == pytest.approx((1 + 0 + 3) / 34)
     assert summary["cer_corpus_clean"] == pytest.approx(1 / 34)
     assert summary["cer_mean_per_line_degraded"] == pytest.approx((2 / 4 + 1 / 10 + 6 / 20) / 3)
     assert summary["wer_corpus_degraded"] == pytest.approx(1.0)
@@ -71,7 +71,7 @@ def test_gains_and_gap_closed():
     assert summary["cer_reduction"]["estimate"] == pytest.approx(9 / 34 - 4 / 34)
     assert summary["cer_gap_closed"] == pytest.approx((9 - 4) / (9 - 1))
     assert summary["cer_gap_closed_note"] is None
-    assert summary["psnr_db_mean_enhanced"] == pytest.approx(24.0)
+    assert summary["psnr_db_mean_restored"] == pytest.approx(24.0)
 
 
 def forty_lines(seed: int = 0) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def forty_lines(seed: int = 0) -> pd.DataFrame:
     table = pd.concat([hand_made_table()] * 14, ignore_index=True).iloc[:40].copy()
     table["sample_id"] = [f"line_{index}" for index in range(len(table))]
     table["psnr_db_degraded"] = rng.uniform(15.0, 25.0, len(table))
-    table["psnr_db_enhanced"] = table["psnr_db_degraded"] + rng.normal(3.0, 2.0, len(table))
+    table["psnr_db_restored"] = table["psnr_db_degraded"] + rng.normal(3.0, 2.0, len(table))
     return table
 
 
@@ -103,8 +103,8 @@ def test_cer_reduction_is_resampled_as_a_corpus_ratio():
     lines = rng.integers(0, 3, size=(1, 3))[0]
     lengths = table["char_reference_length"].to_numpy()[lines].sum()
     degraded = table["char_edits_degraded"].to_numpy(dtype=int)[lines].sum() / lengths
-    enhanced = table["char_edits_enhanced"].to_numpy(dtype=int)[lines].sum() / lengths
-    assert summary["cer_reduction"]["ci_low"] == pytest.approx(degraded - enhanced)
+    restored = table["char_edits_restored"].to_numpy(dtype=int)[lines].sum() / lengths
+    assert summary["cer_reduction"]["ci_low"] == pytest.approx(degraded - restored)
 
 
 def test_gap_closed_is_null_with_a_note_when_degraded_reads_no_worse_than_clean():
@@ -118,7 +118,7 @@ def test_gap_closed_is_null_with_a_note_when_degraded_reads_no_worse_than_clean(
 def test_a_table_without_text_has_null_text_metrics():
     summary = summarise(hand_made_table(with_text=False), resamples=50, seed=0)
     assert summary["lines_with_text"] == 0
-    for variant in ("degraded", "enhanced", "clean"):
+    for variant in ("degraded", "restored", "clean"):
         for name in ("cer_corpus", "cer_mean_per_line", "wer_corpus", "wer_mean_per_line"):
             assert summary[f"{name}_{variant}"] is None
     assert summary["cer_reduction"] is None and summary["cer_gap_closed"] is None
@@ -126,17 +126,17 @@ def test_a_table_without_text_has_null_text_metrics():
     assert summary["psnr_gain_db"]["estimate"] == pytest.approx(4.0)
 
 
-def test_a_recognizer_only_table_has_null_enhanced_metrics():
-    summary = summarise(hand_made_table(with_enhanced=False), resamples=50, seed=0)
+def test_a_recognizer_only_table_has_null_restored_metrics():
+    summary = summarise(hand_made_table(with_restored=False), resamples=50, seed=0)
     assert summary["generator_evaluated"] is False
-    assert summary["cer_corpus_enhanced"] is None and summary["psnr_db_mean_enhanced"] is None
+    assert summary["cer_corpus_restored"] is None and summary["psnr_db_mean_restored"] is None
     assert summary["psnr_gain_db"] is None and summary["cer_reduction"] is None and summary["cer_gap_closed"] is None
     assert summary["cer_corpus_clean"] == pytest.approx(1 / 34)
 
 
-@pytest.mark.parametrize("with_enhanced", [True, False])
-def test_summary_holds_only_plain_json_types(with_enhanced: bool):
-    summary = summarise(hand_made_table(with_enhanced=with_enhanced), resamples=50, seed=0)
+@pytest.mark.parametrize("with_restored", [True, False])
+def test_summary_holds_only_plain_json_types(with_restored: bool):
+    summary = summarise(hand_made_table(with_restored=with_restored), resamples=50, seed=0)
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
 
 

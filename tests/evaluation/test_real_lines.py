@@ -11,7 +11,7 @@ from htr_pipeline.config import DataConfig, EvaluationConfig, RecognizerConfig
 from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.data.sources import read_sources
-from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+from htr_pipeline.datasets.file_folder import FileFolderDataset
 from htr_pipeline.evaluation.run import evaluate_split
 from htr_pipeline.models import build_recognizer
 from htr_pipeline.trained_run import TrainedRun
@@ -25,7 +25,7 @@ def test_recognizer_only_evaluation_on_the_real_test_split(tmp_path: Path):
     data = DataConfig.model_validate({"sources": [source], "num_workers": 2})
     reading = read_sources(data)
     dataset = ingest(assign_splits(reading.candidates, data), reading.rejects, data)
-    LineImageStoreDataset(filepath=str(tmp_path / "images")).save(dataset.images)
+    FileFolderDataset(filepath=str(tmp_path / "images")).save(dataset.images)
     charset = Charset.from_dict(charset_document(dataset.manifest))
     settings = RecognizerConfig(conv_channels=[8, 16], width_downsampling=4, lstm_hidden=16, lstm_layers=1)
     torch.manual_seed(0)
@@ -41,6 +41,6 @@ def test_recognizer_only_evaluation_on_the_real_test_split(tmp_path: Path):
         result.summary["in_loop"]["cer_corpus_clean"] > 0
     )  # an untrained reader: the point is that real lines are scored
     assert (
-        result.summary["in_loop"]["cer_corpus_enhanced"] is None and result.summary["in_loop"]["psnr_gain_db"] is None
+        result.summary["in_loop"]["cer_corpus_restored"] is None and result.summary["in_loop"]["psnr_gain_db"] is None
     )
     assert "poilus:" in result.report

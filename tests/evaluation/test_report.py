@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import RecognizerConfig, UnetGeneratorConfig
@@ -67,15 +68,39 @@ def samples(models, batch) -> pd.DataFrame:
     return score_samples([batch], generator, recognizer, charset, CPU)
 
 
-def save_png(figure, path: Path) -> Path:
+def save_png(figure, path: Path) -> np.ndarray:
+    """Save the figure and read the file back: a PNG of the figure's size in pixels that is not blank. Returns
+    its pixels, grey, 0 = black."""
     figure.savefig(path)
-    assert path.stat().st_size > 0
-    assert path.read_bytes()[:4] == b"\x89PNG"
-    return path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width_in, height_in = figure.get_size_inches()
+        assert image.size == (round(width_in * figure.dpi), round(height_in * figure.dpi))
+        pixels = np.asarray(image.convert("L"))
+    assert drawn_share(pixels) > 0.005, f"{path.name} is blank"
+    return pixels
 
 
-def test_evaluation_plots_render(samples, tmp_path: Path):
-    save_png(plot_evaluation(samples), tmp_path / PLOTS_FILE)
+def drawn_share(pixels: np.ndarray) -> float:
+    """The share of pixels that are not the white background."""
+    return float((pixels < 250).mean())
+
+
+def test_evaluation_plots_show_three_panels_each_with_its_data(samples, tmp_path: Path):
+    figure = plot_evaluation(samples)
+    pixels = save_png(figure, tmp_path / PLOTS_FILE)
+    cer_axes, psnr_axes, length_axes = figure.axes
+    assert [axes.get_title() for axes in figure.axes] == [
+        "Per-line CER: degraded vs restored",
+        "Per-line PSNR gain (restored - degraded)",
+        "CER against reference length",
+    ]
+    lines = len(samples)
+    assert sum(bar.get_height() for bar in cer_axes.patches) == 2 * lines  # degraded and restored, each line
+    assert sum(bar.get_height() for bar in psnr_axes.patches) == lines
+    assert [len(points.get_offsets()) for points in length_axes.collections] == [lines, lines]
+    thirds = np.array_split(pixels, 3, axis=1)
+    assert all(drawn_share(third) > 0.02 for third in thirds), [drawn_share(third) for third in thirds]
 
 
 def test_evaluation_plots_render_for_recognizer_only_and_textless_tables(models, batch, tmp_path: Path):
@@ -94,7 +119,7 @@ def test_gallery_lines_are_what_restoration_breaks_and_fixes_not_what_nobody_rea
     ranked = samples.copy()
     # line_0: unreadable even clean (CER 1 everywhere): the old ranking's first line, no change here.
     ranked["cer_degraded"] = [1.0, 0.6, 0.1, 0.9, 0.5]
-    ranked["cer_enhanced"] = [1.0, 0.7, 0.6, 0.2, 0.4]
+    ranked["cer_restored"] = [1.0, 0.7, 0.6, 0.2, 0.4]
     ranked["cer_clean"] = [1.0, 0.0, 0.1, 0.1, 0.4]
     changed = changed_lines(ranked, 4)
     assert changed["sample_id"].tolist() == ["line_1", "line_2", "line_3", "line_4"]
@@ -117,13 +142,13 @@ def test_gallery_lines_skip_lines_without_text_and_show_what_degradation_breaks_
 
 def test_failure_gallery_renders_each_line_with_its_readings(models, batch, samples, tmp_path: Path):
     generator, _, _ = models
-    worst = changed_lines(samples.assign(cer_clean=0.0, cer_enhanced=0.5), 3)
-    enhanced = restore_lines(batch, generator, CPU)
+    worst = changed_lines(samples.assign(cer_clean=0.0, cer_restored=0.5), 3)
+    restored = restore_lines(batch, generator, CPU)
     images = []
     for index in worst.index:
         width = int(batch.widths[index])
         images.append(
-            (batch.degraded[index, 0, :, :width].numpy(), enhanced[index], batch.clean[index, 0, :, :width].numpy())
+            (batch.degraded[index, 0, :, :width].numpy(), restored[index], batch.clean[index, 0, :, :width].numpy())
         )
     figure = failure_gallery(worst, images, "run.pt (epoch 3); split 'test', read by judge")
     save_png(figure, tmp_path / GALLERY_FILE)
@@ -153,10 +178,10 @@ def by_recognizer(**tables) -> dict:
 
 
 def test_markdown_report_holds_the_key_numbers(samples):
-    # A judge that reads nothing on the enhanced lines: other figures than the in-loop table's.
-    judge_samples = samples.assign(reading_enhanced="", cer_enhanced=1.0, wer_enhanced=1.0)
-    judge_samples["char_edits_enhanced"] = judge_samples["char_reference_length"].astype("Int64")
-    judge_samples["word_edits_enhanced"] = judge_samples["word_reference_length"].astype("Int64")
+    # A judge that reads nothing on the restored lines: other figures than the in-loop table's.
+    judge_samples = samples.assign(reading_restored="", cer_restored=1.0, wer_restored=1.0)
+    judge_samples["char_edits_restored"] = judge_samples["char_reference_length"].astype("Int64")
+    judge_samples["word_edits_restored"] = judge_samples["word_reference_length"].astype("Int64")
     report_summary = by_recognizer(in_loop=samples, judge=judge_samples)
     report = markdown_report(report_summary, samples, "generator epoch 7 (best val/cer)")
     assert "generator epoch 7 (best val/cer)" in report
@@ -164,12 +189,12 @@ def test_markdown_report_holds_the_key_numbers(samples):
     in_loop_section = report.split("## Readability by `in_loop`")[1].split("## Readability by `judge`")[0]
     judge_section = report.split("## Readability by `judge`")[1].split("## Image fidelity")[0]
     for section, summary in ((in_loop_section, report_summary["in_loop"]), (judge_section, report_summary["judge"])):
-        for variant in ("degraded", "enhanced", "clean"):
+        for variant in ("degraded", "restored", "clean"):
             assert f"{summary[f'cer_corpus_{variant}']:.4f}" in section
             assert f"{summary[f'cer_mean_per_line_{variant}']:.4f}" in section
         reduction = summary["cer_reduction"]
         assert f"{reduction['estimate']:.4f} [{reduction['ci_low']:.4f}, {reduction['ci_high']:.4f}]" in section
-    assert report_summary["judge"]["cer_corpus_enhanced"] == 1.0
+    assert report_summary["judge"]["cer_corpus_restored"] == 1.0
     assert report_summary["judge"]["cer_reduction"] != report_summary["in_loop"]["cer_reduction"]
     summary = report_summary["judge"]
     assert f"{summary['psnr_db_mean_degraded']:.2f}" in report
@@ -194,7 +219,7 @@ def test_markdown_report_without_text_or_generator(models, batch):
 
 
 def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(samples, tmp_path: Path):
-    constant = samples.assign(cer_degraded=1.0, cer_enhanced=1.0)
+    constant = samples.assign(cer_degraded=1.0, cer_restored=1.0)
     figure = plot_evaluation(constant)
     save_png(figure, tmp_path / "constant.png")
     cer_axes, _, length_axes, _ = figure.axes
@@ -211,7 +236,7 @@ def test_pictures_say_restored_keep_legend_colours_and_give_rates_a_whole_axis(s
 
 
 def test_failure_gallery_shows_an_empty_reading_and_names_each_image(samples, tmp_path: Path):
-    row = samples.iloc[:1].assign(reading_enhanced="")
+    row = samples.iloc[:1].assign(reading_restored="")
     image = np.ones((16, 40))
     figure = failure_gallery(row, [(image, image, image)])
     save_png(figure, tmp_path / "nothing_read.png")

@@ -86,7 +86,7 @@ def test_one_row_per_line_in_input_order_with_every_column(batches, generator, r
 def test_per_line_error_rates_are_against_the_ground_truth(batches, generator, recognizer, charset):
     samples = score_samples(batches, generator, recognizer, charset, CPU)
     for _, row in samples[samples["has_text"]].iterrows():
-        for variant in ("degraded", "enhanced", "clean"):
+        for variant in ("degraded", "restored", "clean"):
             rates = character_error_rates([row["reference"]], [row[f"reading_{variant}"]])
             assert row[f"char_edits_{variant}"] == rates.edits
             assert row[f"cer_{variant}"] == pytest.approx(rates.corpus)
@@ -94,16 +94,16 @@ def test_per_line_error_rates_are_against_the_ground_truth(batches, generator, r
 
 def test_a_line_without_text_has_no_error_rates(batches, generator, recognizer, charset):
     row = score_samples(batches, generator, recognizer, charset, CPU).iloc[2]
-    assert math.isnan(row["cer_degraded"]) and math.isnan(row["wer_enhanced"])
+    assert math.isnan(row["cer_degraded"]) and math.isnan(row["wer_restored"])
     assert pd.isna(row["char_edits_clean"])
     assert isinstance(row["reading_degraded"], str)
 
 
-def test_identity_generator_scores_enhanced_like_degraded(batches, generator, recognizer, charset):
+def test_identity_generator_scores_restored_like_degraded(batches, generator, recognizer, charset):
     samples = score_samples(batches, generator, recognizer, charset, CPU)
-    assert samples["reading_enhanced"].tolist() == samples["reading_degraded"].tolist()
-    assert samples["psnr_db_enhanced"].to_numpy() == pytest.approx(samples["psnr_db_degraded"].to_numpy(), abs=1e-3)
-    assert samples["ssim_enhanced"].to_numpy() == pytest.approx(samples["ssim_degraded"].to_numpy(), abs=1e-4)
+    assert samples["reading_restored"].tolist() == samples["reading_degraded"].tolist()
+    assert samples["psnr_db_restored"].to_numpy() == pytest.approx(samples["psnr_db_degraded"].to_numpy(), abs=1e-3)
+    assert samples["ssim_restored"].to_numpy() == pytest.approx(samples["ssim_degraded"].to_numpy(), abs=1e-4)
 
 
 def test_image_metrics_use_each_line_cropped_to_its_width(batches, generator, recognizer, charset):
@@ -121,11 +121,11 @@ def test_identical_images_score_max_psnr(generator, recognizer, charset):
     assert samples["ssim_degraded"].tolist() == pytest.approx([1.0, 1.0])
 
 
-def test_recognizer_only_leaves_the_enhanced_columns_empty(batches, recognizer, charset):
+def test_recognizer_only_leaves_the_restored_columns_empty(batches, recognizer, charset):
     samples = score_samples(batches, None, recognizer, charset, CPU)
-    assert samples["reading_enhanced"].isna().all()
-    assert samples["cer_enhanced"].isna().all() and samples["psnr_db_enhanced"].isna().all()
-    assert samples["char_edits_enhanced"].isna().all()
+    assert samples["reading_restored"].isna().all()
+    assert samples["cer_restored"].isna().all() and samples["psnr_db_restored"].isna().all()
+    assert samples["char_edits_restored"].isna().all()
     assert samples.loc[samples["has_text"], "cer_clean"].notna().all()
 
 
@@ -139,10 +139,10 @@ def test_models_are_scored_in_eval_mode_and_given_back_as_they_came(batches, gen
 
 
 def test_restore_lines_crops_each_line_to_its_width(batches, generator):
-    enhanced = restore_lines(batches[0], generator, CPU)
-    assert [image.shape for image in enhanced] == [(HEIGHT, 40), (HEIGHT, 24)]
-    assert all(image.min() >= 0.0 and image.max() <= 1.0 for image in enhanced)
-    assert enhanced[0] == pytest.approx(batches[0].degraded[0, 0, :, :40].numpy(), abs=1e-4)
+    restored = restore_lines(batches[0], generator, CPU)
+    assert [image.shape for image in restored] == [(HEIGHT, 40), (HEIGHT, 24)]
+    assert all(image.min() >= 0.0 and image.max() <= 1.0 for image in restored)
+    assert restored[0] == pytest.approx(batches[0].degraded[0, 0, :, :40].numpy(), abs=1e-4)
 
 
 def test_summary_recomputed_from_the_stored_table_is_identical(batches, generator, recognizer, charset, tmp_path: Path):
@@ -157,7 +157,7 @@ def test_summary_recomputed_from_the_stored_table_is_identical(batches, generato
     )
 
 
-def test_several_recognizers_read_one_enhancement_per_batch_and_score_as_each_alone(
+def test_several_recognizers_read_one_restoration_per_batch_and_score_as_each_alone(
     batches: list[LineBatch], generator: torch.nn.Module, recognizer: torch.nn.Module, charset: Charset
 ):
     torch.manual_seed(1)
@@ -167,9 +167,9 @@ def test_several_recognizers_read_one_enhancement_per_batch_and_score_as_each_al
     calls = []
     hook = generator.register_forward_hook(lambda *_: calls.append(1))
     readers = {
-        "in_loop": RecognizerReading(recognizer, reads_enhanced=True),
-        "judge": RecognizerReading(other, reads_enhanced=True),
-        "degraded_trained": RecognizerReading(other, reads_enhanced=False),
+        "in_loop": RecognizerReading(recognizer, reads_restored=True),
+        "judge": RecognizerReading(other, reads_restored=True),
+        "degraded_trained": RecognizerReading(other, reads_restored=False),
     }
     tables = score_line_tables(batches, generator, readers, charset, CPU)
     assert len(calls) == len(batches)  # the generator ran once per batch, not once per recognizer
@@ -177,7 +177,7 @@ def test_several_recognizers_read_one_enhancement_per_batch_and_score_as_each_al
     pd.testing.assert_frame_equal(tables["in_loop"], score_samples(batches, generator, recognizer, charset, CPU))
     pd.testing.assert_frame_equal(tables["judge"], score_samples(batches, generator, other, charset, CPU))
     pd.testing.assert_frame_equal(tables["degraded_trained"], score_samples(batches, None, other, charset, CPU))
-    assert not tables["judge"]["reading_enhanced"].equals(tables["in_loop"]["reading_enhanced"])
+    assert not tables["judge"]["reading_restored"].equals(tables["in_loop"]["reading_restored"])
 
 
 # ------------------------------------------------------- validation: a summary of the same per-line scoring
@@ -186,14 +186,14 @@ CER_WEIGHT = 50.0
 
 
 def test_validation_of_restored_lines_is_the_evaluation_table_summarised(batches, generator, recognizer, charset):
-    validation = score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT, enhance=generator)
+    validation = score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT, restore=generator)
     table = score_samples(batches, generator, recognizer, charset, CPU)
     evaluation = summarise(table, resamples=10, seed=0)
 
-    assert validation.cer == evaluation["cer_corpus_enhanced"]
-    assert validation.wer == evaluation["wer_corpus_enhanced"]
-    assert validation.psnr_db == evaluation["psnr_db_mean_enhanced"]
-    assert validation.ssim == evaluation["ssim_mean_enhanced"]
+    assert validation.cer == evaluation["cer_corpus_restored"]
+    assert validation.wer == evaluation["wer_corpus_restored"]
+    assert validation.psnr_db == evaluation["psnr_db_mean_restored"]
+    assert validation.ssim == evaluation["ssim_mean_restored"]
     assert validation.combined == combined_score(validation.psnr_db, validation.cer, CER_WEIGHT)
     assert validation.lines == 4
 
@@ -224,5 +224,5 @@ def test_validation_without_any_text_is_an_error_not_a_zero(recognizer, charset)
 def test_scoring_leaves_models_in_the_mode_they_came_in(batches, generator, recognizer, charset):
     generator.train()
     recognizer.train()
-    score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT, enhance=generator)
+    score_lines(batches, recognizer, charset, CPU, "fp32", CER_WEIGHT, restore=generator)
     assert generator.training and recognizer.training

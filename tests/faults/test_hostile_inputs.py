@@ -326,9 +326,9 @@ def test_something_named_parquet_that_is_no_parquet_file_is_a_reject(tmp_path, k
 
 
 def _store(tmp_path: Path):
-    from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+    from htr_pipeline.datasets.file_folder import FileFolderDataset
 
-    return LineImageStoreDataset(filepath=str(tmp_path / "store" / "line_images"))
+    return FileFolderDataset(filepath=str(tmp_path / "store" / "line_images"))
 
 
 def test_a_save_that_fails_on_a_name_too_long_leaves_no_partial_folder_and_is_one_line(tmp_path):

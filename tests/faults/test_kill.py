@@ -16,7 +16,7 @@ import yaml
 
 from tests.faults.test_run_state import project_environment, start_session, store_of
 from tests.faults.test_versions import _versions
-from tests.pipelines.test_training_pipeline import _history, _run
+from tests.pipeline_runs import metric_history, run_session
 
 KILL_WAIT_SECONDS = 600
 
@@ -50,7 +50,7 @@ def _partial_line_images(project: Path) -> list[Path]:
 def test_training_after_an_ingestion_killed_mid_save_reads_the_previous_complete_one(
     training_project: Path, one_torch_thread
 ):
-    _run(training_project, "data_ingestion")
+    run_session(training_project, "data_ingestion")
     (complete,) = _versions(training_project, "manifest.parquet")
     bigger = yaml.safe_load((training_project / "conf" / "base" / "parameters.yml").read_text())
     bigger["data"]["sources"][0]["lines_per_split"] = {"train": 600, "valid": 6, "test": 6}
@@ -61,7 +61,7 @@ def test_training_after_an_ingestion_killed_mid_save_reads_the_previous_complete
     (killed,) = [v for v in _versions(training_project, "line_images") if v != complete]
     assert not (training_project / "data" / "03_primary" / "line_images" / killed / "line_images").exists()
 
-    catalog = _run(training_project, "training")
+    catalog = run_session(training_project, "training")
 
     summary = catalog.load("training_summary")
     assert summary["train_lines"] == 24  # the complete ingestion's, not the 600 of the killed one
@@ -74,8 +74,8 @@ def test_training_after_an_ingestion_killed_mid_save_reads_the_previous_complete
 def test_training_killed_mid_epoch_resumes_to_the_uninterrupted_metrics_and_its_run_ends_finished(
     training_project: Path, one_torch_thread
 ):
-    _run(training_project, "data_ingestion")
-    uninterrupted = _run(training_project, "training").load("training_summary")["mlflow_run_id"]
+    run_session(training_project, "data_ingestion")
+    uninterrupted = run_session(training_project, "training").load("training_summary")["mlflow_run_id"]
     before = set((training_project / "data" / "06_models" / "gan_checkpoints").iterdir())
 
     def first_epoch_saved() -> bool:
@@ -93,11 +93,11 @@ def test_training_killed_mid_epoch_resumes_to_the_uninterrupted_metrics_and_its_
     start_session(training_project)
     assert client.get_run(killed).info.status == "KILLED"
 
-    _run(training_project, "training", runtime_params={"training": {"resume_from": killed}})  # by its run id
+    run_session(training_project, "training", runtime_params={"training": {"resume_from": killed}})  # by its run id
 
     assert client.get_run(killed).info.status == "FINISHED"
     for metric in ("val/cer", "val/psnr", "val/ssim", "train/g_loss", "adaptive/weight_ctc"):
-        resumed = _history(training_project, killed, metric)
-        straight = _history(training_project, uninterrupted, metric)
+        resumed = metric_history(training_project, killed, metric)
+        straight = metric_history(training_project, uninterrupted, metric)
         assert [step for step, _ in resumed] == [step for step, _ in straight] == [1, 2], metric
         assert [value for _, value in resumed] == pytest.approx([value for _, value in straight], rel=1e-5)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
@@ -37,6 +38,7 @@ def start_session(project: Path) -> None:
     KedroSession.create(project_path=project).load_context()
 
 
+@pytest.mark.slow
 def test_first_ever_runs_started_together_create_one_store(kedro_project: Path):
     starts = [
         subprocess.Popen(
@@ -72,6 +74,7 @@ def _run_killed_while_running(project: Path, host: str | None = None) -> str:
     return killed.stdout.split()[0]
 
 
+@pytest.mark.slow
 def test_a_run_whose_process_died_is_marked_killed_at_the_next_start(kedro_project: Path):
     start_session(kedro_project)  # the store and experiment
     dead_here = _run_killed_while_running(kedro_project)

@@ -15,7 +15,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io.core import DatasetError
 from PIL import Image
 
-from htr_pipeline.datasets.line_image_store import LineImageStoreDataset
+from htr_pipeline.datasets.file_folder import FileFolderDataset
 from htr_pipeline.hooks import ConsistentVersionsHook
 from htr_pipeline.pipeline_registry import register_pipelines
 
@@ -51,6 +51,7 @@ def _catalog_as_read_by(project: Path, pipeline: str):
     return catalog
 
 
+@pytest.mark.slow
 def test_a_complete_ingestion_records_every_output_at_its_one_version(kedro_project: Path):
     _ingest(kedro_project)
     (version,) = _versions(kedro_project, "ingestion_record.json")
@@ -69,6 +70,7 @@ def test_a_complete_ingestion_records_every_output_at_its_one_version(kedro_proj
     assert set(record["versions"].values()) == {version}
 
 
+@pytest.mark.slow
 def test_an_unfinished_ingestion_is_never_paired_with_an_older_one(
     kedro_project: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -93,6 +95,7 @@ def test_an_unfinished_ingestion_is_never_paired_with_an_older_one(
     )
 
 
+@pytest.mark.slow
 def test_versions_given_on_the_command_line_are_read_as_given(kedro_project: Path):
     _ingest(kedro_project)
     unfinished = _unfinished_ingestion(kedro_project)
@@ -105,7 +108,7 @@ def test_versions_given_on_the_command_line_are_read_as_given(kedro_project: Pat
 
 
 def test_a_line_image_folder_appears_only_once_complete(tmp_path: Path):
-    dataset = LineImageStoreDataset(filepath=str(tmp_path / "line_images"))
+    dataset = FileFolderDataset(filepath=str(tmp_path / "line_images"))
     image = np.full((8, 16), 200, dtype=np.uint8)
     with pytest.raises(DatasetError, match="expected a 2-D uint8 image"):
         dataset.save({"clean/a.png": image, "clean/b.png": image.astype(np.float32)})
@@ -113,6 +116,6 @@ def test_a_line_image_folder_appears_only_once_complete(tmp_path: Path):
     # A save that fails (a bad image, a full disk, a name too long) leaves no half folder either (issue 24); one
     # killed mid-save leaves only the hidden .partial folder, which is never taken for a version.
     assert not (tmp_path / ".line_images.partial").exists()
-    dataset = LineImageStoreDataset(filepath=str(tmp_path / "other"))
+    dataset = FileFolderDataset(filepath=str(tmp_path / "other"))
     dataset.save({"clean/a.png": image})
     assert np.asarray(Image.open(tmp_path / "other" / "clean" / "a.png")).tolist() == image.tolist()

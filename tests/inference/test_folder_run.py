@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from htr_pipeline.config import InferenceConfig
-from htr_pipeline.datasets.version_folders import VersionFolderImageStoreDataset
+from htr_pipeline.datasets.version_folders import VersionFolderDataset
 from htr_pipeline.inference.inputs import list_input_images
 from htr_pipeline.inference.layout import count_text_lines, decide_kind
 from htr_pipeline.inference.restoration import RUN_RECORD, lazy_outputs, run_inference
@@ -106,7 +106,7 @@ def test_outputs_are_written_one_input_at_a_time_and_summarised_from_disk(tmp_pa
     assert all(callable(entry) for entry in entries.values())  # nothing restored before the save asks
 
     seen_on_disk: list[int] = []
-    dataset = VersionFolderImageStoreDataset(filepath=str(tmp_path / "out"))
+    dataset = VersionFolderDataset(filepath=str(tmp_path / "out"))
     original = entries["page_2"]
 
     def third() -> dict:

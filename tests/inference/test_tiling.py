@@ -167,6 +167,7 @@ def test_windows_must_be_multiples_of_the_size_multiple():
         restore_tiled(np.zeros((64, 64), dtype=np.uint8), lambda tiles: tiles, 60, 64, 16, "linear", 8, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ramp", ["linear", "gaussian"])
 def test_blended_windows_leave_no_seams_where_unblended_ones_do(
     random_generator: nn.Module, constant_page: np.ndarray, unblended_page: np.ndarray, ramp: str
@@ -179,6 +180,7 @@ def test_blended_windows_leave_no_seams_where_unblended_ones_do(
     assert largest_jump_across_window_edges(unblended_page, WINDOW, 0) > 3 * SEAM_BOUND
 
 
+@pytest.mark.slow
 def test_a_page_is_restored_without_a_page_sized_float_array(random_generator: nn.Module, constant_page: np.ndarray):
     # tracemalloc sees numpy's arrays (the accumulators, windows and output), not torch's own allocator.
     full_page_accumulators_bytes = 2 * 4 * PAGE_HEIGHT * PAGE_WIDTH  # 24 MB

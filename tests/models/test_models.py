@@ -38,8 +38,8 @@ from htr_pipeline.models.registry import (
 
 NUM_CLASSES = 12
 LSTM_HIDDEN = 12
-SEED_NUM_CLASSES = 109
-"""The seed run: 108 characters + the CTC blank."""
+PREVIOUS_SYSTEM_NUM_CLASSES = 109
+"""The previous system's run: 108 characters + the CTC blank."""
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -136,10 +136,10 @@ def test_generator_output_has_the_input_shape_and_values_in_unit_range(
     generator: nn.Module, height: int, width: int
 ) -> None:
     degraded = line_images(2, height, width)
-    enhanced = generator.train()(degraded)
-    assert enhanced.shape == degraded.shape
-    assert torch.isfinite(enhanced).all()
-    assert enhanced.min() >= 0.0 and enhanced.max() <= 1.0
+    restored = generator.train()(degraded)
+    assert restored.shape == degraded.shape
+    assert torch.isfinite(restored).all()
+    assert restored.min() >= 0.0 and restored.max() <= 1.0
 
 
 @pytest.mark.parametrize("variant", [UnetGenerator([8, 16, 32]), ResidualUnetGenerator([8, 16, 32], 1)])
@@ -304,23 +304,28 @@ def test_every_model_in_eval_mode_gives_identical_outputs_for_the_same_input(rec
         assert torch.equal(first, second), type(model).__name__
 
 
-# -------------------------------------------------------------------------------------------- seed scale
+# -------------------------------------------------------------------------------------------- previous system's scale
 
 
-def seed_scale_recognizer() -> CrnnRecognizer:
-    """128 x 1024 lines to 128 CTC time steps, as in the seed run."""
+def previous_system_scale_recognizer() -> CrnnRecognizer:
+    """128 x 1024 lines to 128 CTC time steps, as in the previous system's run."""
     return CrnnRecognizer(
-        SEED_NUM_CLASSES, [64, 128, 256, 256, 512], width_downsampling=8, lstm_hidden=256, lstm_layers=2, dropout=0.1
+        PREVIOUS_SYSTEM_NUM_CLASSES,
+        [64, 128, 256, 256, 512],
+        width_downsampling=8,
+        lstm_hidden=256,
+        lstm_layers=2,
+        dropout=0.1,
     )
 
 
-def test_seed_scale_generator_is_the_classic_31m_parameter_unet() -> None:
+def test_previous_system_scale_generator_is_the_classic_31m_parameter_unet() -> None:
     counts = {
         "UnetGenerator([64, 128, 256, 512, 1024])": parameter_count(UnetGenerator([64, 128, 256, 512, 1024])),
         "ResidualUnetGenerator([64, 128, 256, 512, 1024], 1)": parameter_count(
             ResidualUnetGenerator([64, 128, 256, 512, 1024], 1)
         ),
-        "CrnnRecognizer(109, [64, 128, 256, 256, 512], 8, 256, 2)": parameter_count(seed_scale_recognizer()),
+        "CrnnRecognizer(109, [64, 128, 256, 256, 512], 8, 256, 2)": parameter_count(previous_system_scale_recognizer()),
         "PatchDiscriminator([64, 128, 256, 512])": parameter_count(PatchDiscriminator([64, 128, 256, 512])),
     }
     assert 29_000_000 <= counts["UnetGenerator([64, 128, 256, 512, 1024])"] <= 33_000_000
@@ -333,15 +338,18 @@ def test_seed_scale_generator_is_the_classic_31m_parameter_unet() -> None:
     }
 
 
-def test_one_training_step_at_seed_scale_on_cpu() -> None:
-    """Generator and discriminator steps at 128 x 1024, batch 1, through the frozen seed-scale recognizer."""
+@pytest.mark.slow
+def test_one_training_step_at_previous_system_scale_on_cpu() -> None:
+    """Generator and discriminator steps at 128 x 1024, batch 1, through the frozen previous-system-scale recognizer."""
     torch.manual_seed(0)
     generator = UnetGenerator([64, 128, 256, 512, 1024]).train()
     # The head starts at zero (an untrained generator returns its input), so on the very first step only the
     # head would get a gradient; give it the small weights one step would, so every layer is reached.
     torch.nn.init.normal_(generator.to_image.weight, std=1e-3)
-    discriminator = DualModalDiscriminator([64, 128, 256, 512], SEED_NUM_CLASSES, text_embedding_dim=32).train()
-    recognizer = seed_scale_recognizer().eval().requires_grad_(False)
+    discriminator = DualModalDiscriminator(
+        [64, 128, 256, 512], PREVIOUS_SYSTEM_NUM_CLASSES, text_embedding_dim=32
+    ).train()
+    recognizer = previous_system_scale_recognizer().eval().requires_grad_(False)
     generator_optimizer = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     generator_before, discriminator_before, recognizer_before = (
@@ -353,27 +361,27 @@ def test_one_training_step_at_seed_scale_on_cpu() -> None:
     labels, lengths = padded_texts([list(range(1, 41))])
     started = time.perf_counter()
 
-    enhanced = generator(degraded)
-    log_probs = recognizer(enhanced).logits.float().log_softmax(-1)  # (batch, time_steps, num_classes)
+    restored = generator(degraded)
+    log_probs = recognizer(restored).logits.float().log_softmax(-1)  # (batch, time_steps, num_classes)
     time_steps = recognizer.time_steps(torch.tensor([1024]))
     ctc = F.ctc_loss(log_probs.transpose(0, 1), labels, time_steps, lengths, blank=BLANK_INDEX, reduction="mean")
-    (ctc_gradient,) = torch.autograd.grad(ctc, enhanced, retain_graph=True)
-    fake_logits = discriminator(degraded, enhanced, labels, lengths)
+    (ctc_gradient,) = torch.autograd.grad(ctc, restored, retain_graph=True)
+    fake_logits = discriminator(degraded, restored, labels, lengths)
     adversarial = F.mse_loss(fake_logits, torch.ones_like(fake_logits))
-    generator_loss = 100.0 * F.l1_loss(enhanced, clean) + adversarial + ctc
+    generator_loss = 100.0 * F.l1_loss(restored, clean) + adversarial + ctc
     generator_optimizer.zero_grad()
     generator_loss.backward()
     generator_optimizer.step()
 
     real_logits = discriminator(degraded, clean, labels, lengths)
-    fake_logits = discriminator(degraded, enhanced.detach(), labels, lengths)
+    fake_logits = discriminator(degraded, restored.detach(), labels, lengths)
     discriminator_loss = F.mse_loss(real_logits, torch.ones_like(real_logits)) + F.mse_loss(
         fake_logits, torch.zeros_like(fake_logits)
     )
     discriminator_optimizer.zero_grad()
     discriminator_loss.backward()
     discriminator_optimizer.step()
-    print(f"seed-scale training step: {time.perf_counter() - started:.1f} s")
+    print(f"previous-system-scale training step: {time.perf_counter() - started:.1f} s")
 
     assert torch.isfinite(ctc_gradient).all() and ctc_gradient.abs().sum() > 0, "CTC reaches the generator's output"
     assert torch.isfinite(generator_loss) and torch.isfinite(discriminator_loss) and torch.isfinite(ctc)

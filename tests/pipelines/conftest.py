@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipelines.test_training_pipeline import _parameters
+from tests.pipeline_runs import tiny_parameters
 
 
 @pytest.fixture
 def training_project(kedro_project: Path) -> Path:
-    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(_parameters()))
+    (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(tiny_parameters()))
     return kedro_project

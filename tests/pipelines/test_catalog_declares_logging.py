@@ -10,7 +10,7 @@ from kedro.pipeline import Pipeline, node
 
 from htr_pipeline import pipeline_registry
 from tests.conftest import small_synthetic_parameters
-from tests.pipelines.test_training_pipeline import TINY_TRAINING, _client, _run, _runs
+from tests.pipeline_runs import TINY_TRAINING, logged_runs, mlflow_client, run_session
 
 RENAMED = {"evaluation_summary": "evaluation_figures", "evaluation_report": "evaluation_markdown"}
 
@@ -58,14 +58,14 @@ def test_renamed_evaluation_outputs_are_still_logged_and_summarised(
         lambda: {name: _renamed(pipeline, RENAMED) for name, pipeline in registered().items()},
     )
 
-    _run(kedro_project)
+    run_session(kedro_project)
 
-    (run,) = _runs(kedro_project)
-    logged = _client(kedro_project).get_run(run.info.run_id).data
+    (run,) = logged_runs(kedro_project)
+    logged = mlflow_client(kedro_project).get_run(run.info.run_id).data
     assert "eval/judge/cer_corpus_restored" in logged.metrics
     assert logged.params["evaluation.confidence_level"] == "0.95"
     assert logged.tags["htr.evaluated_run_id"] == run.info.run_id
-    artifacts = {item.path for item in _client(kedro_project).list_artifacts(run.info.run_id, "evaluation")}
+    artifacts = {item.path for item in mlflow_client(kedro_project).list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/summary.json", "evaluation/report.md"} <= artifacts
     block = capsys.readouterr().out
     block = block[block.index("Run summary") :]

@@ -32,6 +32,7 @@ def run_pipeline(project: Path, pipeline: str = "data_ingestion", runtime_params
         return session.load_context().catalog
 
 
+@pytest.mark.slow
 def test_session_writes_versioned_outputs_and_logs_the_validated_config(kedro_project: Path):
     catalog = run_pipeline(kedro_project)
 
@@ -73,6 +74,7 @@ def test_misplaced_runtime_parameter_stops_before_any_work(kedro_project: Path):
     assert not any((kedro_project / "data" / "03_primary").iterdir())
 
 
+@pytest.mark.slow
 def test_parameters_reach_nodes_validated_without_a_log_line_per_key(kedro_project: Path, caplog):
     bootstrap_project(kedro_project)  # configures logging, so the capture is attached after it
     loggers = [logging.getLogger(name) for name in ("kedro", "htr_pipeline")]
@@ -119,6 +121,7 @@ class CsvLinesSource(SourceSettings):
                 yield SourceUnit.settled(str(image), [line])
 
 
+@pytest.mark.slow
 def test_a_toy_source_kind_added_through_the_registry_alone_runs_end_to_end(kedro_project: Path, monkeypatch):
     monkeypatch.setattr(registry, "SOURCE_KINDS", dict(registry.SOURCE_KINDS))  # forgotten after the test
     register_source_kind(SourceKind(CsvLinesSource, CsvLinesSource.read, unit="line"))

@@ -16,7 +16,7 @@ from htr_pipeline.diagnostics.registry import AUDITS, Audit, register_audit
 from htr_pipeline.diagnostics.run_inputs import AuditedRun
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding
 from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
-from tests.pipelines.test_training_pipeline import _client, _parameters, _run, _runs
+from tests.pipeline_runs import logged_runs, mlflow_client, run_session, tiny_parameters
 
 REPORTS = Path("data/08_reporting/diagnostics")
 AUDIT_NAMES = [audit.name for audit in AUDITS]
@@ -27,20 +27,21 @@ def _latest(project: Path, name: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_diagnostics_without_a_training_run_says_what_to_run(training_project: Path):
-    _run(training_project, "data_ingestion")
+    run_session(training_project, "data_ingestion")
     with pytest.raises(AuditedRunNotFoundError) as error:
-        _run(training_project, "diagnostics")
+        run_session(training_project, "diagnostics")
     assert "no training run in the MLflow store" in str(error.value)
     assert "run `kedro run`" in str(error.value)
 
 
 @pytest.mark.slow
 def test_diagnostics_of_the_main_job_write_every_report_and_fail_on_a_tampered_record(training_project: Path):
-    _run(training_project)
-    _run(training_project, "diagnostics")
+    run_session(training_project)
+    run_session(training_project, "diagnostics")
 
-    training_run, diagnostics_run = _runs(training_project)
+    training_run, diagnostics_run = logged_runs(training_project)
     assert diagnostics_run.info.run_name == "diagnostics"
     summary = json.loads(_latest(training_project, "summary.json").read_text())
     assert summary["run_id"] == training_run.info.run_id
@@ -55,7 +56,7 @@ def test_diagnostics_of_the_main_job_write_every_report_and_fail_on_a_tampered_r
     for audit in ("ctc_length_report", "charset_coverage", "gradient_spikes", "best_model", "split_hygiene"):
         assert _latest(training_project, f"{audit}.png").stat().st_size > 1000
 
-    client = _client(training_project)
+    client = mlflow_client(training_project)
     logged = {artifact.path for artifact in client.list_artifacts(diagnostics_run.info.run_id, "diagnostics")}
     assert {f"diagnostics/{audit}.json" for audit in AUDIT_NAMES} <= logged
     assert "diagnostics/summary.md" in logged
@@ -65,11 +66,11 @@ def test_diagnostics_of_the_main_job_write_every_report_and_fail_on_a_tampered_r
     audited_tags = client.get_run(training_run.info.run_id).data.tags
     assert audited_tags["htr.diagnostics_run_id"] == diagnostics_run.info.run_id
 
-    # The seed's launcher: a flat `patience` logged beside the real keys. The record no longer matches the
+    # The previous system's launcher: a flat `patience` logged beside the real keys. The record no longer matches the
     # checkpoint, and fail_on: problem stops the run, after the reports are written.
     client.log_batch(training_run.info.run_id, params=[Param("training.patience", "0")])
     with pytest.raises(DiagnosticsFailedError) as error:
-        _run(
+        run_session(
             training_project,
             "diagnostics",
             runtime_params={"diagnostics": {"fail_on": "problem", "run_id": training_run.info.run_id}},
@@ -107,10 +108,10 @@ def toy_audit() -> Iterator[Audit]:
 def _stage_one_only_run(project: Path) -> str:
     """A training run killed in stage 1, as the store holds it: its validated config logged as params and a
     recognizer metric, but no GAN epoch, hence no checkpoint folder tag."""
-    client = _client(project)
+    client = mlflow_client(project)
     experiment = client.get_experiment_by_name("htr_pipeline")
     run = client.create_run(experiment.experiment_id, run_name="training")
-    effective = effective_parameters(validate_parameters(_parameters()))
+    effective = effective_parameters(validate_parameters(tiny_parameters()))
     logged = flatten_as_logged({"data": effective["data"], "training": effective["training"]})
     params = [Param(key, value) for key, value in logged.items()]
     client.log_batch(run.info.run_id, params=params, metrics=[Metric("recognizer/val_cer", 0.4, 0, 1)])
@@ -118,10 +119,11 @@ def _stage_one_only_run(project: Path) -> str:
     return run.info.run_id
 
 
+@pytest.mark.slow
 def test_an_audit_added_through_the_registry_alone_runs_end_to_end(training_project: Path, toy_audit: Audit):
-    _run(training_project, "data_ingestion")
+    run_session(training_project, "data_ingestion")
     run_id = _stage_one_only_run(training_project)
-    _run(training_project, "diagnostics", runtime_params={"diagnostics": {"run_id": run_id, "fail_on": None}})
+    run_session(training_project, "diagnostics", runtime_params={"diagnostics": {"run_id": run_id, "fail_on": None}})
 
     summary = json.loads(_latest(training_project, "summary.json").read_text())
     assert [row["audit"] for row in summary["audits"]] == [*AUDIT_NAMES, TOY_AUDIT]
@@ -130,8 +132,8 @@ def test_an_audit_added_through_the_registry_alone_runs_end_to_end(training_proj
     assert report["lines_per_split"] == {"test": 6, "train": 24, "valid": 6}
     assert _latest(training_project, f"{TOY_AUDIT}.md").read_text().startswith("# Lines per split")
     assert _latest(training_project, f"{TOY_AUDIT}.png").stat().st_size > 1000
-    diagnostics_run = next(run for run in _runs(training_project) if run.info.run_name == "diagnostics")
-    client = _client(training_project)
+    diagnostics_run = next(run for run in logged_runs(training_project) if run.info.run_name == "diagnostics")
+    client = mlflow_client(training_project)
     logged = {artifact.path for artifact in client.list_artifacts(diagnostics_run.info.run_id, "diagnostics")}
     assert {f"diagnostics/{TOY_AUDIT}.json", f"diagnostics/{TOY_AUDIT}.md", f"diagnostics/{TOY_AUDIT}.png"} <= logged
     assert client.get_run(diagnostics_run.info.run_id).data.tags[f"htr.diagnostics.{TOY_AUDIT}"] == "ok"
@@ -139,7 +141,7 @@ def test_an_audit_added_through_the_registry_alone_runs_end_to_end(training_proj
     # Without a checkpoint, the settings the run ran with come from its logged params, read back through the
     # schema; what needs the checkpoint says so.
     lengths = json.loads(_latest(training_project, "ctc_length_report.json").read_text())
-    assert lengths["lengths"]["width_downsampling"] == _parameters()["training"]["recognizer"]["width_downsampling"]
+    assert lengths["lengths"]["width_downsampling"] == tiny_parameters()["training"]["recognizer"]["width_downsampling"]
     convention = json.loads(_latest(training_project, "label_convention.json").read_text())
     assert convention["findings"] == [
         {

@@ -12,7 +12,7 @@ from PIL import Image
 from htr_pipeline.config import InferenceConfig
 from htr_pipeline.pipelines.inference.nodes import InferenceInputError, restore_folder
 from tests.conftest import write_line_png
-from tests.pipelines.test_training_pipeline import _run
+from tests.pipeline_runs import run_session
 
 
 def _scans(folder: Path) -> tuple[Path, Path]:
@@ -44,10 +44,10 @@ def test_inference_without_an_input_folder_or_images_says_what_to_set(tmp_path: 
 
 @pytest.mark.slow
 def test_inference_restores_lines_and_pages_reads_lines_and_scores_against_ground_truth(training_project: Path):
-    _run(training_project)
+    run_session(training_project)
     inputs, truth = _scans(training_project)
     parameters = {"inference": {"input_path": str(inputs), "ground_truth_path": str(truth), "binarise": "sauvola"}}
-    catalog = _run(training_project, "inference", runtime_params=parameters)
+    catalog = run_session(training_project, "inference", runtime_params=parameters)
 
     results = catalog.load("inference_results").set_index("file")
     summary = catalog.load("inference_summary")

@@ -13,7 +13,7 @@ from htr_pipeline.metrics import corpus_rate
 from tests.conftest import small_synthetic_parameters
 from tests.data.test_real_paper import write_page_pairs
 from tests.evaluation.test_real_scans import write_line_set
-from tests.pipelines.test_training_pipeline import TINY_TRAINING, _client, _run, _runs
+from tests.pipeline_runs import TINY_TRAINING, logged_runs, mlflow_client, run_session
 
 
 @pytest.mark.slow
@@ -33,7 +33,7 @@ def test_the_main_job_scores_real_pages_and_lines_no_training_saw(tmp_path: Path
     }
     (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
 
-    catalog = _run(kedro_project)
+    catalog = run_session(kedro_project)
     summary = catalog.load("real_test_summary")
     page_table, line_table = catalog.load("real_test_pages"), catalog.load("real_test_lines")
     assert summary["configured"] and summary["pages"]["pages"] == 3 and summary["lines"]["lines"] == 2
@@ -50,9 +50,9 @@ def test_the_main_job_scores_real_pages_and_lines_no_training_saw(tmp_path: Path
     assert restored.read("r2.png").shape == (120, 200), "each page restored whole, at its own size"
     assert np.asarray(catalog.load("real_test_pictures")).shape[0] > 100
 
-    (run,) = _runs(kedro_project)
-    metrics = _client(kedro_project).get_run(run.info.run_id).data.metrics
+    (run,) = logged_runs(kedro_project)
+    metrics = mlflow_client(kedro_project).get_run(run.info.run_id).data.metrics
     assert metrics["real_test/pages_f_measure_restored"] == pytest.approx(summary["pages"]["f_measure"]["restored"])
     assert "real_test/lines_judge_cer_reduction" in metrics
-    logged = {item.path for item in _client(kedro_project).list_artifacts(run.info.run_id, "real_test")}
+    logged = {item.path for item in mlflow_client(kedro_project).list_artifacts(run.info.run_id, "real_test")}
     assert logged == {"real_test/summary.json", "real_test/pictures.png"}, "as catalog.yml declares"

@@ -9,69 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-from mlflow.tracking import MlflowClient
 
 from htr_pipeline.config import effective_parameters, validate_parameters
 from htr_pipeline.hooks import MissingInputError
 from htr_pipeline.trained_run import load_trained_run
-from tests.conftest import SMOKE_GATE, TINY_JUDGE, flatten_as_logged, small_synthetic_parameters
-
-TINY_TRAINING = {
-    "seed": 3,
-    "device": "cpu",
-    "epochs": 2,
-    "batch_size": 4,
-    "recognizer": {"conv_channels": [8, 16], "width_downsampling": 4, "lstm_hidden": 16, "lstm_layers": 1},
-    "generator": {"variant": "unet", "channels": [8, 16]},
-    "discriminator": {"variant": "dual_modal", "channels": [8, 16], "text_embedding_dim": 8},
-    "recognizer_pretraining": {"epochs": 2, "batch_size": 8, "patience": 2, **SMOKE_GATE},
-    "judge": TINY_JUDGE,
-    "adaptive_balancing": {"target_ctc_share": 0.65, "adaptation_rate": 0.15},
-    "early_stopping": {"patience": 5, "min_delta": 0.0},
-}
+from tests.conftest import flatten_as_logged
+from tests.pipeline_runs import logged_runs, metric_history, mlflow_client, run_session, tiny_parameters
 
 
-def _parameters() -> dict:
-    parameters = small_synthetic_parameters()
-    parameters["training"] = TINY_TRAINING
-    return parameters
-
-
-def _run(project: Path, pipeline: str | None = None, runtime_params: dict | None = None):
-    bootstrap_project(project)
-    try:
-        with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
-            session.run(pipeline_names=[pipeline] if pipeline else None)
-            return session.load_context().catalog
-    finally:
-        # One process runs several sessions here; `kedro run` runs one per process.
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-
-
-def _client(project: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{project.as_posix()}/mlflow.db")
-
-
-def _runs(project: Path) -> list:
-    client = _client(project)
-    experiment = client.get_experiment_by_name("htr_pipeline")
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-
-
-def _history(project: Path, run_id: str, metric: str) -> list[tuple[int, float]]:
-    return [
-        (m.step, m.value) for m in sorted(_client(project).get_metric_history(run_id, metric), key=lambda m: m.step)
-    ]
-
-
+@pytest.mark.slow
 def test_training_before_ingestion_stops_with_one_line_naming_the_command(training_project: Path):
     with pytest.raises(MissingInputError) as error:
-        _run(training_project, "training")
+        run_session(training_project, "training")
     message = str(error.value)
     assert "charset, line_images, manifest not found" in message
     assert "`kedro run --pipeline=data_ingestion`" in message
@@ -80,12 +30,12 @@ def test_training_before_ingestion_stops_with_one_line_naming_the_command(traini
 
 @pytest.mark.slow
 def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_project: Path):
-    catalog = _run(training_project)
+    catalog = run_session(training_project)
     summary = catalog.load("training_summary")
-    (straight,) = _runs(training_project)
+    (straight,) = logged_runs(training_project)
     assert straight.info.run_name == "data_ingestion+training+evaluation"
 
-    expected = effective_parameters(validate_parameters(_parameters()))
+    expected = effective_parameters(validate_parameters(tiny_parameters()))
     logged = straight.data.params
     assert logged == {
         **flatten_as_logged(
@@ -109,8 +59,8 @@ def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_
         "adaptive/weight_ctc",
         "samples_per_second",
     ):
-        assert [step for step, _ in _history(training_project, straight.info.run_id, metric)] == [1, 2], metric
-    assert _history(training_project, straight.info.run_id, "recognizer/val_cer")
+        assert [step for step, _ in metric_history(training_project, straight.info.run_id, metric)] == [1, 2], metric
+    assert metric_history(training_project, straight.info.run_id, "recognizer/val_cer")
     folder = Path(summary["checkpoint_folder"])
     assert sorted(path.name for path in folder.glob("*.pt")) == [
         "best.pt",
@@ -120,17 +70,17 @@ def test_main_job_trains_logs_the_validated_config_and_resumes_exactly(training_
         "best_ssim.pt",
         "last.pt",
     ]
-    artifacts = [a.path for a in _client(training_project).list_artifacts(straight.info.run_id, "gradients")]
+    artifacts = [a.path for a in mlflow_client(training_project).list_artifacts(straight.info.run_id, "gradients")]
     assert artifacts == ["gradients/epoch_001.json", "gradients/epoch_002.json"]
 
     # The same run interrupted after epoch 1, then resumed to epoch 2, gives the same numbers.
-    _run(training_project, runtime_params={"training": {"epochs": 1}})
-    interrupted = _runs(training_project)[1]
+    run_session(training_project, runtime_params={"training": {"epochs": 1}})
+    interrupted = logged_runs(training_project)[1]
     last = Path(_run_folder_of(training_project, interrupted.info.run_id)) / "last.pt"
-    _run(training_project, "training", runtime_params={"training": {"resume_from": str(last)}})
+    run_session(training_project, "training", runtime_params={"training": {"resume_from": str(last)}})
     for metric in ("val/cer", "val/psnr", "val/ssim", "train/g_loss", "adaptive/weight_ctc"):
-        resumed = _history(training_project, interrupted.info.run_id, metric)
-        uninterrupted = _history(training_project, straight.info.run_id, metric)
+        resumed = metric_history(training_project, interrupted.info.run_id, metric)
+        uninterrupted = metric_history(training_project, straight.info.run_id, metric)
         assert [step for step, _ in resumed] == [step for step, _ in uninterrupted] == [1, 2], metric
         assert [value for _, value in resumed] == pytest.approx([value for _, value in uninterrupted], rel=1e-5)
 
@@ -158,7 +108,7 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     from htr_pipeline.evaluation.aggregates import summarise
     from tests.conftest import PROJECT_ROOT
 
-    catalog = _run(training_project)
+    catalog = run_session(training_project)
     samples = catalog.load("evaluation_samples")
     summary = catalog.load("evaluation_summary")
     assert summary["split"] == "test" and summary["recognizers"] == ["in_loop", "judge"]
@@ -167,14 +117,14 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     for recognizer in ("in_loop", "judge"):
         table = samples[samples["recognizer"] == recognizer].drop(columns="recognizer").reset_index(drop=True)
         assert summary[recognizer] == summarise(table, resamples=1000, seed=0)
-    # Both recognizers read the same lines, the same degraded and enhanced images: only the readings differ.
+    # Both recognizers read the same lines, the same degraded and restored images: only the readings differ.
     in_loop, judge = (samples[samples["recognizer"] == name].reset_index(drop=True) for name in ("in_loop", "judge"))
-    assert in_loop["psnr_db_enhanced"].equals(judge["psnr_db_enhanced"])
+    assert in_loop["psnr_db_restored"].equals(judge["psnr_db_restored"])
     assert catalog.load("evaluation_report").startswith("#")
     assert catalog.load("evaluation_gallery").size[0] > 0
 
-    (run,) = _runs(training_project)
-    client = _client(training_project)
+    (run,) = logged_runs(training_project)
+    client = mlflow_client(training_project)
     assert run.data.tags["htr.evaluated_run_id"] == run.info.run_id
     assert "htr.checkpoint_folder" in run.data.tags
     assert any(key.startswith("eval/") for key in client.get_run(run.info.run_id).data.metrics)
@@ -199,7 +149,7 @@ def test_main_job_evaluates_logs_models_and_the_notebook_reads_the_results(train
     assert any("image/png" in output.get("data", {}) for output in outputs)
     assert [str(output)[:300] for output in outputs if "Warning" in str(output) or "IProgress" in str(output)] == []
     shown = " ".join(str(output.get("data", {}).get("text/plain", "")) + output.get("text", "") for output in outputs)
-    assert "restored" in shown and "enhanced" not in shown  # what every picture and report calls it
+    assert "restored" in shown and "restored" not in shown  # what every picture and report calls it
     import re
 
     (report,) = [output["data"]["text/markdown"] for output in outputs if "text/markdown" in output.get("data", {})]
@@ -237,8 +187,8 @@ def test_the_readme_resume_commands_finish_or_continue_a_run_without_training_an
 ):
     import torch
 
-    _run(training_project)  # ingestion, 2 epochs (training.epochs), evaluation
-    (first,) = _runs(training_project)
+    run_session(training_project)  # ingestion, 2 epochs (training.epochs), evaluation
+    (first,) = logged_runs(training_project)
     run_id = first.info.run_id
     first_folder = Path(_run_folder_of(training_project, run_id))
     resume = _readme_command('kedro run --pipeline=training --params "training.resume_from=<MLflow run id>"')
@@ -250,19 +200,19 @@ def test_the_readme_resume_commands_finish_or_continue_a_run_without_training_an
     (error,) = [line for line in finished.stderr.splitlines() if line.startswith("Error:")]
     assert "has trained 2 epochs, training.epochs is 2: nothing left to resume" in error
     assert f'--params "training.resume_from={first_folder.as_posix()}/last.pt,training.epochs=7"' in error
-    refused = _runs(training_project)[1].info.run_id
-    assert not _client(training_project).get_run(refused).data.metrics  # nothing was trained
+    refused = logged_runs(training_project)[1].info.run_id
+    assert not mlflow_client(training_project).get_run(refused).data.metrics  # nothing was trained
 
     continued = _kedro(training_project, further.replace("<MLflow run id>", run_id))
     assert continued.returncode == 0, continued.stderr[-3000:]
-    resuming = _runs(training_project)[2].info.run_id
+    resuming = logged_runs(training_project)[2].info.run_id
     summary_path = sorted((training_project / "data" / "08_reporting" / "training_summary.json").glob("*/*.json"))[-1]
     summary = json.loads(summary_path.read_text())
     epochs = int(further.split("training.epochs=")[1].split('"')[0])
     assert (summary["mlflow_run_id"], summary["epochs_run"]) == (run_id, epochs)
     # Neither stage 1 nor the judge trained again: the resuming session's own run holds no recognizer metric.
-    assert not [name for name in _client(training_project).get_run(resuming).data.metrics if "/" in name]
-    assert [step for step, _ in _history(training_project, run_id, "val/cer")] == list(range(1, epochs + 1))
+    assert not [name for name in mlflow_client(training_project).get_run(resuming).data.metrics if "/" in name]
+    assert [step for step, _ in metric_history(training_project, run_id, "val/cer")] == list(range(1, epochs + 1))
     judge_then = torch.load(first_folder / "last.pt", weights_only=True)["reference_recognizers"]["judge"]
     judge_now = torch.load(Path(summary["checkpoint_folder"]) / "last.pt", weights_only=True)["reference_recognizers"]
     assert all(
@@ -272,11 +222,14 @@ def test_the_readme_resume_commands_finish_or_continue_a_run_without_training_an
     folder = Path(summary["checkpoint_folder"])
     assert folder != first_folder
     assert {path.name for path in folder.glob("*.pt")} == {path.name for path in first_folder.glob("*.pt")}
-    assert _client(training_project).get_run(run_id).data.tags["htr.checkpoint_folder"] == summary["checkpoint_folder"]
+    assert (
+        mlflow_client(training_project).get_run(run_id).data.tags["htr.checkpoint_folder"]
+        == summary["checkpoint_folder"]
+    )
     assert torch.load(first_folder / "last.pt", weights_only=True)["epoch"] == 2  # left as it was
     printed = " ".join(continued.stdout.split())
     assert f"MLflow run {run_id} holds the resumed epochs (this session's run {resuming}" in printed
     assert f"/runs/{run_id}?" in printed
     assert f"Training: {epochs} epochs" in printed
-    tag = _client(training_project).get_run(resuming).data.tags["kedro_command"]
+    tag = mlflow_client(training_project).get_run(resuming).data.tags["kedro_command"]
     assert shlex.split(tag) == shlex.split(further.replace("<MLflow run id>", run_id))  # what was typed

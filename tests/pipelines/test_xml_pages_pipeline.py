@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA, SMOKE_GATE, requires_shared_data
-from tests.pipelines.test_training_pipeline import TINY_TRAINING, _run
+from tests.pipeline_runs import TINY_TRAINING, run_session
 
 HOOKER = SHARED_DATA / "hooker_pagexml_pages"
 
 
+@pytest.mark.slow
 @requires_shared_data("hooker_pagexml_pages")
 def test_main_job_runs_on_xml_pages(kedro_project: Path, one_torch_thread):
     parameters = {
@@ -32,7 +34,7 @@ def test_main_job_runs_on_xml_pages(kedro_project: Path, one_torch_thread):
         "diagnostics": {},
     }
     (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
-    catalog = _run(kedro_project)
+    catalog = run_session(kedro_project)
     manifest = catalog.load("manifest")
     assert len(manifest) == 145 and (manifest["source_kind"] == "xml_pages").all()
     assert manifest.groupby("group")["split"].nunique().max() == 1  # no page in two splits

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import pytest
 from mlflow.tracking import MlflowClient
 
 from htr_pipeline.tracking.store import ARTIFACTS_FOLDER, move_artifact_locations
@@ -34,6 +35,7 @@ def _locations(uri: str) -> list[str]:
     return [experiment.artifact_location, run.info.artifact_uri, model.artifact_location, version.source]
 
 
+@pytest.mark.slow
 def test_a_copied_store_points_every_artifact_location_into_the_copy(tmp_path: Path):
     original, copy = tmp_path / "laptop" / "project", tmp_path / "server" / "project"
     original.mkdir(parents=True)
@@ -55,6 +57,7 @@ def test_a_copied_store_points_every_artifact_location_into_the_copy(tmp_path: P
     assert _locations(copied_uri) == locations
 
 
+@pytest.mark.slow
 def test_a_store_in_place_missing_or_not_sqlite_is_left_alone(tmp_path: Path):
     uri = _store_made_in(tmp_path)
     before = _locations(uri)

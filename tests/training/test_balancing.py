@@ -14,11 +14,11 @@ from htr_pipeline.training.balancing import (
     build_balancer,
 )
 
-SEED_BALANCING = AdaptiveBalancingConfig(target_ctc_share=0.65, adaptation_rate=0.15)
+PREVIOUS_SYSTEM_BALANCING = AdaptiveBalancingConfig(target_ctc_share=0.65, adaptation_rate=0.15)
 
 
 def test_one_update_by_hand():
-    balancer = AdaptiveLossBalancer(SEED_BALANCING)
+    balancer = AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING)
     update = balancer.update(mean_visual=6.0, mean_ctc=2.0)
     # s = 1 * 2 / (1 * 2 + 1 * 6) = 0.25
     assert update.observed_ctc_share == pytest.approx(0.25)
@@ -31,7 +31,7 @@ def test_one_update_by_hand():
 
 
 def test_share_converges_to_the_target_with_constant_losses():
-    balancer = AdaptiveLossBalancer(SEED_BALANCING)
+    balancer = AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING)
     shares = [balancer.update(mean_visual=6.0, mean_ctc=2.0).observed_ctc_share for _ in range(80)]
     assert shares[0] == pytest.approx(0.25)
     assert all(later > earlier for earlier, later in itertools.pairwise(shares))
@@ -43,7 +43,7 @@ def test_share_converges_to_the_target_with_constant_losses():
     [(6.0, 0.0, "CTC term is 0.0"), (0.0, 2.0, "visual term is 0.0"), (6.0, float("nan"), "not finite")],
 )
 def test_undefined_share_leaves_the_weights_and_says_why(mean_visual: float, mean_ctc: float, reason: str):
-    balancer = AdaptiveLossBalancer(SEED_BALANCING)
+    balancer = AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING)
     balancer.update(mean_visual=6.0, mean_ctc=2.0)
     before = (balancer.weight_ctc, balancer.weight_visual)
     update = balancer.update(mean_visual, mean_ctc)
@@ -66,14 +66,14 @@ def test_weights_are_clamped():
 
 
 def test_state_round_trip_continues_identically():
-    uninterrupted = AdaptiveLossBalancer(SEED_BALANCING)
+    uninterrupted = AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING)
     history = [(6.0, 2.0), (5.0, 2.5), (4.0, 1.0), (3.0, 3.0)]
     expected = [uninterrupted.update(visual, ctc) for visual, ctc in history]
 
-    first_half = AdaptiveLossBalancer(SEED_BALANCING)
+    first_half = AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING)
     for visual, ctc in history[:2]:
         first_half.update(visual, ctc)
-    resumed = AdaptiveLossBalancer(SEED_BALANCING)
+    resumed = AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING)
     resumed.load_state_dict(first_half.state_dict())
     assert [resumed.update(visual, ctc) for visual, ctc in history[2:]] == expected[2:]
 
@@ -85,11 +85,11 @@ def test_fixed_weights_share_the_interface_and_never_move():
     assert update.observed_ctc_share == pytest.approx(0.25)
     assert (update.weight_ctc, update.weight_visual) == (fixed.weight_ctc, fixed.weight_visual) == (1.0, 1.0)
     assert "fixed" in update.skipped_reason
-    assert isinstance(build_balancer(SEED_BALANCING), AdaptiveLossBalancer)
+    assert isinstance(build_balancer(PREVIOUS_SYSTEM_BALANCING), AdaptiveLossBalancer)
 
 
 def test_resuming_with_the_other_kind_of_balancing_is_an_error():
     with pytest.raises(ValueError, match="adaptive_balancing"):
-        FixedLossWeights().load_state_dict(AdaptiveLossBalancer(SEED_BALANCING).state_dict())
+        FixedLossWeights().load_state_dict(AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING).state_dict())
     with pytest.raises(ValueError, match="adaptive_balancing"):
-        AdaptiveLossBalancer(SEED_BALANCING).load_state_dict(FixedLossWeights().state_dict())
+        AdaptiveLossBalancer(PREVIOUS_SYSTEM_BALANCING).load_state_dict(FixedLossWeights().state_dict())

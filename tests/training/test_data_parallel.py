@@ -21,7 +21,7 @@ from htr_pipeline.data.line_batches import (
     collate_line_pairs,
     line_batch_loader,
 )
-from tests.pipelines.test_training_pipeline import _client, _history, _parameters, _run, _runs
+from tests.pipeline_runs import logged_runs, metric_history, mlflow_client, run_session, tiny_parameters
 
 VALIDATION_METRICS = ("val/psnr", "val/ssim", "val/cer", "val/combined")
 PSNR_TOLERANCE_DB = 0.01
@@ -36,7 +36,7 @@ CER_TOLERANCE = 0.02
 
 @pytest.fixture
 def training_project(kedro_project: Path) -> Path:
-    parameters = _parameters()
+    parameters = tiny_parameters()
     parameters["training"] = {**parameters["training"], "epochs": 2, "batch_size": 4, "seed": 5}
     (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
     return kedro_project
@@ -44,15 +44,15 @@ def training_project(kedro_project: Path) -> Path:
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_and_log_one_run(training_project: Path):
-    _run(training_project, "data_ingestion")
-    _run(training_project, "training")
-    _run(training_project, "training", runtime_params={"training": {"devices": 2}})
+    run_session(training_project, "data_ingestion")
+    run_session(training_project, "training")
+    run_session(training_project, "training", runtime_params={"training": {"devices": 2}})
 
-    _ingestion, single, parallel = _runs(training_project)
+    _ingestion, single, parallel = logged_runs(training_project)
     assert parallel.info.run_name == "training" and parallel.data.params["training.devices"] == "2"
     for metric in VALIDATION_METRICS:
-        one = _history(training_project, single.info.run_id, metric)
-        two = _history(training_project, parallel.info.run_id, metric)
+        one = metric_history(training_project, single.info.run_id, metric)
+        two = metric_history(training_project, parallel.info.run_id, metric)
         assert [step for step, _ in two] == [step for step, _ in one] == [1, 2], metric
         for (_, expected), (_, measured) in zip(one, two, strict=True):
             if metric == "val/psnr":
@@ -62,13 +62,13 @@ def test_two_gloo_processes_match_one_process_and_log_one_run(training_project: 
             else:
                 assert measured == pytest.approx(expected, rel=RELATIVE_TOLERANCE), (metric, one, two)
     # The baseline is scored before training, by rank 0 alone: identical.
-    assert _history(training_project, parallel.info.run_id, "val_degraded/psnr") == _history(
+    assert metric_history(training_project, parallel.info.run_id, "val_degraded/psnr") == metric_history(
         training_project, single.info.run_id, "val_degraded/psnr"
     )
     # Rank 0 alone logged: one value per epoch, and one gradient report per epoch.
-    artifacts = [a.path for a in _client(training_project).list_artifacts(parallel.info.run_id, "gradients")]
+    artifacts = [a.path for a in mlflow_client(training_project).list_artifacts(parallel.info.run_id, "gradients")]
     assert artifacts == ["gradients/epoch_001.json", "gradients/epoch_002.json"]
-    folder = Path(_client(training_project).get_run(parallel.info.run_id).data.tags["htr.checkpoint_folder"])
+    folder = Path(mlflow_client(training_project).get_run(parallel.info.run_id).data.tags["htr.checkpoint_folder"])
     assert torch.load(folder / "last.pt", weights_only=True)["epoch"] == 2
 
 
@@ -142,6 +142,7 @@ if __name__ == "__main__":
 ONE_MIB = 2**20
 
 
+@pytest.mark.slow
 def test_a_one_mib_result_comes_back_from_two_gloo_processes(tmp_path: Path):
     """A result larger than a pipe's buffer once deadlocked: rank 0 blocked writing it while the parent waited
     for rank 0 to exit."""

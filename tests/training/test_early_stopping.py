@@ -1,4 +1,4 @@
-"""Early stopping and best-metric tracking on the seed run's val/combined history."""
+"""Early stopping and best-metric tracking on the previous system's val/combined history."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pytest
 
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping, is_improvement
 
-# val/combined of the seed run's epochs 17-26 (higher is better)
-SEED_COMBINED = dict(zip(range(17, 27), [25.91, 25.5, 25.6, 25.4, 26.63, 26.1, 26.2, 26.74, 26.3, 26.4], strict=True))
+# val/combined of the previous system's epochs 17-26 (higher is better)
+PREVIOUS_SYSTEM_COMBINED = dict(
+    zip(range(17, 27), [25.91, 25.5, 25.6, 25.4, 26.63, 26.1, 26.2, 26.74, 26.3, 26.4], strict=True)
+)
 
 
 def first_stop(stopper: EarlyStopping, history: dict[int, float]) -> int | None:
@@ -22,7 +24,7 @@ def first_stop(stopper: EarlyStopping, history: dict[int, float]) -> int | None:
 def test_patience_two_stops_at_epoch_19():
     # 17: first value, best. 18: 25.5 < 25.91, 1 without improvement. 19: 25.6 < 25.91, 2 -> stop.
     stopper = EarlyStopping("max", patience=2, min_delta=0.01)
-    assert first_stop(stopper, SEED_COMBINED) == 19
+    assert first_stop(stopper, PREVIOUS_SYSTEM_COMBINED) == 19
     assert (stopper.best.best_value, stopper.best.best_epoch) == (25.91, 17)
 
 
@@ -30,15 +32,15 @@ def test_patience_three_keeps_going_through_the_later_improvements():
     # 18, 19, 20 -> 3 would stop at 20 with patience 3; with patience 4: 21 (26.63) improves, 22, 23 -> 2,
     # 24 (26.74 > 26.63 + 0.01) improves, 25, 26 -> 2: no stop, best epoch 24.
     stopper = EarlyStopping("max", patience=4, min_delta=0.01)
-    assert first_stop(stopper, SEED_COMBINED) is None
+    assert first_stop(stopper, PREVIOUS_SYSTEM_COMBINED) is None
     assert (stopper.best.best_value, stopper.best.best_epoch) == (26.74, 24)
-    assert first_stop(EarlyStopping("max", patience=3, min_delta=0.01), SEED_COMBINED) == 20
+    assert first_stop(EarlyStopping("max", patience=3, min_delta=0.01), PREVIOUS_SYSTEM_COMBINED) == 20
 
 
 def test_min_delta_decides_what_counts_as_improvement():
     # With min_delta 0.2, 26.74 is not > 26.63 + 0.2: after 21, epochs 22, 23, 24, 25 -> 4 -> stop at 25.
     stopper = EarlyStopping("max", patience=4, min_delta=0.2)
-    assert first_stop(stopper, SEED_COMBINED) == 25
+    assert first_stop(stopper, PREVIOUS_SYSTEM_COMBINED) == 25
     assert stopper.best.best_epoch == 21
 
 
@@ -67,7 +69,7 @@ def test_invalid_settings_are_rejected():
 
 
 def test_state_round_trip_continues_identically():
-    epochs = list(SEED_COMBINED.items())
+    epochs = list(PREVIOUS_SYSTEM_COMBINED.items())
     uninterrupted = EarlyStopping("max", patience=3, min_delta=0.01)
     expected = [uninterrupted.update(epoch, value) for epoch, value in epochs]
 

@@ -130,10 +130,10 @@ def test_ctc_schedule_warms_up_then_ramps():
 
 def test_pixel_l1_ignores_masked_pixels():
     clean = torch.zeros(1, 1, 2, 4)
-    enhanced = torch.tensor([[[[0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]]]])
+    restored = torch.tensor([[[[0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]]]])
     valid = torch.tensor([[[[True, True, False, False]]]])  # right half is padding
-    assert pixel_l1(enhanced, clean).item() == pytest.approx(0.75)
-    assert pixel_l1(enhanced, clean, valid).item() == pytest.approx(0.5)
+    assert pixel_l1(restored, clean).item() == pytest.approx(0.75)
+    assert pixel_l1(restored, clean, valid).item() == pytest.approx(0.5)
 
 
 def test_adversarial_losses_by_hand():
@@ -149,17 +149,17 @@ def test_adversarial_losses_by_hand():
 
 def test_recognition_feature_loss_averages_valid_time_steps_only():
     clean = torch.zeros(1, 3, 2)
-    enhanced = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [9.0, 9.0]]], requires_grad=True)
+    restored = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [9.0, 9.0]]], requires_grad=True)
     valid = torch.tensor([[True, True, False]])
-    loss = recognition_feature_loss(enhanced, clean, valid)
+    loss = recognition_feature_loss(restored, clean, valid)
     assert loss.item() == pytest.approx((1.0 + 4.0) / 2)
     loss.backward()
-    assert enhanced.grad[0, 2].abs().sum() == 0
+    assert restored.grad[0, 2].abs().sum() == 0
 
 
 def test_perceptual_loss_is_the_mean_over_layers():
-    enhanced = [torch.ones(1, 2, 4, 4), torch.full((1, 4, 2, 2), 3.0)]
+    restored = [torch.ones(1, 2, 4, 4), torch.full((1, 4, 2, 2), 3.0)]
     clean = [torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 2, 2)]
-    assert perceptual_loss(enhanced, clean).item() == pytest.approx(2.0)
+    assert perceptual_loss(restored, clean).item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="number of layers"):
-        perceptual_loss(enhanced, clean[:1])
+        perceptual_loss(restored, clean[:1])

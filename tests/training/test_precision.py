@@ -83,6 +83,7 @@ def losses_per_step(trainer: GanTrainer, steps: int) -> list[dict[str, float]]:
     return per_step
 
 
+@pytest.mark.slow
 def test_fp16_reads_as_fp32_then_trains_once_the_scaler_has_backed_off():
     fp32 = losses_per_step(tiny_trainer("fp32"), 1)[0]
     trainer = tiny_trainer("fp16")

@@ -24,12 +24,13 @@ from htr_pipeline.training.recognizer_training import (
     learning_rate_factor,
 )
 from htr_pipeline.training.stages import load_recognizer, recognizer_stage, reference_recognizers_stage
-from tests.pipelines.test_training_pipeline import _parameters, _run
+from tests.pipeline_runs import run_session, tiny_parameters
 from tests.training.test_training_behaviour import LineData, MemoryTracker, line_data, tiny_config  # noqa: F401
 
 
+@pytest.mark.slow
 def test_a_recognizer_that_cannot_learn_stops_the_training_node_before_any_gan_epoch(kedro_project: Path):
-    parameters = _parameters()
+    parameters = tiny_parameters()
     parameters["data"]["sources"][0]["lines_per_split"] = {"train": 8, "valid": 4, "test": 2}
     parameters["training"] = {
         **parameters["training"],
@@ -37,9 +38,9 @@ def test_a_recognizer_that_cannot_learn_stops_the_training_node_before_any_gan_e
     }
     (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
 
-    _run(kedro_project, "data_ingestion")
+    run_session(kedro_project, "data_ingestion")
     with pytest.raises(RecognizerDoesNotReadError) as error:
-        _run(kedro_project, "training")
+        run_session(kedro_project, "training")
 
     message = str(error.value)
     assert message.startswith("The pre-trained recognizer (stage 1) does not read: its best val CER is ")
@@ -179,7 +180,7 @@ def test_the_judge_and_the_degraded_trained_baseline_are_trained_apart_and_each_
     assert result.samples.groupby("recognizer").size().to_dict() == dict.fromkeys(summary["recognizers"], valid_lines)
     # The baseline reads the degraded lines as they are: no restored column, no gain.
     baseline = summary["degraded_trained"]
-    assert baseline["cer_corpus_enhanced"] is None and baseline["cer_reduction"] is None
+    assert baseline["cer_corpus_restored"] is None and baseline["cer_reduction"] is None
     assert baseline["cer_corpus_degraded"] is not None
-    assert summary["judge"]["cer_corpus_enhanced"] is not None
+    assert summary["judge"]["cer_corpus_restored"] is not None
     assert "## Readability by `degraded_trained`" in result.report and "degraded-trained baseline" in result.report

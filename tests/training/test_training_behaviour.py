@@ -37,7 +37,7 @@ from htr_pipeline.checkpoints import (
     restore_weights,
     save_checkpoint,
 )
-from htr_pipeline.config import DataConfig, TrainingConfig, validate_section
+from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import DeviceUnavailableError, resolve_device
@@ -110,7 +110,7 @@ def training_parameters(**overrides: Any) -> dict[str, Any]:
 
 
 def tiny_config(**overrides: Any) -> TrainingConfig:
-    return validate_section(TrainingConfig, training_parameters(**overrides), "training")
+    return TrainingConfig.model_validate(training_parameters(**overrides))
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -439,7 +439,7 @@ def test_ctc_and_greedy_decoding_share_the_charsets_blank(line_data: LineData):
     # Over all 12 steps the padding would be read too: w, blank, w, w -> "ww".
     assert greedy_readings(logits[None], torch.tensor([48]), 4, charset) == ["helloww"]
 
-    # The seed's off-by-one: blank last in one place, symbols shifted down by one. Scored that way, the same
+    # The previous system's off-by-one: blank last in one place, symbols shifted down by one. Scored that way, the same
     # logits read as another text, and the loss is large.
     off_by_one = ctc_loss_per_sample(
         logits[None], labels - 1, input_lengths, label_lengths, blank=charset.num_classes - 1
@@ -460,8 +460,8 @@ def scripted_history() -> list[ValidationMetrics]:
     combined  -25    -14     -1     -5     -1.5   -7.5   30     30     (psnr - 50 x cer)
 
     Monitor val/cer, patience 2: epochs 1-4 improve, 5 and 6 do not -> stop after epoch 6. Within 1..6 the best
-    epochs are: cer 4, psnr 5, ssim 2, combined 3 (like the seed run, combined and CER disagree). Epochs 7-8 are
-    best at everything, so a loop that ignored early stopping would show it.
+    epochs are: cer 4, psnr 5, ssim 2, combined 3 (like the previous system, combined and CER disagree). Epochs 7-8
+    are best at everything, so a loop that ignored early stopping would show it.
     """
     cer = [0.90, 0.70, 0.60, 0.50, 0.62, 0.65, 0.10, 0.10]
     psnr = [20.0, 21.0, 29.0, 20.0, 29.5, 25.0, 35.0, 35.0]
@@ -576,7 +576,7 @@ def run_gan_stage(
             **overrides,
         }
     )
-    config = validate_section(TrainingConfig, training, "training")
+    config = TrainingConfig.model_validate(training)
     data = small_synthetic_parameters()["data"]
     run_config = TrainedRunConfig(data=DataConfig.model_validate(data), training=config)
     run_metadata = gan_run_metadata(line_data.charset, run_config, ReferenceRecognizers(line_data.charset))

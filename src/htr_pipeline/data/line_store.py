@@ -1,6 +1,6 @@
 """Read access to one saved folder of 8-bit grayscale line images, addressed by relative path.
 
-The folder is one version of the ``line_images`` dataset (``datasets/line_image_store.py`` saves it); the
+The folder is one version of the ``line_images`` dataset (``datasets/file_folder.py`` saves it); the
 manifest of the same ingestion run holds the relative paths. Images are read on demand, so later pipelines
 never hold the whole data set in memory.
 """

@@ -9,7 +9,8 @@ import numpy as np
 from htr_pipeline.config import SPLIT_NAMES
 
 REQUIRED_SPLITS: tuple[str, ...] = ("train", "valid")
-"""Splits that must hold at least one sample after ingestion; ``test`` may be empty by design (seed run)."""
+"""Splits that must hold at least one sample after ingestion; ``test`` may be empty by design (the previous system
+had none)."""
 
 
 class EmptySplitError(ValueError):

@@ -45,7 +45,7 @@ class _CheckpointDataset(AbstractVersionedDataset[_Payload, _Payload]):
 
 
 class RecognizerCheckpointDataset(_CheckpointDataset[RecognizerCheckpoint]):
-    """One recognizer with its settings and charset (stage 1's ``recognizer_checkpoint``)."""
+    """One recognizer with its settings and charset (stage 1's ``in_loop_recognizer``)."""
 
     payload = RecognizerCheckpoint
 

@@ -22,7 +22,7 @@ kedro-mlflow's ``MlflowArtifactDataset`` is not used: it builds the dataset it w
 own, which Kedro 1.7 refuses for a versioned dataset (``VersionAlreadyExistsError``: every dataset of a run
 shares the run's save version, and every output here is versioned), and it logs a file under the file's name
 (``evaluation_summary.json``), not the names the store has always had (``evaluation/summary.json``).
-``tests/test_logged_datasets.py`` checks both facts against the installed kedro-mlflow.
+``tests/datasets/test_logged.py`` checks both facts against the installed kedro-mlflow.
 """
 
 from __future__ import annotations

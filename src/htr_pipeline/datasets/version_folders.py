@@ -1,4 +1,4 @@
-"""A folder of images whose versions are the folders themselves: ``<filepath>/<version>/``.
+"""A folder of files (images and texts) whose versions are the folders themselves: ``<filepath>/<version>/``.
 
 Kedro's layout for a versioned file is ``<filepath>/<version>/<name>``; for a folder that doubles the name
 (``inference/<version>/inference/``). Here each run's files sit right in its version's folder. The dataset keeps
@@ -16,11 +16,11 @@ import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError, Version, VersionNotFoundError, generate_timestamp
 
 from htr_pipeline.data.line_store import LineImageStore
-from htr_pipeline.datasets.line_image_store import FolderData, save_image_folder
+from htr_pipeline.datasets.file_folder import FolderData, save_file_folder
 
 
-class VersionFolderImageStoreDataset(AbstractDataset[Mapping[str, np.ndarray | str], LineImageStore]):
-    """``type: htr_pipeline.datasets.version_folders.VersionFolderImageStoreDataset``: as the line image store,
+class VersionFolderDataset(AbstractDataset[Mapping[str, np.ndarray | str], LineImageStore]):
+    """``type: htr_pipeline.datasets.version_folders.VersionFolderDataset``: as the line image store,
     saved as ``<filepath>/<version>/<relative path>``; the version methods mean what Kedro's do."""
 
     def __init__(
@@ -68,15 +68,15 @@ class VersionFolderImageStoreDataset(AbstractDataset[Mapping[str, np.ndarray | s
         return LineImageStore(self._root if version is None else self._root / version)
 
     def save(self, data: FolderData) -> None:
-        """As :func:`save_image_folder`: values may be lazily made mappings, written one at a time."""
+        """As :func:`save_file_folder`: values may be lazily made mappings, written one at a time."""
         version = self.resolve_save_version()
         if version is None:
-            save_image_folder(data, self._root, self._png_compress_level)
+            save_file_folder(data, self._root, self._png_compress_level)
             return
         folder = self._root / version
         if folder.exists():
             raise DatasetError(f"Save path '{folder}' for {self} must not exist if versioning is enabled.")
-        save_image_folder(data, folder, self._png_compress_level)
+        save_file_folder(data, folder, self._png_compress_level)
 
     def _exists(self) -> bool:
         try:

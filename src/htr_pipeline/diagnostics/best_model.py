@@ -1,5 +1,5 @@
 """Best-model criterion audit: which epoch each validation metric picks, where they disagree, which checkpoints
-exist. The seed system kept one checkpoint chosen by the combined score (epoch 24) while epoch 26 had the best
+exist. The previous system kept one checkpoint chosen by the combined score (epoch 24) while epoch 26 had the best
 CER, and its per-epoch save could delete the best."""
 
 from __future__ import annotations

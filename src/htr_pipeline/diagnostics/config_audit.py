@@ -1,6 +1,6 @@
 """Check that what a run logged to MLflow is what it was configured with and what really ran.
 
-The seed system's JSON config said ``early_stopping: true, patience: 15`` while its launcher read another key
+The previous system's JSON config said ``early_stopping: true, patience: 15`` while its launcher read another key
 shape and MLflow logged ``early_stopping: False, patience: 0``. This module compares a config (plain data, as
 :func:`htr_pipeline.config.effective_parameters` gives it) with a run's logged params, key by key, using the
 flattening rule the params were logged with (:func:`htr_pipeline.config.flatten_as_logged`): nested dicts become

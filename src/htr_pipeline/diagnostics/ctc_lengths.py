@@ -1,7 +1,7 @@
 """CTC length analysis: per sample, time steps T, label length L, adjacent repeats R and slack T - (L + R), and
 what the recognizer's CTC loss looks like against L.
 
-The seed run's raw CTC of ~629 per sample (summed over time) was read as "hard alignment"; this audit shows
+The previous system's raw CTC of ~629 per sample (summed over time) was read as "hard alignment"; this audit shows
 whether labels fit their time steps at all, what width or downsampling would make every one fit, and whether
 the loss per character is that of a recognizer that reads (below ln(num_classes), the cost of a uniform guess)
 or of one that emits blanks.

@@ -1,7 +1,7 @@
 """Gradient spikes: which layer produced each spike, in which epoch, and how far above the usual norm.
 
-The seed run logged gradient norms up to 7,494 against a mean of ~28 (a ratio of ~267) and could not say where
-they came from. Training now logs, per epoch, one :class:`~htr_pipeline.training.grad_stats.GradientSummary` per
+The previous system logged gradient norms up to 7,494 against a mean of ~28 (a ratio of ~267) and could not say
+where they came from. Training now logs, per epoch, one :class:`~htr_pipeline.training.grad_stats.GradientSummary` per
 model (artifact ``gradients/epoch_NNN.json``: ``{"epoch": int, "generator": {...}, "discriminator": {...}}``);
 this audit reads those records back and names the spiking layers.
 

@@ -1,6 +1,6 @@
 """Label convention check: does the recognizer read clean lines best under the charset's own label convention?
 
-The seed system trained with the CTC blank at class 0 and evaluated with the blank last, so every reading was
+The previous system trained with the CTC blank at class 0 and evaluated with the blank last, so every reading was
 shifted by one class and nobody noticed. Here the recognizer's greedy best path on clean validation lines is
 decoded under the charset's convention and under the off-by-one alternatives; if an alternative reads the lines
 clearly better, the charset file and the recognizer weights disagree.

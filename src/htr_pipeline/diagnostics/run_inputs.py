@@ -1,4 +1,4 @@
-"""What the audits read of the audited run besides its MLflow record: its checkpoint, loaded as a
+"""What the audits read of the audited run besides what MLflow logged of it: its checkpoint, loaded as a
 :class:`~htr_pipeline.trained_run.TrainedRun`, and the settings it ran with (the checkpoint's config first: it is
 what really ran; the logged params, read back through the schema, only when there is no checkpoint)."""
 
@@ -19,7 +19,7 @@ from htr_pipeline.trained_run import TrainedRun, load_trained_run
 
 
 class AuditedRun(Protocol):
-    """The audited run's MLflow record, as the Kedro side reads it (``tracking.TrainingRunRecord``)."""
+    """What the MLflow store holds of the audited run, as the Kedro side reads it (``tracking.LoggedTrainingRun``)."""
 
     @property
     def run_id(self) -> str: ...

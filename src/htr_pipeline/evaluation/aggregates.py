@@ -6,11 +6,11 @@ stored table can recompute the summary exactly (same seed, same numbers).
 
 - Corpus error rates are total edits / total reference length over the lines with text; the mean per line is
   reported beside them.
-- Gains (enhanced minus degraded) come with a paired bootstrap interval: lines are resampled with replacement,
+- Gains (restored minus degraded) come with a paired bootstrap interval: lines are resampled with replacement,
   the same lines for both sides of the difference, and the interval is the percentile interval of the resampled
   gains. The CER reduction is recomputed as a corpus ratio on each resample, never averaged over lines.
 - A figure that cannot exist is ``None`` rather than a made-up number: text metrics when no line has text,
-  enhanced metrics when the table comes from the recognizer alone.
+  restored metrics when the table comes from the recognizer alone.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from htr_pipeline.metrics import corpus_rate, mean_per_line
 from htr_pipeline.scoring.lines import VARIANTS
 
 
-def has_enhanced(samples: pd.DataFrame) -> bool:
+def has_restored(samples: pd.DataFrame) -> bool:
     """Whether a generator was evaluated (``False`` for a recognizer-only table)."""
-    return bool(samples["reading_enhanced"].notna().any())
+    return bool(samples["reading_restored"].notna().any())
 
 
 def summarise(samples: pd.DataFrame, resamples: int, seed: int, confidence: float = 0.95) -> dict[str, Any]:
@@ -39,15 +39,15 @@ def summarise(samples: pd.DataFrame, resamples: int, seed: int, confidence: floa
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
 
-    enhanced = has_enhanced(samples)
+    restored = has_restored(samples)
     with_text = samples[samples["has_text"].astype(bool)]
-    text_variants = [variant for variant in VARIANTS if variant != "enhanced" or enhanced] if len(with_text) else []
+    text_variants = [variant for variant in VARIANTS if variant != "restored" or restored] if len(with_text) else []
     rng = np.random.default_rng(seed)
 
     summary: dict[str, Any] = {
         "lines": len(samples),
         "lines_with_text": len(with_text),
-        "generator_evaluated": enhanced,
+        "generator_evaluated": restored,
         "bootstrap_resamples": resamples,
         "bootstrap_seed": seed,
         "confidence_level": confidence,
@@ -57,11 +57,11 @@ def summarise(samples: pd.DataFrame, resamples: int, seed: int, confidence: floa
         summary.update({f"{name}_{variant}": value for name, value in rates.items()})
 
     summary["psnr_db_mean_degraded"] = mean_per_line(samples["psnr_db_degraded"])
-    summary["psnr_db_mean_enhanced"] = mean_per_line(samples["psnr_db_enhanced"]) if enhanced else None
+    summary["psnr_db_mean_restored"] = mean_per_line(samples["psnr_db_restored"]) if restored else None
     summary["ssim_mean_degraded"] = mean_per_line(samples["ssim_degraded"])
-    summary["ssim_mean_enhanced"] = mean_per_line(samples["ssim_enhanced"]) if enhanced else None
+    summary["ssim_mean_restored"] = mean_per_line(samples["ssim_restored"]) if restored else None
 
-    if enhanced:
+    if restored:
         # One set of line indices for both image gains, so they are paired with each other as well.
         line_indices = rng.integers(0, len(samples), size=(resamples, len(samples)))
         summary["psnr_gain_db"] = _mean_gain(samples, "psnr_db", line_indices, confidence)
@@ -70,13 +70,13 @@ def summarise(samples: pd.DataFrame, resamples: int, seed: int, confidence: floa
         summary["psnr_gain_db"] = None
         summary["ssim_gain"] = None
 
-    if "enhanced" in text_variants:
+    if "restored" in text_variants:
         text_indices = rng.integers(0, len(with_text), size=(resamples, len(with_text)))
         summary["cer_reduction"] = _cer_reduction(with_text, text_indices, confidence)
     else:
         summary["cer_reduction"] = None
 
-    summary["cer_gap_closed"], summary["cer_gap_closed_note"] = _cer_gap_closed(summary, enhanced, len(with_text))
+    summary["cer_gap_closed"], summary["cer_gap_closed_note"] = _cer_gap_closed(summary, restored, len(with_text))
     return summary
 
 
@@ -100,7 +100,7 @@ def _interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict
 
 def _mean_gain(samples: pd.DataFrame, metric: str, line_indices: np.ndarray, confidence: float) -> dict[str, float]:
     # line_indices: (resamples, lines)
-    gain_per_line = (samples[f"{metric}_enhanced"] - samples[f"{metric}_degraded"]).to_numpy(dtype=np.float64)
+    gain_per_line = (samples[f"{metric}_restored"] - samples[f"{metric}_degraded"]).to_numpy(dtype=np.float64)
     return _mean_gain_interval(gain_per_line, line_indices, confidence)
 
 
@@ -110,10 +110,10 @@ def _mean_gain_interval(gain_per_item: np.ndarray, indices: np.ndarray, confiden
 
 
 def _cer_reduction(with_text: pd.DataFrame, text_indices: np.ndarray, confidence: float) -> dict[str, float]:
-    """Corpus CER degraded - enhanced; each resample is a corpus ratio over its own resampled lines."""
+    """Corpus CER degraded - restored; each resample is a corpus ratio over its own resampled lines."""
     return _corpus_reduction_interval(
         with_text["char_edits_degraded"].to_numpy(dtype=np.int64),
-        with_text["char_edits_enhanced"].to_numpy(dtype=np.int64),
+        with_text["char_edits_restored"].to_numpy(dtype=np.int64),
         with_text["char_reference_length"].to_numpy(dtype=np.int64),
         text_indices,
         confidence,
@@ -166,17 +166,17 @@ def paired_mean_gain(
     return _mean_gain_interval(gain, indices, confidence)
 
 
-def _cer_gap_closed(summary: dict[str, Any], enhanced: bool, lines_with_text: int) -> tuple[float | None, str | None]:
+def _cer_gap_closed(summary: dict[str, Any], restored: bool, lines_with_text: int) -> tuple[float | None, str | None]:
     """Share of the CER gap between degraded and clean lines that the generator closes (1.0: reads like clean)."""
     if not lines_with_text:
         return None, "no line has a ground-truth text, so there is no CER to compare"
-    if not enhanced:
+    if not restored:
         return None, "no generator was evaluated (recognizer-only table)"
-    degraded, enhanced_cer, clean = (summary[f"cer_corpus_{variant}"] for variant in VARIANTS)
+    degraded, restored_cer, clean = (summary[f"cer_corpus_{variant}"] for variant in VARIANTS)
     gap = degraded - clean
     if gap <= 0 or math.isclose(gap, 0.0, abs_tol=1e-12):
         return None, (
             f"undefined: the recognizer reads degraded lines no worse than clean ones (corpus CER degraded "
             f"{degraded:.4f}, clean {clean:.4f}), so there is no gap to close"
         )
-    return (degraded - enhanced_cer) / gap, None
+    return (degraded - restored_cer) / gap, None

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from htr_pipeline.evaluation.aggregates import has_enhanced
+from htr_pipeline.evaluation.aggregates import has_restored
 from htr_pipeline.figure_axes import integer_axis, rate_axis
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
@@ -29,11 +29,11 @@ GALLERY_TEXT_CHARS = 100
 """Readings longer than this are cut (with an ellipsis) under the gallery images."""
 REPORT_TEXT_CHARS = 80
 RESTORED = "restored"
-"""What every picture and report calls the generator's output (``enhanced`` in the data's column names)."""
+"""What every picture and report calls the generator's output (``restored`` in the data's column names)."""
 NOTHING_READ = "∅ (nothing read)"
 
 _DEGRADED_COLOUR = "tab:red"
-_ENHANCED_COLOUR = "tab:blue"
+_RESTORED_COLOUR = "tab:blue"
 _CLEAN_COLOUR = "tab:green"
 
 
@@ -67,11 +67,11 @@ def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = N
     recognizer that read ``samples`` (its corpus CERs and PSNR gain interval); ``caption``: what is shown
     (:func:`evaluation_caption`)."""
     figures = figures or {}
-    enhanced = has_enhanced(samples)
+    restored = has_restored(samples)
     with_text = samples[samples["has_text"].astype(bool)]
     # A recognizer-only table has no restored reading: the clean reading is the other side of the comparison.
-    compared, compared_label = ("enhanced", RESTORED) if enhanced else ("clean", "clean")
-    compared_colour = _ENHANCED_COLOUR if enhanced else _CLEAN_COLOUR
+    compared, compared_label = ("restored", RESTORED) if restored else ("clean", "clean")
+    compared_colour = _RESTORED_COLOUR if restored else _CLEAN_COLOUR
     # Two by two, not one row: a preview (kedro-viz, MLflow) shows the whole figure at a readable size.
     figure = _new_figure(13, 9.5)
     if caption:
@@ -96,7 +96,7 @@ def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = N
         # The corpus CERs (total edits / total reference length), clean the reference the restored aims at.
         for variant, label, colour in (
             ("degraded", "degraded", _DEGRADED_COLOUR),
-            ("enhanced", RESTORED, _ENHANCED_COLOUR),
+            ("restored", RESTORED, _RESTORED_COLOUR),
             ("clean", "clean", _CLEAN_COLOUR),
         ):
             corpus = figures.get(f"cer_corpus_{variant}")
@@ -108,9 +108,9 @@ def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = N
         cer_axes.legend(fontsize="small")
 
     psnr_axes.set_title(f"Per-line PSNR gain ({RESTORED} - degraded)")
-    if enhanced:
-        gains_db = (samples["psnr_db_enhanced"] - samples["psnr_db_degraded"]).to_numpy(dtype=np.float64)
-        psnr_axes.hist(gains_db, bins=25, color=_ENHANCED_COLOUR, label="lines")
+    if restored:
+        gains_db = (samples["psnr_db_restored"] - samples["psnr_db_degraded"]).to_numpy(dtype=np.float64)
+        psnr_axes.hist(gains_db, bins=25, color=_RESTORED_COLOUR, label="lines")
         psnr_axes.axvline(0.0, color="black", linewidth=1)
         gain = figures.get("psnr_gain_db")
         if gain is not None:
@@ -143,7 +143,7 @@ def plot_evaluation(samples: pd.DataFrame, figures: Mapping[str, Any] | None = N
         length_axes.scatter(
             lengths, with_text[f"cer_{compared}"], s=28, marker="x", color=compared_colour, label=compared_label
         )
-        if enhanced:
+        if restored:
             length_axes.scatter(
                 lengths, with_text["cer_clean"], s=14, marker=".", color=_CLEAN_COLOUR, label="clean (reference)"
             )
@@ -177,12 +177,12 @@ def _headline_figures(axes: Any, figures: Mapping[str, Any], lines: int, lines_w
         f"lines: {lines} ({lines_with_text} with a ground-truth text)",
         "",
         f"{'':<22}{'degraded':>10}{RESTORED:>10}{'clean':>10}",
-        f"{'corpus CER':<22}{number('cer_corpus_degraded'):>10}{number('cer_corpus_enhanced'):>10}"
+        f"{'corpus CER':<22}{number('cer_corpus_degraded'):>10}{number('cer_corpus_restored'):>10}"
         f"{number('cer_corpus_clean'):>10}",
-        f"{'corpus WER':<22}{number('wer_corpus_degraded'):>10}{number('wer_corpus_enhanced'):>10}"
+        f"{'corpus WER':<22}{number('wer_corpus_degraded'):>10}{number('wer_corpus_restored'):>10}"
         f"{number('wer_corpus_clean'):>10}",
-        f"{'mean PSNR (dB)':<22}{number('psnr_db_mean_degraded', 2):>10}{number('psnr_db_mean_enhanced', 2):>10}",
-        f"{'mean SSIM':<22}{number('ssim_mean_degraded'):>10}{number('ssim_mean_enhanced'):>10}",
+        f"{'mean PSNR (dB)':<22}{number('psnr_db_mean_degraded', 2):>10}{number('psnr_db_mean_restored', 2):>10}",
+        f"{'mean SSIM':<22}{number('ssim_mean_degraded'):>10}{number('ssim_mean_restored'):>10}",
         "",
         f"CER reduction ({level} interval): {interval('cer_reduction', 4)}",
         f"PSNR gain, dB ({level} interval): {interval('psnr_gain_db', 2)}",
@@ -207,9 +207,9 @@ def changed_lines(samples: pd.DataFrame, k: int) -> pd.DataFrame:
 
     Ranking by the restored CER alone would fill the gallery with lines the recognizer cannot read even clean."""
     with_text = samples[samples["has_text"].astype(bool)]
-    if has_enhanced(samples):
-        broken = with_text["cer_enhanced"] - with_text["cer_clean"]
-        fixed = with_text["cer_degraded"] - with_text["cer_enhanced"]
+    if has_restored(samples):
+        broken = with_text["cer_restored"] - with_text["cer_clean"]
+        fixed = with_text["cer_degraded"] - with_text["cer_restored"]
     else:
         broken = with_text["cer_degraded"] - with_text["cer_clean"]
         fixed = pd.Series(0.0, index=with_text.index)
@@ -238,11 +238,11 @@ def _reading(text: str | None, limit: int) -> str:
     return NOTHING_READ if text == "" else _truncate(text, limit)
 
 
-def _gallery_heading(row: pd.Series, enhanced: bool) -> str:
+def _gallery_heading(row: pd.Series, restored: bool) -> str:
     """What restoration (or, without a generator, degradation) did to the line, after its id."""
     if "gallery" not in row or pd.isna(row["cer_change"]):
         return ""
-    if not enhanced:
+    if not restored:
         return f"  (degradation breaks it: degraded CER {row['cer_change']:.3f} above clean)"
     if row["gallery"] == BREAKS:
         return f"  (restoration breaks it: restored CER {row['cer_change']:.3f} above clean)"
@@ -256,8 +256,8 @@ def failure_gallery(
     restored | clean images with their CER, then the reference and the three readings. ``caption``: what is
     shown (checkpoint, split, recognizer).
 
-    ``images[i]`` belongs to ``rows.iloc[i]``: (degraded, enhanced, clean), each (height, width) in [0, 1]; the
-    enhanced image is ``None`` for a recognizer-only evaluation.
+    ``images[i]`` belongs to ``rows.iloc[i]``: (degraded, restored, clean), each (height, width) in [0, 1]; the
+    restored image is ``None`` for a recognizer-only evaluation.
     """
     if len(rows) != len(images):
         raise ValueError(f"gallery got {len(rows)} rows but {len(images)} image triples")
@@ -271,8 +271,8 @@ def failure_gallery(
         figure.suptitle(f"Lines restoration breaks and fixes most (CER: edits / reference characters)\n{caption}")
     grid = figure.add_gridspec(2 * len(rows), 3, height_ratios=[1.3, 0.85] * len(rows))
     for position, ((_, row), triple) in enumerate(zip(rows.iterrows(), images, strict=True)):
-        for column, (variant, image) in enumerate(zip(("degraded", "enhanced", "clean"), triple, strict=True)):
-            shown = RESTORED if variant == "enhanced" else variant
+        for column, (variant, image) in enumerate(zip(("degraded", "restored", "clean"), triple, strict=True)):
+            shown = RESTORED if variant == "restored" else variant
             axes = figure.add_subplot(grid[2 * position, column])
             if image is None:
                 _say_empty(axes, f"no {shown} image")
@@ -287,12 +287,12 @@ def failure_gallery(
         text_axes.axis("off")
         block = "\n".join(
             [
-                f"{'line':<10}{row['sample_id']}{_gallery_heading(row, has_enhanced(rows))}",
+                f"{'line':<10}{row['sample_id']}{_gallery_heading(row, has_restored(rows))}",
                 f"{'reference':<10}{_truncate(row['reference'], GALLERY_TEXT_CHARS)}",
             ]
             + [
                 f"{label:<10}{_reading(row[f'reading_{variant}'], GALLERY_TEXT_CHARS)}"
-                for label, variant in (("degraded", "degraded"), (RESTORED, "enhanced"), ("clean", "clean"))
+                for label, variant in (("degraded", "degraded"), (RESTORED, "restored"), ("clean", "clean"))
             ]
         )
         text_axes.text(0.0, 1.0, block, family="monospace", fontsize=11, va="top", transform=text_axes.transAxes)
@@ -363,7 +363,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
         "| image | mean PSNR (dB) | mean SSIM |",
         "|---|---|---|",
         f"| degraded | {_number(figures['psnr_db_mean_degraded'], 2)} | {_number(figures['ssim_mean_degraded'])} |",
-        f"| {RESTORED} | {_number(figures['psnr_db_mean_enhanced'], 2)} | {_number(figures['ssim_mean_enhanced'])} |",
+        f"| {RESTORED} | {_number(figures['psnr_db_mean_restored'], 2)} | {_number(figures['ssim_mean_restored'])} |",
         "",
         f"- PSNR gain (dB): {_gain(figures['psnr_gain_db'], 2)}",
         f"- SSIM gain: {_gain(figures['ssim_gain'])}",
@@ -382,7 +382,7 @@ def markdown_report(summary: dict[str, Any], samples: pd.DataFrame, checkpoint_d
 
 
 def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str) -> list[str]:
-    variants = ("degraded", "clean") if name == DEGRADED_TRAINED_RECOGNIZER else ("degraded", "enhanced", "clean")
+    variants = ("degraded", "clean") if name == DEGRADED_TRAINED_RECOGNIZER else ("degraded", "restored", "clean")
     lines = [
         "",
         f"## Readability by `{name}`",
@@ -392,7 +392,7 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
     ]
     for variant in variants:
         lines.append(
-            f"| {RESTORED if variant == 'enhanced' else variant} | {_number(figures[f'cer_corpus_{variant}'])} "
+            f"| {RESTORED if variant == 'restored' else variant} | {_number(figures[f'cer_corpus_{variant}'])} "
             f"| {_number(figures[f'cer_mean_per_line_{variant}'])} "
             f"| {_number(figures[f'wer_corpus_{variant}'])} "
             f"| {_number(figures[f'wer_mean_per_line_{variant}'])} |"
@@ -410,27 +410,27 @@ def _readability_section(name: str, figures: dict[str, Any], confidence_pct: str
 
 def _changed_lines_table(samples: pd.DataFrame) -> list[str]:
     """What restoration breaks and fixes most, as in the gallery (by the headline recognizer)."""
-    enhanced = has_enhanced(samples)
+    restored = has_restored(samples)
     changed = changed_lines(samples, CHANGED_LINES_IN_REPORT)
     header = (
         f"## Lines restoration changed most (up to {CHANGED_LINES_IN_REPORT}): what it breaks (restored CER far "
         "above the clean line's) and what it fixes (far below the degraded line's)"
-        if enhanced
+        if restored
         else f"## Lines degradation breaks most (up to {CHANGED_LINES_IN_REPORT}; no generator: degraded CER far "
         "above the clean line's)"
     )
     if changed.empty:
         return [header, "", "No line with a ground-truth text changed its CER.", ""]
-    shown = "enhanced" if enhanced else "degraded"
+    shown = "restored" if restored else "degraded"
     table = [
         header,
         "",
-        f"| | sample | reference | {RESTORED if enhanced else 'degraded'} reading | CER degraded | CER "
+        f"| | sample | reference | {RESTORED if restored else 'degraded'} reading | CER degraded | CER "
         f"{RESTORED} | CER clean |",
         "|---|---|---|---|---|---|---|",
     ]
     for _, row in changed.iterrows():
-        restored_cer = _number(row["cer_enhanced"]) if enhanced else "n/a"
+        restored_cer = _number(row["cer_restored"]) if restored else "n/a"
         table.append(
             f"| {row['gallery']} | {_cell(row['sample_id'])} | {_cell(row['reference'])} "
             f"| {_cell(row[f'reading_{shown}'])} | {row['cer_degraded']:.4f} | {restored_cer} "

@@ -121,7 +121,7 @@ def _readers(run: TrainedRun, device: torch.device) -> dict[str, RecognizerReadi
     """Each recognizer that reads the split, by role, the in-loop one first. The degraded-trained baseline reads
     without the generator: it answers what training on degraded lines alone achieves."""
     return {
-        name: RecognizerReading(recognizer.to(device), reads_enhanced=name != DEGRADED_TRAINED_RECOGNIZER)
+        name: RecognizerReading(recognizer.to(device), reads_restored=name != DEGRADED_TRAINED_RECOGNIZER)
         for name, recognizer in run.recognizers.items()
     }
 

@@ -43,11 +43,11 @@ def score_samples(
     precision: Precision = "fp32",
     read: Reader = greedy_readings,
 ) -> pd.DataFrame:
-    """One row per line, in input order; ``generator=None`` evaluates the recognizer alone (no enhanced columns).
+    """One row per line, in input order; ``generator=None`` evaluates the recognizer alone (no restored columns).
 
     ``read`` turns the recognizer's logits into text (greedy best path by default; see ``decoding``).
 
     Models are put in eval mode for the scoring and given back in the mode they came in.
     """
-    readers = {"recognizer": RecognizerReading(recognizer, reads_enhanced=True)}
+    readers = {"recognizer": RecognizerReading(recognizer, reads_restored=True)}
     return score_line_tables(batches, generator, readers, charset, device, precision, read)["recognizer"]

@@ -3,7 +3,7 @@
 Both take and give ``(batch, 1, height, width)`` in [0, 1] (white paper = 1) for any height and width: the input
 is padded (replicating its border) to a multiple of the total downsampling and the output cropped back.
 
-Normalisation is InstanceNorm (affine) everywhere. The seed system trained with batch 2, where BatchNorm
+Normalisation is InstanceNorm (affine) everywhere. The previous system trained with batch 2, where BatchNorm
 statistics are noise and differ between training and evaluation; InstanceNorm computes the same thing in both
 modes and never mixes the samples of a batch, so a line is restored the same whatever it is batched with.
 """

@@ -2,7 +2,7 @@
 
 This is the one scoring loop: evaluation stores its per-line tables, validation during training summarises them
 (:mod:`htr_pipeline.training.validation`). Each line can be scored three ways, the ``variants``: the degraded
-input, the generator's enhanced output and the clean line, each read by the same recognizer. A table of per-line
+input, the generator's restored output and the clean line, each read by the same recognizer. A table of per-line
 counts (edits and reference lengths) is the only thing a summary is computed from, so corpus figures can always
 be recomputed from the stored table.
 
@@ -30,10 +30,10 @@ from htr_pipeline.restoring import restore_images
 Reader = Callable[[torch.Tensor, torch.Tensor, int, Charset], list[str]]
 """(logits, widths, width_downsampling, charset) -> one reading per line."""
 
-VARIANTS = ("degraded", "enhanced", "clean")
+VARIANTS = ("degraded", "restored", "clean")
 """What the recognizer reads: the input, the generator's output, the clean line (the recognizer's own ceiling)."""
 
-FIDELITY_VARIANTS = ("degraded", "enhanced")
+FIDELITY_VARIANTS = ("degraded", "restored")
 """The variants compared with the clean line (the clean line against itself needs no measuring)."""
 
 EDIT_COUNT_DTYPE = "Int64"
@@ -55,8 +55,8 @@ def greedy_readings(logits: torch.Tensor, widths: torch.Tensor, width_downsampli
 @dataclass(frozen=True)
 class RecognizerReading:
     recognizer: nn.Module
-    reads_enhanced: bool
-    """False: the recognizer reads only degraded and clean lines (its table has no enhanced columns)."""
+    reads_restored: bool
+    """False: the recognizer reads only degraded and clean lines (its table has no restored columns)."""
 
 
 @torch.no_grad()
@@ -72,7 +72,7 @@ def score_line_tables(
 ) -> dict[str, pd.DataFrame]:
     """One table per recognizer, one row per line in input order, with the columns of :data:`COLUMNS`.
 
-    Only ``variants`` are read and scored; ``enhanced`` needs a generator. Each batch is loaded, enhanced and
+    Only ``variants`` are read and scored; ``restored`` needs a generator. Each batch is loaded, restored and
     compared with its clean lines once, whatever the number of recognizers reading it. ``read`` turns logits
     into text (greedy best path by default; see ``evaluation.decoding``). Models are put in eval mode for the
     scoring and given back in the mode they came in.
@@ -109,9 +109,9 @@ def _score_batch(
     on_host, batch = batch, batch.to(device)
     # images: (batch, 1, height, padded_width), values in [0, 1]
     images = {variant: getattr(batch, variant) for variant in ("degraded", "clean") if variant in variants}
-    if generator is not None and "enhanced" in variants and any(reader.reads_enhanced for reader in readers.values()):
-        images["enhanced"] = restore_images(generator, batch.degraded, precision)
-    # The input lines are compared as the host has them: only the enhanced ones come back from the device.
+    if generator is not None and "restored" in variants and any(reader.reads_restored for reader in readers.values()):
+        images["restored"] = restore_images(generator, batch.degraded, precision)
+    # The input lines are compared as the host has them: only the restored ones come back from the device.
     compared = {
         **images,
         **{variant: getattr(on_host, variant) for variant in ("degraded", "clean") if variant in images},
@@ -124,7 +124,7 @@ def _score_batch(
 
 
 def _image_fidelity(clean: torch.Tensor, images: Mapping[str, torch.Tensor], widths: list[int]) -> list[dict]:
-    """PSNR and SSIM of the degraded and enhanced lines against clean, each cropped to its own width."""
+    """PSNR and SSIM of the degraded and restored lines against clean, each cropped to its own width."""
     clean_images = clean.float().cpu().numpy()
     arrays = {variant: images[variant].float().cpu().numpy() for variant in FIDELITY_VARIANTS if variant in images}
     scores = []
@@ -155,7 +155,7 @@ def _reader_rows(
 ) -> list[dict]:
     readings = {}
     for variant, variant_images in images.items():
-        if variant == "enhanced" and not reader.reads_enhanced:
+        if variant == "restored" and not reader.reads_restored:
             continue
         with autocast(device, precision):
             logits = reader.recognizer(variant_images.float()).logits
@@ -174,8 +174,8 @@ def _reader_rows(
             row[f"reading_{variant}"] = readings[variant][index] if variant in readings else None
         row.update(_line_error_rates(reference, {variant: row[f"reading_{variant}"] for variant in VARIANTS}))
         line_fidelity = fidelity[index]
-        if not reader.reads_enhanced:
-            line_fidelity = {**line_fidelity, "psnr_db_enhanced": np.nan, "ssim_enhanced": np.nan}
+        if not reader.reads_restored:
+            line_fidelity = {**line_fidelity, "psnr_db_restored": np.nan, "ssim_restored": np.nan}
         row.update(line_fidelity)
         rows.append(row)
     return rows
@@ -212,9 +212,9 @@ COLUMNS = [
     "char_reference_length",
     "word_reference_length",
     "psnr_db_degraded",
-    "psnr_db_enhanced",
+    "psnr_db_restored",
     "ssim_degraded",
-    "ssim_enhanced",
+    "ssim_restored",
 ]
 
 

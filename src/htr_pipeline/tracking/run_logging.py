@@ -2,7 +2,7 @@
 imports MLflow), and the outputs the catalog declares (``datasets/logged.py`` hands them here).
 
 Metric names are ``<stage>/<name>`` throughout (``val/cer``, ``ingestion/samples_train``,
-``eval/judge/cer_corpus_restored``); the restored image is called "restored" in every name a person reads.
+``eval/judge/cer_corpus_restored``); the generator's output is "restored" in every name, as in the data.
 """
 
 from __future__ import annotations
@@ -105,12 +105,11 @@ EVALUATION_SETTINGS = ("bootstrap_resamples", "bootstrap_seed", "confidence_leve
 
 
 def evaluation_numbers(summary: Mapping[str, Any]) -> LoggedNumbers:
-    """``eval/<recognizer>/<figure>`` for every number of the summary but its settings, and the bootstrap settings
-    of the headline recognizer's figures (every recognizer shares them) as ``evaluation.<setting>`` params; the
-    restored image is called ``restored`` here, as in the README and the report (``enhanced`` in the summary's own
-    keys)."""
+    """``eval/<recognizer>/<figure>`` for every number of the summary but its settings (each under the summary's
+    own key), and the bootstrap settings of the headline recognizer's figures (every recognizer shares them) as
+    ``evaluation.<setting>`` params."""
     metrics = {
-        f"eval/{key}".replace("enhanced", "restored"): value
+        f"eval/{key}": value
         for key, value in flat_numbers(summary).items()
         if key.rsplit("/", 1)[-1] not in EVALUATION_SETTINGS
     }

@@ -73,7 +73,7 @@ GRADIENT_REPORT_FOLDER = "gradients"
 
 
 @dataclass(frozen=True)
-class TrainingRunRecord:
+class LoggedTrainingRun:
     """What an MLflow store knows of one training run, read back for an audit."""
 
     run_id: str
@@ -114,7 +114,7 @@ def latest_training_run_id(tracking_uri: str) -> str:
     return runs[0].info.run_id
 
 
-def read_training_run(run_id: str, tracking_uri: str) -> TrainingRunRecord:
+def read_training_run(run_id: str, tracking_uri: str) -> LoggedTrainingRun:
     """Params, full metric histories, gradient reports and checkpoint folder of one run."""
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
@@ -128,7 +128,7 @@ def read_training_run(run_id: str, tracking_uri: str) -> TrainingRunRecord:
         metric: sorted((point.step, point.value) for point in client.get_metric_history(run_id, metric))
         for metric in sorted(run.data.metrics)
     }
-    return TrainingRunRecord(
+    return LoggedTrainingRun(
         run_id=run_id,
         run_name=run.info.run_name or "",
         status=run.info.status,

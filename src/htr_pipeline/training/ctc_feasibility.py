@@ -2,7 +2,7 @@
 
 CTC needs one time step per label symbol plus one blank between each pair of equal adjacent symbols, so a
 sample is feasible when ``T >= L + R`` (time steps, label length, adjacent repeats). An infeasible sample has
-an infinite loss; the seed system discovered those as huge losses during training instead of up front.
+an infinite loss; the previous system discovered those as huge losses during training instead of up front.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Best-metric tracking and early stopping, both resumable from a checkpoint.
 
-The seed run's early stopping was silently off (its launcher logged ``patience: 0``) and its best model could be
+The previous system's early stopping was silently off (its launcher logged ``patience: 0``) and its best model could be
 deleted by the per-epoch save; these objects hold the state that decides both, and save and restore it whole.
 """
 

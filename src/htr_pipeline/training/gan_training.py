@@ -159,17 +159,17 @@ class GanTrainer:
         models, config, weights = self.models, self.config, self.config.losses.weights
         generator, discriminator, recognizer = models.generator, models.discriminator, models.recognizer
         with autocast(self.device, config.precision):
-            enhanced = self.training_generator(batch.degraded)
-        # enhanced: (batch, 1, height, padded_width) in [0, 1]
-        column_mask = _column_mask(batch.widths, enhanced.shape[-1])
+            restored = self.training_generator(batch.degraded)
+        # restored: (batch, 1, height, padded_width) in [0, 1]
+        column_mask = _column_mask(batch.widths, restored.shape[-1])
 
         # The recognizer reads the restored lines once: the generator learns from that reading (CTC, features),
         # and a dual-modal discriminator in ``predicted`` mode sees its greedy text.
         with self._recognizer_in_loop(), autocast(self.device, config.precision):
-            reading_enhanced = recognizer(enhanced)
+            reading_restored = recognizer(restored)
             with torch.no_grad():
                 reading_clean = recognizer(batch.clean)
-        text_labels, text_lengths = self._discriminator_text(reading_enhanced.logits.detach(), batch)
+        text_labels, text_lengths = self._discriminator_text(reading_restored.logits.detach(), batch)
 
         # The discriminator: real clean lines against the generator's current output.
         with autocast(self.device, config.precision):
@@ -177,7 +177,7 @@ class GanTrainer:
                 self.training_discriminator, batch.degraded, batch.clean, text_labels, text_lengths
             )
             fake_logits = self._discriminate(
-                self.training_discriminator, batch.degraded, enhanced.detach(), text_labels, text_lengths
+                self.training_discriminator, batch.degraded, restored.detach(), text_labels, text_lengths
             )
             discriminator_loss = losses.discriminator_loss(
                 real_logits.float(), fake_logits.float(), config.losses.adversarial_kind, config.losses.label_smoothing
@@ -191,24 +191,24 @@ class GanTrainer:
         # the discriminator itself, frozen: no discriminator gradient is computed, nor averaged over processes.
         with autocast(self.device, config.precision), parameters_frozen(discriminator):
             adversarial = losses.generator_adversarial_loss(
-                self._discriminate(discriminator, batch.degraded, enhanced, text_labels, text_lengths).float(),
+                self._discriminate(discriminator, batch.degraded, restored, text_labels, text_lengths).float(),
                 config.losses.adversarial_kind,
             )
         with autocast(self.device, config.precision):
-            pixel = losses.pixel_l1(enhanced.float(), batch.clean, column_mask)
+            pixel = losses.pixel_l1(restored.float(), batch.clean, column_mask)
             time_steps = ctc_time_steps(batch.widths, recognizer.width_downsampling)
-            time_indices = torch.arange(reading_enhanced.logits.shape[1], device=self.device)
+            time_indices = torch.arange(reading_restored.logits.shape[1], device=self.device)
             time_mask = time_indices[None, :] < time_steps[:, None]
             recognition_feature = losses.recognition_feature_loss(
-                reading_enhanced.features.float(), reading_clean.features.float(), time_mask
+                reading_restored.features.float(), reading_clean.features.float(), time_mask
             )
             perceptual = losses.perceptual_loss(
-                *self._perceptual_features(enhanced, batch.clean, reading_enhanced, reading_clean)
+                *self._perceptual_features(restored, batch.clean, reading_restored, reading_clean)
             )
         # The CTC's lengths are the host copies: reading them back from the device would wait for it.
         host_time_steps = ctc_time_steps(batch.host_widths, recognizer.width_downsampling)
         ctc = losses.ctc_loss_per_sample(
-            reading_enhanced.logits,
+            reading_restored.logits,
             batch.labels,
             host_time_steps,
             batch.host_label_lengths,
@@ -258,14 +258,14 @@ class GanTrainer:
         )
 
     def _perceptual_features(
-        self, enhanced: torch.Tensor, clean: torch.Tensor, reading_enhanced: Any, reading_clean: Any
+        self, restored: torch.Tensor, clean: torch.Tensor, reading_restored: Any, reading_clean: Any
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         extractor = self.models.feature_extractor
         if extractor is None:
-            return [f.float() for f in reading_enhanced.trunk], [f.float() for f in reading_clean.trunk]
+            return [f.float() for f in reading_restored.trunk], [f.float() for f in reading_clean.trunk]
         with torch.no_grad():
             clean_features = [f.float() for f in extractor(clean)]
-        return [f.float() for f in extractor(enhanced)], clean_features
+        return [f.float() for f in extractor(restored)], clean_features
 
     def _recognizer_in_loop(self) -> contextlib.AbstractContextManager:
         """How the recognizer reads the restored lines: frozen in every sense yet differentiable on cuDNN; or, when
@@ -390,7 +390,7 @@ class GanTrainer:
             self.device,
             self.config.precision,
             self.config.combined_cer_weight,
-            enhance=self.models.generator if restored else None,
+            restore=self.models.generator if restored else None,
         )
 
     # ----------------------------------------------------------------------------------------- checkpoints

@@ -1,6 +1,7 @@
 """Per-layer gradient norms, and spikes attributed to the layer that caused them.
 
-The seed run saw gradient norms up to 7,494 against a mean of ~28 and could not tell which layer produced them.
+The previous system saw gradient norms up to 7,494 against a mean of ~28 and could not tell which layer produced
+them.
 Here every step's per-layer norms are measured in a few fused operations and stay on the device (no host
 synchronisation in the training step); at epoch end they cross to the CPU once, and each spike is reported with
 the layer that had the largest norm at that step.
@@ -69,13 +70,6 @@ class GradientNorms:
         if not self.layer_norms:
             raise ValueError("no parameter has a gradient: measure norms after backward()")
         return torch.linalg.vector_norm(self.parameter_norms)
-
-
-def global_gradient_norm(layer_norms: dict[str, Tensor]) -> Tensor:
-    """The L2 norm over all layers: the norm ``clip_grad_norm_`` clips (0-d, on the layers' device)."""
-    if not layer_norms:
-        raise ValueError("no layer has a gradient: measure norms after backward()")
-    return torch.linalg.vector_norm(torch.stack(list(layer_norms.values())))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Every loss of the GAN and the recognizer, each a small function of tensors.
 
 CTC (Graves et al. 2006, "Connectionist temporal classification: labelling unsegmented sequence data with
-recurrent neural networks", ICML) is the loss the seed system got wrong: it was summed over time (~629 per
+recurrent neural networks", ICML) is the loss the previous system got wrong: it was summed over time (~629 per
 sample), then clipped at 300 by a clip with zero gradient above the bound, so it added a constant and never taught
 the generator. Here CTC is computed in fp32 from log-softmax, divided by the target length (as
 ``torch.nn.functional.ctc_loss(reduction="mean")`` does before it averages), and a ceiling, when one is configured,
@@ -96,7 +96,7 @@ def apply_ctc_ceiling(per_sample: Tensor, ceiling: float | None) -> tuple[Tensor
     """Rescale per-sample CTC values above ``ceiling`` down to it; return them and how many were rescaled.
 
     A value above the ceiling becomes ``loss * (ceiling / loss.detach())``: it equals the ceiling, and its
-    gradient is the original one scaled by ceiling / loss, never zero. The seed system clamped CTC at 300, which
+    gradient is the original one scaled by ceiling / loss, never zero. The previous system clamped CTC at 300, which
     has zero gradient above the bound, so every sample over 300 taught the generator nothing.
     """
     # per_sample: (batch,) fp32
@@ -126,10 +126,10 @@ def ctc_schedule_factor(epoch: int, schedule: CtcSchedule) -> float:
 # ------------------------------------------------------------------------------------------- image losses
 
 
-def pixel_l1(enhanced: Tensor, clean: Tensor, mask: Tensor | None = None) -> Tensor:
+def pixel_l1(restored: Tensor, clean: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean absolute difference over the valid pixels (all of them without a mask)."""
-    # enhanced, clean: (batch, 1, height, width) in [0, 1]; mask: broadcastable to them, true/1 on valid pixels
-    absolute_error = (enhanced.float() - clean.float()).abs()
+    # restored, clean: (batch, 1, height, width) in [0, 1]; mask: broadcastable to them, true/1 on valid pixels
+    absolute_error = (restored.float() - clean.float()).abs()
     if mask is None:
         return absolute_error.mean()
     weights = mask.to(absolute_error.dtype).expand_as(absolute_error)
@@ -138,7 +138,7 @@ def pixel_l1(enhanced: Tensor, clean: Tensor, mask: Tensor | None = None) -> Ten
 
 def generator_adversarial_loss(fake_logits: Tensor, kind: AdversarialKind) -> Tensor:
     """The generator wants the discriminator to call its output real (target 1, never smoothed)."""
-    # fake_logits: discriminator outputs on enhanced images, any shape (e.g. PatchGAN (batch, 1, h, w))
+    # fake_logits: discriminator outputs on restored images, any shape (e.g. PatchGAN (batch, 1, h, w))
     return _adversarial_term(fake_logits, 1.0, kind)
 
 
@@ -146,7 +146,7 @@ def discriminator_loss(
     real_logits: Tensor, fake_logits: Tensor, kind: AdversarialKind, label_smoothing: float
 ) -> Tensor:
     """Average of the real term (target 1 - label_smoothing) and the fake term (target 0)."""
-    # real_logits, fake_logits: discriminator outputs on clean and enhanced images, any shape
+    # real_logits, fake_logits: discriminator outputs on clean and restored images, any shape
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
     real_term = _adversarial_term(real_logits, 1.0 - label_smoothing, kind)
@@ -167,28 +167,28 @@ def _adversarial_term(logits: Tensor, target: float, kind: AdversarialKind) -> T
 # --------------------------------------------------------------------------------------- feature losses
 
 
-def recognition_feature_loss(features_enhanced: Tensor, features_clean: Tensor, time_mask: Tensor) -> Tensor:
-    """Mean squared distance between recognizer features of enhanced and clean lines, over valid time steps.
+def recognition_feature_loss(features_restored: Tensor, features_clean: Tensor, time_mask: Tensor) -> Tensor:
+    """Mean squared distance between recognizer features of restored and clean lines, over valid time steps.
 
     The clean features are the target, so no gradient flows into them (nor into a fine-tuned recognizer).
     """
-    # features_enhanced, features_clean: (batch, time, channels); time_mask: (batch, time) bool, true = valid step
-    if features_enhanced.shape != features_clean.shape:
-        raise ValueError(f"feature shapes differ: {tuple(features_enhanced.shape)} vs {tuple(features_clean.shape)}")
-    squared_distance = (features_enhanced.float() - features_clean.detach().float()).pow(2).mean(dim=-1)
+    # features_restored, features_clean: (batch, time, channels); time_mask: (batch, time) bool, true = valid step
+    if features_restored.shape != features_clean.shape:
+        raise ValueError(f"feature shapes differ: {tuple(features_restored.shape)} vs {tuple(features_clean.shape)}")
+    squared_distance = (features_restored.float() - features_clean.detach().float()).pow(2).mean(dim=-1)
     valid = time_mask.to(squared_distance.dtype)
     return (squared_distance * valid).sum() / valid.sum().clamp(min=1.0)
 
 
-def perceptual_loss(features_enhanced: Sequence[Tensor], features_clean: Sequence[Tensor]) -> Tensor:
+def perceptual_loss(features_restored: Sequence[Tensor], features_clean: Sequence[Tensor]) -> Tensor:
     """Mean over layers of the mean absolute difference of their features; clean features are the target."""
     # features_*: one (batch, channels, height, width) tensor per layer, in the same order
-    if len(features_enhanced) != len(features_clean) or not features_enhanced:
+    if len(features_restored) != len(features_clean) or not features_restored:
         raise ValueError(
-            f"need the same non-zero number of layers, got {len(features_enhanced)} and {len(features_clean)}"
+            f"need the same non-zero number of layers, got {len(features_restored)} and {len(features_clean)}"
         )
     layer_distances = [
-        F.l1_loss(enhanced.float(), clean.detach().float())
-        for enhanced, clean in zip(features_enhanced, features_clean, strict=True)
+        F.l1_loss(restored.float(), clean.detach().float())
+        for restored, clean in zip(features_restored, features_clean, strict=True)
     ]
     return torch.stack(layer_distances).mean()

@@ -1,5 +1,5 @@
 """Validation: a summary of the per-line scoring of :mod:`htr_pipeline.scoring.lines`, the loop that evaluation
-uses too, read on one variant of the valid lines (the enhanced, the degraded or the clean ones)."""
+uses too, read on one variant of the valid lines (the restored, the degraded or the clean ones)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from htr_pipeline.metrics import MAX_PSNR_DB, combined_score, corpus_rate, mean_
 from htr_pipeline.precision import Precision
 from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
 
-ValidatedLines = Literal["enhanced", "degraded", "clean"]
+ValidatedLines = Literal["restored", "degraded", "clean"]
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,17 @@ def score_lines(
     device: torch.device,
     precision: Precision,
     cer_weight: float,
-    enhance: torch.nn.Module | None = None,
+    restore: torch.nn.Module | None = None,
     read_clean: bool = False,
 ) -> ValidationMetrics:
-    """Score ``enhance(degraded)`` (or the degraded input itself, or the clean line) against clean and the text.
+    """Score ``restore(degraded)`` (or the degraded input itself, or the clean line) against clean and the text.
 
     PSNR and SSIM compare each line, cropped to its own width, with its clean image (data range 1.0); CER and
     WER compare the recognizer's greedy reading with the ground-truth transcription, corpus-level.
     """
-    lines: ValidatedLines = "clean" if read_clean else "enhanced" if enhance is not None else "degraded"
-    readers = {"recognizer": RecognizerReading(recognizer, reads_enhanced=lines == "enhanced")}
-    tables = score_line_tables(batches, enhance, readers, charset, device, precision, variants=(lines,))
+    lines: ValidatedLines = "clean" if read_clean else "restored" if restore is not None else "degraded"
+    readers = {"recognizer": RecognizerReading(recognizer, reads_restored=lines == "restored")}
+    tables = score_line_tables(batches, restore, readers, charset, device, precision, variants=(lines,))
     return summarise_validation(tables["recognizer"], lines, cer_weight)
 
 

@@ -17,8 +17,8 @@ from htr_pipeline.diagnostics.registry import Audit, run_audit
 from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, find_trained_run
 from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
 from htr_pipeline.tracking import (
+    LoggedTrainingRun,
     RunNotFoundError,
-    TrainingRunRecord,
     checkpoint_folder_of_run,
     current_tracking_uri,
     latest_training_run_id,
@@ -35,7 +35,7 @@ class AuditedRunNotFoundError(Exception):
     """No run to audit: the message says which run and store were searched, and what to do."""
 
 
-def find_training_run(config: DiagnosticsConfig) -> TrainingRunRecord:
+def find_training_run(config: DiagnosticsConfig) -> LoggedTrainingRun:
     tracking_uri = config.tracking_uri or current_tracking_uri()
     try:
         run = read_training_run(config.run_id or latest_training_run_id(tracking_uri), tracking_uri)
@@ -44,7 +44,7 @@ def find_training_run(config: DiagnosticsConfig) -> TrainingRunRecord:
     return run
 
 
-def load_run_checkpoint(run: TrainingRunRecord, config: DiagnosticsConfig) -> AuditedCheckpoint:
+def load_run_checkpoint(run: LoggedTrainingRun, config: DiagnosticsConfig) -> AuditedCheckpoint:
     folder_of_run = partial(
         checkpoint_folder_of_run, config_key="diagnostics.checkpoint", tracking_uri=run.tracking_uri
     )
@@ -71,7 +71,7 @@ def audit_node(audit: Audit) -> Callable[..., tuple[Any, ...]]:
     """The node function of one audit: its inputs by name in, its report as the catalog saves it out (JSON with the
     audited run's id, markdown, and the figure where it draws one)."""
 
-    def run_one_audit(run: TrainingRunRecord, **inputs: Any) -> tuple[Any, ...]:
+    def run_one_audit(run: LoggedTrainingRun, **inputs: Any) -> tuple[Any, ...]:
         report = run_audit(audit, {"run": run, **inputs})
         published = ({**report.to_dict(), "audited_run_id": run.run_id}, report.to_markdown())
         return (*published, report.figure) if audit.plot else published
@@ -81,7 +81,7 @@ def audit_node(audit: Audit) -> Callable[..., tuple[Any, ...]]:
     return run_one_audit
 
 
-def summarise_diagnostics(run: TrainingRunRecord, *reports: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def summarise_diagnostics(run: LoggedTrainingRun, *reports: dict[str, Any]) -> tuple[dict[str, Any], str]:
     summary = diagnostics_summary(reports, run.run_id, run.run_name)
     markdown = summary_markdown(summary)
     return summary, markdown

@@ -25,13 +25,13 @@ from htr_pipeline.trained_run import TrainedRun, load_trained_run
 
 
 def load_models_to_evaluate(
-    training_summary: dict[str, Any], recognizer_checkpoint: RecognizerCheckpoint, config: EvaluationConfig
+    training_summary: dict[str, Any], in_loop_recognizer: RecognizerCheckpoint, config: EvaluationConfig
 ) -> TrainedRun:
     """The trained run ``evaluation.checkpoint`` names (the latest training run's by default); with
-    ``evaluation.recognizer_only``, its recognizer alone (the latest ``recognizer_checkpoint`` by default)."""
+    ``evaluation.recognizer_only``, its recognizer alone (the latest ``in_loop_recognizer`` by default)."""
     if config.recognizer_only:
         if config.checkpoint is None:
-            return TrainedRun.from_recognizer_checkpoint(recognizer_checkpoint, Path("recognizer_checkpoint (latest)"))
+            return TrainedRun.from_recognizer_checkpoint(in_loop_recognizer, Path("in_loop_recognizer (latest)"))
         path = Path(config.checkpoint)
         return TrainedRun.from_recognizer_checkpoint(load_recognizer_checkpoint(path, "evaluation.checkpoint"), path)
     path = resolve_checkpoint(

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 nodes.load_models_to_evaluate,
-                inputs=["training_summary", "recognizer_checkpoint", "params:evaluation"],
+                inputs=["training_summary", "in_loop_recognizer", "params:evaluation"],
                 outputs="evaluated_models",
                 name="load_models_to_evaluate",
             ),

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.train_recognizer,
                 inputs=["manifest", "line_images", "charset", "params:training"],
-                outputs="recognizer_checkpoint",
+                outputs="in_loop_recognizer",
                 name="pretrain_recognizer",
             ),
             node(
@@ -24,7 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "manifest",
                     "line_images",
                     "charset",
-                    "recognizer_checkpoint",
+                    "in_loop_recognizer",
                     "reference_recognizers",
                     "training_run_folder",
                     "params:data",

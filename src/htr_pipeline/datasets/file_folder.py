@@ -1,6 +1,7 @@
-"""Kedro dataset of a versioned folder of 8-bit grayscale PNG images, addressed by relative path.
+"""Kedro dataset of a versioned folder of files addressed by relative path: 8-bit grayscale PNG images and UTF-8
+texts (the ingested line and page images; inference's restored images, comparisons and transcriptions).
 
-Saving takes ``{relative_path: (height, width) uint8 array}``; loading returns the plain reader
+Saving takes ``{relative_path: (height, width) uint8 array or str}``; loading returns the plain reader
 :class:`htr_pipeline.data.line_store.LineImageStore`, so the library that reads images never imports Kedro.
 """
 
@@ -23,8 +24,8 @@ class ImageFolderSaveError(OSError):
     """A file of an image folder could not be written (disk full, a name too long): nothing of the save is kept."""
 
 
-class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], LineImageStore]):
-    """Kedro dataset: ``type: htr_pipeline.datasets.line_image_store.LineImageStoreDataset``."""
+class FileFolderDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], LineImageStore]):
+    """Kedro dataset: ``type: htr_pipeline.datasets.file_folder.FileFolderDataset``."""
 
     def __init__(
         self,
@@ -42,7 +43,7 @@ class LineImageStoreDataset(AbstractVersionedDataset[Mapping[str, np.ndarray], L
 
     def save(self, data: Mapping[str, np.ndarray | str]) -> None:
         """PNGs from 2-D uint8 arrays; a ``str`` value is saved as UTF-8 text (transcriptions beside images)."""
-        save_image_folder(data, Path(self._get_save_path()), self._png_compress_level)
+        save_file_folder(data, Path(self._get_save_path()), self._png_compress_level)
 
     def _exists(self) -> bool:
         try:
@@ -60,7 +61,7 @@ FolderData = Mapping[str, "np.ndarray | str | Callable[[], Mapping[str, np.ndarr
 saved (Kedro's lazy saving): its files are written before the next is made, so they are never all in memory."""
 
 
-def save_image_folder(data: FolderData, root: Path, png_compress_level: int) -> None:
+def save_file_folder(data: FolderData, root: Path, png_compress_level: int) -> None:
     """Write ``{relative_path: image or text}`` (or lazily made mappings of them) into the folder ``root``.
 
     A new folder is written under a hidden name beside it and renamed into place once complete, so a run

@@ -1,4 +1,4 @@
-"""`--env seed` builds the seed-scale models, and one real training step of them runs on CPU."""
+"""`--env previous_system` builds the previous-system-scale models, and one real training step of them runs on CPU."""
 
 import string
 
@@ -14,11 +14,13 @@ from htr_pipeline.models import build_discriminator, build_generator, build_reco
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer, frozen_copy
 from tests.conftest import PROJECT_ROOT
 
-SEED_SYMBOLS = 108  # the seed run: 108 characters + CTC blank = 109 classes
+PREVIOUS_SYSTEM_SYMBOLS = 108  # the previous system's run: 108 characters + CTC blank = 109 classes
 
 
-def _seed_config():
-    loader = OmegaConfigLoader(conf_source=str(PROJECT_ROOT / "conf"), env="seed", **settings.CONFIG_LOADER_ARGS)
+def _previous_system_config():
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"), env="previous_system", **settings.CONFIG_LOADER_ARGS
+    )
     return validate_parameters(loader["parameters"])
 
 
@@ -26,21 +28,21 @@ def _parameter_count(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def test_seed_environment_builds_seed_scale_models():
-    training = _seed_config().training
+def test_the_previous_system_environment_builds_its_scale_of_models():
+    training = _previous_system_config().training
     generator = build_generator(training.generator)
-    recognizer = build_recognizer(training.recognizer, SEED_SYMBOLS + 1)
+    recognizer = build_recognizer(training.recognizer, PREVIOUS_SYSTEM_SYMBOLS + 1)
     assert 30_000_000 < _parameter_count(generator) < 32_000_000
     assert recognizer.time_steps(torch.tensor([1024])).item() == 128
 
 
 @pytest.mark.slow
-def test_one_training_step_of_the_seed_scale_models_on_cpu():
-    config = _seed_config()
+def test_one_training_step_of_the_previous_system_scale_models_on_cpu():
+    config = _previous_system_config()
     training = config.training
     printable = string.ascii_letters + string.digits + string.punctuation + " " + "àâçéèêëîïôûùüœÀ"
-    charset = Charset(symbols=tuple(sorted(printable))[:SEED_SYMBOLS])
-    assert len(charset.symbols) == SEED_SYMBOLS
+    charset = Charset(symbols=tuple(sorted(printable))[:PREVIOUS_SYSTEM_SYMBOLS])
+    assert len(charset.symbols) == PREVIOUS_SYSTEM_SYMBOLS
     torch.manual_seed(0)
     recognizer = build_recognizer(training.recognizer, charset.num_classes).requires_grad_(False)
     models = GanModels(
