@@ -120,7 +120,7 @@ def real_lines(config: RealTestConfig) -> tuple[list[RealLine], int]:
         raise RealTestInputError(
             f"evaluation.real_test.lines.path: folder '{root}' (resolved: '{root.resolve()}') does not exist"
         )
-    source = LineFolderSource(kind="line_folder", name="real_lines", path=root)
+    source = LineFolderSource(kind=LineFolderSource.kind_name(), name="real_lines", path=root)
     reading = read_source(source, SourceContext(key="evaluation.real_test.lines", seed=0))
     lines = [
         RealLine(candidate.sample_id, Path(str(candidate.clean_pixels.path)), candidate.transcription)
