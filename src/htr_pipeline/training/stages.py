@@ -328,6 +328,9 @@ def gan_stage(
 def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: GanStageInputs) -> dict[str, Any]:
     """The GAN stage in one process of ``group`` (all of it in a one-process run)."""
     config = inputs.config
+    if config.gan_seed is not None:
+        # The GAN stage draws its weights, line order and page crops from its own seed; stage 1 kept ``seed``.
+        config = config.model_copy(update={"seed": config.gan_seed})
     seed_everything(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = config.speed.cudnn_benchmark
