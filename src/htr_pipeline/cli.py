@@ -24,6 +24,9 @@ from htr_pipeline.data.splits import EmptySplitError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
+from htr_pipeline.experiments.runs import ComparisonSelectionError, UnpairedRunsError
+from htr_pipeline.experiments.study import SweepStorageError
+from htr_pipeline.pipelines.sweep.nodes import NothingToCompareError
 from htr_pipeline.tracking import RunNotFoundError
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
 from htr_pipeline.training.recognizer_training import RecognizerDoesNotReadError
@@ -42,6 +45,10 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     EmptyEvaluationSplitError,
     BeamSearchUnavailableError,
     RunNotFoundError,
+    ComparisonSelectionError,
+    UnpairedRunsError,
+    SweepStorageError,
+    NothingToCompareError,
 )
 """Errors whose message names the file, line or key and what to do: the trace would only bury it."""
 

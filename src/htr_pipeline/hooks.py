@@ -36,12 +36,15 @@ from htr_pipeline.tracking import (
     CHECKPOINT_FOLDER_TAG,
     finish_continued_run,
     link_diagnostics_run,
+    log_comparison,
     log_diagnostics,
     log_diagnostics_summary,
     log_evaluation,
+    log_evaluation_samples,
     log_inference,
     log_models,
     log_parameters,
+    log_sweep,
     mark_dead_runs_killed,
     move_artifact_locations,
     register_generator,
@@ -203,6 +206,20 @@ class RunRecordHook:
                 log_diagnostics(audit, report, markdown, outputs.get(f"diagnostics_{audit}_plot"), report["verdict"])
         if "inference_summary" in outputs:
             log_inference(outputs["inference_summary"])
+        if "comparison_summary" in outputs:
+            figures = {
+                "validation_curves": outputs["comparison_validation_curves"],
+                "cer_against_psnr": outputs["comparison_cer_against_psnr"],
+            }
+            log_comparison(
+                outputs["comparison_summary"],
+                outputs["comparison_report"],
+                outputs["comparison_table"],
+                outputs["comparison_latex"],
+                figures,
+            )
+        if "sweep_summary" in outputs:
+            log_sweep(outputs["sweep_summary"], outputs["sweep_trials"])
 
     @staticmethod
     def _record_evaluation(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
@@ -210,6 +227,7 @@ class RunRecordHook:
         images = {"plots": outputs["evaluation_plots"], "gallery": outputs["evaluation_gallery"]}
         summary = outputs["evaluation_summary"]
         log_evaluation(summary, outputs["evaluation_report"], images, summary["evaluated_mlflow_run_id"])
+        log_evaluation_samples(outputs["evaluation_samples"])
         if inputs["params:evaluation"].log_models:
             height = int(inputs["manifest"]["height"].iloc[0])
             example = np.ones((1, 1, height, 8 * height), dtype=np.float32)
@@ -377,6 +395,8 @@ class RunSummaryHook:
         "evaluation": "evaluation_summary",
         "diagnostics": "diagnostics_summary_json",
         "inference": "inference_summary",
+        "sweep": "sweep_summary",
+        "comparison": "comparison_summary",
     }
     OUTPUTS = (
         "dataset_report_plot",
@@ -388,6 +408,10 @@ class RunSummaryHook:
         "diagnostics_summary_markdown",
         "inference_outputs",
         "inference_results",
+        "sweep_trials",
+        "comparison_report",
+        "comparison_table",
+        "comparison_latex",
     )
 
     def __init__(self) -> None:

@@ -19,13 +19,16 @@ from typing import Any
 
 import mlflow
 import mlflow.pytorch
+import pandas as pd
 import torch
 from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
 from mlflow.entities import Metric
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from pydantic import TypeAdapter
 from torch import nn
 
 from htr_pipeline.config import GeneratorConfig, RecognizerConfig, nested_items
+from htr_pipeline.experiments.runs import ComparedRun, ComparisonSelectionError
 from htr_pipeline.models import build_generator, build_recognizer
 from htr_pipeline.project_paths import resolve_in_project
 
@@ -457,3 +460,235 @@ class PrefixedMetricsDataset(MlflowMetricsHistoryDataset):
         if not isinstance(points, list) or not points:
             raise ValueError(f"metric '{name}': expected {{'value', 'step'}} or a non-empty list of them")
         return ((name, point["value"], point["step"]) for point in points)
+
+
+# ----------------------------------------------------------------------------------- experiments (issue 22)
+# What comparisons and sweeps read from and write to the MLflow store. The library (htr_pipeline.experiments)
+# gets plain data from here and never imports MLflow.
+
+EVALUATION_SAMPLES_ARTIFACT = "evaluation/samples.parquet"
+"""The per-line table of an evaluation run, so a comparison needs nothing but run ids."""
+COMPARISON_ARTIFACT_FOLDER = "comparison"
+SWEEP_ARTIFACT_FOLDER = "sweep"
+VALIDATION_METRIC_PREFIXES = ("val/", "val_degraded/")
+SWEEP_TRIAL_TAG = "htr.sweep.trial"
+SWEEP_ROLE_TAG = "htr.sweep.role"
+MAX_TAG_CHARS = 5000
+"""MLflow's limit on a tag value."""
+
+
+def log_evaluation_samples(samples: pd.DataFrame) -> None:
+    """The per-line table (``evaluation_samples``) into the active evaluation run."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / PurePosixPath(EVALUATION_SAMPLES_ARTIFACT).name
+        samples.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(PurePosixPath(EVALUATION_SAMPLES_ARTIFACT).parent))
+
+
+def _client(tracking_uri: str | None) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def _run_or_error(client: mlflow.MlflowClient, run_id: str, setting: str) -> Any:
+    try:
+        return client.get_run(run_id)
+    except mlflow.exceptions.MlflowException as error:
+        raise ComparisonSelectionError(
+            f"{setting}: run '{run_id}' is not in the MLflow store {client.tracking_uri} ({error.message}); check "
+            "the id in the MLflow UI, or set comparison.tracking_uri to the store that holds it"
+        ) from None
+
+
+def _has_artifact(client: mlflow.MlflowClient, run_id: str, artifact: str) -> bool:
+    folder = str(PurePosixPath(artifact).parent)
+    return artifact in {item.path for item in client.list_artifacts(run_id, folder)}
+
+
+def _evaluation_run(client: mlflow.MlflowClient, run: Any, setting: str) -> Any:
+    """The run that holds the evaluation of ``run``: itself (a main job or an evaluation run), or the latest
+    evaluation of a training run."""
+    if _has_artifact(client, run.info.run_id, EVALUATION_SUMMARY_ARTIFACT):
+        return run
+    evaluation_id = run.data.tags.get(EVALUATION_RUN_TAG)
+    if evaluation_id is None:
+        raise ComparisonSelectionError(
+            f"{setting}: run {run.info.run_id} was never evaluated; evaluate it first with `kedro run "
+            f"--pipelines=evaluation --params evaluation.checkpoint={run.info.run_id}`"
+        )
+    return _run_or_error(client, evaluation_id, setting)
+
+
+@contextlib.contextmanager
+def _no_download_bars() -> Iterator[None]:
+    """MLflow draws a progress bar for every artifact it downloads; a sweep downloads one per trial."""
+    previous = os.environ.get(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name]
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = previous
+
+
+def _download(client: mlflow.MlflowClient, run_id: str, artifact: str, folder: str) -> str:
+    with _no_download_bars():
+        return client.download_artifacts(run_id, artifact, folder)
+
+
+def _download_json(client: mlflow.MlflowClient, run_id: str, artifact: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        return json.loads(Path(_download(client, run_id, artifact, folder)).read_text(encoding="utf-8"))
+
+
+def read_compared_run(run_id: str, tracking_uri: str | None = None, setting: str = "comparison.runs") -> ComparedRun:
+    """A :class:`htr_pipeline.experiments.runs.ComparedRun` from a run id (a main-job run, an evaluation run, or
+    a training run that was evaluated): its per-line table and summary, its training run's logged config and
+    validation history, and, for a sweep's trial, its configuration and seed."""
+    client = _client(tracking_uri)
+    evaluation = _evaluation_run(client, _run_or_error(client, run_id, setting), setting)
+    evaluation_id = evaluation.info.run_id
+    if not _has_artifact(client, evaluation_id, EVALUATION_SAMPLES_ARTIFACT):
+        raise ComparisonSelectionError(
+            f"{setting}: the evaluation run {evaluation_id} has no per-line table ({EVALUATION_SAMPLES_ARTIFACT}; "
+            "it was evaluated before evaluations logged one): evaluate it again with `kedro run --pipelines="
+            f"evaluation --params evaluation.checkpoint={evaluation.data.tags.get('htr.evaluated_run_id', run_id)}`"
+        )
+    training_id = evaluation.data.tags.get("htr.evaluated_run_id", evaluation_id)
+    training = evaluation if training_id == evaluation_id else _run_or_error(client, training_id, setting)
+    with tempfile.TemporaryDirectory() as folder:
+        samples = pd.read_parquet(_download(client, evaluation_id, EVALUATION_SAMPLES_ARTIFACT, folder))
+    tags = training.data.tags
+    trial = tags.get(SWEEP_TRIAL_TAG)
+    seed = tags.get("htr.sweep.seed")
+    return ComparedRun(
+        run_id=evaluation_id,
+        label=f"trial {trial}, seed {seed}" if trial is not None else evaluation_id[:8],
+        params={**training.data.params, **evaluation.data.params},
+        samples=samples,
+        summary=_download_json(client, evaluation_id, EVALUATION_SUMMARY_ARTIFACT),
+        validation_history={
+            metric: sorted((point.step, point.value) for point in client.get_metric_history(training_id, metric))
+            for metric in sorted(training.data.metrics)
+            if metric.startswith(VALIDATION_METRIC_PREFIXES)
+        },
+        training_run_id=training_id,
+        configuration=tags.get("htr.sweep.configuration"),
+        configuration_label=tags.get("htr.sweep.label"),
+        seed=None if seed is None else int(seed),
+    )
+
+
+def tagged_run_ids(tag: str, tracking_uri: str | None = None) -> list[str]:
+    """Ids of the finished runs carrying ``key=value`` (``comparison.tag``) that hold an evaluation, oldest first;
+    of a sweep, its complete trials only (not its stage-1 or objective runs, nor a trial that failed after its
+    training run finished)."""
+    key, separator, value = tag.partition("=")
+    if not separator or not key:
+        raise ComparisonSelectionError(f"comparison.tag: expected key=value, got '{tag}'")
+    client = _client(tracking_uri)
+    experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    escaped = value.replace("'", "\\'")
+    runs = client.search_runs(
+        experiment_ids,
+        filter_string=f"tags.`{key}` = '{escaped}' AND attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return [
+        run.info.run_id
+        for run in runs
+        if _has_artifact(client, run.info.run_id, EVALUATION_SUMMARY_ARTIFACT)
+        and "htr.sweep.objective_split" not in run.data.tags
+        and run.data.tags.get("htr.sweep.state", "COMPLETE") == "COMPLETE"
+    ]
+
+
+def sweep_trial_run_ids(study_name: str, tracking_uri: str | None = None) -> list[str]:
+    """The evaluated runs of a sweep's finished trials, oldest first (``comparison.sweep``)."""
+    client = _client(tracking_uri)
+    run_ids = tagged_run_ids(f"htr.sweep.study={study_name}", tracking_uri)
+    trials = [run_id for run_id in run_ids if client.get_run(run_id).data.tags.get("htr.sweep.state") == "COMPLETE"]
+    if not trials:
+        raise ComparisonSelectionError(
+            f"comparison.sweep: no finished trial of study '{study_name}' is in the MLflow store {client.tracking_uri}"
+        )
+    return trials
+
+
+def log_comparison(
+    summary: Mapping[str, Any], report: str, table: pd.DataFrame, latex: str, figures: Mapping[str, Any]
+) -> None:
+    """A comparison into the active run, linked to the runs it compares (and each of them back to it)."""
+    mlflow.log_dict(dict(summary), f"{COMPARISON_ARTIFACT_FOLDER}/summary.json")
+    mlflow.log_text(report, f"{COMPARISON_ARTIFACT_FOLDER}/report.md")
+    mlflow.log_text(table.to_csv(index=False), f"{COMPARISON_ARTIFACT_FOLDER}/table.csv")
+    mlflow.log_text(latex, f"{COMPARISON_ARTIFACT_FOLDER}/tables.tex")
+    for name, image in figures.items():
+        mlflow.log_image(image, artifact_file=f"{COMPARISON_ARTIFACT_FOLDER}/{name}.png")
+    compared = [run["run_id"] for run in summary["runs"]]
+    mlflow.set_tags(
+        {
+            "htr.compared_run_ids": ",".join(compared)[:MAX_TAG_CHARS],
+            "htr.comparison_baseline_run_id": summary["baseline_run_id"],
+        }
+    )
+    this_run = active_run_id()
+    for run_id in compared:
+        tag_run(run_id, {"htr.comparison_run_id": this_run})
+
+
+def log_sweep(summary: Mapping[str, Any], trials: pd.DataFrame) -> None:
+    """A sweep worker's report (the whole study as it left it) into its run."""
+    mlflow.log_dict(dict(summary), f"{SWEEP_ARTIFACT_FOLDER}/summary.json")
+    mlflow.log_text(trials.to_csv(index=False), f"{SWEEP_ARTIFACT_FOLDER}/trials.csv")
+    mlflow.set_tags({"htr.sweep.study": summary["study_name"], "htr.sweep.storage": summary["storage"]})
+    mlflow.log_metrics({f"sweep/trials_{state.lower()}": count for state, count in summary["counts"].items()})
+
+
+def active_run_tag(name: str) -> str | None:
+    run = mlflow.active_run()
+    return None if run is None else mlflow.MlflowClient().get_run(run.info.run_id).data.tags.get(name)
+
+
+class SweepRunStore:
+    """The MLflow store as a sweep uses it (:class:`htr_pipeline.experiments.trials.RunStore`): runs created
+    for each ``kedro run`` of a trial, nested under the sweep's run, read back while and after they run."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+
+    @classmethod
+    def for_active_run(cls) -> SweepRunStore:
+        run = mlflow.active_run()
+        if run is None:
+            raise RuntimeError("no active MLflow run: the sweep runs inside `kedro run`, which kedro-mlflow tracks")
+        return cls(mlflow.get_tracking_uri(), run.info.experiment_id)
+
+    def create_run(self, name: str, parent_run_id: str | None, tags: Mapping[str, str]) -> str:
+        parent = {} if parent_run_id is None else {"mlflow.parentRunId": parent_run_id}
+        run = _client(self.tracking_uri).create_run(self.experiment_id, tags={**tags, **parent}, run_name=name)
+        return run.info.run_id
+
+    def metric_history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        return sorted(
+            (point.step, point.value) for point in _client(self.tracking_uri).get_metric_history(run_id, metric)
+        )
+
+    def tag(self, run_id: str, name: str) -> str | None:
+        return _client(self.tracking_uri).get_run(run_id).data.tags.get(name)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        client = _client(self.tracking_uri)
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """End ``run_id`` as ``status`` unless its own process already ended it."""
+        client = _client(self.tracking_uri)
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status=status)
+
+    def evaluation_summary(self, run_id: str) -> dict[str, Any]:
+        return _download_json(_client(self.tracking_uri), run_id, EVALUATION_SUMMARY_ARTIFACT)

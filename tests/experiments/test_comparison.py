@@ -143,7 +143,8 @@ def _sweep_runs():
 
 def test_seeds_are_summarised_per_configuration_beside_the_bootstrap_interval():
     runs = _sweep_runs()
-    assert choose_baseline(runs, None) == "base-s1"
+    assert choose_baseline(runs, None, sweep_defaults=True) == "base-s1"
+    assert choose_baseline(runs[1:], None) == "ctc3-s1"  # named runs: the first is the baseline
     comparison = compare_runs(runs, "base-s1", BOOTSTRAP)
     # Each run is paired with the baseline run of its own seed.
     paired = {row.run.run_id: row.paired_with.run_id for row in comparison.rows}

@@ -25,7 +25,13 @@ from htr_pipeline.experiments.figures import (
     line_resamples,
     paired_difference,
 )
-from htr_pipeline.experiments.runs import ComparedRun, UnpairedRunsError, describe_run, pairing_problem
+from htr_pipeline.experiments.runs import (
+    ComparedRun,
+    ComparisonSelectionError,
+    UnpairedRunsError,
+    describe_run,
+    pairing_problem,
+)
 from htr_pipeline.experiments.settings import differing_settings, settings_text
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
@@ -144,11 +150,13 @@ def compare_runs(
     """
     by_id = {run.run_id: run for run in runs}
     if len(by_id) != len(runs):
-        raise ValueError("a run is listed twice")
+        raise ComparisonSelectionError("comparison.runs: a run is listed twice")
     if baseline_run_id not in by_id:
-        raise ValueError(f"the baseline run {baseline_run_id} is not among the compared runs: {sorted(by_id)}")
+        raise ComparisonSelectionError(
+            f"the baseline run {baseline_run_id} is not among the compared runs: {sorted(by_id)}"
+        )
     if len(runs) < 2:
-        raise ValueError("a comparison needs at least two runs: the baseline and one more")
+        raise ComparisonSelectionError("a comparison needs at least two runs: the baseline and one more")
     repeated = [
         run.run_id
         for index, run in enumerate(runs)
@@ -156,7 +164,7 @@ def compare_runs(
         and any((other.configuration, other.seed) == (run.configuration, run.seed) for other in runs[:index])
     ]
     if repeated:
-        raise ValueError(f"runs {', '.join(repeated)} repeat a configuration and seed of an earlier run")
+        raise ComparisonSelectionError(f"runs {', '.join(repeated)} repeat a configuration and seed of an earlier run")
     baseline = by_id[baseline_run_id]
     rows = [_run_row(run, _baseline_of_seed(run, baseline, runs), bootstrap, refuse_unpaired) for run in runs]
     rows.sort(key=lambda row: not row.is_baseline)
@@ -341,14 +349,16 @@ def describe_baseline(comparison: Comparison) -> str:
     return f"{'the configured defaults' if label == 'baseline' else label} ({'; '.join(runs)})"
 
 
-def choose_baseline(runs: Sequence[ComparedRun], requested: str | None) -> str:
-    """The baseline's run id: the run ``requested`` names (its evaluation or its training run id), else a sweep's
-    baseline configuration (its first seed), else the first run."""
+def choose_baseline(runs: Sequence[ComparedRun], requested: str | None, sweep_defaults: bool = False) -> str:
+    """The baseline's run id: the run ``requested`` names (its evaluation or its training run id); else, for a
+    sweep's trials (``sweep_defaults``), the configured defaults' trial of the first seed; else the first run."""
     if requested is not None:
         for run in runs:
             if requested in (run.run_id, run.training_run_id):
                 return run.run_id
         listed = ", ".join(run.run_id for run in runs)
-        raise ValueError(f"comparison.baseline: run {requested} is not among the compared runs ({listed})")
-    baseline_runs = [run for run in runs if run.configuration_label == "baseline"]
-    return (sorted(baseline_runs, key=lambda run: (run.seed is None, run.seed))[0] if baseline_runs else runs[0]).run_id
+        raise ComparisonSelectionError(
+            f"comparison.baseline: run {requested} is not among the compared runs ({listed})"
+        )
+    defaults = [run for run in runs if run.configuration_label == "baseline"] if sweep_defaults else []
+    return (sorted(defaults, key=lambda run: (run.seed is None, run.seed))[0] if defaults else runs[0]).run_id

@@ -60,6 +60,10 @@ class ComparedRun:
         return list(dict.fromkeys(self.samples[RECOGNIZER_COLUMN]))
 
 
+class ComparisonSelectionError(ValueError):
+    """The runs a comparison names cannot be found, were never evaluated, or cannot make a comparison."""
+
+
 class UnpairedRunsError(ValueError):
     """Two runs were not evaluated on the same lines by the same judge, so no paired difference exists."""
 
