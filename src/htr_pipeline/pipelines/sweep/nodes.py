@@ -4,12 +4,14 @@ folders and MLflow store."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from htr_pipeline.config import ComparisonConfig, DataConfig, EvaluationConfig, SweepConfig, TrainingConfig
+from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.experiments.comparison import choose_baseline, compare_runs
 from htr_pipeline.experiments.space import check_sweep, data_fingerprint
 from htr_pipeline.experiments.study import SweepPlan, run_worker
@@ -44,27 +46,44 @@ def check_sweep_settings(
 
 def run_sweep(
     manifest: pd.DataFrame,
+    line_images: LineImageStore,
     charset: dict[str, Any],
-    ingestion_record: dict[str, Any],
     sweep_work_folder: Path,
     sweep_base_config: dict[str, Any],
     sweep: SweepConfig,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Work on the study until it is finished; the study's trials and this worker's summary."""
     fingerprint = data_fingerprint(manifest, charset)
+    data_version = ingested_version(line_images)
     storage = sweep.storage or f"sqlite:///{(sweep_work_folder / STUDY_FILE).as_posix()}"
     environment = active_run_tag("kedro.env")
     project = KedroProject(
         path=Path(project_root()),
         env=None if environment in (None, DEFAULT_ENVIRONMENT) else environment,
         work_folder=sweep_work_folder / sweep.study_name,
-        data_versions={name: ingestion_record["versions"][name] for name in DATA_DATASETS},
+        data_versions=dict.fromkeys(DATA_DATASETS, data_version),
         parent_run_id=active_run_id(),
         poll_seconds=min(5.0, sweep.heartbeat_seconds / 2),
     )
     executor = KedroTrialExecutor(project, SweepRunStore.for_active_run(), sweep, fingerprint)
     report = run_worker(SweepPlan(sweep, sweep_base_config, fingerprint, storage), executor)
     return sweep_summary(report, sweep, executor.stage_one_trainings), trials_frame(report)
+
+
+KEDRO_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}\.\d{3}Z")
+"""How Kedro names a save version (``2026-12-05T15.52.45.295Z``)."""
+
+
+def ingested_version(line_images: LineImageStore) -> str:
+    """The ingestion this run reads (made earlier, or by this same run): Kedro keeps a versioned dataset in
+    ``<filepath>/<version>/<name>``, and one ingestion saves its manifest, images and charset under one version."""
+    version = line_images.root.parent.name
+    if not KEDRO_VERSION.fullmatch(version):
+        raise ValueError(
+            f"line_images is read from {line_images.root}, not from a versioned folder: a sweep pins the ingested "
+            "version its trials read, so keep `versioned: true` on line_images, manifest and charset in catalog.yml"
+        )
+    return version
 
 
 def compare_sweep_trials(sweep_summary: dict[str, Any], comparison: ComparisonConfig) -> ComparisonResult:

@@ -17,8 +17,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.run_sweep,
                 inputs=[
                     "manifest",
+                    "line_images",
                     "charset",
-                    "ingestion_record",
                     "sweep_work_folder",
                     "sweep_base_config",
                     "params:sweep",
