@@ -162,8 +162,12 @@ def test_a_trial_behind_the_median_is_pruned_and_marked(sqlite_url):
 def test_a_study_resumes_only_with_the_settings_it_started_with(sqlite_url):
     run_worker(_plan(sqlite_url), StandIn(), poll_seconds=0.1)
     changed = _plan(sqlite_url, seeds=[1, 2, 3])
-    with pytest.raises(SweepStorageError, match="was started with other sweep settings"):
+    with pytest.raises(SweepStorageError, match=r"was started with other sweep settings .*\(changed: seeds\)"):
         run_worker(changed, StandIn(), poll_seconds=0.1)
+    other_base = _plan(sqlite_url)
+    other_base.base["training"]["device"] = "cpu"
+    with pytest.raises(SweepStorageError, match=r"training or evaluation settings \(changed: training\.device\)"):
+        run_worker(other_base, StandIn(), poll_seconds=0.1)
     with pytest.raises(SweepStorageError, match=r"sqlite .*or PostgreSQL"):
         open_storage("mysql://user@host/database", 1)
 

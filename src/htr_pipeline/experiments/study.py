@@ -36,7 +36,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
-from htr_pipeline.config import ProjectConfig, SearchDimension, SweepConfig
+from htr_pipeline.config import ProjectConfig, SearchDimension, SweepConfig, flatten_as_logged
 from htr_pipeline.experiments.space import (
     baseline_values,
     candidate_values,
@@ -281,7 +281,7 @@ class SweepPlan:
         return {
             "htr.data_fingerprint": self.data_fingerprint,
             "htr.sweep_settings": json.dumps(settings, sort_keys=True),
-            "htr.base_settings": hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest(),
+            "htr.base_settings": json.dumps(base, sort_keys=True),
         }
 
     def request(self, number: int, values: Mapping[str, Any], seed: int, role: str) -> TrialRequest:
@@ -366,13 +366,28 @@ def open_study(plan: SweepPlan, lock: StorageLock) -> tuple[optuna.Study, int]:
 
 def _check_identity(study: optuna.Study, plan: SweepPlan) -> None:
     recorded = study.user_attrs
-    differing = [IDENTITY_NAMES[name] for name, value in plan.identity().items() if recorded.get(name) != value]
+    differing = [
+        IDENTITY_NAMES[name] + _changed_keys(recorded.get(name), value)
+        for name, value in plan.identity().items()
+        if recorded.get(name) != value
+    ]
     if differing:
         raise SweepStorageError(
             f"study '{plan.sweep.study_name}' in {shown_url(plan.storage_url)} was started with other "
             f"{' and '.join(differing)}; a study resumes only as it started. Name a new sweep.study_name, or restore "
             "those settings to resume it."
         )
+
+
+def _changed_keys(recorded: str | None, current: str) -> str:
+    """`` (changed: training.device, ...)`` for two JSON settings; nothing for other values."""
+    try:
+        before, after = flatten_as_logged(json.loads(recorded or "")), flatten_as_logged(json.loads(current))
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+    changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+    shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+    return f" (changed: {shown})" if changed else ""
 
 
 # ------------------------------------------------------------------------------------------------ a worker

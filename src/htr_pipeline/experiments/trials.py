@@ -144,6 +144,9 @@ class KedroTrialExecutor:
         self.data_fingerprint = data_fingerprint
         self.stage_one_trainings = 0
         """How many times this executor trained stage 1 (the others reused one)."""
+        self._stage_one_failures: dict[str, str] = {}
+        """Stage-1 settings whose training failed here, and why: trials that need them fail at once rather than
+        train it again (a recognizer that does not read will not read on the next try either)."""
 
     def __call__(self, request: TrialRequest, progress: TrialProgress) -> TrialResult:
         stage_one = self.stage_one_versions(request)
@@ -180,6 +183,8 @@ class KedroTrialExecutor:
     def stage_one_versions(self, request: TrialRequest) -> dict[str, str]:
         """The versions of stage 1's outputs for this trial's stage-1 setting, trained now if none exists."""
         key = stage_one_key(request.config, self.data_fingerprint)
+        if key in self._stage_one_failures:
+            raise TrialFailedError(f"stage 1 {key} failed earlier in this worker: {self._stage_one_failures[key]}")
         index = self.project.work_folder.parent / "stage_one.json"
         with _file_lock(index.with_suffix(f".{key}.lock")):
             known = _read_index(index).get(key)
@@ -197,7 +202,11 @@ class KedroTrialExecutor:
                 load_versions=self.project.data_versions,
                 node_names=STAGE_ONE_NODES,
             )
-            self._run(stage_run, run_id, self.project.work_folder / f"stage_one_{key}")
+            try:
+                self._run(stage_run, run_id, self.project.work_folder / f"stage_one_{key}")
+            except TrialFailedError as error:
+                self._stage_one_failures[key] = str(error).splitlines()[0]
+                raise
             self.stage_one_trainings += 1
             version = self.store.tag(run_id, SESSION_VERSION_TAG)
             if version is None:
