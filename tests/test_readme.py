@@ -6,10 +6,12 @@ import pytest
 
 from htr_pipeline.config import (
     SPLIT_NAMES,
+    ComparisonConfig,
     DataConfig,
     DiagnosticsConfig,
     EvaluationConfig,
     InferenceConfig,
+    SweepConfig,
     TrainingConfig,
     _field_paths,
 )
@@ -50,6 +52,8 @@ def test_ci_runs_the_readme_test_command():
         (EvaluationConfig, "evaluation"),
         (DiagnosticsConfig, "diagnostics"),
         (InferenceConfig, "inference"),
+        (ComparisonConfig, "comparison"),
+        (SweepConfig, "sweep"),
     ],
 )
 def test_every_training_evaluation_and_diagnostics_key_is_documented(model, section):

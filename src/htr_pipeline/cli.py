@@ -25,9 +25,12 @@ from htr_pipeline.data.splits import EmptySplitError
 from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
+from htr_pipeline.experiments.runs import ComparisonSelectionError, UnpairedRunsError
+from htr_pipeline.experiments.study import SweepStorageError
 from htr_pipeline.hooks import MissingInputError
 from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
 from htr_pipeline.pipelines.inference.nodes import InferenceInputError
+from htr_pipeline.pipelines.sweep.nodes import NothingToCompareError
 from htr_pipeline.tracking import RunNotFoundError
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
 from htr_pipeline.training.recognizer_training import RecognizerDoesNotReadError
@@ -50,6 +53,10 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     InferenceInputError,
     AuditedRunNotFoundError,
     DiagnosticsFailedError,
+    ComparisonSelectionError,
+    UnpairedRunsError,
+    SweepStorageError,
+    NothingToCompareError,
 )
 """Errors whose message names the file, line or key and what to do: the trace would only bury it. A new one is
 added here, and nowhere else (no error class of the project derives from ``click.ClickException``)."""

@@ -315,7 +315,7 @@ class RunSummaryRole(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    figures: Literal["data", "training", "evaluation", "diagnostics", "inference"] | None = None
+    figures: Literal["data", "training", "evaluation", "diagnostics", "inference", "sweep", "comparison"] | None = None
     """The pipeline whose figures the block makes from this dataset's data."""
     listed: bool = False
     """Named under "Outputs", with where this run saved it (in the order the catalog declares)."""

@@ -19,12 +19,11 @@ from typing import Any
 from kedro.io.core import Version
 from kedro_datasets._typing import ImagePreview
 from kedro_datasets.pillow import ImageDataset
-from kedro_datasets.text import TextDataset
 
-from htr_pipeline.datasets.logged import MlflowLogged, mlflow_logging
+from htr_pipeline.datasets.logged import LoggedTextDataset, MlflowLogged, mlflow_logging
 
 
-class LinkedMarkdownDataset(MlflowLogged, TextDataset):
+class LinkedMarkdownDataset(LoggedTextDataset):
     """A versioned markdown file whose links to sibling files (``](evaluation_plots.png)``: a bare file name)
     point at the same run's version of the sibling dataset (``data/08_reporting/evaluation_plots.png/…``).
 
@@ -42,10 +41,14 @@ class LinkedMarkdownDataset(MlflowLogged, TextDataset):
         mlflow: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
-            filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata
+            filepath=filepath,
+            version=version,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
+            mlflow=mlflow,
         )
         self.report_path = PurePosixPath(filepath)
-        self.to_mlflow = mlflow_logging(mlflow)
 
     def stored_form(self, data: str) -> str:
         return linked_report(data, self.report_path, self.resolve_save_version())

@@ -92,7 +92,8 @@ def _error_rates(with_text: pd.DataFrame, variant: str) -> dict[str, float]:
     }
 
 
-def _interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict[str, float]:
+def percentile_interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict[str, float]:
+    """``estimate`` with the percentile interval of its bootstrap ``resampled`` values at ``confidence``."""
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(resampled, [tail, 1.0 - tail])
     return {"estimate": float(estimate), "ci_low": float(low), "ci_high": float(high)}
@@ -101,7 +102,7 @@ def _interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict
 def _mean_gain(samples: pd.DataFrame, metric: str, line_indices: np.ndarray, confidence: float) -> dict[str, float]:
     # line_indices: (resamples, lines)
     gain_per_line = (samples[f"{metric}_enhanced"] - samples[f"{metric}_degraded"]).to_numpy(dtype=np.float64)
-    return _interval(gain_per_line.mean(), gain_per_line[line_indices].mean(axis=1), confidence)
+    return percentile_interval(gain_per_line.mean(), gain_per_line[line_indices].mean(axis=1), confidence)
 
 
 def _cer_reduction(with_text: pd.DataFrame, text_indices: np.ndarray, confidence: float) -> dict[str, float]:
@@ -116,7 +117,7 @@ def _cer_reduction(with_text: pd.DataFrame, text_indices: np.ndarray, confidence
     resampled_lengths = np.maximum(reference_lengths[text_indices].sum(axis=1), 1)
     resampled_edit_reduction = degraded_edits[text_indices].sum(axis=1) - enhanced_edits[text_indices].sum(axis=1)
     resampled = resampled_edit_reduction / resampled_lengths
-    return _interval(estimate, resampled, confidence)
+    return percentile_interval(estimate, resampled, confidence)
 
 
 def _cer_gap_closed(summary: dict[str, Any], enhanced: bool, lines_with_text: int) -> tuple[float | None, str | None]:
