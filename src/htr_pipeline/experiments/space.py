@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from htr_pipeline.charset import Charset
 from htr_pipeline.config import (
     ConfigError,
     ProjectConfig,
@@ -248,12 +249,12 @@ def _listed(problems: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------------------------- stage 1
 
 
-def data_fingerprint(manifest: pd.DataFrame, charset: Mapping[str, Any]) -> str:
+def data_fingerprint(manifest: pd.DataFrame, charset: Charset) -> str:
     """What identifies an ingested data set across machines and versions: its manifest (ids, splits, texts, sizes,
     the degradation recipe of every line) and its charset. Equal fingerprints mean the same lines."""
     records = manifest.sort_values("sample_id", kind="stable").to_json(orient="records", date_format="iso")
     digest = hashlib.sha256(records.encode("utf-8"))
-    digest.update(json.dumps(dict(charset), sort_keys=True, default=str).encode("utf-8"))
+    digest.update(json.dumps(charset.to_dict(), sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()
 
 

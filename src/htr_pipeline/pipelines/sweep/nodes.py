@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from htr_pipeline.charset import Charset
 from htr_pipeline.config import ComparisonConfig, DataConfig, EvaluationConfig, SweepConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.experiments.comparison import choose_baseline, compare_runs
@@ -47,7 +48,7 @@ def check_sweep_settings(
 def run_sweep(
     manifest: pd.DataFrame,
     line_images: LineImageStore,
-    charset: dict[str, Any],
+    charset: Charset,
     sweep_work_folder: Path,
     sweep_base_config: dict[str, Any],
     sweep: SweepConfig,
