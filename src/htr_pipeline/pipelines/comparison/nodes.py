@@ -1,5 +1,5 @@
 """Nodes of comparison: read the named runs from MLflow, compare them with the library, return the outputs (the
-run record hook logs them to this run, linked to the runs compared)."""
+catalog logs them to this run, linked to the runs compared: ``comparison_*`` in ``conf/base/catalog.yml``)."""
 
 from __future__ import annotations
 
