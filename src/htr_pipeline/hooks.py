@@ -17,7 +17,7 @@ dataset's ``run_summary`` metadata; which record completes which pipeline, by a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -289,8 +289,7 @@ class MlflowRunHook(MlflowHook):
         if self.run_id is None or run is None:
             return  # tracking is disabled for this pipeline (mlflow.yml)
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
-        spelt = [part for name in names for part in (DEFAULT_PIPELINES if name == "__default__" else (name,))]
-        mlflow.set_tags({"mlflow.runName": "+".join(spelt), "kedro.env": run_params.get("env") or "local"})
+        mlflow.set_tags({"mlflow.runName": run_name(names), "kedro.env": run_params.get("env") or "local"})
         tag_run_process(run.info.run_id)
         if self._parameters.config is not None:
             effective = effective_parameters(self._parameters.config)
@@ -303,6 +302,16 @@ class MlflowRunHook(MlflowHook):
     def before_node_run(self, node: Node, catalog: DataCatalog, inputs: dict[str, Any], is_async: bool) -> None:
         without_params = {name: value for name, value in inputs.items() if not is_parameter(name)}
         super().before_node_run(node=node, catalog=catalog, inputs=without_params, is_async=is_async)
+
+
+def run_name(pipeline_names: Sequence[str]) -> str:
+    """The MLflow run's name: the pipelines that ran (``__default__`` spelt out), in the order the registry lists
+    them, whatever order they were named in (``kedro run --pipelines=a,b`` hands them over as a set)."""
+    spelt = {part for name in pipeline_names for part in (DEFAULT_PIPELINES if name == "__default__" else (name,))}
+    registered = [name for name in registered_pipelines if name != "__default__"]
+    return "+".join(
+        sorted(spelt, key=lambda name: (registered.index(name) if name in registered else len(registered), name))
+    )
 
 
 def _is_params(name: str) -> bool:
