@@ -267,3 +267,37 @@ def postgres_url() -> str:
 
 def test_two_workers_share_a_postgresql_study_and_one_killed_mid_trial_loses_nothing(postgres_url, tmp_path):
     _two_workers_one_killed(postgres_url, tmp_path)
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from htr_pipeline.experiments.study import open_storage
+start = float(sys.argv[2])
+while time.time() < start:  # every process has imported Optuna: all open the new storage at the same moment
+    time.sleep(0.005)
+open_storage(sys.argv[1], 5)
+"""
+
+
+def test_workers_that_open_a_new_study_file_at_the_same_moment_all_get_it(tmp_path):
+    # Optuna creates its tables on first opening; two workers doing so at once collided on alembic_version.
+    start = time.time() + 20
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                OPEN_AT_ONCE,
+                f"sqlite:///{(tmp_path / f'new{index % 2}.db').as_posix()}",
+                str(start),
+            ],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in range(8)
+    ]
+    outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    failed = [output[-1500:] for worker, output in zip(workers, outputs, strict=True) if worker.returncode != 0]
+    assert failed == []

@@ -142,7 +142,9 @@ def open_storage(url: str, heartbeat_seconds: int) -> optuna.storages.RDBStorage
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():
+    # Optuna creates its tables when a storage is first opened: workers started at once on a new database would
+    # each create them (UNIQUE constraint failed: alembic_version.version_num), so they open it one at a time.
+    with StorageLock(url, "open storage").held(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_seconds, grace_period=3 * heartbeat_seconds
