@@ -50,14 +50,8 @@ EPOCHS = 2
 TINY_PARAMETERS: dict[str, Any] = {
     "data": {
         "seed": 7,
-        "sources": [
-            {
-                "kind": "synthetic",
-                "name": "synthetic",
-                "lines_per_split": {"train": 32, "valid": 8, "test": 8},
-                "line_chars": [6, 16],
-            }
-        ],
+        # conf/base's embedded default source (synthetic lines), made smaller
+        "sources": [{"lines_per_split": {"train": 32, "valid": 8, "test": 8}, "line_chars": [6, 16]}],
         "image_height": 32,
         "max_width": 256,
         "num_workers": 1,
@@ -211,6 +205,8 @@ def tiny_project(settings: CheckSettings, work: Path) -> Path:
     for name in ("catalog.yml", "mlflow.yml"):
         shutil.copy(settings.project / "conf" / "base" / name, project / "conf" / "base" / name)
     parameters = json.loads(json.dumps(TINY_PARAMETERS))
+    base = yaml.safe_load((settings.project / "conf" / "base" / "parameters.yml").read_text(encoding="utf-8"))
+    parameters["data"]["sources"] = [{**base["data"]["sources"][0], **parameters["data"]["sources"][0]}]
     parameters["training"]["device"] = settings.device
     parameters["evaluation"]["device"] = settings.device
     (project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))

@@ -7,12 +7,19 @@ import pytest
 import torch
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.checkpoints import GanRunMetadata, load_gan_checkpoint, save_gan_checkpoint
-from htr_pipeline.config import TrainingConfig
+from htr_pipeline.checkpoints import (
+    GanRunMetadata,
+    ReferenceRecognizers,
+    TrainedRunConfig,
+    load_gan_checkpoint,
+    save_gan_checkpoint,
+)
+from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.training.gan_training import EpochSums, GanModels, GanTrainer
 from htr_pipeline.training.stages import gan_run_metadata
+from tests.conftest import small_synthetic_parameters
 
 TINY = {
     "device": "cpu",
@@ -94,7 +101,8 @@ def test_fp16_reads_as_fp32_then_trains_once_the_scaler_has_backed_off():
 
 def run_metadata(precision: str) -> GanRunMetadata:
     config = TrainingConfig.model_validate({**TINY, "precision": precision})
-    return gan_run_metadata(CHARSET, {"data": {}, "training": config.model_dump(mode="json")}, config, {})
+    run_config = TrainedRunConfig(data=DataConfig.model_validate(small_synthetic_parameters()["data"]), training=config)
+    return gan_run_metadata(CHARSET, run_config, ReferenceRecognizers(CHARSET))
 
 
 def test_a_run_resumed_in_fp16_from_a_bf16_checkpoint_starts_its_loss_scaler_afresh(

@@ -439,8 +439,7 @@ class GanTrainer:
 
     def _restore_scaler(self, checkpoint: GanCheckpoint, path: Path) -> None:
         """The fp16 loss scale a checkpoint saved; a run that changed ``training.precision`` says what it did."""
-        run_config = checkpoint.run.config if checkpoint.run is not None else {}
-        saved_in = run_config.get("training", {}).get("precision", "another precision")
+        saved_in = checkpoint.run.config.training.precision if checkpoint.run is not None else "another precision"
         if self.scaler.is_enabled() and not checkpoint.scaler:
             logger.info(
                 "%s was saved in %s, without a loss scale: the fp16 loss scaler starts afresh (scale %g).",
