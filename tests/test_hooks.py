@@ -2,6 +2,7 @@
 and none of them (nor the datasets and tracking modules) looks for a dataset by name."""
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from htr_pipeline import settings
 from htr_pipeline.config import effective_parameters, validate_parameters
-from htr_pipeline.hooks import ParameterValidationHook, RunSummaryHook
+from htr_pipeline.hooks import ParameterValidationHook, RunSummaryHook, RunSummaryRole, run_name
+from htr_pipeline.run_summary import RunResults
 from tests.conftest import PROJECT_ROOT, flatten_as_logged, small_synthetic_parameters
 
 
@@ -87,6 +89,29 @@ def test_no_hook_dataset_or_tracking_module_names_a_dataset_of_the_catalog():
         if literal in entries or any(pattern.match(literal) for pattern in patterns)
     }
     assert named == set()
+
+
+def test_a_run_is_named_after_its_pipelines_in_registry_order_whatever_order_kedro_hands_them_in():
+    bootstrap_project(PROJECT_ROOT)
+    # `kedro run --pipelines=training,evaluation` passes list(set(...)): either order reaches the hook.
+    assert run_name(["evaluation", "training"]) == run_name(["training", "evaluation"]) == "training+evaluation"
+    assert run_name(["sweep", "data_ingestion"]) == "data_ingestion+sweep"
+    assert run_name(["__default__"]) == "data_ingestion+training+evaluation"
+
+
+def test_every_run_summary_role_in_the_catalog_is_valid_and_its_figures_have_lines_in_the_block():
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "catalog.yml").read_text())
+    roles = {
+        name: RunSummaryRole.model_validate(entry["metadata"]["run_summary"])
+        for name, entry in catalog.items()
+        if (entry.get("metadata") or {}).get("run_summary")
+    }
+    figures = {role.figures: name for name, role in roles.items() if role.figures}
+    assert set(figures) <= {field.name for field in dataclasses.fields(RunResults)}
+    assert figures["sweep"] == "sweep_summary" and figures["comparison"] == "comparison_summary"
+    assert {"comparison_report", "comparison_table", "comparison_latex", "sweep_trials"} <= {
+        name for name, role in roles.items() if role.listed
+    }
 
 
 @pytest.mark.slow

@@ -13,12 +13,14 @@ from pydantic import BaseModel
 
 from htr_pipeline.config import (
     SPLIT_NAMES,
+    ComparisonConfig,
     DataConfig,
     Degradations,
     DiagnosticsConfig,
     EvaluationConfig,
     InferenceConfig,
     ProjectConfig,
+    SweepConfig,
     TrainingConfig,
     _field_paths,
     _nested_models,
@@ -63,6 +65,8 @@ def test_ci_runs_the_readme_test_command():
         (EvaluationConfig, "evaluation"),
         (DiagnosticsConfig, "diagnostics"),
         (InferenceConfig, "inference"),
+        (ComparisonConfig, "comparison"),
+        (SweepConfig, "sweep"),
     ],
 )
 def test_every_training_evaluation_and_diagnostics_key_is_documented(model, section):

@@ -30,9 +30,12 @@ from htr_pipeline.devices import DeviceUnavailableError
 from htr_pipeline.evaluation.decoding import BeamSearchUnavailableError
 from htr_pipeline.evaluation.real_scans import RealTestInputError
 from htr_pipeline.evaluation.run import EmptyEvaluationSplitError
+from htr_pipeline.experiments.runs import ComparisonSelectionError, UnpairedRunsError
+from htr_pipeline.experiments.study import SweepStorageError
 from htr_pipeline.hooks import MissingInputError, RunSummaryHook
 from htr_pipeline.pipelines.diagnostics.nodes import AuditedRunNotFoundError, DiagnosticsFailedError
 from htr_pipeline.pipelines.inference.nodes import InferenceInputError
+from htr_pipeline.pipelines.sweep.nodes import NothingToCompareError
 from htr_pipeline.run_summary import RunWithoutGainError
 from htr_pipeline.tracking import RunNotFoundError
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError
@@ -60,6 +63,10 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     RealTestInputError,
     ImageFolderSaveError,
     RunWithoutGainError,
+    ComparisonSelectionError,
+    UnpairedRunsError,
+    SweepStorageError,
+    NothingToCompareError,
 )
 """Errors whose message names the file, line or key and what to do: the trace would only bury it. A new one is
 added here, and nowhere else (no error class of the project derives from ``click.ClickException``)."""

@@ -1,10 +1,10 @@
 """The one validated schema for every parameters file.
 
-Parameters live under five top-level keys, one per pipeline: ``data``, ``training``, ``evaluation``,
-``diagnostics`` and ``inference``. Every model forbids unknown keys, so a misspelt or misplaced key is an error
-that names its path and the closest valid key, never a silently ignored setting; every checkpoint file a setting
-names must exist. What a run logs is ``model_dump`` of the validated :class:`ProjectConfig`: the effective
-config, defaults included.
+Parameters live under seven top-level keys, one per pipeline: ``data``, ``training``, ``evaluation``,
+``diagnostics``, ``inference``, ``comparison`` and ``sweep``. Every model forbids unknown keys, so a misspelt or
+misplaced key is an error that names its path and the closest valid key, never a silently ignored setting; every
+checkpoint file a setting names must exist. What a run logs is ``model_dump`` of the validated
+:class:`ProjectConfig`: the effective config, defaults included.
 
 Model variants are discriminated unions on ``variant`` (:data:`GeneratorConfig`, :data:`DiscriminatorConfig`);
 :mod:`htr_pipeline.models.registry` has a builder for each tag and checks that the two agree. Data sources are
@@ -15,6 +15,7 @@ validated by the settings class of their ``kind`` (:class:`SourceSettings`), whi
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import re
@@ -567,6 +568,9 @@ class TrainingConfig(StrictModel):
     """Parameters of the ``training`` pipeline."""
 
     seed: int = 42
+    gan_seed: int | None = None
+    """Seed of the GAN stage alone (initial weights, line order, page crops); null: ``seed``. Stage 1 (the
+    recognizer and the judge) draws from ``seed``, so runs repeated over GAN seeds (``sweep.seeds``) share it."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``cuda`` without a GPU is an error, never a silent CPU run."""
     precision: Precision = "fp32"
@@ -840,6 +844,137 @@ class InferenceConfig(StrictModel):
         return self
 
 
+# ------------------------------------------------------------------------------------------- experiments
+
+
+class SearchDimension(StrictModel):
+    """How ``sweep.space`` searches one key: one of ``choices``, or a number from ``low`` to ``high`` (whole
+    numbers when ``low``, ``high`` and ``step`` are all written as integers; ``1.0`` makes a float range)."""
+
+    choices: list[Any] | None = Field(None, min_length=1)
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    """Draw on a log scale (``low`` must be above 0)."""
+    step: int | float | None = Field(None, gt=0)
+    """Spacing of the values of a range; the grid sampler needs it (or ``choices``)."""
+
+    @model_validator(mode="after")
+    def _choices_or_a_range(self) -> SearchDimension:
+        ranged = (self.low, self.high, self.step) != (None, None, None) or self.log
+        if self.choices is not None and ranged:
+            raise ValueError("give either choices or a range (low, high, optional log or step), not both")
+        if self.choices is None and (self.low is None or self.high is None):
+            raise ValueError("give choices: [...] or a range with both low and high")
+        if self.choices is None and not self.low < self.high:
+            raise ValueError(f"low must be below high, got low {self.low} and high {self.high}")
+        if self.log and self.step is not None:
+            raise ValueError("a range is drawn on a log scale or in steps, not both")
+        if self.log and self.low is not None and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, got {self.low}")
+        return self
+
+    @property
+    def is_integer(self) -> bool:
+        """A range of whole numbers (``suggest_int``)."""
+        bounds = (self.low, self.high, self.step if self.step is not None else 1)
+        return self.choices is None and all(isinstance(bound, int) for bound in bounds)
+
+
+class PruningConfig(StrictModel):
+    """Stop a trial early when its validation figure is worse than the median of the other trials at the same
+    epoch (Optuna's ``MedianPruner``); the trial is marked pruned."""
+
+    startup_trials: int = Field(2, ge=0)
+    """Trials that must finish before any trial is pruned."""
+    warmup_epochs: int = Field(1, ge=0)
+    """Epochs every trial runs before it may be pruned."""
+
+
+SweepObjective = Literal["judge_cer", "psnr", "pareto"]
+
+
+class SweepConfig(StrictModel):
+    """Parameters of the ``sweep`` pipeline: an Optuna study over settings of this schema, each trial a training
+    and evaluation run as ``kedro run`` would make it."""
+
+    study_name: str = Field("sweep", min_length=1)
+    """Workers that name the same study in the same storage share it: a rerun resumes it."""
+    storage: str | None = None
+    """null: the sqlite file ``optuna.db`` in the project folder; else an RDB URL shared by every worker, e.g.
+    ``postgresql+psycopg://user:password@host/database``."""
+    space: dict[str, SearchDimension] = {}
+    """Dotted keys of this schema (``training.losses.weights.ctc``) and how each is searched."""
+    fixed: dict[str, Any] = {}
+    """Dotted keys every trial, and the baseline, runs with (``training.epochs: 1``)."""
+    sampler: Literal["grid", "random", "tpe"] = "grid"
+    """``grid``: every combination once; ``random`` and ``tpe``: ``trials`` configurations drawn by Optuna."""
+    sampler_seed: int = 0
+    trials: int | None = Field(None, ge=1)
+    """Configurations to draw (``random``, ``tpe``; required there); ``grid`` runs every combination."""
+    seeds: list[int] = Field([42], min_length=1)
+    """Each configuration (and the baseline) is trained once per seed, as ``training.gan_seed``."""
+    objective: SweepObjective = "judge_cer"
+    """``judge_cer``: minimise the judge's corpus CER of restored lines; ``psnr``: maximise their mean PSNR;
+    ``pareto``: both, as a Pareto front."""
+    objective_split: Literal["train", "valid", "test"] = "valid"
+    """The split the objective is measured on (the comparison reports ``evaluation.split``): choosing settings
+    on the test lines would make the test figures optimistic."""
+    pruning: PruningConfig | None = None
+    """null: every trial trains all its epochs; needs a single objective."""
+    max_retries: int = Field(1, ge=0)
+    """A failed trial (an error, or a worker that stopped beating) is run again this many times at most."""
+    heartbeat_seconds: int = Field(20, ge=1)
+    """Each worker beats this often; a trial silent for three beats belongs to a dead worker and is failed."""
+
+    @model_validator(mode="after")
+    def _sampler_settings_fit(self) -> SweepConfig:
+        if self.sampler != "grid" and self.trials is None:
+            raise ValueError(f"sampler {self.sampler} draws `trials` configurations: set sweep.trials")
+        if self.sampler == "grid":
+            stepless = [
+                key for key, dimension in self.space.items() if dimension.choices is None and not dimension.step
+            ]
+            if stepless:
+                raise ValueError(f"the grid sampler needs choices or a step for each key; none for {stepless}")
+        if self.pruning is not None and self.objective == "pareto":
+            raise ValueError("pruning compares one figure per epoch: it needs objective judge_cer or psnr")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds repeat a value: {self.seeds}")
+        return self
+
+
+class ComparisonConfig(StrictModel):
+    """Parameters of the ``comparison`` pipeline: which evaluated runs to compare, against which baseline."""
+
+    runs: list[str] = []
+    """MLflow run ids of evaluated runs (a main-job run, an evaluation run, or a training run that was
+    evaluated); on the command line one string of ids separated by spaces."""
+    tag: str | None = None
+    """``key=value``: every run carrying that MLflow tag (e.g. ``htr.sweep.study=sweep``)."""
+    sweep: str | None = None
+    """A sweep's study name: its finished trials, the defaults' trials as the baseline."""
+    baseline: str | None = None
+    """The run every other run is compared with; null: the first of ``runs`` (the oldest run with ``tag``)."""
+    tracking_uri: str | None = None
+    """The MLflow store holding the runs; null: the project's own."""
+    bootstrap_resamples: int = Field(1000, ge=100)
+    bootstrap_seed: int = 0
+    confidence_level: float = Field(0.95, gt=0.0, lt=1.0)
+
+    @field_validator("runs", mode="before")
+    @classmethod
+    def _ids_in_one_string(cls, runs: Any) -> Any:
+        return runs.split() if isinstance(runs, str) else runs
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> ComparisonConfig:
+        chosen = [name for name, value in (("runs", self.runs), ("tag", self.tag), ("sweep", self.sweep)) if value]
+        if len(chosen) > 1:
+            raise ValueError(f"name the runs one way: runs, tag or sweep (got {' and '.join(chosen)})")
+        return self
+
+
 class ProjectConfig(StrictModel):
     """All parameters of the project, one section per pipeline."""
 
@@ -848,6 +983,8 @@ class ProjectConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     inference: InferenceConfig = InferenceConfig()
+    comparison: ComparisonConfig = ComparisonConfig()
+    sweep: SweepConfig = SweepConfig()
 
 
 def tag_of(model: type[BaseModel], tag_field: str = "variant") -> str:
@@ -924,14 +1061,59 @@ def flatten_as_logged(values: Mapping[str, Any], prefix: str = "") -> dict[str, 
     return {path: str(value) for path, value in nested_items(values, prefix) if not isinstance(value, Mapping)}
 
 
+def with_overrides(parameters: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``parameters`` with each dotted key of ``overrides`` set (``training.losses.weights.ctc: 3.0``), as
+    ``kedro run --params`` sets them: sections on the way are created, so validation then names a misspelt key;
+    a value in the way (``training.seed.x``) is an error naming it."""
+    result = copy.deepcopy(dict(parameters))
+    for path, value in overrides.items():
+        *sections, last = path.split(".")
+        node = result
+        for depth, key in enumerate(sections):
+            child = node.get(key)
+            if child is None:  # absent, or null (``adaptive_balancing: null``): the override makes the section
+                child = node[key] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"{path}: '{'.'.join(sections[: depth + 1])}' holds a value, not a section of keys")
+            node = child
+        node[last] = copy.deepcopy(value)
+    return result
+
+
+def key_paths() -> list[str]:
+    """Every dotted key the schema knows (fields of every variant included; list items as ``sources.[]``)."""
+    return sorted({".".join(path) for path in _field_paths(ProjectConfig, ())})
+
+
+def check_key_path(path: str, setting: str) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is a dotted key of the schema; the message names ``setting``
+    (where the key was written) and the closest valid key."""
+    known = key_paths()
+    if path in known:
+        return
+    close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+    hint = f"Did you mean '{close[0]}'?" if close else "Keys are dotted paths of config.py, e.g. 'training.epochs'."
+    raise ConfigError(_problem_list([f"{setting}: '{path}' is not a key of the parameters schema. {hint}"]))
+
+
 def validated_sections(config: ProjectConfig) -> Iterator[tuple[str, Any]]:
     """``(path, validated value)`` of every section and sub-section, as nodes receive them (``params:<path>``):
-    sub-models as models, plain values as they are."""
-    for path, _ in nested_items(effective_parameters(config)):
-        value: Any = config
-        for key in path.split("."):
-            value = getattr(value, key) if isinstance(value, BaseModel) else value[key]
-        yield path, value
+    sub-models as models, plain values as they are. Keys of a mapping-valued setting may hold dots themselves
+    (``sweep.space``'s ``training.losses.weights.ctc``), so the walk follows the values, never a split path."""
+
+    def walk(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+        if isinstance(value, BaseModel):
+            children: Iterator[tuple[str, Any]] = ((name, getattr(value, name)) for name in type(value).model_fields)
+        elif isinstance(value, Mapping):
+            children = iter(value.items())
+        else:
+            return
+        for key, child in children:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            yield path, child
+            yield from walk(child, path)
+
+    yield from walk(config, "")
 
 
 def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> str:

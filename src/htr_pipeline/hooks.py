@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -291,10 +291,9 @@ class MlflowRunHook(MlflowHook):
         if self.run_id is None or run is None:
             return  # tracking is disabled for this pipeline (mlflow.yml)
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
-        spelt = [part for name in names for part in (DEFAULT_PIPELINES if name == "__default__" else (name,))]
         mlflow.set_tags(
             {
-                "mlflow.runName": "+".join(spelt),
+                "mlflow.runName": run_name(names),
                 "kedro.env": run_params.get("env") or "local",
                 "kedro_command": kedro_command_as_typed(sys.argv, run_params),
             }
@@ -330,6 +329,16 @@ def kedro_command_as_typed(argv: list[str], run_params: Mapping[str, Any]) -> st
     return shlex.join(parts)
 
 
+def run_name(pipeline_names: Sequence[str]) -> str:
+    """The MLflow run's name: the pipelines that ran (``__default__`` spelt out), in the order the registry lists
+    them, whatever order they were named in (``kedro run --pipelines=a,b`` hands them over as a set)."""
+    spelt = {part for name in pipeline_names for part in (DEFAULT_PIPELINES if name == "__default__" else (name,))}
+    registered = [name for name in registered_pipelines if name != "__default__"]
+    return "+".join(
+        sorted(spelt, key=lambda name: (registered.index(name) if name in registered else len(registered), name))
+    )
+
+
 def _is_params(name: str) -> bool:
     """A ``params:<section>...`` input (the whole ``parameters`` dict names no section)."""
     return is_parameter(name) and name != "parameters"
@@ -340,7 +349,9 @@ class RunSummaryRole(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    figures: Literal["data", "training", "evaluation", "real_test", "diagnostics", "inference"] | None = None
+    figures: (
+        Literal["data", "training", "evaluation", "real_test", "diagnostics", "inference", "sweep", "comparison"] | None
+    ) = None
     """The pipeline whose figures the block makes from this dataset's data."""
     listed: bool = False
     """Named under "Outputs", with where this run saved it (in the order the catalog declares)."""

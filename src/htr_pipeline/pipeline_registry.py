@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline
 
-from htr_pipeline.pipelines import data_ingestion, diagnostics, evaluation, inference, training
+from htr_pipeline.pipelines import comparison, data_ingestion, diagnostics, evaluation, inference, sweep, training
 
 DEFAULT_PIPELINES: tuple[str, ...] = ("data_ingestion", "training", "evaluation")
 """Named pipelines that make up ``__default__``, in run order (also used to name MLflow runs)."""
@@ -15,6 +15,8 @@ def register_pipelines() -> dict[str, Pipeline]:
         "evaluation": evaluation.create_pipeline(),
         "diagnostics": diagnostics.create_pipeline(),
         "inference": inference.create_pipeline(),
+        "comparison": comparison.create_pipeline(),
+        "sweep": sweep.create_pipeline(),
     }
     pipelines["__default__"] = sum((pipelines[name] for name in DEFAULT_PIPELINES), Pipeline([]))
     return pipelines

@@ -30,6 +30,8 @@ class RunResults:
     inference: Mapping[str, Any] | None = None
     real_test: Mapping[str, Any] | None = None
     """The held-out real test's summary (``real_test_summary``); ``{"configured": False}`` when not asked for."""
+    sweep: Mapping[str, Any] | None = None
+    comparison: Mapping[str, Any] | None = None
     outputs: Sequence[tuple[str, str]] = field(default_factory=list)
     """``(dataset name, project-relative path)`` of the outputs a person opens first."""
     mlflow_run_id: str | None = None
@@ -56,6 +58,10 @@ def run_summary_lines(results: RunResults) -> list[str]:
         lines += diagnostics_lines(results.diagnostics)
     if results.inference is not None:
         lines += inference_lines(results.inference)
+    if results.sweep is not None:
+        lines += sweep_lines(results.sweep)
+    if results.comparison is not None:
+        lines += comparison_lines(results.comparison)
     warnings = failure_warnings(results)
     lines += [f"WARNING: {warning}" for warning in warnings]
     if results.outputs:
@@ -278,6 +284,12 @@ def failure_warnings(results: RunResults) -> list[str]:
             for row in results.diagnostics["audits"]
             if row["verdict"] == "problem"
         ]
+    if results.sweep is not None:
+        warnings += _sweep_warnings(results.sweep)
+    if results.comparison is not None:
+        warnings += [
+            f"not paired with the baseline: {run['unpaired']}" for run in results.comparison["runs"] if run["unpaired"]
+        ]
     return warnings
 
 
@@ -297,6 +309,87 @@ def _evaluation_warnings(evaluation: Mapping[str, Any]) -> list[str]:
         gain = figures.get("psnr_gain_db")
         if gain is not None and gain["estimate"] <= 0.0:
             warnings.append(f"restored images are not closer to the clean ones: PSNR gain {_interval(gain, 2)} dB")
+    return warnings
+
+
+EXCLUDES_ZERO_MARK = "†"
+"""Marks a difference whose interval excludes 0, in every table of a comparison."""
+COMPARISON_ROWS = 12
+"""Runs of a comparison listed in the block (the report has them all)."""
+
+
+def comparison_lines(comparison: Mapping[str, Any], limit: int = COMPARISON_ROWS) -> list[str]:
+    """Each run's restored CER and PSNR with its paired difference to the baseline."""
+    percent = f"{100 * comparison['confidence_level']:g}%"
+    lines = [
+        f"Comparison on {comparison['split']} ({comparison['lines']} lines, read by "
+        f"{comparison['headline_recognizer']}) against {comparison['baseline']}; {percent} paired intervals, "
+        f"{EXCLUDES_ZERO_MARK} excludes 0:"
+    ]
+    shown = comparison["runs"][:limit]
+    width = max(len(run["label"]) for run in shown)
+    for run in shown:
+        cells = [
+            _compared_figure(run, "cer_restored", "CER", 4, ""),
+            _compared_figure(run, "psnr_db_restored", "PSNR", 2, " dB"),
+        ]
+        lines.append(f"  {run['label']:<{width}}  " + "; ".join(cells))
+    if len(comparison["runs"]) > limit:
+        lines.append(f"  ... {len(comparison['runs']) - limit} more runs in comparison_report")
+    return lines
+
+
+def _compared_figure(run: Mapping[str, Any], name: str, label: str, digits: int, unit: str) -> str:
+    value = run["figures"].get(name)
+    text = f"{label} {_number(None if value is None else value['estimate'], digits)}{unit}"
+    difference = run["differences"].get(name)
+    if run["baseline"]:
+        return f"{text} (baseline)"
+    if run["unpaired"]:
+        return f"{text} (not paired)"
+    if difference is None:
+        return text
+    mark = f" {EXCLUDES_ZERO_MARK}" if difference["excludes_zero"] else ""
+    return f"{text} Δ {_signed_interval(difference, digits)}{mark}"
+
+
+def _signed_interval(interval: Mapping[str, float], digits: int) -> str:
+    return f"{interval['estimate']:+.{digits}f} [{interval['ci_low']:+.{digits}f}, {interval['ci_high']:+.{digits}f}]"
+
+
+def sweep_lines(sweep: Mapping[str, Any]) -> list[str]:
+    """The study as this worker left it: trials by state, what this worker ran and how long it took, the best."""
+    counts = sweep["counts"]
+    states = ", ".join(
+        f"{counts[state]} {word}"
+        for state, word in (
+            ("COMPLETE", "complete"),
+            ("PRUNED", "pruned"),
+            ("FAIL", "failed (retried up to sweep.max_retries)"),
+            ("RUNNING", "running in other workers"),
+            ("WAITING", "waiting"),
+        )
+        if counts.get(state)
+    )
+    minutes = sweep["seconds"] / 60
+    lines = [
+        f"Sweep '{sweep['study_name']}' ({sweep['sampler']}, objective {sweep['objective']} on "
+        f"{sweep['objective_split']}, seeds {', '.join(map(str, sweep['seeds']))}): {states}",
+        f"  this worker ran {len(sweep['trials_run_here'])} trials in {minutes:.1f} min and trained stage 1 "
+        f"{sweep['stage_one_trainings']} time{'s' if sweep['stage_one_trainings'] != 1 else ''}; study in "
+        f"{sweep['storage']}",
+    ]
+    lines += [f"  best: {line}" for line in sweep.get("best", [])]
+    return lines
+
+
+def _sweep_warnings(sweep: Mapping[str, Any]) -> list[str]:
+    warnings = [
+        f"sweep: {row['label']} (seed {row['seed']}) never finished: {row['failures']} failed trials, no retry left"
+        for row in sweep.get("failed_configurations", [])
+    ]
+    if not sweep["counts"].get("COMPLETE"):
+        warnings.append("sweep: no trial completed, so there is nothing to compare")
     return warnings
 
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from kedro.io import DataCatalog
@@ -14,10 +15,24 @@ from kedro.io.core import DatasetError, VersionAlreadyExistsError
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from htr_pipeline.datasets.logged import LoggedJSONDataset, LoggedMemoryDataset, MlflowMetricsDataset
+from htr_pipeline.datasets.logged import (
+    LoggedCSVDataset,
+    LoggedJSONDataset,
+    LoggedMemoryDataset,
+    LoggedParquetDataset,
+    MlflowMetricsDataset,
+)
 from htr_pipeline.datasets.reports import LinkedMarkdownDataset
 from htr_pipeline.evaluation.report import GALLERY_FILE, PLOTS_FILE
-from htr_pipeline.tracking import CHECKPOINT_FOLDER_TAG, EVALUATION_RUN_TAG, EVALUATION_SUMMARY_ARTIFACT
+from htr_pipeline.experiments.run_tags import STUDY_TAG
+from htr_pipeline.experiments.writers import CER_AGAINST_PSNR_FILE, VALIDATION_CURVES_FILE
+from htr_pipeline.tracking import (
+    CHECKPOINT_FOLDER_TAG,
+    EVALUATED_RUN_TAG,
+    EVALUATION_RUN_TAG,
+    EVALUATION_SAMPLES_ARTIFACT,
+    EVALUATION_SUMMARY_ARTIFACT,
+)
 from tests.conftest import PROJECT_ROOT
 
 SAVE_VERSION = "2026-01-02T03.04.05.678Z"
@@ -211,7 +226,7 @@ def test_metrics_are_named_prefix_slash_name_with_their_steps_and_read_back(stor
 def test_a_misspelt_declaration_is_an_error_that_names_it(store: Store, tmp_path: Path):
     with pytest.raises(ValueError, match="artefacts"):
         LoggedJSONDataset(filepath=str(tmp_path / "a.json"), mlflow={"artefacts": ["a.json"]})
-    with pytest.raises(ValueError, match="unknown numbers 'evalution'; known: evaluation, inference"):
+    with pytest.raises(ValueError, match="unknown numbers 'evalution'; known: evaluation, inference, sweep"):
         LoggedJSONDataset(filepath=str(tmp_path / "a.json"), mlflow={"numbers": "evalution"})
     with pytest.raises(ValueError, match="finish_run needs run_id_field"):
         LoggedMemoryDataset(mlflow={"finish_run": True})
@@ -224,13 +239,114 @@ def test_the_catalog_writes_the_tags_and_artifacts_the_store_reads_back():
     catalog = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "catalog.yml").read_text())
     assert CHECKPOINT_FOLDER_TAG in catalog["training_summary"]["mlflow"]["tags"].values()
     assert catalog["evaluation_summary"]["mlflow"]["link"]["back_tag"] == EVALUATION_RUN_TAG
+    assert catalog["evaluation_summary"]["mlflow"]["link"]["tag"] == EVALUATED_RUN_TAG
     assert EVALUATION_SUMMARY_ARTIFACT in catalog["evaluation_summary"]["mlflow"]["artifacts"]
-    # The report's image links name files the run also holds beside it.
+    # A comparison reads an evaluation's per-line table from its run, and a sweep's runs by their study tag.
+    assert catalog["evaluation_samples"]["mlflow"]["artifacts"] == [EVALUATION_SAMPLES_ARTIFACT]
+    assert catalog["sweep_summary"]["mlflow"]["tags"]["study_name"] == STUDY_TAG
+    # The reports' image links name files the run also holds beside them.
     logged = {name for entry in catalog.values() for name in (entry.get("mlflow") or {}).get("artifacts", [])}
     assert {"evaluation/report.md", f"evaluation/{PLOTS_FILE}", f"evaluation/{GALLERY_FILE}"} <= logged
+    assert {
+        "comparison/report.md",
+        f"comparison/{VALIDATION_CURVES_FILE}",
+        f"comparison/{CER_AGAINST_PSNR_FILE}",
+    } <= logged
 
 
 def test_markdown_links_stay_as_written_outside_a_versioned_save(tmp_path: Path):
     report = LinkedMarkdownDataset(filepath=str(tmp_path / "r.md"))
     report.save("![a](a.png)")
     assert (tmp_path / "r.md").read_text() == "![a](a.png)"
+
+
+def test_tables_and_text_are_logged_as_the_files_their_names_say(store: Store, tmp_path: Path):
+    catalog = _catalog(
+        {
+            "samples": {
+                "type": "htr_pipeline.datasets.logged.LoggedParquetDataset",
+                "filepath": str(tmp_path / "samples.parquet"),
+                "versioned": True,
+                "mlflow": {"artifacts": ["evaluation/samples.parquet"]},
+            },
+            "table": {
+                "type": "htr_pipeline.datasets.logged.LoggedCSVDataset",
+                "filepath": str(tmp_path / "table.csv"),
+                "versioned": True,
+                "save_args": {"index": False},
+                "mlflow": {"artifacts": ["comparison/table.csv"]},
+            },
+            "latex": {
+                "type": "htr_pipeline.datasets.logged.LoggedTextDataset",
+                "filepath": str(tmp_path / "tables.tex"),
+                "versioned": True,
+                "mlflow": {"artifacts": ["comparison/tables.tex"]},
+            },
+        }
+    )
+    samples = pd.DataFrame(
+        {"sample_id": ["a", "b"], "char_edits_restored": pd.array([1, None], dtype="Int64"), "cer": [0.5, 0.0]}
+    )
+    latex = "\\begin{tabular}{ll}\n\\toprule\n"
+    with mlflow.start_run() as run:
+        catalog.save("samples", samples)
+        catalog.save("table", samples)
+        catalog.save("latex", latex)
+    assert _artifacts(store.client, run.info.run_id) == [
+        "comparison/table.csv",
+        "comparison/tables.tex",
+        "evaluation/samples.parquet",
+    ]
+    folder = str(tmp_path / "downloaded")
+    logged = pd.read_parquet(store.client.download_artifacts(run.info.run_id, "evaluation/samples.parquet", folder))
+    pd.testing.assert_frame_equal(logged, samples)  # the nullable edit counts survive, as on disk
+    pd.testing.assert_frame_equal(catalog.load("samples"), samples)
+    table = pd.read_csv(store.client.download_artifacts(run.info.run_id, "comparison/table.csv", folder))
+    assert list(table.columns) == ["sample_id", "char_edits_restored", "cer"]  # no index column
+    assert Path(store.client.download_artifacts(run.info.run_id, "comparison/tables.tex", folder)).read_text() == latex
+
+
+def test_a_table_under_a_name_of_no_table_format_is_refused_naming_it(store: Store, tmp_path: Path):
+    dataset = LoggedCSVDataset(filepath=str(tmp_path / "t.csv"), mlflow={"artifacts": ["comparison/table.xlsx"]})
+    with mlflow.start_run(), pytest.raises(DatasetError, match=r"'comparison/table.xlsx'.*\.parquet or \.csv"):
+        dataset.save(pd.DataFrame({"a": [1]}))
+    assert LoggedParquetDataset(filepath=str(tmp_path / "p.parquet")).to_mlflow.artifacts == ()
+
+
+def test_a_link_to_a_list_of_runs_tags_each_back_and_this_run_with_their_ids(store: Store, tmp_path: Path):
+    compared = [store.client.create_run(store.experiment_id).info.run_id for _ in range(3)]
+    summary = LoggedJSONDataset(
+        filepath=str(tmp_path / "comparison.json"),
+        mlflow={
+            "tags": {"baseline_run_id": "htr.baseline"},
+            "link": {"run_id_field": "compared_run_ids", "tag": "htr.compared", "back_tag": "htr.comparison"},
+        },
+    )
+    with mlflow.start_run() as run:
+        summary.save({"baseline_run_id": compared[0], "compared_run_ids": compared})
+        summary.save({"baseline_run_id": compared[0], "compared_run_ids": []})  # nothing to link: nothing tagged
+        with pytest.raises(DatasetError, match="'compared_run_ids' holds a int, not a run id or a list of run ids"):
+            summary.save({"baseline_run_id": compared[0], "compared_run_ids": 3})
+    tags = store.client.get_run(run.info.run_id).data.tags
+    assert tags["htr.compared"] == ",".join(compared) and tags["htr.baseline"] == compared[0]
+    assert [store.client.get_run(run_id).data.tags["htr.comparison"] for run_id in compared] == [run.info.run_id] * 3
+
+
+def test_ids_too_many_for_one_tag_are_counted_not_cut(store: Store):
+    many = [f"{index:032x}" for index in range(300)]  # 300 x 33 characters: over MLflow's 8,000
+    elsewhere = LoggedMemoryDataset(
+        mlflow={"link": {"run_id_field": "ids", "tag": "htr.compared", "back_tag": "htr.b", "store_field": "uri"}}
+    )
+    with mlflow.start_run() as run:
+        elsewhere.save({"ids": many, "uri": "sqlite:////elsewhere/mlflow.db"})
+    tag = store.client.get_run(run.info.run_id).data.tags["htr.compared"]
+    assert tag == "300 runs: too many ids for one tag, the run's saved outputs list them"
+
+
+def test_a_sweeps_summary_logs_its_trials_by_state_as_metrics(store: Store):
+    summary = LoggedMemoryDataset(mlflow={"numbers": "sweep", "tags": {"study_name": "htr.sweep.study"}})
+    with mlflow.start_run() as run:
+        summary.save({"study_name": "ctc_weight", "counts": {"COMPLETE": 3, "PRUNED": 1, "FAIL": 2}})
+    logged = store.client.get_run(run.info.run_id).data
+    assert logged.metrics == {"sweep/trials_complete": 3.0, "sweep/trials_pruned": 1.0, "sweep/trials_fail": 2.0}
+    assert logged.tags["htr.sweep.study"] == "ctc_weight"

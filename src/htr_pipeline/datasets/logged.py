@@ -36,6 +36,8 @@ from kedro.io import AbstractDataset, MemoryDataset
 from kedro.io.core import DatasetError, Version
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
+from kedro_datasets.pandas import CSVDataset, ParquetDataset
+from kedro_datasets.text import TextDataset
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from htr_pipeline.tracking.logged_models import ModelsToLog, log_models_to_log
@@ -54,16 +56,18 @@ logger = logging.getLogger(__name__)
 
 
 class RunLink(BaseModel):
-    """Tags between this run and the run the saved data concerns (the training an evaluation evaluated)."""
+    """Tags between this run and the runs the saved data concerns: the training an evaluation evaluated (one run),
+    the runs a comparison compares (many runs, one comparison)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id_field: str
-    """The field of the saved data holding the other run's id (nothing is tagged when it is null)."""
+    """The field of the saved data holding the other run's id, or a list of ids (nothing is tagged when it is null
+    or empty)."""
     tag: str
-    """Set on this run: the other run's id."""
+    """Set on this run: the other run's id (of a list: the ids, comma-separated)."""
     back_tag: str
-    """Set on the other run: this run's id."""
+    """Set on each other run: this run's id."""
     store_field: str | None = None
     """The field holding the other run's store: the other run is tagged back only when that is this store."""
 
@@ -123,11 +127,24 @@ def log_saved(data: Any, declared: MlflowLogging, dataset: str) -> None:
 
 
 def _link(data: Any, link: RunLink, this_run: str, dataset: str) -> None:
-    other_run = _field(data, link.run_id_field, dataset)
-    if other_run is None:
+    other_runs = _run_ids(_field(data, link.run_id_field, dataset), link.run_id_field, dataset)
+    if not other_runs:
         return
     same_store = link.store_field is None or _field(data, link.store_field, dataset) == current_tracking_uri()
-    link_runs(str(other_run), link.tag, link.back_tag, this_run, same_store)
+    link_runs(other_runs, link.tag, link.back_tag, this_run, same_store)
+
+
+def _run_ids(value: Any, name: str, dataset: str) -> list[str]:
+    """A link field's run ids: one id, a list of them, or none (null)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(run_id, str) for run_id in value):
+        return list(value)
+    raise DatasetError(
+        f"{dataset}: the link's field '{name}' holds a {type(value).__name__}, not a run id or a list of run ids"
+    )
 
 
 def _field(data: Any, name: str, dataset: str) -> Any:
@@ -184,6 +201,79 @@ class LoggedJSONDataset(MlflowLogged, JSONDataset):
             credentials=credentials,
             fs_args=fs_args,
             metadata=metadata,
+        )
+        self.to_mlflow = mlflow_logging(mlflow)
+
+
+class LoggedParquetDataset(MlflowLogged, ParquetDataset):
+    """``pandas.ParquetDataset`` plus ``mlflow:`` (a table logged under a ``.parquet`` name)."""
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        mlflow: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            filepath=filepath,
+            load_args=load_args,
+            save_args=save_args,
+            version=version,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
+        )
+        self.to_mlflow = mlflow_logging(mlflow)
+
+
+class LoggedCSVDataset(MlflowLogged, CSVDataset):
+    """``pandas.CSVDataset`` plus ``mlflow:`` (a table logged under a ``.csv`` name)."""
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        mlflow: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            filepath=filepath,
+            load_args=load_args,
+            save_args=save_args,
+            version=version,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
+        )
+        self.to_mlflow = mlflow_logging(mlflow)
+
+
+class LoggedTextDataset(MlflowLogged, TextDataset):
+    """``text.TextDataset`` plus ``mlflow:``."""
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        mlflow: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata
         )
         self.to_mlflow = mlflow_logging(mlflow)
 

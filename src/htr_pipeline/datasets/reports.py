@@ -19,15 +19,14 @@ from typing import Any
 from kedro.io.core import Version, get_filepath_str
 from kedro_datasets._typing import HTMLPreview, ImagePreview
 from kedro_datasets.pillow import ImageDataset
-from kedro_datasets.text import TextDataset
 from markdown_it import MarkdownIt
 from PIL import Image, ImageDraw
 
-from htr_pipeline.datasets.logged import MlflowLogged, mlflow_logging
+from htr_pipeline.datasets.logged import LoggedTextDataset, MlflowLogged, mlflow_logging
 from htr_pipeline.tracking.run_logging import active_run_id_or_none, log_artifact
 
 
-class LinkedMarkdownDataset(MlflowLogged, TextDataset):
+class LinkedMarkdownDataset(LoggedTextDataset):
     """A versioned markdown file whose links to sibling files (``](evaluation_plots.png)``: a bare file name)
     point at the same run's version of the sibling dataset (``data/08_reporting/evaluation_plots.png/…``).
 
@@ -45,10 +44,14 @@ class LinkedMarkdownDataset(MlflowLogged, TextDataset):
         mlflow: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
-            filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata
+            filepath=filepath,
+            version=version,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
+            mlflow=mlflow,
         )
         self.report_path = PurePosixPath(filepath)
-        self.to_mlflow = mlflow_logging(mlflow)
 
     def stored_form(self, data: str) -> str:
         return linked_report(data, self.report_path, self.resolve_save_version())

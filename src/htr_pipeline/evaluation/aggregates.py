@@ -92,7 +92,8 @@ def _error_rates(with_text: pd.DataFrame, variant: str) -> dict[str, float]:
     }
 
 
-def _interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict[str, float]:
+def percentile_interval(estimate: float, resampled: np.ndarray, confidence: float) -> dict[str, float]:
+    """``estimate`` with the percentile interval of its bootstrap ``resampled`` values at ``confidence``."""
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(resampled, [tail, 1.0 - tail])
     return {"estimate": float(estimate), "ci_low": float(low), "ci_high": float(high)}
@@ -106,7 +107,7 @@ def _mean_gain(samples: pd.DataFrame, metric: str, line_indices: np.ndarray, con
 
 def _mean_gain_interval(gain_per_item: np.ndarray, indices: np.ndarray, confidence: float) -> dict[str, float]:
     # gain_per_item: (items,); indices: (resamples, items)
-    return _interval(gain_per_item.mean(), gain_per_item[indices].mean(axis=1), confidence)
+    return percentile_interval(gain_per_item.mean(), gain_per_item[indices].mean(axis=1), confidence)
 
 
 def _cer_reduction(with_text: pd.DataFrame, text_indices: np.ndarray, confidence: float) -> dict[str, float]:
@@ -131,7 +132,7 @@ def _corpus_reduction_interval(
     estimate = corpus_rate(edits_before, reference_lengths) - corpus_rate(edits_after, reference_lengths)
     resampled_lengths = np.maximum(reference_lengths[indices].sum(axis=1), 1)
     resampled_edit_reduction = edits_before[indices].sum(axis=1) - edits_after[indices].sum(axis=1)
-    return _interval(estimate, resampled_edit_reduction / resampled_lengths, confidence)
+    return percentile_interval(estimate, resampled_edit_reduction / resampled_lengths, confidence)
 
 
 def paired_corpus_reduction(

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import functools
 import math
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import mlflow
+import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.entities import Metric
 from PIL import Image
@@ -67,10 +70,19 @@ def log_parameters(parameters: Mapping[str, str]) -> None:
     mlflow.log_params(dict(parameters))
 
 
+TABLE_WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
+    ".parquet": lambda table, path: table.to_parquet(path, index=False),
+    ".csv": lambda table, path: table.to_csv(path, index=False),
+}
+"""How a table is written as an artifact, by the suffix of its name."""
+
+
 def log_artifact(data: Any, artifact_file: str) -> None:
     """``data`` as the file ``artifact_file`` of the active run: a mapping as JSON, a string as text, a Pillow
-    image or a matplotlib figure as the image the name's suffix says."""
-    if isinstance(data, Mapping):
+    image or a matplotlib figure as the image the name's suffix says, a table as the Parquet or CSV file it says."""
+    if isinstance(data, pd.DataFrame):
+        _log_table(data, PurePosixPath(artifact_file))
+    elif isinstance(data, Mapping):
         mlflow.log_dict(dict(data), artifact_file)
     elif isinstance(data, str):
         mlflow.log_text(data, artifact_file)
@@ -81,8 +93,19 @@ def log_artifact(data: Any, artifact_file: str) -> None:
     else:
         raise TypeError(
             f"artifact '{artifact_file}': no way to log a {type(data).__name__} (a mapping, a string, "
-            "a Pillow image or a matplotlib figure)"
+            "a Pillow image, a matplotlib figure or a table)"
         )
+
+
+def _log_table(table: pd.DataFrame, artifact_file: PurePosixPath) -> None:
+    writer = TABLE_WRITERS.get(artifact_file.suffix)
+    if writer is None:
+        suffixes = " or ".join(TABLE_WRITERS)
+        raise ValueError(f"artifact '{artifact_file}': a table is logged as {suffixes}, not '{artifact_file.suffix}'")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / artifact_file.name
+        writer(table, path)
+        mlflow.log_artifact(str(path), str(artifact_file.parent) if artifact_file.parent.parts else None)
 
 
 @dataclass(frozen=True)
@@ -125,9 +148,15 @@ def inference_numbers(summary: Mapping[str, Any]) -> LoggedNumbers:
     return LoggedNumbers(metrics)
 
 
+def sweep_numbers(summary: Mapping[str, Any]) -> LoggedNumbers:
+    """The study's trials by state as ``sweep/trials_<state>`` (``sweep/trials_complete``), as this worker left it."""
+    return LoggedNumbers({f"sweep/trials_{state.lower()}": count for state, count in summary["counts"].items()})
+
+
 OUTPUT_NUMBERS: dict[str, Callable[[Mapping[str, Any]], LoggedNumbers]] = {
     "evaluation": evaluation_numbers,
     "inference": inference_numbers,
+    "sweep": sweep_numbers,
 }
 """How the numbers of a summary become metrics and params, by the name a catalog entry's ``mlflow.numbers``
 gives: a new kind of summary is one function plus one line here."""

@@ -15,7 +15,7 @@ import os
 import socket
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,8 +28,14 @@ CHECKPOINT_FOLDER_TAG = "htr.checkpoint_folder"
 """Tag on a training run naming the folder of its checkpoints (evaluation finds them by run id)."""
 EVALUATION_RUN_TAG = "htr.evaluation_run_id"
 """Set on a training run: the run that last evaluated it."""
+EVALUATED_RUN_TAG = "htr.evaluated_run_id"
+"""Set on an evaluation run: the training run it evaluated (``evaluation_summary``'s ``link`` in the catalog)."""
 EVALUATION_SUMMARY_ARTIFACT = "evaluation/summary.json"
 """Where an evaluation run keeps its summary (``conf/base/catalog.yml``, ``evaluation_summary``)."""
+
+
+MAX_TAG_VALUE_CHARS = 8000
+"""MLflow's limit on a tag's value (``mlflow.utils.validation.MAX_TAG_VAL_LENGTH``)."""
 
 
 def tag_run(run_id: str, tags: Mapping[str, str]) -> None:
@@ -39,13 +45,23 @@ def tag_run(run_id: str, tags: Mapping[str, str]) -> None:
         client.set_tag(run_id, key, value)
 
 
-def link_runs(other_run_id: str, tag: str, back_tag: str, this_run_id: str, same_store: bool = True) -> None:
-    """Tag this run with the run it concerns (``tag``), and that run with this one (``back_tag``): an evaluation
-    and the training it evaluated, a diagnostics run and the run it audited. A run in another store (a
-    diagnostics of ``diagnostics.tracking_uri``) is tagged on this side only."""
-    tag_run(this_run_id, {tag: other_run_id})
+def link_runs(other_run_ids: Sequence[str], tag: str, back_tag: str, this_run_id: str, same_store: bool = True) -> None:
+    """Tag this run with the runs it concerns (``tag``), and each of them with this one (``back_tag``): an
+    evaluation and the training it evaluated, a diagnostics run and the run it audited, a comparison and the runs
+    it compares (``tag`` then holds their ids, comma-separated). A run in another store (a diagnostics of
+    ``diagnostics.tracking_uri``) is tagged on this side only."""
+    tag_run(this_run_id, {tag: _tag_value_of_ids(other_run_ids)})
     if same_store:
-        tag_run(other_run_id, {back_tag: this_run_id})
+        for other_run_id in other_run_ids:
+            tag_run(other_run_id, {back_tag: this_run_id})
+
+
+def _tag_value_of_ids(run_ids: Sequence[str]) -> str:
+    """Run ids comma-separated; too many for one tag (MLflow keeps 8,000 characters), their count, said so."""
+    joined = ",".join(run_ids)
+    if len(joined) <= MAX_TAG_VALUE_CHARS:
+        return joined
+    return f"{len(run_ids)} runs: too many ids for one tag, the run's saved outputs list them"
 
 
 def checkpoint_folder_of_run(run_id: str, config_key: str, tracking_uri: str | None = None) -> str:

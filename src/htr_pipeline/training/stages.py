@@ -404,6 +404,9 @@ def gan_stage(
 def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: GanStageInputs) -> dict[str, Any]:
     """The GAN stage in one process of ``group`` (all of it in a one-process run)."""
     config = inputs.config
+    if config.gan_seed is not None:
+        # The GAN stage draws its weights, line order and page crops from its own seed; stage 1 kept ``seed``.
+        config = config.model_copy(update={"seed": config.gan_seed})
     seed_everything(config.seed)
     configure_cuda(device, config.speed, cudnn_benchmark=config.speed.cudnn_benchmark)
     splits = line_splits(inputs.manifest, config)
