@@ -77,8 +77,9 @@ def _effective(parameters: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _schema_defaults(base: Mapping[str, Any]) -> dict[str, str]:
-    """The effective config when only base's sources are given: every other key takes the schema's default."""
-    return _effective({"data": {"sources": base["data"]["sources"]}})
+    """The effective config when only base's sources and its example sweep are given: every other key takes the
+    schema's default."""
+    return _effective({"data": {"sources": base["data"]["sources"]}, "sweep": base["sweep"]})
 
 
 def test_base_values_are_the_schema_defaults():

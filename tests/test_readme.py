@@ -191,6 +191,15 @@ def _field_default(model: type[BaseModel], parts: list[str]) -> Any:
         return _plain(default)
     owners = [nested for nested, _ in _nested_models(field.annotation) if parts[1] in nested.model_fields]
     assert owners, f"{'.'.join(parts)} is documented but the schema has no such key"
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):  # a section whose default is an instance with values of its own
+        value: Any = default.model_dump(mode="json")
+        for part in parts[1:]:
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            return value
     return _field_default(owners[0], parts[1:])
 
 

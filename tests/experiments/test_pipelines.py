@@ -24,7 +24,7 @@ import yaml
 from htr_pipeline.config import ConfigError
 from htr_pipeline.experiments.runs import UnpairedRunsError
 from tests.conftest import small_synthetic_parameters
-from tests.pipelines.test_training_pipeline import TINY_TRAINING, _client, _run, _runs
+from tests.pipeline_runs import TINY_TRAINING, logged_runs, mlflow_client, run_session
 from tests.pipelines.test_what_people_see import _new_project
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def _parameters() -> dict:
 
 def _artifact(project: Path, run_id: str, path: str) -> Path:
     folder = tempfile.mkdtemp()
-    return Path(_client(project).download_artifacts(run_id, path, folder))
+    return Path(mlflow_client(project).download_artifacts(run_id, path, folder))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(_parameters()))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)
-        _run(project, "data_ingestion")
+        run_session(project, "data_ingestion")
         plain = subprocess.run(
             [sys.executable, "-m", "kedro", "run", "--pipelines=training,evaluation", "--params", PLAIN_RUN_PARAMS],
             cwd=project,
@@ -79,7 +79,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def swept(project: Path) -> dict:
     """The sweep, run as `kedro run --pipelines=sweep`; its saved summary."""
-    _run(project, "sweep")
+    run_session(project, "sweep")
     (summary_file,) = (project / "data" / "08_reporting" / "sweep_summary.json").glob("*/sweep_summary.json")
     return json.loads(summary_file.read_text())
 
@@ -87,7 +87,7 @@ def swept(project: Path) -> dict:
 def _plain_run(project: Path):
     (run,) = [
         run
-        for run in _runs(project)
+        for run in logged_runs(project)
         if run.info.run_name == "training+evaluation" and "htr.sweep.study" not in run.data.tags
     ]
     return run
@@ -96,14 +96,14 @@ def _plain_run(project: Path):
 def _trial_runs(project: Path) -> dict[str, object]:
     return {
         run.data.tags["htr.sweep.label"]: run
-        for run in _runs(project)
+        for run in logged_runs(project)
         if "htr.sweep.trial" in run.data.tags and "htr.sweep.objective_split" not in run.data.tags
     }
 
 
 def test_a_misspelt_key_in_the_search_space_fails_before_any_training(project: Path):
     with pytest.raises(ConfigError, match=r"'training\.losses\.weights\.ctcc'.*Did you mean 'training\.losses"):
-        _run(project, "sweep", {"sweep": {"space": {"training.losses.weights.ctcc": {"choices": [1.0, 2.0]}}}})
+        run_session(project, "sweep", {"sweep": {"space": {"training.losses.weights.ctcc": {"choices": [1.0, 2.0]}}}})
     assert not (project / "data" / "09_experiments" / "tiny").exists()
 
 
@@ -114,7 +114,7 @@ def test_the_sweep_trains_stage_one_once_and_each_trial_as_kedro_run_would(proje
     trials = _trial_runs(project)
     assert set(trials) == {"baseline", "training.losses.weights.ctc=3.0"}
     (sweep_run_id,) = {run.data.tags["mlflow.parentRunId"] for run in trials.values()}  # nested under one run
-    sweep_run = _client(project).get_run(sweep_run_id)
+    sweep_run = mlflow_client(project).get_run(sweep_run_id)
     assert sweep_run.info.run_name == "sweep" and sweep_run.info.status == "FINISHED"
     for run in trials.values():
         assert run.info.status == "FINISHED"
@@ -135,7 +135,7 @@ def test_the_sweep_trains_stage_one_once_and_each_trial_as_kedro_run_would(proje
     )
 
     # The objective was read on the valid lines, by an evaluation nested under each trial.
-    objective_runs = [run for run in _runs(project) if run.data.tags.get("htr.sweep.objective_split") == "valid"]
+    objective_runs = [run for run in logged_runs(project) if run.data.tags.get("htr.sweep.objective_split") == "valid"]
     assert sorted(run.data.tags["mlflow.parentRunId"] for run in objective_runs) == sorted(
         run.info.run_id for run in trials.values()
     )
@@ -151,11 +151,11 @@ def test_the_sweep_trains_stage_one_once_and_each_trial_as_kedro_run_would(proje
     assert [run["label"] for run in comparison["runs"]] == [
         f"trial {t}, seed 5" for t in sorted(int(run.data.tags["htr.sweep.trial"]) for run in trials.values())
     ]
-    artifacts = {item.path for item in _client(project).list_artifacts(sweep_run.info.run_id, "comparison")}
+    artifacts = {item.path for item in mlflow_client(project).list_artifacts(sweep_run.info.run_id, "comparison")}
     assert {"comparison/report.md", "comparison/table.csv", "comparison/tables.tex"} <= artifacts
     # A rerun resumes the finished study: nothing trains again.
     trial_folders = sorted((project / "data" / "09_experiments" / "tiny").glob("trial_*"))
-    _run(project, "sweep")
+    run_session(project, "sweep")
     assert sorted((project / "data" / "09_experiments" / "tiny").glob("trial_*")) == trial_folders
 
 
@@ -163,15 +163,15 @@ def test_two_runs_compare_with_a_paired_interval_recomputed_by_hand(project: Pat
     plain = _plain_run(project).info.run_id
     other = _trial_runs(project)["training.losses.weights.ctc=3.0"].info.run_id
     capsys.readouterr()
-    _run(project, "comparison", {"comparison": {"runs": f"{plain} {other}"}})
+    run_session(project, "comparison", {"comparison": {"runs": f"{plain} {other}"}})
     block = capsys.readouterr().out
     assert "Comparison on test (6 lines, read by judge)" in block
 
     (comparison_run,) = [
-        run for run in _runs(project) if run.info.run_name == "comparison" and run.info.status == "FINISHED"
+        run for run in logged_runs(project) if run.info.run_name == "comparison" and run.info.status == "FINISHED"
     ]
     assert comparison_run.data.tags["htr.compared_run_ids"] == f"{plain},{other}"
-    assert _client(project).get_run(other).data.tags["htr.comparison_run_id"] == comparison_run.info.run_id
+    assert mlflow_client(project).get_run(other).data.tags["htr.comparison_run_id"] == comparison_run.info.run_id
     table = pd.read_csv(_artifact(project, comparison_run.info.run_id, "comparison/table.csv"))
     row = table[table["run_id"] == other].iloc[0]
 
@@ -197,8 +197,8 @@ def test_two_runs_compare_with_a_paired_interval_recomputed_by_hand(project: Pat
 
 def test_runs_evaluated_on_other_lines_are_refused_naming_both(project: Path, swept: dict):
     plain = _plain_run(project).info.run_id
-    on_valid = next(run for run in _runs(project) if run.data.tags.get("htr.sweep.objective_split") == "valid")
+    on_valid = next(run for run in logged_runs(project) if run.data.tags.get("htr.sweep.objective_split") == "valid")
     with pytest.raises(UnpairedRunsError) as error:
-        _run(project, "comparison", {"comparison": {"runs": f"{plain} {on_valid.info.run_id}"}})
+        run_session(project, "comparison", {"comparison": {"runs": f"{plain} {on_valid.info.run_id}"}})
     assert plain in str(error.value) and on_valid.info.run_id in str(error.value)
     assert "split 'valid' against 'test'" in str(error.value)

@@ -109,9 +109,9 @@ def test_grid_and_baseline(base):
         {"training.losses.weights.ctc": 3.0, "training.epochs": 3},
     ]
     defaults = baseline_values(base, sweep)
-    assert defaults == {"training.losses.weights.ctc": 1.0, "training.epochs": 10}
-    assert configuration_label({"training.losses.weights.ctc": 1.0, "training.epochs": 10}, defaults) == "baseline"
-    assert configuration_label({"training.losses.weights.ctc": 3.0, "training.epochs": 10}, defaults) == (
+    assert defaults == {"training.losses.weights.ctc": 1.0, "training.epochs": 2}
+    assert configuration_label({"training.losses.weights.ctc": 1.0, "training.epochs": 2}, defaults) == "baseline"
+    assert configuration_label({"training.losses.weights.ctc": 3.0, "training.epochs": 2}, defaults) == (
         "training.losses.weights.ctc=3.0"
     )
     config = trial_config(base, sweep, {"training.losses.weights.ctc": 3.0, "training.epochs": 3}, seed=2)
