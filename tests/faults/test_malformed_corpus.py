@@ -71,7 +71,8 @@ def build_corpus(root: Path) -> Path:
         "random_bytes.png": os.urandom(2000),
         "empty_file.png": b"",
         "text_as_png.png": b"filename\ttranscription\n",
-        "truncated.png": (folder / "lines" / "plain.png").read_bytes()[:200],
+        # Half of a real PNG: always cut inside its image data, whatever size the rendered line compresses to.
+        "truncated.png": (lambda png: png[: len(png) // 2])((folder / "lines" / "plain.png").read_bytes()),
     }
     for name, content in bad_images.items():
         (folder / "lines" / name).write_bytes(content)
