@@ -25,6 +25,7 @@ from htr_pipeline.config import AugmentationConfig, SpeedConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.freezing import frozen_for_input_gradients
+from htr_pipeline.scoring import lines as scoring_lines
 from htr_pipeline.training import losses
 from htr_pipeline.training.augmentation import augment_lines
 from htr_pipeline.training.data_loading import width_multiple
@@ -256,6 +257,19 @@ def test_the_generators_adversarial_term_computes_no_discriminator_gradient():
     assert all(parameter.requires_grad for parameter in trainer.models.discriminator.parameters())
 
 
+def test_a_gan_step_reads_the_restored_lines_once():
+    """The generator's CTC and the dual-modal discriminator's text come from one reading of the restored lines;
+    a second forward for the discriminator's text repeated the whole recognizer (its trunk, the BiLSTM)."""
+    trainer = tiny_trainer(tiny_config())
+    assert trainer.config.discriminator.mode == "predicted"
+    inputs: list[torch.Tensor] = []
+    trainer.models.recognizer.register_forward_hook(lambda module, args, output: inputs.append(args[0]))
+    batch = tiny_batch()
+    trainer.train_step(batch, ctc_factor=1.0, sums=EpochSums())
+    assert len(inputs) == 2  # the restored lines once, the clean ones once
+    assert sum(torch.equal(images, batch.clean) for images in inputs) == 1
+
+
 class CountingWrapper(nn.Module):
     """Stands in for DistributedDataParallel: counts the forward passes that would average gradients."""
 
@@ -385,6 +399,34 @@ def test_every_ctc_of_a_training_step_gets_the_host_lengths(monkeypatch: pytest.
     assert len(lengths_seen) == 4  # the generator's CTC and the fine-tuning's
     assert not any(isinstance(lengths, OnDevice) for lengths in lengths_seen)
     assert all(lengths.device.type == "cpu" for lengths in lengths_seen)
+
+
+def test_validation_brings_back_from_the_device_only_the_restored_lines(monkeypatch: pytest.MonkeyPatch):
+    """The clean lines are compared as the host already has them: copying them back from the GPU every batch
+    made validation wait for it for nothing."""
+    moved_to_device = LineBatch.to
+
+    def marked_to(batch: LineBatch, device: torch.device) -> LineBatch:
+        moved = moved_to_device(batch, device)
+        return dataclasses.replace(
+            moved, degraded=moved.degraded.as_subclass(OnDevice), clean=moved.clean.as_subclass(OnDevice)
+        )
+
+    compared: list[dict[str, torch.Tensor]] = []
+    image_fidelity = scoring_lines._image_fidelity
+
+    def recording_fidelity(clean: torch.Tensor, images: dict[str, torch.Tensor], widths: list[int]) -> list[dict]:
+        compared.append({"clean": clean, **images})
+        return image_fidelity(clean, images, widths)
+
+    monkeypatch.setattr(LineBatch, "to", marked_to)
+    monkeypatch.setattr(scoring_lines, "_image_fidelity", recording_fidelity)
+    trainer = tiny_trainer(tiny_config())
+    metrics = trainer.validate([tiny_batch()])
+    assert metrics.lines == 2 and compared
+    for images in compared:
+        assert isinstance(images["restored"], OnDevice), "the restored lines come from the device"
+        assert not isinstance(images["clean"], OnDevice), "the clean lines are compared as the host has them"
 
 
 def test_augmentation_draws_reach_the_device_in_queued_copies():
