@@ -230,6 +230,11 @@ class RealPaperConfig(StrictModel):
     bleed_through: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 0.6))
     """Real ink of another part of a page of the same split shows through, mirrored and blurred (strength: its
     opacity and blur)."""
+    paper_grain: DegradationSetting = DegradationSetting(probability=0.5, strength=(0.2, 1.0))
+    """Textured paper (leather-like grain, laid or ruled board) on top of the page's paper before the ink meets it:
+    the paper's own fine texture amplified, and a network of thin dark creases, stretched in a random direction
+    (strength: how much of each). The model then meets faint dark structure that is not ink; without it, a model
+    trained on smooth paper turns the grain of a textured page into specks of ink."""
 
     @field_validator("folders", mode="before")
     @classmethod

@@ -154,6 +154,44 @@ def test_bleed_through_is_real_ink_mirrored_under_the_line() -> None:
     assert composed.min() > 200 * (1 - recipe["bleed_through"]["opacity"]) - 1, "faint: at most its opacity"
 
 
+def grain_settings(probability: float, strength: float = 0.8) -> RealPaperConfig:
+    return RealPaperConfig.model_validate(
+        {
+            "folders": [{"kind": "page_scans", "name": "flat", "path": "."}],
+            "ink_fading": {"probability": 0.0, "strength": [0.2, 0.6]},
+            "bleed_through": {"probability": 0.0, "strength": [0.2, 0.6]},
+            "paper_grain": {"probability": probability, "strength": [strength, strength]},
+        }
+    )
+
+
+def test_grain_turned_off_composes_exactly_what_a_config_without_it_composes() -> None:
+    clean = render_clean_line()
+    page = flat_page(shape=(80, 400))
+    without, recipe = compose_on_real_paper(clean, [page], grain_settings(0.0, 0.3), np.random.default_rng(3))
+    other_strength, _ = compose_on_real_paper(clean, [page], grain_settings(0.0, 1.0), np.random.default_rng(3))
+    assert np.array_equal(without, other_strength) and recipe["paper_grain"] is None
+
+
+def test_grain_textures_the_paper_with_faint_dark_creases_and_leaves_the_ink() -> None:
+    clean = render_clean_line()
+    page = flat_page(shape=(80, 400))
+    plain, _ = compose_on_real_paper(clean, [page], grain_settings(0.0), np.random.default_rng(3))
+    grained, recipe = compose_on_real_paper(clean, [page], grain_settings(1.0), np.random.default_rng(3))
+    paper = clean == 255
+    assert plain[paper].std() == 0.0, "the flat page's paper is flat"
+    assert grained[paper].std() > 4.0, "textured"
+    darkest = np.percentile(grained[paper], 1)
+    assert 100 < darkest < 190, "faint dark creases, not ink"
+    assert np.median(grained[paper]) == pytest.approx(200, abs=6), "the paper keeps its tone"
+    ink = clean < 64
+    assert grained[ink].mean() < 0.6 * grained[paper].mean(), "the ink stays ink"
+    grain = recipe["paper_grain"]
+    assert grain["strength"] == 0.8 and grain["along"] in {"rows", "columns"}
+    assert 0.3 * 0.8 * 0.5 <= grain["crease_depth"] <= 0.3 * 0.8
+    assert json.loads(json.dumps(recipe)) == recipe, "the recipe is plain JSON for the manifest"
+
+
 def test_without_real_paper_the_degraded_image_is_exactly_today_s() -> None:
     clean = render_clean_line()
     degraded, recipe, page = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), None, None)

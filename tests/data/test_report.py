@@ -59,6 +59,24 @@ def test_gallery_shows_each_line_clean_and_degraded_with_its_recipe():
     assert degradation_text("[]") == "none drawn (the clean line)"
 
 
+def test_a_recipe_on_real_paper_names_its_page_and_what_was_drawn():
+    recipe = [
+        {
+            "kind": "real_paper",
+            "page": "dibco:2009-H01",
+            "patch_top_left_px": [3, 4],
+            "ink_absorption": 0.7,
+            "ink_fading": {"strength": 0.31, "max_fade": 0.26},
+            "bleed_through": None,
+            "paper_grain": {"strength": 0.8, "crease_depth": 0.2},
+        },
+        {"kind": "blur", "strength": 0.42, "sigma_px": 1.0},
+    ]
+    assert degradation_text(json.dumps(recipe)) == (
+        "real paper dibco:2009-H01 + ink_fading 0.31 + paper_grain 0.8, blur 0.42 (kind and strength)"
+    )
+
+
 def test_label_length_histogram_has_whole_number_bins():
     manifest = _manifest()
     summary = {"rejects": 0, "character_frequencies_train": {"a": 1}}

@@ -20,7 +20,13 @@ from tests.pipeline_runs import TINY_TRAINING, logged_runs, mlflow_client, run_s
 def test_the_main_job_scores_real_pages_and_lines_no_training_saw(tmp_path: Path, kedro_project: Path) -> None:
     pages = write_page_pairs(tmp_path / "real_pages", ["r1", "r2", "r3"])
     lines = write_line_set(tmp_path / "real_lines", {"a": "test", "b": "test", "c": "valid"})
+    paper = write_page_pairs(tmp_path / "paper", ["p1", "p2", "p3", "p4"])
     parameters = small_synthetic_parameters(train=12, valid=4, test=4)
+    # Its lines on real paper, with grain: the dataset report and gallery must read such recipes too.
+    parameters["data"]["real_paper"] = {
+        "folders": [{"kind": "page_pairs", "name": "paper", "path": str(paper)}],
+        "paper_grain": {"probability": 1.0, "strength": [0.2, 1.0]},
+    }
     parameters["training"] = {**TINY_TRAINING, "epochs": 1}
     parameters["evaluation"] = {
         "bootstrap_resamples": 200,
@@ -34,6 +40,10 @@ def test_the_main_job_scores_real_pages_and_lines_no_training_saw(tmp_path: Path
     (kedro_project / "conf" / "base" / "parameters.yml").write_text(yaml.safe_dump(parameters))
 
     catalog = run_session(kedro_project)
+    manifest = catalog.load("manifest")
+    assert manifest["paper_page"].str.startswith("paper:").all(), "every synthesised line on the real paper"
+    assert catalog.load("dataset_report")["samples_on_real_paper"] == len(manifest)
+    assert list((kedro_project / "data" / "08_reporting").glob("dataset_gallery.png/*/dataset_gallery.png"))
     summary = catalog.load("real_test_summary")
     page_table, line_table = catalog.load("real_test_pages"), catalog.load("real_test_lines")
     assert summary["configured"] and summary["pages"]["pages"] == 3 and summary["lines"]["lines"] == 2

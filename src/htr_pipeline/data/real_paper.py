@@ -275,6 +275,9 @@ def compose_on_real_paper(
     bleed_applied, bleed_strength = _plan(settings.bleed_through, rng)
     kind_seeds = rng.integers(2**63, size=2)
     absorption = float(np.clip(page.ink_absorption * rng.uniform(*INK_ABSORPTION_SPREAD), 0.05, 1.0))
+    # Drawn after everything above, so that a config without grain composes exactly what it did before.
+    grain_applied, grain_strength = _plan(settings.paper_grain, rng)
+    grain_seed = int(rng.integers(2**63))
     recipe: dict[str, Any] = {
         "kind": "real_paper",
         "page": page.page_id,
@@ -283,7 +286,10 @@ def compose_on_real_paper(
         "ink_absorption": absorption,
         "ink_fading": None,
         "bleed_through": None,
+        "paper_grain": None,
     }
+    if grain_applied:
+        paper, recipe["paper_grain"] = _grained(paper, grain_strength, np.random.default_rng(grain_seed))
     if fading_applied:
         coverage, recipe["ink_fading"] = _faded(coverage, fading_strength, np.random.default_rng(kind_seeds[0]))
     ghost = np.zeros_like(coverage)
@@ -312,6 +318,66 @@ def _faded(coverage: np.ndarray, strength: float, rng: np.random.Generator) -> t
     patch_size_px = height * float(rng.uniform(0.3, 1.5))
     fade = max_fade * (0.575 + 0.425 * smooth_random_field(coverage.shape, patch_size_px, rng))
     return coverage * (1.0 - fade), {"strength": strength, "max_fade": max_fade, "patch_size_px": patch_size_px}
+
+
+GRAIN_RESIDUAL_SIGMA_PX = 2.0
+"""The paper's own fine texture is what a Gaussian of this width (page pixels) smooths away."""
+CREASE_SPACING_PX = (3.0, 14.0)
+"""Typical distance between the creases of a grain, in page pixels (the patch is at the page's working scale)."""
+
+
+def _grained(paper: np.ndarray, strength: float, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
+    """Paper made textured, three ways at once, each scaled by ``strength``:
+
+    - its own fine texture amplified by 1 + 2 x strength x U(0.5, 1);
+    - relief: a band-limited height field, stretched up to 3 times along rows or columns (leather grain when
+      round, laid or ruled board when stretched), lit from one side as a scanner lights it: brightness changes by
+      its slope, up to 0.15 x strength x U(0.5, 1) (one standard deviation);
+    - creases: fragments of the height field's zero crossings, 1-2.5 px wide, darkening the paper by up to
+      0.3 x strength x U(0.5, 1) at their core, where a second, coarser field is positive.
+    """
+    # paper: (height, width) float32 in [0, 1]; returns the same
+    texture_gain = 1.0 + 2.0 * strength * float(rng.uniform(0.5, 1.0))
+    smooth = ndimage.gaussian_filter(paper, GRAIN_RESIDUAL_SIGMA_PX, mode="reflect")
+    spacing_px = float(rng.uniform(*CREASE_SPACING_PX))
+    stretch = float(rng.uniform(1.0, 3.0))
+    along_rows = bool(rng.random() < 0.5)
+    across, along = spacing_px / 4.0, spacing_px / 4.0 * stretch
+    height_field = _normalised(
+        ndimage.gaussian_filter(
+            rng.standard_normal(paper.shape).astype(np.float32), (across, along) if along_rows else (along, across)
+        )
+    )
+    slope_rows, slope_columns = np.gradient(height_field)
+    light_angle = float(rng.uniform(0.0, 2.0 * np.pi))
+    relief = _normalised(np.cos(light_angle) * slope_columns + np.sin(light_angle) * slope_rows)
+    relief_amplitude = 0.15 * strength * float(rng.uniform(0.5, 1.0))
+    # |field| / |slope| approximates the distance to the zero crossing: creases of even width.
+    crease_width_px = float(rng.uniform(1.0, 2.5))
+    distance_px = np.abs(height_field) / np.maximum(np.hypot(slope_rows, slope_columns), 1e-6)
+    fragments = smooth_random_field(paper.shape, 3.0 * spacing_px, rng) > 0.0
+    creases = np.exp(-0.5 * (distance_px / (crease_width_px / 2.0)) ** 2) * fragments
+    crease_depth = 0.3 * strength * float(rng.uniform(0.5, 1.0))
+    grained = (smooth + texture_gain * (paper - smooth)) * (1.0 + relief_amplitude * np.clip(relief, -3.0, 3.0))
+    grained *= 1.0 - crease_depth * creases
+    params = {
+        "strength": strength,
+        "texture_gain": texture_gain,
+        "spacing_px": spacing_px,
+        "stretch": stretch,
+        "along": "rows" if along_rows else "columns",
+        "relief_amplitude": relief_amplitude,
+        "light_angle_degrees": float(np.degrees(light_angle)),
+        "crease_width_px": crease_width_px,
+        "crease_depth": crease_depth,
+    }
+    return np.clip(grained, 0.0, 1.0).astype(np.float32), params
+
+
+def _normalised(field: np.ndarray) -> np.ndarray:
+    """``field`` with zero mean and unit standard deviation (unchanged where it is flat)."""
+    centred = field - float(field.mean())
+    return centred / max(float(centred.std()), 1e-6)
 
 
 def _bleed_through(

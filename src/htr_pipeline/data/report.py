@@ -156,7 +156,16 @@ def degradation_text(recipe: str | None) -> str:
     steps = json.loads(recipe)
     if not steps:
         return "none drawn (the clean line)"
-    return ", ".join(f"{step['kind']} {step['strength']:.2g}" for step in steps) + " (kind and strength)"
+    return ", ".join(_step_text(step) for step in steps) + " (kind and strength)"
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    """One recipe step: ``blur 0.42``; the composition on real paper names its page and what it drew
+    (``real paper dibco:2009-H01 + ink_fading 0.3 + paper_grain 0.8``)."""
+    if step["kind"] != "real_paper":
+        return f"{step['kind']} {step['strength']:.2g}"
+    drawn = [f" + {name} {part['strength']:.2g}" for name, part in step.items() if isinstance(part, dict)]
+    return f"real paper {step['page']}{''.join(drawn)}"
 
 
 def tracked_metrics(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
