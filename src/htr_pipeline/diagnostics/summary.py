@@ -33,8 +33,9 @@ def _headline(report: Mapping[str, Any]) -> str:
     return next(finding["message"] for finding in report["findings"] if finding["verdict"] == worst)
 
 
-def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """The summary table, each audit linked to its own report (a sibling file, here and in MLflow)."""
+def summary_markdown(summary: Mapping[str, Any], sections: Mapping[str, str]) -> str:
+    """The summary table, each audit linked to its own report (a sibling file, here and in MLflow), then each
+    audit's section (:func:`audit_section`, by audit name) in the table's order: one page holds every finding."""
     rows = [{**row, "audit": f"[{row['audit']}]({row['audit']}.md)"} for row in summary["audits"]]
     lines = [
         f"# Diagnostics of run `{summary['run_id']}` ({summary['run_name']})",
@@ -43,11 +44,25 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         "",
         markdown_table(rows, ["audit", "verdict", "findings", "headline"]),
         "",
-        "Each audit's full report is saved as `data/08_reporting/diagnostics/<audit>.md/<version>/<audit>.md` "
-        "(and `.json`, `.png` the same way; `<version>` is this run's, the folder this summary is in), and logged "
-        "to the diagnostics run in MLflow under `diagnostics/`.",
+        "Each audit's report follows. It is also saved on its own as "
+        "`data/08_reporting/diagnostics/<audit>.md/<version>/<audit>.md` (and `.json`, `.png` the same way; "
+        "`<version>` is this run's, the folder this summary is in), and logged to the diagnostics run in MLflow "
+        "under `diagnostics/`.",
     ]
+    lines += ["", "\n\n".join(sections[row["audit"]] for row in summary["audits"])]
     return "\n".join(lines) + "\n"
+
+
+def audit_section(report_markdown: str, audit: str, has_figure: bool) -> str:
+    """An audit's markdown report as a section of the summary: its headings one level down, and its figure (the
+    sibling ``<audit>.png``) below it when it draws one."""
+    lines, in_code = [], False
+    for line in report_markdown.rstrip("\n").splitlines():
+        in_code = in_code != line.startswith("```")
+        lines.append("#" + line if not in_code and line.startswith("#") else line)
+    if has_figure:
+        lines += ["", f"![{audit}]({audit}.png)"]
+    return "\n".join(lines)
 
 
 def failing_audits(summary: Mapping[str, Any], fail_on: Verdict | None) -> list[str]:

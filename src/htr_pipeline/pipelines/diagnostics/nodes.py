@@ -3,11 +3,12 @@ the registry per node, gather the verdicts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import pandas as pd
+from PIL import Image
 
 from htr_pipeline.config import DiagnosticsConfig
 from htr_pipeline.data.line_store import LineImageStore
@@ -15,7 +16,8 @@ from htr_pipeline.devices import resolve_device
 from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines, readable_clean_lines
 from htr_pipeline.diagnostics.registry import Audit, run_audit
 from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, find_trained_run
-from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
+from htr_pipeline.diagnostics.summary import audit_section, diagnostics_summary, failing_audits, summary_markdown
+from htr_pipeline.evaluation.run import figure_image
 from htr_pipeline.tracking import (
     LoggedTrainingRun,
     RunNotFoundError,
@@ -69,22 +71,35 @@ def read_lines_with_recognizer(
 
 def audit_node(audit: Audit) -> Callable[..., tuple[Any, ...]]:
     """The node function of one audit: its inputs by name in, its report as the catalog saves it out (JSON with the
-    audited run's id, markdown, and the figure where it draws one)."""
+    audited run's id, markdown, and the figure where it draws one, rendered once so the summary can read it back)."""
 
     def run_one_audit(run: LoggedTrainingRun, **inputs: Any) -> tuple[Any, ...]:
         report = run_audit(audit, {"run": run, **inputs})
         published = ({**report.to_dict(), "audited_run_id": run.run_id}, report.to_markdown())
-        return (*published, report.figure) if audit.plot else published
+        return (*published, figure_image(report.figure)) if audit.plot else published
 
     run_one_audit.__name__ = run_one_audit.__qualname__ = audit.function.__name__
     run_one_audit.__doc__ = audit.function.__doc__
     return run_one_audit
 
 
-def summarise_diagnostics(run: LoggedTrainingRun, *reports: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    summary = diagnostics_summary(reports, run.run_id, run.run_name)
-    markdown = summary_markdown(summary)
-    return summary, markdown
+def summary_node(audits: Sequence[Audit]) -> Callable[..., tuple[dict[str, Any], str]]:
+    """The summary's node function: the audited run, then each audit's reports in the pipeline's order (JSON,
+    markdown, and the figure where the audit draws one) in; the verdict table, and the page that shows it above
+    every audit's report and figure, out."""
+
+    def summarise_diagnostics(run: LoggedTrainingRun, *reports: Any) -> tuple[dict[str, Any], str]:
+        published = iter(reports)
+        json_reports, sections = [], {}
+        for audit in audits:
+            json_reports.append(next(published))
+            markdown = next(published)
+            figure: Image.Image | None = next(published) if audit.plot else None
+            sections[audit.name] = audit_section(markdown, audit.name, figure is not None)
+        summary = diagnostics_summary(json_reports, run.run_id, run.run_name)
+        return summary, summary_markdown(summary, sections)
+
+    return summarise_diagnostics
 
 
 def fail_on_verdicts(summary: dict[str, Any], config: DiagnosticsConfig) -> None:

@@ -19,15 +19,18 @@ if set(AUDIT_INPUT_DATASETS) != set(AUDIT_INPUTS):
     raise TypeError(f"audit inputs without a catalog entry: {sorted(set(AUDIT_INPUTS) - set(AUDIT_INPUT_DATASETS))}")
 
 NAMESPACE = "diagnostics"
-"""Every node's namespace, one level deeper per audit (``diagnostics.config_audit``): kedro-viz collapses the
-report datasets into one group per audit. Only node names carry it (``diagnostics.audit_config``); dataset
-names stay as the catalog spells them."""
+"""Every node's namespace, one level deeper per audit (``diagnostics.config_audit``), and each audit's reports'
+(``diagnostics.config_audit.json``): kedro-viz draws one group per audit inside one ``diagnostics`` group."""
 
 
 def report_datasets(audit: Audit) -> list[str]:
-    """``diagnostics_<audit>_json`` and ``_markdown``, and ``_plot`` where the audit draws one (catalog factories)."""
-    names = [f"diagnostics_{audit.name}_json", f"diagnostics_{audit.name}_markdown"]
-    return [*names, f"diagnostics_{audit.name}_plot"] if audit.plot else names
+    """``diagnostics.<audit>.json`` and ``.markdown``, and ``.plot`` where the audit draws one (catalog factories).
+
+    kedro-viz keeps a dataset inside a collapsed group only when a node of the group reads it (a dataset nothing
+    in the group reads is drawn outside it, whatever its name): the summary reads them all, so the flowchart opens
+    on the run's inputs, one ``diagnostics`` group and the summary."""
+    names = [f"{NAMESPACE}.{audit.name}.json", f"{NAMESPACE}.{audit.name}.markdown"]
+    return [*names, f"{NAMESPACE}.{audit.name}.plot"] if audit.plot else names
 
 
 def _audit_node(audit: Audit) -> Node:
@@ -43,7 +46,8 @@ def _audit_node(audit: Audit) -> Node:
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Find the run and its checkpoint, read clean lines with its recognizer, then one node per registered audit
-    (:data:`htr_pipeline.diagnostics.registry.AUDITS`, read when the pipeline is built) and the summary."""
+    (:data:`htr_pipeline.diagnostics.registry.AUDITS`, read when the pipeline is built) and the summary of them
+    all, which reads every report (:func:`report_datasets`)."""
     return pipeline(
         [
             node(
@@ -69,8 +73,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             *(_audit_node(audit) for audit in AUDITS),
             node(
-                nodes.summarise_diagnostics,
-                ["audited_run", *[f"diagnostics_{audit.name}_json" for audit in AUDITS]],
+                nodes.summary_node(AUDITS),
+                ["audited_run", *(dataset for audit in AUDITS for dataset in report_datasets(audit))],
                 ["diagnostics_summary_json", "diagnostics_summary_markdown"],
                 name="summarise_diagnostics",
                 namespace=NAMESPACE,
