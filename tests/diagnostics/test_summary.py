@@ -31,10 +31,10 @@ def test_the_summary_keeps_each_verdict_and_the_first_worst_finding():
         ("split_hygiene", "problem", 1),
     ]
     assert summary["audits"][1]["headline"] == "criteria disagree"
-    sections = {
-        report.audit: audit_section(report.to_markdown(), report.audit, has_figure=report.audit != "config_audit")
+    sections = [
+        audit_section(report.to_dict(), report.to_markdown(), has_figure=report.audit != "config_audit")
         for report in _audit_reports()
-    }
+    ]
     markdown = summary_markdown(summary, sections)
     assert "| [split_hygiene](split_hygiene.md) | problem | 1 | group w1 in train and valid |" in markdown
     # Below the table, every audit's report in the table's order, one heading level down, with its figure.
@@ -45,9 +45,8 @@ def test_the_summary_keeps_each_verdict_and_the_first_worst_finding():
 
 def test_an_audit_section_keeps_code_blocks_as_they_are():
     report = "# Title\n\n**Verdict: ok**\n\n## Table\n\n```\n# not a heading\n```\n"
-    assert audit_section(report, "a", has_figure=False) == (
-        "## Title\n\n**Verdict: ok**\n\n### Table\n\n```\n# not a heading\n```"
-    )
+    section = audit_section({"audit": "a"}, report, has_figure=False)
+    assert section.markdown == "## Title\n\n**Verdict: ok**\n\n### Table\n\n```\n# not a heading\n```"
 
 
 @pytest.mark.parametrize(

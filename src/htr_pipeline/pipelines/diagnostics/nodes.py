@@ -3,7 +3,7 @@ the registry per node, gather the verdicts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -16,7 +16,13 @@ from htr_pipeline.devices import resolve_device
 from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines, readable_clean_lines
 from htr_pipeline.diagnostics.registry import Audit, run_audit
 from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, find_trained_run
-from htr_pipeline.diagnostics.summary import audit_section, diagnostics_summary, failing_audits, summary_markdown
+from htr_pipeline.diagnostics.summary import (
+    AuditSection,
+    audit_section,
+    diagnostics_summary,
+    failing_audits,
+    summary_markdown,
+)
 from htr_pipeline.evaluation.run import figure_image
 from htr_pipeline.tracking import (
     LoggedTrainingRun,
@@ -83,23 +89,15 @@ def audit_node(audit: Audit) -> Callable[..., tuple[Any, ...]]:
     return run_one_audit
 
 
-def summary_node(audits: Sequence[Audit]) -> Callable[..., tuple[dict[str, Any], str]]:
-    """The summary's node function: the audited run, then each audit's reports in the pipeline's order (JSON,
-    markdown, and the figure where the audit draws one) in; the verdict table, and the page that shows it above
-    every audit's report and figure, out."""
+def summarise_audit(report: dict[str, Any], markdown: str, figure: Image.Image | None = None) -> AuditSection:
+    """One audit's reports (JSON, markdown, and the figure where it draws one) as its section of the summary."""
+    return audit_section(report, markdown, has_figure=figure is not None)
 
-    def summarise_diagnostics(run: LoggedTrainingRun, *reports: Any) -> tuple[dict[str, Any], str]:
-        published = iter(reports)
-        json_reports, sections = [], {}
-        for audit in audits:
-            json_reports.append(next(published))
-            markdown = next(published)
-            figure: Image.Image | None = next(published) if audit.plot else None
-            sections[audit.name] = audit_section(markdown, audit.name, figure is not None)
-        summary = diagnostics_summary(json_reports, run.run_id, run.run_name)
-        return summary, summary_markdown(summary, sections)
 
-    return summarise_diagnostics
+def summarise_diagnostics(run: LoggedTrainingRun, *sections: AuditSection) -> tuple[dict[str, Any], str]:
+    """The verdict table, and the page that shows it above every audit's section."""
+    summary = diagnostics_summary([section.report for section in sections], run.run_id, run.run_name)
+    return summary, summary_markdown(summary, sections)
 
 
 def fail_on_verdicts(summary: dict[str, Any], config: DiagnosticsConfig) -> None:
