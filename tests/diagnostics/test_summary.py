@@ -2,20 +2,24 @@
 
 import pytest
 
-from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
+from htr_pipeline.diagnostics.summary import audit_section, diagnostics_summary, failing_audits, summary_markdown
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, worst_verdict
 
 
-def _reports() -> list[dict]:
+def _audit_reports() -> list[AuditReport]:
     return [
-        AuditReport("config_audit", "Config", [Finding("ok", "all 80 logged params match")]).to_dict(),
+        AuditReport("config_audit", "Config", [Finding("ok", "all 80 logged params match")]),
         AuditReport(
             "best_model",
             "Best",
             [Finding("ok", "fine"), Finding("warning", "criteria disagree"), Finding("warning", "x")],
-        ).to_dict(),
-        AuditReport("split_hygiene", "Splits", [Finding("problem", "group w1 in train and valid")]).to_dict(),
+        ),
+        AuditReport("split_hygiene", "Splits", [Finding("problem", "group w1 in train and valid")]),
     ]
+
+
+def _reports() -> list[dict]:
+    return [report.to_dict() for report in _audit_reports()]
 
 
 def test_the_summary_keeps_each_verdict_and_the_first_worst_finding():
@@ -27,8 +31,22 @@ def test_the_summary_keeps_each_verdict_and_the_first_worst_finding():
         ("split_hygiene", "problem", 1),
     ]
     assert summary["audits"][1]["headline"] == "criteria disagree"
-    markdown = summary_markdown(summary)
+    sections = [
+        audit_section(report.to_dict(), report.to_markdown(), has_figure=report.audit != "config_audit")
+        for report in _audit_reports()
+    ]
+    markdown = summary_markdown(summary, sections)
     assert "| [split_hygiene](split_hygiene.md) | problem | 1 | group w1 in train and valid |" in markdown
+    # Below the table, every audit's report in the table's order, one heading level down, with its figure.
+    assert markdown.index("\n## Config\n") < markdown.index("\n## Best\n") < markdown.index("\n## Splits\n")
+    assert markdown.count("\n# ") == 0 and markdown.startswith("# Diagnostics of run `abc123`")
+    assert "![best_model](best_model.png)" in markdown and "config_audit.png" not in markdown
+
+
+def test_an_audit_section_keeps_code_blocks_as_they_are():
+    report = "# Title\n\n**Verdict: ok**\n\n## Table\n\n```\n# not a heading\n```\n"
+    section = audit_section({"audit": "a"}, report, has_figure=False)
+    assert section.markdown == "## Title\n\n**Verdict: ok**\n\n### Table\n\n```\n# not a heading\n```"
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from htr_pipeline import pipeline_registry
+from htr_pipeline.diagnostics.registry import AUDITS
 from tests.conftest import PROJECT_ROOT, small_synthetic_parameters, write_line_png
 from tests.pipeline_runs import TINY_TRAINING, logged_runs, mlflow_client, run_session
 
@@ -213,7 +214,7 @@ def test_kedro_viz_builds_every_preview(ran_project: Path):
     never_ran = pipeline_registry.register_pipelines()
     never_ran = never_ran["comparison"].all_outputs() | never_ran["sweep"].all_outputs()
     without_locations = re.sub(r" \w+\.py:\d+", "", output)  # rich puts the logging call's place mid-sentence
-    unpreviewed = set(re.findall(r"'(\w+)' could not be previewed", without_locations))
+    unpreviewed = set(re.findall(r"'([\w.]+)' could not be previewed", without_locations))  # diagnostics.<audit>.plot
     assert unpreviewed <= never_ran, output[-3000:]
     details = [json.loads(path.read_text()) for path in (ran_project / "build" / "api" / "nodes").iterdir()]
     preview_of = {Path(str(node.get("filepath"))).name: node.get("preview_type") for node in details}
@@ -224,3 +225,8 @@ def test_kedro_viz_builds_every_preview(ran_project: Path):
     assert preview_of["evaluation_report.md"] == "HTMLPreview"  # markdown reports render, images inlined
     report = next(node for node in details if Path(str(node.get("filepath"))).name == "evaluation_report.md")
     assert report["preview"].count('src="data:image/png;base64,') == 2 and "<table>" in report["preview"]
+    assert preview_of["gradient_spikes.png"] == "ImagePreview"
+    # The diagnostics summary: the verdict table above every audit's report, the figures inlined.
+    summary = next(node for node in details if Path(str(node.get("filepath"))).name == "summary.md")
+    plotted = sum(audit.plot for audit in AUDITS)
+    assert summary["preview"].count('src="data:image/png;base64,') == plotted and "<table>" in summary["preview"]

@@ -1,8 +1,8 @@
 """The audits by name: one registry entry per audit, its function, the inputs it reads, whether it draws a plot.
 
 The diagnostics pipeline is built from :data:`AUDITS`, in this order: one node per audit that hands the function
-its inputs by name and saves ``diagnostics_<name>_json`` and ``diagnostics_<name>_markdown`` (and
-``diagnostics_<name>_plot`` when ``plot``); the summary reads each audit's report. A new audit is one module in
+its inputs by name and saves ``diagnostics.<name>.json`` and ``diagnostics.<name>.markdown`` (and
+``diagnostics.<name>.plot`` when ``plot``); the summary reads each audit's reports. A new audit is one module in
 ``diagnostics/`` (its ``NAME``, ``TITLE`` and function) and one line below; :func:`register_audit` adds one from
 outside the package. An entry whose function does not take exactly its inputs, by name and in order, stops the
 import, naming the audit.

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
+from PIL import Image
 
 from htr_pipeline.config import DiagnosticsConfig
 from htr_pipeline.data.line_store import LineImageStore
@@ -15,7 +16,14 @@ from htr_pipeline.devices import resolve_device
 from htr_pipeline.diagnostics.recognizer_readings import LineReading, read_clean_lines, readable_clean_lines
 from htr_pipeline.diagnostics.registry import Audit, run_audit
 from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, find_trained_run
-from htr_pipeline.diagnostics.summary import diagnostics_summary, failing_audits, summary_markdown
+from htr_pipeline.diagnostics.summary import (
+    AuditSection,
+    audit_section,
+    diagnostics_summary,
+    failing_audits,
+    summary_markdown,
+)
+from htr_pipeline.evaluation.run import figure_image
 from htr_pipeline.tracking import (
     LoggedTrainingRun,
     RunNotFoundError,
@@ -69,22 +77,27 @@ def read_lines_with_recognizer(
 
 def audit_node(audit: Audit) -> Callable[..., tuple[Any, ...]]:
     """The node function of one audit: its inputs by name in, its report as the catalog saves it out (JSON with the
-    audited run's id, markdown, and the figure where it draws one)."""
+    audited run's id, markdown, and the figure where it draws one, rendered once so the summary can read it back)."""
 
     def run_one_audit(run: LoggedTrainingRun, **inputs: Any) -> tuple[Any, ...]:
         report = run_audit(audit, {"run": run, **inputs})
         published = ({**report.to_dict(), "audited_run_id": run.run_id}, report.to_markdown())
-        return (*published, report.figure) if audit.plot else published
+        return (*published, figure_image(report.figure)) if audit.plot else published
 
     run_one_audit.__name__ = run_one_audit.__qualname__ = audit.function.__name__
     run_one_audit.__doc__ = audit.function.__doc__
     return run_one_audit
 
 
-def summarise_diagnostics(run: LoggedTrainingRun, *reports: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    summary = diagnostics_summary(reports, run.run_id, run.run_name)
-    markdown = summary_markdown(summary)
-    return summary, markdown
+def summarise_audit(report: dict[str, Any], markdown: str, figure: Image.Image | None = None) -> AuditSection:
+    """One audit's reports (JSON, markdown, and the figure where it draws one) as its section of the summary."""
+    return audit_section(report, markdown, has_figure=figure is not None)
+
+
+def summarise_diagnostics(run: LoggedTrainingRun, *sections: AuditSection) -> tuple[dict[str, Any], str]:
+    """The verdict table, and the page that shows it above every audit's section."""
+    summary = diagnostics_summary([section.report for section in sections], run.run_id, run.run_name)
+    return summary, summary_markdown(summary, sections)
 
 
 def fail_on_verdicts(summary: dict[str, Any], config: DiagnosticsConfig) -> None:

@@ -19,31 +19,45 @@ if set(AUDIT_INPUT_DATASETS) != set(AUDIT_INPUTS):
     raise TypeError(f"audit inputs without a catalog entry: {sorted(set(AUDIT_INPUTS) - set(AUDIT_INPUT_DATASETS))}")
 
 NAMESPACE = "diagnostics"
-"""Every node's namespace, one level deeper per audit (``diagnostics.config_audit``): kedro-viz collapses the
-report datasets into one group per audit. Only node names carry it (``diagnostics.audit_config``); dataset
-names stay as the catalog spells them."""
+"""Every node's namespace, one level deeper per audit (``diagnostics.config_audit``), and each audit's datasets'
+(``diagnostics.config_audit.json``): kedro-viz draws one group per audit inside one ``diagnostics`` group."""
 
 
 def report_datasets(audit: Audit) -> list[str]:
-    """``diagnostics_<audit>_json`` and ``_markdown``, and ``_plot`` where the audit draws one (catalog factories)."""
-    names = [f"diagnostics_{audit.name}_json", f"diagnostics_{audit.name}_markdown"]
-    return [*names, f"diagnostics_{audit.name}_plot"] if audit.plot else names
+    """``diagnostics.<audit>.json`` and ``.markdown``, and ``.plot`` where the audit draws one (catalog factories)."""
+    names = [f"{NAMESPACE}.{audit.name}.json", f"{NAMESPACE}.{audit.name}.markdown"]
+    return [*names, f"{NAMESPACE}.{audit.name}.plot"] if audit.plot else names
 
 
-def _audit_node(audit: Audit) -> Node:
+def section_dataset(audit: Audit) -> str:
+    """``diagnostics.<audit>.section``: the audit's part of the summary, in memory."""
+    return f"{NAMESPACE}.{audit.name}.section"
+
+
+def _audit_nodes(audit: Audit) -> list[Node]:
+    """The audit, then its reports read back as its section of the summary. kedro-viz draws a dataset outside a
+    collapsed group unless a node of the group reads it, whatever its name: read in the audit's group, the reports
+    show when that group is expanded, and the flowchart opens on the run's inputs, ``diagnostics`` and the summary."""
     inputs = {"run": AUDIT_INPUT_DATASETS["run"]} | {name: AUDIT_INPUT_DATASETS[name] for name in audit.inputs}
-    return node(
-        nodes.audit_node(audit),
-        inputs,
-        report_datasets(audit),
-        name=audit.function.__name__,
-        namespace=f"{NAMESPACE}.{audit.name}",
-    )
+    namespace = f"{NAMESPACE}.{audit.name}"
+    return [
+        node(
+            nodes.audit_node(audit), inputs, report_datasets(audit), name=audit.function.__name__, namespace=namespace
+        ),
+        node(
+            nodes.summarise_audit,
+            report_datasets(audit),
+            section_dataset(audit),
+            name="summarise_audit",
+            namespace=namespace,
+        ),
+    ]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Find the run and its checkpoint, read clean lines with its recognizer, then one node per registered audit
-    (:data:`htr_pipeline.diagnostics.registry.AUDITS`, read when the pipeline is built) and the summary."""
+    (:data:`htr_pipeline.diagnostics.registry.AUDITS`, read when the pipeline is built) with its section of the
+    summary, and the summary."""
     return pipeline(
         [
             node(
@@ -67,10 +81,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="read_lines_with_recognizer",
                 namespace=NAMESPACE,
             ),
-            *(_audit_node(audit) for audit in AUDITS),
+            *(audit_node for audit in AUDITS for audit_node in _audit_nodes(audit)),
             node(
                 nodes.summarise_diagnostics,
-                ["audited_run", *[f"diagnostics_{audit.name}_json" for audit in AUDITS]],
+                ["audited_run", *(section_dataset(audit) for audit in AUDITS)],
                 ["diagnostics_summary_json", "diagnostics_summary_markdown"],
                 name="summarise_diagnostics",
                 namespace=NAMESPACE,
