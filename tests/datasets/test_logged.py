@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 import pytest
@@ -138,23 +137,13 @@ def test_a_report_goes_to_mlflow_as_written_and_to_disk_with_versioned_links(sto
                 "versioned": True,
                 "mlflow": {"artifacts": ["evaluation/plots.png"]},
             },
-            "figure": {
-                "type": "htr_pipeline.datasets.logged.LoggedMatplotlibDataset",
-                "filepath": str(tmp_path / "figure.png"),
-                "versioned": True,
-                "mlflow": {"artifacts": ["diagnostics/figure.png"]},
-            },
         }
     )
     text = "# Report\n\n![plots](plots.png)\n"
-    figure = plt.figure()
     with mlflow.start_run() as run:
         catalog.save("report", text)
         catalog.save("plots", Image.new("RGB", (8, 4), "white"))
-        catalog.save("figure", figure)
-    plt.close(figure)
     assert _artifacts(store.client, run.info.run_id) == [
-        "diagnostics/figure.png",
         "evaluation/plots.png",
         "evaluation/report.md",
     ]

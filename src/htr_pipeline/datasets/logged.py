@@ -35,7 +35,6 @@ from typing import Any
 from kedro.io import AbstractDataset, MemoryDataset
 from kedro.io.core import DatasetError, Version
 from kedro_datasets.json import JSONDataset
-from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 from kedro_datasets.text import TextDataset
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -275,22 +274,6 @@ class LoggedTextDataset(MlflowLogged, TextDataset):
         super().__init__(
             filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata
         )
-        self.to_mlflow = mlflow_logging(mlflow)
-
-
-class LoggedMatplotlibDataset(MlflowLogged, MatplotlibDataset):
-    """``matplotlib.MatplotlibDataset`` plus ``mlflow:``."""
-
-    def __init__(
-        self,
-        *,
-        filepath: str | os.PathLike,
-        save_args: dict[str, Any] | None = None,
-        version: Version | None = None,
-        metadata: dict[str, Any] | None = None,
-        mlflow: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(filepath=filepath, save_args=save_args, version=version, metadata=metadata)
         self.to_mlflow = mlflow_logging(mlflow)
 
 
