@@ -221,7 +221,7 @@ def test_kedro_viz_builds_every_preview(ran_project: Path):
     assert preview_of["charset.json"] == "JSONPreview"
     assert preview_of["summary.json"] == "JSONPreview"  # the diagnostics summary
     assert preview_of["evaluation_plots.png"] == preview_of["evaluation_gallery.png"] == "ImagePreview"
-    assert preview_of["dataset_report.png"] == "ImagePreview"
+    assert preview_of["dataset_report.png"] == preview_of["dataset_gallery.png"] == "ImagePreview"
     assert preview_of["evaluation_report.md"] == "HTMLPreview"  # markdown reports render, images inlined
     report = next(node for node in details if Path(str(node.get("filepath"))).name == "evaluation_report.md")
     assert report["preview"].count('src="data:image/png;base64,') == 2 and "<table>" in report["preview"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
+from PIL import Image
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.config import DataConfig
@@ -13,6 +13,7 @@ from htr_pipeline.data.ingestion import assign_splits, charset_document, ingest
 from htr_pipeline.data.report import plot_dataset_report, plot_line_gallery, summarise_dataset, tracked_metrics
 from htr_pipeline.data.sources import Reject, SampleCandidate, read_sources
 from htr_pipeline.data.sources.registry import page_source_names
+from htr_pipeline.evaluation.run import figure_image
 
 
 def read_configured_sources(data: DataConfig) -> tuple[list[SampleCandidate], list[Reject]]:
@@ -37,7 +38,8 @@ def build_charset(manifest: pd.DataFrame) -> dict[str, Any]:
 
 def report_dataset(
     manifest: pd.DataFrame, rejects: pd.DataFrame, charset: Charset, line_images: Any, data: DataConfig
-) -> tuple[dict[str, Any], Figure, Figure, dict[str, dict[str, float]]]:
+) -> tuple[dict[str, Any], Image.Image, Image.Image, dict[str, dict[str, float]]]:
     summary = summarise_dataset(manifest, rejects, charset, page_source_names(data.sources))
-    gallery = plot_line_gallery(manifest, line_images)
-    return summary, plot_dataset_report(manifest, summary), gallery, tracked_metrics(summary)
+    # Rendered once at the catalog's usual 110 dpi: the file, its kedro-viz preview and MLflow's copy are one image.
+    plots = figure_image(plot_dataset_report(manifest, summary))
+    return summary, plots, figure_image(plot_line_gallery(manifest, line_images)), tracked_metrics(summary)
