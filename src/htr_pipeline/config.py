@@ -181,6 +181,17 @@ class Degradations(StrictModel):
 # -------------------------------------------------------------------------------------------- real paper
 
 
+def repeated_names(names: list[str]) -> list[str]:
+    """The names that occur more than once, in the order in which they first repeat."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    return repeated
+
+
 def _regular_expression(pattern: str | None) -> str | None:
     if pattern is not None:
         try:
@@ -248,8 +259,7 @@ class RealPaperConfig(StrictModel):
 
     @model_validator(mode="after")
     def _folder_names_are_unique(self) -> RealPaperConfig:
-        names = [folder.name for folder in self.folders]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        repeated = sorted(repeated_names([folder.name for folder in self.folders]))
         if repeated:
             raise ValueError(f"folders named {', '.join(repeated)} more than once; give each folder a distinct name")
         return self
@@ -302,11 +312,9 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _source_names_are_unique(self) -> DataConfig:
-        seen: set[str] = set()
-        for source in self.sources:
-            if source.name in seen:
-                raise ValueError(f"two sources are named '{source.name}'; give each source a distinct `name`")
-            seen.add(source.name)
+        repeated = repeated_names([source.name for source in self.sources])
+        if repeated:
+            raise ValueError(f"two sources are named '{repeated[0]}'; give each source a distinct `name`")
         return self
 
 
