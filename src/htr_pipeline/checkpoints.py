@@ -97,7 +97,10 @@ def resolve_checkpoint(
 
 # ------------------------------------------------------------------------------ the file: saving, loading
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: generator settings have ``paper_levels``. A version-1 file is still read: its generator restores without
+paper levels, as it was trained (:func:`_settings_of_format_1`)."""
+READABLE_FORMAT_VERSIONS = (1, 2)
 ZIP_MAGIC = b"PK\x03\x04"
 """How every ``torch.save`` file begins: one that does, yet whose archive cannot be read, is cut short."""
 
@@ -156,7 +159,7 @@ def load_checkpoint(path: Path, config_key: str) -> dict[str, Any]:
             f"Re-copy it, or point {config_key} at another checkpoint."
         ) from None
     version = state.get("format_version") if isinstance(state, dict) else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise CheckpointError(
             f"{config_key}: '{path}' holds checkpoint format {version!r}, not this project's {FORMAT_VERSION}. "
             f"Point {config_key} at a checkpoint this project wrote."
@@ -337,7 +340,10 @@ class GanRunMetadata:
     @classmethod
     def from_state(cls, state: Mapping[str, Any], path: Path | str) -> GanRunMetadata:
         _require(state, _RUN_METADATA_KEYS, "GAN checkpoint with run metadata", path)
-        settings = _validated(_StoredSettings, {key: state[key] for key in _StoredSettings.model_fields}, path)
+        stored = {key: state[key] for key in _StoredSettings.model_fields}
+        if state.get("format_version", FORMAT_VERSION) == 1:
+            stored = _settings_of_format_1(stored)
+        settings = _validated(_StoredSettings, stored, path)
         return cls(
             charset=_stored_charset(state["charset"], path),
             config=settings.config,
@@ -353,6 +359,22 @@ class GanRunMetadata:
 
 
 _RUN_METADATA_KEYS = ("charset", "config", "generator_config", "discriminator_config", "recognizer_config")
+
+
+def _settings_of_format_1(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 file's settings with ``paper_levels: null`` where the generator's settings lack it: its generator
+    was trained on the inputs as they were, and restores them so (the schema's default would level them)."""
+
+    def without_levels(generator: Any) -> Any:
+        return {"paper_levels": None, **generator} if isinstance(generator, Mapping) else generator
+
+    migrated = {**stored, "generator_config": without_levels(stored["generator_config"])}
+    config = stored["config"]
+    if isinstance(config, Mapping) and isinstance(config.get("training"), Mapping):
+        training = config["training"]
+        if "generator" in training:
+            migrated["config"] = {**config, "training": {**training, "generator": without_levels(training["generator"])}}
+    return migrated
 
 
 @dataclass(frozen=True)

@@ -353,7 +353,27 @@ class RecognizerConfig(StrictModel):
         return self
 
 
-class UnetGeneratorConfig(StrictModel):
+class PaperLevelsConfig(StrictModel):
+    """Each image the generator sees (a line, or a window of a page) multiplied by one gain first, so that its paper
+    is at ``target``: the paper of a dark scan is then as bright as the paper the model learned on, and the grain
+    of dark, textured paper is not read as ink (``htr_pipeline.models.paper_levels``)."""
+
+    quantile: float = Field(0.9, ge=0.5, lt=1.0)
+    """The image's paper brightness is this quantile of its pixels (columns of pure white, a batch's padding, left
+    out): most of a line or a page is paper."""
+    target: float = Field(0.96, gt=0.0, le=1.0)
+    """Brightness the paper is brought to (1 = white)."""
+    max_gain: float = Field(4.0, ge=1.0)
+    """The most an image is brightened; it is never darkened."""
+
+
+class _GeneratorSettings(StrictModel):
+    paper_levels: PaperLevelsConfig | None = PaperLevelsConfig()
+    """Bring each input's paper to one brightness before the generator sees it; null: the input as it is (every
+    checkpoint written before this setting existed restores that way, as it was trained)."""
+
+
+class UnetGeneratorConfig(_GeneratorSettings):
     """Encoder-decoder with skip connections, sigmoid output (the GAN-HTR / DE-GAN line)."""
 
     variant: Literal["unet"]
@@ -361,7 +381,7 @@ class UnetGeneratorConfig(StrictModel):
     """Channels of each encoder level; each level halves height and width."""
 
 
-class ResidualUnetGeneratorConfig(StrictModel):
+class ResidualUnetGeneratorConfig(_GeneratorSettings):
     """U-Net with residual blocks and attention gates on the skip connections."""
 
     variant: Literal["unet_residual"]

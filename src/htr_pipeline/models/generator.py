@@ -6,6 +6,8 @@ is padded (replicating its border) to a multiple of the total downsampling and t
 Normalisation is InstanceNorm (affine) everywhere. The previous system trained with batch 2, where BatchNorm
 statistics are noise and differ between training and evaluation; InstanceNorm computes the same thing in both
 modes and never mixes the samples of a batch, so a line is restored the same whatever it is batched with.
+Before anything else, each input's paper is brought to one brightness (:mod:`htr_pipeline.models.paper_levels`)
+unless ``paper_levels`` is None.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from htr_pipeline.models.paper_levels import PaperLevels, level_paper
 
 
 class ConvNormAct(nn.Sequential):
@@ -56,8 +60,9 @@ class UnetBase(nn.Module):
     ``to_image`` and ``size_multiple``: encoder levels (downsampling between them), decoder levels each fed the
     encoder output of its resolution, and a 1x1 conv giving a correction to the input's logit.
 
-    The output is ``sigmoid(logit(degraded) + correction)``, still in [0, 1]. The 1x1 conv starts at zero, so an
-    untrained generator returns its input and training only has to learn what to change: the degraded line is
+    The output is ``sigmoid(logit(levelled) + correction)``, still in [0, 1], where ``levelled`` is the input with
+    its paper levels brought up (``paper_levels``). The 1x1 conv starts at zero, so an untrained generator returns
+    its (levelled) input and training only has to learn what to change: the degraded line is
     already most of the clean one, and starting from grey costs many epochs on a CPU.
     """
 
@@ -66,11 +71,13 @@ class UnetBase(nn.Module):
     decoder: nn.ModuleList
     to_image: nn.Conv2d
     size_multiple: int
+    paper_levels: PaperLevels | None
 
     def forward(self, degraded: Tensor) -> Tensor:
         # degraded: (batch, 1, height, width), values in [0, 1]
         if degraded.dim() != 4 or degraded.shape[1] != 1:
             raise ValueError(f"expected images of shape (batch, 1, height, width), got {tuple(degraded.shape)}")
+        degraded = level_paper(degraded, self.paper_levels)
         height, width = degraded.shape[-2:]
         features = pad_to_multiple(degraded, self.size_multiple)
         skips = []
@@ -97,8 +104,9 @@ class UnetGenerator(UnetBase):
     ``[64, 128, 256, 512, 1024]`` is the original size, about 31M parameters.
     """
 
-    def __init__(self, channels: list[int]) -> None:
+    def __init__(self, channels: list[int], paper_levels: PaperLevels | None = None) -> None:
         super().__init__()
+        self.paper_levels = paper_levels
         if len(channels) < 2:
             raise ValueError(f"a U-Net needs at least two levels, got channels={channels}")
         self.channels = list(channels)
@@ -180,8 +188,9 @@ class AttentionUpLevel(nn.Module):
 class ResidualUnetGenerator(UnetBase):
     """U-Net whose levels are residual blocks and whose skip connections pass through attention gates."""
 
-    def __init__(self, channels: list[int], residual_blocks: int) -> None:
+    def __init__(self, channels: list[int], residual_blocks: int, paper_levels: PaperLevels | None = None) -> None:
         super().__init__()
+        self.paper_levels = paper_levels
         if len(channels) < 2:
             raise ValueError(f"a U-Net needs at least two levels, got channels={channels}")
         if residual_blocks < 1:

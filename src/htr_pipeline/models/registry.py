@@ -17,6 +17,7 @@ from htr_pipeline.config import (
     DiscriminatorConfig,
     DualModalDiscriminatorConfig,
     GeneratorConfig,
+    PaperLevelsConfig,
     PatchDiscriminatorConfig,
     RecognizerConfig,
     ResidualUnetGeneratorConfig,
@@ -26,6 +27,7 @@ from htr_pipeline.config import (
 )
 from htr_pipeline.models.discriminator import DualModalDiscriminator, PatchDiscriminator
 from htr_pipeline.models.generator import ResidualUnetGenerator, UnetGenerator
+from htr_pipeline.models.paper_levels import PaperLevels
 from htr_pipeline.models.recognizer import CrnnRecognizer
 
 # -------------------------------------------------------------------------------------------- recognizers
@@ -49,12 +51,20 @@ RECOGNIZERS: dict[str, Callable[[Any, int], CrnnRecognizer]] = {"crnn": crnn}
 # --------------------------------------------------------------------------------------------- generators
 
 
+def _paper_levels(config: PaperLevelsConfig | None) -> PaperLevels | None:
+    return None if config is None else PaperLevels(config.quantile, config.target, config.max_gain)
+
+
 def unet(config: UnetGeneratorConfig) -> UnetGenerator:
-    return UnetGenerator(channels=list(config.channels))
+    return UnetGenerator(channels=list(config.channels), paper_levels=_paper_levels(config.paper_levels))
 
 
 def unet_residual(config: ResidualUnetGeneratorConfig) -> ResidualUnetGenerator:
-    return ResidualUnetGenerator(channels=list(config.channels), residual_blocks=config.residual_blocks)
+    return ResidualUnetGenerator(
+        channels=list(config.channels),
+        residual_blocks=config.residual_blocks,
+        paper_levels=_paper_levels(config.paper_levels),
+    )
 
 
 GENERATORS: dict[str, Callable[[Any], nn.Module]] = {"unet": unet, "unet_residual": unet_residual}
