@@ -263,3 +263,26 @@ def test_a_copied_checkpoint_is_the_same_file_under_another_name_until_one_is_sa
     save_checkpoint({"epoch": 2}, copy)
     assert load_checkpoint(first, KEY)["epoch"] == 1 and load_checkpoint(copy, KEY)["epoch"] == 2
     assert sorted(path.name for path in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left
+
+
+def test_a_format_1_checkpoint_restores_its_generator_without_paper_levels_as_it_was_trained(tmp_path: Path):
+    """Files written before the generator levelled its inputs (format 1) hold generator settings without
+    ``paper_levels``; the schema's default would level them, so reading one sets it to null, in both places the
+    run's settings hold the generator, and leaves the config as stored (the config audit compares it) alone."""
+    run = tiny_run_metadata()
+    state = tiny_gan_checkpoint(run).to_state()
+    for generator in (state["generator_config"], state["config"]["training"]["generator"]):
+        del generator["paper_levels"]
+    path = tmp_path / "old.pt"
+    torch.save({**state, "format_version": 1}, path)
+    old = load_gan_checkpoint(path, KEY).run_metadata(path)
+    assert old.generator_config.paper_levels is None
+    assert old.config.training.generator.paper_levels is None
+    assert "paper_levels" not in old.config_as_stored["training"]["generator"]
+    torch.save({**state, "format_version": FORMAT_VERSION}, path)  # the same settings in today's format
+    assert load_gan_checkpoint(path, KEY).run_metadata(path).generator_config.paper_levels is not None
+    save_gan_checkpoint(tiny_gan_checkpoint(run), path)
+    assert load_gan_checkpoint(path, KEY).run_metadata(path).generator_config == run.generator_config
+    torch.save({**state, "format_version": 0}, path)
+    with pytest.raises(CheckpointError, match="holds checkpoint format 0, not this project's 2"):
+        load_gan_checkpoint(path, KEY)

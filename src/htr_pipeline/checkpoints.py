@@ -373,7 +373,8 @@ def _settings_of_format_1(stored: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(config, Mapping) and isinstance(config.get("training"), Mapping):
         training = config["training"]
         if "generator" in training:
-            migrated["config"] = {**config, "training": {**training, "generator": without_levels(training["generator"])}}
+            generator = without_levels(training["generator"])
+            migrated["config"] = {**config, "training": {**training, "generator": generator}}
     return migrated
 
 

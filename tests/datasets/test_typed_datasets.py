@@ -11,7 +11,7 @@ import torch
 from kedro.io.core import DatasetError, Version
 
 from htr_pipeline.charset import Charset
-from htr_pipeline.checkpoints import RecognizerCheckpoint, ReferenceRecognizers, load_checkpoint
+from htr_pipeline.checkpoints import FORMAT_VERSION, RecognizerCheckpoint, ReferenceRecognizers, load_checkpoint
 from htr_pipeline.datasets.charset import CharsetDataset
 from htr_pipeline.datasets.checkpoints import RecognizerCheckpointDataset, ReferenceRecognizersDataset
 from tests.trained_runs import TINY_JUDGE, TINY_RECOGNIZER
@@ -61,7 +61,7 @@ def test_a_recognizer_checkpoint_round_trips_through_its_versioned_dataset(tmp_p
     assert isinstance(read, RecognizerCheckpoint)
     assert (read.config, read.charset) == (TINY_RECOGNIZER, CHARSET)
     assert torch.equal(read.weights["classifier.weight"], weights["classifier.weight"])
-    assert read.details == {"format_version": 1, "seed": 3, "best_val_cer": 0.25}
+    assert read.details == {"format_version": FORMAT_VERSION, "seed": 3, "best_val_cer": 0.25}
     on_disk = load_checkpoint(tmp_path / "recognizer.pt" / "v1" / "recognizer.pt", "test")
     assert on_disk["recognizer_config"] == TINY_RECOGNIZER.model_dump(mode="json")  # the file format is unchanged
     with pytest.raises(DatasetError, match="saves a RecognizerCheckpoint, got dict"):

@@ -38,8 +38,9 @@ def recognizer(charset: Charset) -> torch.nn.Module:
 
 @pytest.fixture
 def generator() -> torch.nn.Module:
+    """The identity (its last conv starts at zero), with the input fed as it is: no paper levels."""
     torch.manual_seed(0)
-    return build_generator(UnetGeneratorConfig(variant="unet", channels=[8, 16]))
+    return build_generator(UnetGeneratorConfig(variant="unet", channels=[8, 16], paper_levels=None))
 
 
 def make_batch(texts: list[str], widths: list[int], seed: int, first_id: int = 0, identical: bool = False) -> LineBatch:

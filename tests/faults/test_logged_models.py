@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -69,3 +70,20 @@ def test_a_weights_file_that_would_run_code_is_refused_and_never_run(store: str,
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         load_logged_generator(run.info.run_id, store)
     assert not (tmp_path / "payload_ran").exists()
+
+
+def test_a_generator_logged_before_paper_levels_is_rebuilt_without_them(store: str, tmp_path: Path):
+    """Settings logged by an older version lack ``paper_levels``; the schema's default would level the inputs of a
+    generator that was trained on them as they were."""
+    with mlflow.start_run() as run:
+        log_models(_models(), example=np.ones((1, 1, 32, 64), dtype=np.float32))
+        settings_file = Path(
+            mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/{LOGGED_WEIGHTS_FOLDER}/generator.json")
+        )
+        settings = json.loads(settings_file.read_text())
+        assert settings["config"]["paper_levels"] is not None
+        del settings["config"]["paper_levels"]
+        older = tmp_path / "generator.json"
+        older.write_text(json.dumps(settings))
+        mlflow.log_artifact(str(older), LOGGED_WEIGHTS_FOLDER)
+    assert load_logged_generator(run.info.run_id, store).paper_levels is None

@@ -107,7 +107,10 @@ def load_logged_model(run_id: str, name: str, tracking_uri: str | None = None) -
         weights = client.download_artifacts(run_id, f"{LOGGED_WEIGHTS_FOLDER}/{name}.pt", folder)
         state = torch.load(weights, map_location="cpu", weights_only=True)
     if name == "generator":
-        model = build_generator(TypeAdapter(GeneratorConfig).validate_python(settings["config"]))
+        stored = settings["config"]
+        if "paper_levels" not in stored:  # logged before generators levelled their inputs: restored as trained
+            stored = {**stored, "paper_levels": None}
+        model = build_generator(TypeAdapter(GeneratorConfig).validate_python(stored))
     else:
         model = build_recognizer(RecognizerConfig.model_validate(settings["config"]), settings["num_classes"])
     model.load_state_dict(state)
