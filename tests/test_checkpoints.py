@@ -286,3 +286,24 @@ def test_a_format_1_checkpoint_restores_its_generator_without_paper_levels_as_it
     torch.save({**state, "format_version": 0}, path)
     with pytest.raises(CheckpointError, match="holds checkpoint format 0, not this project's 2"):
         load_gan_checkpoint(path, KEY)
+
+
+def test_a_resume_stops_in_one_line_when_the_generators_paper_levels_differ_from_the_run(tmp_path: Path):
+    """A run trained before paper levels (format 1) resumed under today's default would see levelled inputs from
+    the resumed epoch on: the resume stops before any work and says which value continues the run."""
+    from htr_pipeline.config import TrainingConfig
+    from htr_pipeline.training.stages import resumed_checkpoint
+
+    state = tiny_gan_checkpoint(tiny_run_metadata()).to_state()
+    for generator in (state["generator_config"], state["config"]["training"]["generator"]):
+        del generator["paper_levels"]
+    path = tmp_path / "old.pt"
+    torch.save({**state, "format_version": 1}, path)
+    generator = {"variant": "unet", "channels": [4, 8]}
+    settings = {"resume_from": str(path), "epochs": 10, "generator": generator}
+    with pytest.raises(CheckpointError, match=r"paper_levels null, .* Set training.generator.paper_levels to null"):
+        resumed_checkpoint(TrainingConfig.model_validate(settings))
+    without = {**settings, "generator": {**generator, "paper_levels": None}}
+    assert resumed_checkpoint(TrainingConfig.model_validate(without))[1].epoch == 3
+    save_gan_checkpoint(tiny_gan_checkpoint(tiny_run_metadata()), path)  # today's format, today's default
+    assert resumed_checkpoint(TrainingConfig.model_validate(settings))[1].epoch == 3

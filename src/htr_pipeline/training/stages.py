@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import typing
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from htr_pipeline.checkpoints import (
     load_recognizer_checkpoint,
     restore_weights,
 )
-from htr_pipeline.config import RecognizerConfig, TrainingConfig
+from htr_pipeline.config import PaperLevelsConfig, RecognizerConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
@@ -111,6 +112,13 @@ def resumed_checkpoint(config: TrainingConfig) -> tuple[Path, GanCheckpoint]:
             f"training.resume_from: {path}{run} has trained {_epochs(checkpoint.epoch)}, training.epochs is "
             f"{config.epochs}: nothing left to resume. To train it further, raise training.epochs, e.g. {continued}"
         )
+    trained_levels = None if checkpoint.run is None else checkpoint.run.generator_config.paper_levels
+    if checkpoint.run is not None and trained_levels != config.generator.paper_levels:
+        raise CheckpointError(
+            f"training.resume_from: {path}{run} trained its generator with paper_levels {_shown(trained_levels)}, "
+            f"training.generator.paper_levels is {_shown(config.generator.paper_levels)}: the resumed epochs would "
+            f"see other inputs. Set training.generator.paper_levels to {_shown(trained_levels)} to continue the run"
+        )
     stopping = config.early_stopping
     if stopping is not None and checkpoint.early_stopping is not None:
         without_improvement = int(checkpoint.early_stopping["epochs_without_improvement"])
@@ -122,6 +130,10 @@ def resumed_checkpoint(config: TrainingConfig) -> tuple[Path, GanCheckpoint]:
                 f"(training.early_stopping.patience={without_improvement + 5}) or set training.early_stopping=null"
             )
     return path, checkpoint
+
+
+def _shown(levels: PaperLevelsConfig | None) -> str:
+    return "null" if levels is None else json.dumps(levels.model_dump(mode="json"), separators=(", ", ": "))
 
 
 def _epochs(count: int) -> str:
