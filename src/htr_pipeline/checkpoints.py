@@ -57,6 +57,7 @@ from htr_pipeline.config import (
     StrictModel,
     TrainingConfig,
     describe_validation_error,
+    trained_before_paper_levels,
 )
 
 StateDict = dict[str, torch.Tensor]
@@ -362,19 +363,14 @@ _RUN_METADATA_KEYS = ("charset", "config", "generator_config", "discriminator_co
 
 
 def _settings_of_format_1(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A version-1 file's settings with ``paper_levels: null`` where the generator's settings lack it: its generator
-    was trained on the inputs as they were, and restores them so (the schema's default would level them)."""
-
-    def without_levels(generator: Any) -> Any:
-        return {"paper_levels": None, **generator} if isinstance(generator, Mapping) else generator
-
-    migrated = {**stored, "generator_config": without_levels(stored["generator_config"])}
+    """A version-1 file's settings, its generator's (in ``generator_config`` and in the run's config) as trained:
+    see :func:`~htr_pipeline.config.trained_before_paper_levels`."""
+    migrated = {**stored, "generator_config": trained_before_paper_levels(stored["generator_config"])}
     config = stored["config"]
-    if isinstance(config, Mapping) and isinstance(config.get("training"), Mapping):
-        training = config["training"]
-        if "generator" in training:
-            generator = without_levels(training["generator"])
-            migrated["config"] = {**config, "training": {**training, "generator": generator}}
+    training = config.get("training") if isinstance(config, Mapping) else None
+    if isinstance(training, Mapping) and isinstance(training.get("generator"), Mapping):
+        generator = trained_before_paper_levels(training["generator"])
+        migrated["config"] = {**config, "training": {**training, "generator": generator}}
     return migrated
 
 

@@ -373,6 +373,12 @@ class _GeneratorSettings(StrictModel):
     checkpoint written before this setting existed restores that way, as it was trained)."""
 
 
+def trained_before_paper_levels(generator: Mapping[str, Any]) -> dict[str, Any]:
+    """Generator settings stored before ``paper_levels`` existed (checkpoint format 1, older MLflow models), as their
+    generator was trained: without levels where the key is missing (the schema's default would level the inputs)."""
+    return {"paper_levels": None, **generator}
+
+
 class UnetGeneratorConfig(_GeneratorSettings):
     """Encoder-decoder with skip connections, sigmoid output (the GAN-HTR / DE-GAN line)."""
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from htr_pipeline.config import PaperLevelsConfig, ResidualUnetGeneratorConfig, UnetGeneratorConfig
-from htr_pipeline.models.paper_levels import PaperLevels, level_paper, paper_gains
+from htr_pipeline.models.paper_levels import MAX_PIXELS_PER_IMAGE, PaperLevels, level_paper, paper_gains
 from htr_pipeline.models.registry import build_generator
 from tests.conftest import SHARED_DATA, requires_shared_data
 
@@ -99,3 +99,15 @@ def test_the_grained_board_of_dibco_2011_pr7_is_levelled_to_bright_paper():
     assert np.median(scan[~ink]) < 0.6
     assert np.median(levelled[~ink]) == pytest.approx(0.90, abs=0.03)  # its quantile 0.9 at 0.96
     assert np.median(levelled[ink]) < np.quantile(levelled[~ink], 0.05)
+
+
+def test_a_large_window_is_levelled_from_a_subsample_of_its_rows_and_columns_as_from_all_its_pixels():
+    """Past MAX_PIXELS_PER_IMAGE pixels the quantile is taken on every n-th row and column: on a page window whose
+    paper darkens from top to bottom, the gain is the whole window's, not that of its first rows."""
+    generator = torch.Generator().manual_seed(3)
+    rows = torch.linspace(0.45, 0.75, 600).view(1, 1, 600, 1)
+    window = (rows * (1.0 + 0.03 * torch.randn(1, 1, 600, 560, generator=generator))).clamp(0.0, 1.0)
+    assert window[0, 0].numel() > MAX_PIXELS_PER_IMAGE
+    whole = 0.96 / torch.quantile(window.flatten(), 0.9).item()
+    assert paper_gains(window, LEVELS).item() == pytest.approx(whole, rel=5e-3)
+    assert paper_gains(window[..., :100, :], LEVELS).item() > 1.2 * whole  # the top rows alone would differ

@@ -15,6 +15,7 @@ forward: training, validation, evaluation and inference see the same thing by co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,8 +24,8 @@ from torch import Tensor
 WHITE = 0.999
 """A pixel at least this bright is white paper (or padding)."""
 MAX_PIXELS_PER_IMAGE = 1 << 16
-"""The quantile is taken over a regular subsample of at most about this many pixels per image (a sort per image:
-cheap, and within ``torch.quantile``'s input limit for any batch)."""
+"""The quantile is taken over a regular subsample (every n-th row and column) of at most about this many pixels per
+image, so the sort behind it stays cheap whatever the window size."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def paper_gains(images: Tensor, levels: PaperLevels) -> Tensor:
     batch, _, height, width = images.shape
     pixels = images.detach().float()
     padding = (pixels >= WHITE).all(dim=2, keepdim=True).expand_as(pixels)
-    stride = max(1, int((height * width / MAX_PIXELS_PER_IMAGE) ** 0.5 + 0.999))
+    stride = max(1, math.ceil(math.sqrt(height * width / MAX_PIXELS_PER_IMAGE)))
     sampled = pixels.masked_fill(padding, float("nan"))[:, :, ::stride, ::stride].reshape(batch, -1)
     paper = torch.nanquantile(sampled, levels.quantile, dim=1)
     gains = (levels.target / paper.clamp_min(1e-3)).clamp(1.0, levels.max_gain)

@@ -23,7 +23,7 @@ import torch
 from pydantic import TypeAdapter
 from torch import nn
 
-from htr_pipeline.config import GeneratorConfig, RecognizerConfig
+from htr_pipeline.config import GeneratorConfig, RecognizerConfig, trained_before_paper_levels
 from htr_pipeline.models import build_generator, build_recognizer
 
 
@@ -107,9 +107,7 @@ def load_logged_model(run_id: str, name: str, tracking_uri: str | None = None) -
         weights = client.download_artifacts(run_id, f"{LOGGED_WEIGHTS_FOLDER}/{name}.pt", folder)
         state = torch.load(weights, map_location="cpu", weights_only=True)
     if name == "generator":
-        stored = settings["config"]
-        if "paper_levels" not in stored:  # logged before generators levelled their inputs: restored as trained
-            stored = {**stored, "paper_levels": None}
+        stored = trained_before_paper_levels(settings["config"])
         model = build_generator(TypeAdapter(GeneratorConfig).validate_python(stored))
     else:
         model = build_recognizer(RecognizerConfig.model_validate(settings["config"]), settings["num_classes"])
