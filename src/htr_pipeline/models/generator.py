@@ -3,14 +3,23 @@
 Both take and give ``(batch, 1, height, width)`` in [0, 1] (white paper = 1) for any height and width: the input
 is padded (replicating its border) to a multiple of the total downsampling and the output cropped back.
 
-Normalisation is InstanceNorm (affine) everywhere. The previous system trained with batch 2, where BatchNorm
-statistics are noise and differ between training and evaluation; InstanceNorm computes the same thing in both
-modes and never mixes the samples of a batch, so a line is restored the same whatever it is batched with.
+Normalisation (``normalisation``, affine, the same at every level) is one of :data:`NORMALISATIONS`:
+
+- ``instance``: each image by its own statistics, the same in training and evaluation and never mixing the
+  samples of a batch (the previous system trained with batch 2, where BatchNorm's statistics are noise). But an
+  image with no ink has only its paper's grain to normalise by, which comes out as strong as ink does elsewhere: on
+  a window of blank textured paper (DIBCO 2011-PR7) the generator draws strokes where the paper has creases, and
+  draws none on the same paper once a line of text is in the window (README: Blank paper).
+- ``batch``: the statistics of the training batch, and in evaluation those learnt over training (running
+  averages), so a pixel is restored from its own neighbourhood alone, whatever else is in the window or the batch.
 Before anything else, each input's paper is brought to one brightness (:mod:`htr_pipeline.models.paper_levels`)
 unless ``paper_levels`` is None.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -18,14 +27,26 @@ from torch import Tensor, nn
 
 from htr_pipeline.models.paper_levels import PaperLevels, level_paper
 
+NORMALISATIONS: dict[str, Callable[[int], nn.Module]] = {
+    "instance": partial(nn.InstanceNorm2d, affine=True),
+    "batch": nn.BatchNorm2d,
+}
+"""The generator's normalisation layer for a number of channels, by ``normalisation`` (module docstring)."""
+
+
+def normalisation_layer(name: str, channels: int) -> nn.Module:
+    if name not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {name!r}; one of {sorted(NORMALISATIONS)}")
+    return NORMALISATIONS[name](channels)
+
 
 class ConvNormAct(nn.Sequential):
-    """conv3x3 + InstanceNorm + ReLU; the conv has no bias because the norm removes it."""
+    """conv3x3 + norm + ReLU; the conv has no bias because the norm removes it."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, normalisation: str) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.InstanceNorm2d(out_channels, affine=True),
+            normalisation_layer(normalisation, out_channels),
             nn.ReLU(inplace=True),
         )
 
@@ -33,17 +54,19 @@ class ConvNormAct(nn.Sequential):
 class DoubleConv(nn.Sequential):
     """One U-Net level: two conv3x3 + norm + activation."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(ConvNormAct(in_channels, out_channels), ConvNormAct(out_channels, out_channels))
+    def __init__(self, in_channels: int, out_channels: int, normalisation: str) -> None:
+        super().__init__(
+            ConvNormAct(in_channels, out_channels, normalisation), ConvNormAct(out_channels, out_channels, normalisation)
+        )
 
 
 class UpLevel(nn.Module):
     """Decoder level: upsample x2 with a transposed conv, concatenate the encoder skip, two convs."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, normalisation: str) -> None:
         super().__init__()
         self.upsample = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
-        self.fuse = DoubleConv(2 * out_channels, out_channels)
+        self.fuse = DoubleConv(2 * out_channels, out_channels, normalisation)
 
     def forward(self, features: Tensor, skip: Tensor) -> Tensor:
         # features: (batch, in_channels, h, w); skip: (batch, out_channels, 2h, 2w)
@@ -104,21 +127,24 @@ class UnetGenerator(UnetBase):
     ``[64, 128, 256, 512, 1024]`` is the original size, about 31M parameters.
     """
 
-    def __init__(self, channels: list[int], paper_levels: PaperLevels | None = None) -> None:
+    def __init__(
+        self, channels: list[int], paper_levels: PaperLevels | None = None, normalisation: str = "instance"
+    ) -> None:
         super().__init__()
         self.paper_levels = paper_levels
+        self.normalisation = normalisation
         if len(channels) < 2:
             raise ValueError(f"a U-Net needs at least two levels, got channels={channels}")
         self.channels = list(channels)
         self.size_multiple = 2 ** (len(channels) - 1)
 
         self.encoder = nn.ModuleList(
-            DoubleConv(in_channels, out_channels)
+            DoubleConv(in_channels, out_channels, normalisation)
             for in_channels, out_channels in zip([1, *channels[:-1]], channels, strict=True)
         )
         self.downsample = nn.MaxPool2d(kernel_size=2)
         self.decoder = nn.ModuleList(
-            UpLevel(channels[level + 1], channels[level]) for level in reversed(range(len(channels) - 1))
+            UpLevel(channels[level + 1], channels[level], normalisation) for level in reversed(range(len(channels) - 1))
         )
         self.to_image = nn.Conv2d(channels[0], 1, kernel_size=1)
         self._start_as_identity()
@@ -127,12 +153,12 @@ class UnetGenerator(UnetBase):
 class ResidualBlock(nn.Module):
     """conv3x3 + norm + ReLU + conv3x3 + norm, added to its input, then ReLU (He et al.)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, normalisation: str) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvNormAct(channels, channels),
+            ConvNormAct(channels, channels, normalisation),
             nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
-            nn.InstanceNorm2d(channels, affine=True),
+            normalisation_layer(normalisation, channels),
         )
         self.activation = nn.ReLU(inplace=True)
 
@@ -144,9 +170,10 @@ class ResidualBlock(nn.Module):
 class ResidualLevel(nn.Sequential):
     """A conv to the level's width, then ``residual_blocks`` residual blocks."""
 
-    def __init__(self, in_channels: int, out_channels: int, residual_blocks: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, residual_blocks: int, normalisation: str) -> None:
         super().__init__(
-            ConvNormAct(in_channels, out_channels), *(ResidualBlock(out_channels) for _ in range(residual_blocks))
+            ConvNormAct(in_channels, out_channels, normalisation),
+            *(ResidualBlock(out_channels, normalisation) for _ in range(residual_blocks)),
         )
 
 
@@ -173,11 +200,11 @@ class AttentionGate(nn.Module):
 class AttentionUpLevel(nn.Module):
     """Decoder level: upsample x2, gate the encoder skip with the upsampled features, concatenate, fuse."""
 
-    def __init__(self, in_channels: int, out_channels: int, residual_blocks: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, residual_blocks: int, normalisation: str) -> None:
         super().__init__()
         self.upsample = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
         self.gate = AttentionGate(out_channels, out_channels, max(1, out_channels // 2))
-        self.fuse = ResidualLevel(2 * out_channels, out_channels, residual_blocks)
+        self.fuse = ResidualLevel(2 * out_channels, out_channels, residual_blocks, normalisation)
 
     def forward(self, features: Tensor, skip: Tensor) -> Tensor:
         # features: (batch, in_channels, h, w); skip: (batch, out_channels, 2h, 2w)
@@ -188,9 +215,16 @@ class AttentionUpLevel(nn.Module):
 class ResidualUnetGenerator(UnetBase):
     """U-Net whose levels are residual blocks and whose skip connections pass through attention gates."""
 
-    def __init__(self, channels: list[int], residual_blocks: int, paper_levels: PaperLevels | None = None) -> None:
+    def __init__(
+        self,
+        channels: list[int],
+        residual_blocks: int,
+        paper_levels: PaperLevels | None = None,
+        normalisation: str = "instance",
+    ) -> None:
         super().__init__()
         self.paper_levels = paper_levels
+        self.normalisation = normalisation
         if len(channels) < 2:
             raise ValueError(f"a U-Net needs at least two levels, got channels={channels}")
         if residual_blocks < 1:
@@ -200,12 +234,12 @@ class ResidualUnetGenerator(UnetBase):
         self.size_multiple = 2 ** (len(channels) - 1)
 
         self.encoder = nn.ModuleList(
-            ResidualLevel(in_channels, out_channels, residual_blocks)
+            ResidualLevel(in_channels, out_channels, residual_blocks, normalisation)
             for in_channels, out_channels in zip([1, *channels[:-1]], channels, strict=True)
         )
         self.downsample = nn.MaxPool2d(kernel_size=2)
         self.decoder = nn.ModuleList(
-            AttentionUpLevel(channels[level + 1], channels[level], residual_blocks)
+            AttentionUpLevel(channels[level + 1], channels[level], residual_blocks, normalisation)
             for level in reversed(range(len(channels) - 1))
         )
         self.to_image = nn.Conv2d(channels[0], 1, kernel_size=1)
@@ -219,7 +253,8 @@ def pad_to_multiple(images: Tensor, multiple: int) -> Tensor:
     padded_height = -(-height // multiple) * multiple
     padded_width = -(-width // multiple) * multiple
     if padded_height == multiple and padded_width == multiple:
-        # InstanceNorm needs more than one position per channel, also at the 1 x 1 bottleneck of a tiny input.
+        # A norm needs more than one position per channel, also at the 1 x 1 bottleneck of a tiny input (InstanceNorm
+        # always; BatchNorm in training with a batch of one).
         padded_width = 2 * multiple
     # Replicate, not zeros: a zero (black) border would look like ink to every level of the network.
     return F.pad(images, (0, padded_width - width, 0, padded_height - height), mode="replicate")

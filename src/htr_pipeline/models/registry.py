@@ -8,6 +8,7 @@ builder, or a builder but no settings.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ from htr_pipeline.config import (
     union_tags,
 )
 from htr_pipeline.models.discriminator import DualModalDiscriminator, PatchDiscriminator
-from htr_pipeline.models.generator import ResidualUnetGenerator, UnetGenerator
+from htr_pipeline.models.generator import NORMALISATIONS, ResidualUnetGenerator, UnetGenerator
 from htr_pipeline.models.paper_levels import PaperLevels
 from htr_pipeline.models.recognizer import CrnnRecognizer
 
@@ -56,7 +57,11 @@ def _paper_levels(config: PaperLevelsConfig | None) -> PaperLevels | None:
 
 
 def unet(config: UnetGeneratorConfig) -> UnetGenerator:
-    return UnetGenerator(channels=list(config.channels), paper_levels=_paper_levels(config.paper_levels))
+    return UnetGenerator(
+        channels=list(config.channels),
+        paper_levels=_paper_levels(config.paper_levels),
+        normalisation=config.normalisation,
+    )
 
 
 def unet_residual(config: ResidualUnetGeneratorConfig) -> ResidualUnetGenerator:
@@ -64,6 +69,7 @@ def unet_residual(config: ResidualUnetGeneratorConfig) -> ResidualUnetGenerator:
         channels=list(config.channels),
         residual_blocks=config.residual_blocks,
         paper_levels=_paper_levels(config.paper_levels),
+        normalisation=config.normalisation,
     )
 
 
@@ -128,3 +134,8 @@ def check_every_variant_has_a_builder(
 check_every_variant_has_a_builder(GENERATORS, union_tags(GeneratorConfig), "generator")
 check_every_variant_has_a_builder(DISCRIMINATORS, union_tags(DiscriminatorConfig), "discriminator")
 check_every_variant_has_a_builder(RECOGNIZERS, (tag_of(RecognizerConfig),), "recognizer")
+check_every_variant_has_a_builder(
+    NORMALISATIONS,
+    typing.get_args(UnetGeneratorConfig.model_fields["normalisation"].annotation),
+    "generator normalisation",
+)
