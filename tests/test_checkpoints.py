@@ -307,3 +307,38 @@ def test_a_resume_stops_in_one_line_when_the_generators_paper_levels_differ_from
     assert resumed_checkpoint(TrainingConfig.model_validate(without))[1].epoch == 3
     save_gan_checkpoint(tiny_gan_checkpoint(tiny_run_metadata()), path)  # today's format, today's default
     assert resumed_checkpoint(TrainingConfig.model_validate(settings))[1].epoch == 3
+
+
+def test_a_resume_stops_in_one_line_naming_each_generator_setting_that_differs_from_the_run(tmp_path: Path):
+    """The resumed epochs train the generator the checkpoint holds: another normalisation (other layers and
+    statistics) or other sizes stop the resume before any work, naming each setting and the value that continues."""
+    from htr_pipeline.config import TrainingConfig
+    from htr_pipeline.training.stages import resumed_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_gan_checkpoint(tiny_gan_checkpoint(tiny_run_metadata()), path)  # unet [4, 8], instance
+    other = {"variant": "unet", "channels": [4, 16], "normalisation": "batch"}
+    settings = {"resume_from": str(path), "epochs": 10, "generator": other}
+    with pytest.raises(CheckpointError) as raised:
+        resumed_checkpoint(TrainingConfig.model_validate(settings))
+    assert str(raised.value) == (
+        f'training.resume_from: {path} (MLflow run run-1) trained its generator with normalisation "instance" and '
+        'channels [4, 8], training.generator.normalisation is "batch" and training.generator.channels is [4, 16]: '
+        "the resumed epochs would train another generator. Set training.generator.normalisation to "
+        '"instance" and training.generator.channels to [4, 8] to continue the run'
+    )
+    same = {**settings, "generator": {"variant": "unet", "channels": [4, 8], "normalisation": "instance"}}
+    assert resumed_checkpoint(TrainingConfig.model_validate(same))[1].epoch == 3
+
+
+def test_generator_settings_stored_before_the_normalisation_setting_restore_instance_norm(tmp_path: Path):
+    """Every checkpoint written before ``normalisation`` existed was trained with InstanceNorm: the schema's
+    default, and what such a file reads back as."""
+    state = tiny_gan_checkpoint(tiny_run_metadata()).to_state()
+    for generator in (state["generator_config"], state["config"]["training"]["generator"]):
+        del generator["normalisation"]
+    path = tmp_path / "before.pt"
+    save_checkpoint(state, path)
+    run = load_gan_checkpoint(path, KEY).run_metadata(path)
+    assert run.generator_config.normalisation == "instance"
+    assert run.config.training.generator.normalisation == "instance"

@@ -88,7 +88,18 @@ def recognizer() -> CrnnRecognizer:
 
 def small_generators() -> list[nn.Module]:
     torch.manual_seed(0)
-    return [UnetGenerator([4, 8, 16]), ResidualUnetGenerator([4, 8, 16], residual_blocks=2)]
+    return [
+        variant
+        for normalisation in ("instance", "batch")
+        for variant in (
+            UnetGenerator([4, 8, 16], normalisation=normalisation),
+            ResidualUnetGenerator([4, 8, 16], residual_blocks=2, normalisation=normalisation),
+        )
+    ]
+
+
+def generator_name(model: nn.Module) -> str:
+    return f"{type(model).__name__}-{model.normalisation}"
 
 
 def small_dual_modal() -> DualModalDiscriminator:
@@ -130,7 +141,7 @@ def test_recognizer_keeps_its_constructor_arguments(recognizer: CrnnRecognizer) 
 # ---------------------------------------------------------------------------------------------- generators
 
 
-@pytest.mark.parametrize("generator", small_generators(), ids=lambda model: type(model).__name__)
+@pytest.mark.parametrize("generator", small_generators(), ids=generator_name)
 @pytest.mark.parametrize(("height", "width"), [(37, 141), (16, 64), (1, 1)])
 def test_generator_output_has_the_input_shape_and_values_in_unit_range(
     generator: nn.Module, height: int, width: int
@@ -142,13 +153,22 @@ def test_generator_output_has_the_input_shape_and_values_in_unit_range(
     assert restored.min() >= 0.0 and restored.max() <= 1.0
 
 
-@pytest.mark.parametrize("variant", [UnetGenerator([8, 16, 32]), ResidualUnetGenerator([8, 16, 32], 1)])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        UnetGenerator([8, 16, 32]),
+        ResidualUnetGenerator([8, 16, 32], 1),
+        UnetGenerator([8, 16, 32], normalisation="batch"),
+        ResidualUnetGenerator([8, 16, 32], 1, normalisation="batch"),
+    ],
+    ids=generator_name,
+)
 def test_an_untrained_generator_returns_its_input(variant: nn.Module) -> None:
     degraded = torch.rand(2, 1, 20, 52) * 0.9 + 0.05
     assert torch.allclose(variant.eval()(degraded), degraded, atol=1e-5)
 
 
-@pytest.mark.parametrize("generator", small_generators(), ids=lambda model: type(model).__name__)
+@pytest.mark.parametrize("generator", small_generators(), ids=generator_name)
 def test_generator_output_of_a_line_does_not_depend_on_its_batch(generator: nn.Module) -> None:
     degraded = line_images(3, 37, 141)
     generator.eval()
@@ -156,6 +176,73 @@ def test_generator_output_of_a_line_does_not_depend_on_its_batch(generator: nn.M
         batched = generator(degraded)
         alone = generator(degraded[1:2])
     torch.testing.assert_close(batched[1:2], alone, rtol=1e-5, atol=1e-6)
+
+
+def _trained_a_little(generator: nn.Module) -> nn.Module:
+    """``generator`` with an output layer that changes its input and, for BatchNorm, running statistics learnt from
+    a few training batches; in eval mode."""
+    torch.manual_seed(1)
+    nn.init.normal_(generator.to_image.weight, std=1.0)
+    generator.train()
+    with torch.no_grad():
+        for seed in range(30):
+            generator(line_images(2, 64, 128, seed=seed))
+    return generator.eval()
+
+
+def _blank_paper_then_with_ink_far_from_its_right_end() -> tuple[Tensor, Tensor]:
+    """Textured paper (64 x 640) without ink, and the same paper with strokes in its first 120 columns."""
+    noise = torch.rand(1, 1, 68, 644, generator=torch.Generator().manual_seed(3))
+    paper = 0.85 + 0.3 * (F.avg_pool2d(noise, 5, stride=1) - 0.5)
+    inked = paper.clone()
+    for column in range(8, 120, 14):
+        inked[..., 12:52, column : column + 3] *= 0.2
+    return paper, inked
+
+
+BLANK_END = slice(448, 640)
+"""Columns of the paper more than 320 px from the nearest stroke, beyond the small generators' reach."""
+
+
+@pytest.mark.parametrize("variant", ["unet", "unet_residual"])
+def test_with_batch_normalisation_blank_paper_is_restored_alike_whatever_ink_lies_out_of_reach(variant: str) -> None:
+    """A window of blank textured paper is restored from its own pixels, whether or not a line of text is elsewhere
+    in the window: BatchNorm in eval mode uses the statistics learnt in training, not the window's own."""
+    generator = _trained_a_little(
+        UnetGenerator([4, 8, 16], normalisation="batch")
+        if variant == "unet"
+        else ResidualUnetGenerator([4, 8, 16], residual_blocks=2, normalisation="batch")
+    )
+    paper, inked = _blank_paper_then_with_ink_far_from_its_right_end()
+    with torch.no_grad():
+        alone, beside_ink = generator(paper), generator(inked)
+    assert not torch.allclose(alone, paper, atol=1e-2)  # the generator does change the paper
+    torch.testing.assert_close(alone[..., BLANK_END], beside_ink[..., BLANK_END], rtol=0, atol=1e-5)
+
+
+def test_with_instance_normalisation_ink_anywhere_in_the_window_changes_how_blank_paper_is_restored() -> None:
+    """Why ``batch`` exists: InstanceNorm normalises blank paper by its grain alone, and by the ink's contrast once
+    ink is in the window, so the same paper is restored otherwise (on DIBCO 2011-PR7 a trained generator drew
+    strokes on blank paper and none beside a line of text: README, Blank paper)."""
+    generator = _trained_a_little(UnetGenerator([4, 8, 16], normalisation="instance"))
+    paper, inked = _blank_paper_then_with_ink_far_from_its_right_end()
+    with torch.no_grad():
+        alone, beside_ink = generator(paper), generator(inked)
+    assert (alone[..., BLANK_END] - beside_ink[..., BLANK_END]).abs().max() > 1e-2
+
+
+def test_a_batch_normalised_generator_restores_the_same_after_its_weights_and_statistics_round_trip(
+    tmp_path,
+) -> None:
+    config = UnetGeneratorConfig(variant="unet", channels=[4, 8, 16], normalisation="batch")
+    trained = _trained_a_little(build_generator(config))
+    assert any(name.endswith("running_var") for name in trained.state_dict())
+    torch.save(trained.state_dict(), tmp_path / "generator.pt")
+    rebuilt = build_generator(config)
+    rebuilt.load_state_dict(torch.load(tmp_path / "generator.pt", weights_only=True), strict=True)
+    images = line_images(2, 37, 141)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(images), trained(images), rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------------------ discriminators

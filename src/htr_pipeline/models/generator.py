@@ -56,7 +56,8 @@ class DoubleConv(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, normalisation: str) -> None:
         super().__init__(
-            ConvNormAct(in_channels, out_channels, normalisation), ConvNormAct(out_channels, out_channels, normalisation)
+            ConvNormAct(in_channels, out_channels, normalisation),
+            ConvNormAct(out_channels, out_channels, normalisation),
         )
 
 

@@ -34,7 +34,7 @@ from htr_pipeline.checkpoints import (
     load_recognizer_checkpoint,
     restore_weights,
 )
-from htr_pipeline.config import PaperLevelsConfig, RecognizerConfig, TrainingConfig
+from htr_pipeline.config import GeneratorConfig, RecognizerConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import resolve_device
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
@@ -112,13 +112,8 @@ def resumed_checkpoint(config: TrainingConfig) -> tuple[Path, GanCheckpoint]:
             f"training.resume_from: {path}{run} has trained {_epochs(checkpoint.epoch)}, training.epochs is "
             f"{config.epochs}: nothing left to resume. To train it further, raise training.epochs, e.g. {continued}"
         )
-    trained_levels = None if checkpoint.run is None else checkpoint.run.generator_config.paper_levels
-    if checkpoint.run is not None and trained_levels != config.generator.paper_levels:
-        raise CheckpointError(
-            f"training.resume_from: {path}{run} trained its generator with paper_levels {_shown(trained_levels)}, "
-            f"training.generator.paper_levels is {_shown(config.generator.paper_levels)}: the resumed epochs would "
-            f"see other inputs. Set training.generator.paper_levels to {_shown(trained_levels)} to continue the run"
-        )
+    if checkpoint.run is not None:
+        _check_the_same_generator(checkpoint.run.generator_config, config.generator, f"{path}{run}")
     stopping = config.early_stopping
     if stopping is not None and checkpoint.early_stopping is not None:
         without_improvement = int(checkpoint.early_stopping["epochs_without_improvement"])
@@ -132,8 +127,23 @@ def resumed_checkpoint(config: TrainingConfig) -> tuple[Path, GanCheckpoint]:
     return path, checkpoint
 
 
-def _shown(levels: PaperLevelsConfig | None) -> str:
-    return "null" if levels is None else json.dumps(levels.model_dump(mode="json"), separators=(", ", ": "))
+def _check_the_same_generator(trained: GeneratorConfig, configured: GeneratorConfig, checkpoint: str) -> None:
+    """The resumed epochs train the generator the checkpoint holds: every generator setting (its variant, sizes,
+    paper levels, normalisation) as it was trained, or one line naming each that differs and the value to set."""
+    trained_settings, configured_settings = trained.model_dump(mode="json"), configured.model_dump(mode="json")
+    differing = [key for key, value in trained_settings.items() if configured_settings.get(key, None) != value]
+    if differing:
+        was = " and ".join(f"{key} {_shown(trained_settings[key])}" for key in differing)
+        now = " and ".join(f"training.generator.{key} is {_shown(configured_settings.get(key))}" for key in differing)
+        fix = " and ".join(f"training.generator.{key} to {_shown(trained_settings[key])}" for key in differing)
+        raise CheckpointError(
+            f"training.resume_from: {checkpoint} trained its generator with {was}, {now}: the resumed epochs would "
+            f"train another generator. Set {fix} to continue the run"
+        )
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "))
 
 
 def _epochs(count: int) -> str:
