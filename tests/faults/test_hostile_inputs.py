@@ -275,9 +275,11 @@ def test_a_blank_image_is_a_reject(tmp_path):
 
 def _png_bytes(seed: int) -> bytes:
     import io
+    import tempfile
 
     buffer = io.BytesIO()
-    Image.open(write_line_png(Path(f"/tmp/_hostile_{os.getpid()}_{seed}.png"), seed=seed)).save(buffer, "PNG")
+    with tempfile.TemporaryDirectory() as folder:
+        Image.open(write_line_png(Path(folder) / "line.png", seed=seed)).save(buffer, "PNG")
     return buffer.getvalue()
 
 

@@ -322,6 +322,9 @@ def _faded(coverage: np.ndarray, strength: float, rng: np.random.Generator) -> t
 
 GRAIN_RESIDUAL_SIGMA_PX = 2.0
 """The paper's own fine texture is what a Gaussian of this width (page pixels) smooths away."""
+GRAIN_STRETCH = (1.0, 12.0)
+"""How many times longer than wide the grain's relief is, drawn from this range: up to 3 gave leather, laid paper's
+short ridges; the ruled board of DIBCO 2011-PR6 runs across the page (README: Blank paper)."""
 CREASE_SPACING_PX = (3.0, 14.0)
 """Typical distance between the creases of a grain, in page pixels (the patch is at the page's working scale)."""
 
@@ -330,7 +333,7 @@ def _grained(paper: np.ndarray, strength: float, rng: np.random.Generator) -> tu
     """Paper made textured, three ways at once, each scaled by ``strength``:
 
     - its own fine texture amplified by 1 + 2 x strength x U(0.5, 1);
-    - relief: a band-limited height field, stretched up to 3 times along rows or columns (leather grain when
+    - relief: a band-limited height field, stretched up to 12 times along rows or columns (leather grain when
       round, laid or ruled board when stretched), lit from one side as a scanner lights it: brightness changes by
       its slope, up to 0.15 x strength x U(0.5, 1) (one standard deviation);
     - creases: fragments of the height field's zero crossings, 1-2.5 px wide, darkening the paper by up to
@@ -340,7 +343,7 @@ def _grained(paper: np.ndarray, strength: float, rng: np.random.Generator) -> tu
     texture_gain = 1.0 + 2.0 * strength * float(rng.uniform(0.5, 1.0))
     smooth = ndimage.gaussian_filter(paper, GRAIN_RESIDUAL_SIGMA_PX, mode="reflect")
     spacing_px = float(rng.uniform(*CREASE_SPACING_PX))
-    stretch = float(rng.uniform(1.0, 3.0))
+    stretch = float(rng.uniform(*GRAIN_STRETCH))
     along_rows = bool(rng.random() < 0.5)
     across, along = spacing_px / 4.0, spacing_px / 4.0 * stretch
     height_field = _normalised(

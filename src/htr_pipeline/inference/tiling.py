@@ -3,7 +3,8 @@
 A page is cut into windows of the size the generator was trained near; neighbouring windows share ``overlap``
 pixels, and each restored window is weighted by a ramp that falls towards its edges, so the output at a window
 border comes mostly from the neighbour that sees that spot in its interior. Without blending, the zero padding
-and the per-window InstanceNorm statistics of the generator show as seams along every window border.
+and (with ``normalisation: instance``) the per-window statistics of the generator show as seams along every window
+border.
 
 A long line is the same problem with one row of windows: resize it to the model height and call
 :func:`restore_tiled` with ``window_height`` equal to that height.
