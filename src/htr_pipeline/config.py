@@ -371,7 +371,7 @@ class _GeneratorSettings(StrictModel):
     paper_levels: PaperLevelsConfig | None = PaperLevelsConfig()
     """Bring each input's paper to one brightness before the generator sees it; null: the input as it is (every
     checkpoint written before this setting existed restores that way, as it was trained)."""
-    normalisation: Literal["instance", "batch"] = "instance"
+    normalisation: Literal["instance", "batch", "batch_instance"] = "instance"
     """How features are normalised (:data:`htr_pipeline.models.generator.NORMALISATIONS`): ``instance``, each image
     by its own statistics; ``batch``, by the training batch's and, when restoring, those learnt in training, so a
     window of blank paper is not normalised as if its grain were ink (README: Blank paper). The default is what

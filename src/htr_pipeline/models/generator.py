@@ -27,9 +27,28 @@ from torch import Tensor, nn
 
 from htr_pipeline.models.paper_levels import PaperLevels, level_paper
 
+class BatchInstanceNorm2d(nn.Module):
+    """Batch-Instance Normalization (Nam and Kim, NeurIPS 2018): per channel a learnt gate in [0, 1] mixes the
+    batch-normalised and the instance-normalised features, then one affine."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.batch = nn.BatchNorm2d(channels, affine=False)
+        self.gate = nn.Parameter(torch.full((channels,), 0.5))
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, features: Tensor) -> Tensor:
+        # features: (batch, channels, h, w)
+        gate = self.gate.clamp(0.0, 1.0).view(1, -1, 1, 1)
+        mixed = gate * self.batch(features) + (1.0 - gate) * F.instance_norm(features)
+        return mixed * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
 NORMALISATIONS: dict[str, Callable[[int], nn.Module]] = {
     "instance": partial(nn.InstanceNorm2d, affine=True),
     "batch": nn.BatchNorm2d,
+    "batch_instance": BatchInstanceNorm2d,
 }
 """The generator's normalisation layer for a number of channels, by ``normalisation`` (module docstring)."""
 
