@@ -374,8 +374,9 @@ class _GeneratorSettings(StrictModel):
     normalisation: Literal["instance", "batch", "batch_instance"] = "instance"
     """How features are normalised (:data:`htr_pipeline.models.generator.NORMALISATIONS`): ``instance``, each image
     by its own statistics; ``batch``, by the training batch's and, when restoring, those learnt in training, so a
-    window of blank paper is not normalised as if its grain were ink (README: Blank paper). The default is what
-    every checkpoint written before this setting existed was trained with."""
+    window of blank paper is not normalised as if its grain were ink (README: Blank paper); ``batch_instance``,
+    both, mixed per channel by a learnt gate. The default is what every checkpoint written before this setting
+    existed was trained with."""
 
 
 def trained_before_paper_levels(generator: Mapping[str, Any]) -> dict[str, Any]:

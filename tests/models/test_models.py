@@ -26,7 +26,7 @@ from htr_pipeline.config import (
 )
 from htr_pipeline.models import RecognizerOutput, build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.discriminator import DualModalDiscriminator, PatchDiscriminator
-from htr_pipeline.models.generator import ResidualUnetGenerator, UnetGenerator
+from htr_pipeline.models.generator import BatchInstanceNorm2d, ResidualUnetGenerator, UnetGenerator
 from htr_pipeline.models.recognizer import CrnnRecognizer
 from htr_pipeline.models.registry import (
     DISCRIMINATORS,
@@ -90,7 +90,7 @@ def small_generators() -> list[nn.Module]:
     torch.manual_seed(0)
     return [
         variant
-        for normalisation in ("instance", "batch")
+        for normalisation in ("instance", "batch", "batch_instance")
         for variant in (
             UnetGenerator([4, 8, 16], normalisation=normalisation),
             ResidualUnetGenerator([4, 8, 16], residual_blocks=2, normalisation=normalisation),
@@ -160,6 +160,7 @@ def test_generator_output_has_the_input_shape_and_values_in_unit_range(
         ResidualUnetGenerator([8, 16, 32], 1),
         UnetGenerator([8, 16, 32], normalisation="batch"),
         ResidualUnetGenerator([8, 16, 32], 1, normalisation="batch"),
+        UnetGenerator([8, 16, 32], normalisation="batch_instance"),
     ],
     ids=generator_name,
 )
@@ -231,10 +232,11 @@ def test_with_instance_normalisation_ink_anywhere_in_the_window_changes_how_blan
     assert (alone[..., BLANK_END] - beside_ink[..., BLANK_END]).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize("normalisation", ["batch", "batch_instance"])
 def test_a_batch_normalised_generator_restores_the_same_after_its_weights_and_statistics_round_trip(
-    tmp_path,
+    tmp_path, normalisation: str
 ) -> None:
-    config = UnetGeneratorConfig(variant="unet", channels=[4, 8, 16], normalisation="batch")
+    config = UnetGeneratorConfig(variant="unet", channels=[4, 8, 16], normalisation=normalisation)
     trained = _trained_a_little(build_generator(config))
     assert any(name.endswith("running_var") for name in trained.state_dict())
     torch.save(trained.state_dict(), tmp_path / "generator.pt")
@@ -243,6 +245,28 @@ def test_a_batch_normalised_generator_restores_the_same_after_its_weights_and_st
     images = line_images(2, 37, 141)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.eval()(images), trained(images), rtol=0, atol=0)
+
+
+def test_batch_instance_normalisation_is_instance_norm_at_gate_0_batch_norm_at_gate_1_and_clamps_between() -> None:
+    torch.manual_seed(0)
+    norm = BatchInstanceNorm2d(3)
+    nn.init.normal_(norm.weight)
+    nn.init.normal_(norm.bias)
+    for _ in range(5):
+        norm(torch.randn(4, 3, 8, 8) * 2.0 + 1.0)  # running statistics, as training leaves them
+    norm.eval()
+    features = torch.randn(2, 3, 8, 8)
+    batch = nn.BatchNorm2d(3, affine=True).eval()
+    batch.load_state_dict(
+        {"weight": norm.weight, "bias": norm.bias, **{k: v for k, v in norm.batch.state_dict().items()}}
+    )
+    instance = F.instance_norm(features, weight=norm.weight, bias=norm.bias)
+    with torch.no_grad():
+        for gate, expected in ((0.0, instance), (-3.0, instance), (1.0, batch(features)), (7.0, batch(features))):
+            norm.gate.fill_(gate)
+            torch.testing.assert_close(norm(features), expected, rtol=1e-5, atol=1e-5)
+        norm.gate.fill_(0.25)
+        torch.testing.assert_close(norm(features), 0.25 * batch(features) + 0.75 * instance, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ discriminators

@@ -12,6 +12,7 @@ Normalisation (``normalisation``, affine, the same at every level) is one of :da
   draws none on the same paper once a line of text is in the window (README: Blank paper).
 - ``batch``: the statistics of the training batch, and in evaluation those learnt over training (running
   averages), so a pixel is restored from its own neighbourhood alone, whatever else is in the window or the batch.
+- ``batch_instance`` (:class:`BatchInstanceNorm2d`): both, mixed per channel by a gate the training learns.
 Before anything else, each input's paper is brought to one brightness (:mod:`htr_pipeline.models.paper_levels`)
 unless ``paper_levels`` is None.
 """
@@ -27,9 +28,12 @@ from torch import Tensor, nn
 
 from htr_pipeline.models.paper_levels import PaperLevels, level_paper
 
+
 class BatchInstanceNorm2d(nn.Module):
     """Batch-Instance Normalization (Nam and Kim, NeurIPS 2018): per channel a learnt gate in [0, 1] mixes the
-    batch-normalised and the instance-normalised features, then one affine."""
+    batch-normalised features (running statistics when evaluating) and the instance-normalised ones, then one
+    affine. A gate of 0 is InstanceNorm, 1 BatchNorm; each starts at 0.5. torch has no such layer, hence this one;
+    the gate is clamped in the forward pass (no host copy), and under autocast both norms compute in float32."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
