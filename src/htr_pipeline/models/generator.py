@@ -33,7 +33,8 @@ class BatchInstanceNorm2d(nn.Module):
     """Batch-Instance Normalization (Nam and Kim, NeurIPS 2018): per channel a learnt gate in [0, 1] mixes the
     batch-normalised features (running statistics when evaluating) and the instance-normalised ones, then one
     affine. A gate of 0 is InstanceNorm, 1 BatchNorm; each starts at 0.5. torch has no such layer, hence this one;
-    the gate is clamped in the forward pass (no host copy), and under autocast both norms compute in float32."""
+    the gate is clamped in the forward pass (no host copy). Under autocast the two norms run as autocast runs them,
+    and the mix is float32 (gate and affine are float32 parameters), which the next convolution casts down."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
