@@ -8,7 +8,14 @@ import typing
 
 import pytest
 
-from htr_pipeline.metric_names import MONITOR_MODES, VALIDATION_SCORES, Monitor, validation_metric
+from htr_pipeline.metric_names import (
+    MONITOR_MODES,
+    PAGE_MONITOR,
+    PAGE_SCORE,
+    VALIDATION_SCORES,
+    Monitor,
+    validation_metric,
+)
 
 
 def test_validation_metric_names_and_monitor_modes_are_one_list():
@@ -20,7 +27,14 @@ def test_validation_metric_names_and_monitor_modes_are_one_list():
         "val/combined",
     ]
     assert validation_metric("cer", "val_degraded") == "val_degraded/cer"
-    assert MONITOR_MODES == {"val/cer": "min", "val/psnr": "max", "val/ssim": "max", "val/combined": "max"}
+    assert validation_metric(PAGE_SCORE) == PAGE_MONITOR == "val/page_f_measure"
+    assert MONITOR_MODES == {
+        "val/cer": "min",
+        "val/psnr": "max",
+        "val/ssim": "max",
+        "val/combined": "max",
+        "val/page_f_measure": "max",
+    }
     assert typing.get_args(Monitor) == tuple(MONITOR_MODES)
     with pytest.raises(ValueError, match="unknown validation score 'accuracy'"):
         validation_metric("accuracy")

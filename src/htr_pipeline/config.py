@@ -39,7 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from htr_pipeline.checkpoint_names import CheckpointName, named_file
-from htr_pipeline.metric_names import Monitor
+from htr_pipeline.metric_names import PAGE_MONITOR, Monitor
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test")
 """The splits every manifest row belongs to; the schema names them in ``data.split``, the data modules use them."""
@@ -1030,6 +1030,16 @@ class ProjectConfig(StrictModel):
     inference: InferenceConfig = InferenceConfig()
     comparison: ComparisonConfig = ComparisonConfig()
     sweep: SweepConfig = SweepConfig()
+
+    @model_validator(mode="after")
+    def _pages_to_monitor(self) -> ProjectConfig:
+        folders = self.data.real_paper.folders if self.data.real_paper is not None else []
+        if self.training.monitor == PAGE_MONITOR and not any(folder.kind == "page_pairs" for folder in folders):
+            raise ValueError(
+                f"training.monitor: {PAGE_MONITOR} scores the valid split's real page pairs, and "
+                "data.real_paper.folders has no folder of kind page_pairs; add one, or monitor val/combined"
+            )
+        return self
 
 
 def tag_of(model: type[BaseModel], tag_field: str = "variant") -> str:

@@ -53,11 +53,14 @@ def with_combined(table: pd.DataFrame, cer_weight: float) -> pd.DataFrame:
 def criterion_choices(
     table: pd.DataFrame, cer_weight: float, existing_checkpoints: Sequence[str] | None = None
 ) -> list[CriterionChoice]:
-    """The epoch each criterion picks (ties: the earliest), and whether its checkpoint was kept."""
+    """The epoch each criterion picks (ties: the earliest), and whether its checkpoint was kept; a criterion the
+    run did not log (``val/page_f_measure`` without real pages to validate on) picks nothing."""
     table = with_combined(table, cer_weight)
     choices = []
     for metric, mode in MONITOR_MODES.items():
-        values = table[metric].dropna()
+        values = table[metric].dropna() if metric in table else pd.Series(dtype="float64")
+        if values.empty:
+            continue
         epoch = int(values.idxmin() if mode == "min" else values.idxmax())
         checkpoint = checkpoint_file_name(best_of_metric(metric))
         exists = None if existing_checkpoints is None else checkpoint in existing_checkpoints
@@ -141,6 +144,7 @@ def metric_unit(metric: str, cer_weight: float) -> str:
         "psnr": "PSNR against the clean line (dB)",
         "ssim": "SSIM against the clean line (0-1)",
         "combined": f"PSNR - {cer_weight:g} x CER (dB)",
+        "page_f_measure": "F-measure of the valid real pages (Otsu, %)",
     }[score]
 
 
@@ -158,11 +162,13 @@ def plot_metric_history(table: pd.DataFrame, cer_weight: float, baseline: Mappin
     beat) and the epoch it picks marked."""
     baseline = baseline or {}
     figure = Figure(figsize=(14, 3.6), layout="constrained")
-    axes_row = figure.subplots(1, len(MONITOR_MODES))
     if _no_validation(table):
+        figure.subplots(1, len(MONITOR_MODES))
         return figure
     table = with_combined(table, cer_weight)
-    for axes, choice in zip(axes_row, criterion_choices(table, cer_weight), strict=True):
+    choices = criterion_choices(table, cer_weight)
+    axes_row = figure.subplots(1, len(choices), squeeze=False)[0]
+    for axes, choice in zip(axes_row, choices, strict=True):
         values = table[choice.metric].dropna()
         axes.plot(values.index, values.to_numpy(), marker="o", markersize=3, label="restored (validation)")
         if choice.metric in baseline:

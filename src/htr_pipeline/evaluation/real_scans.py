@@ -139,11 +139,14 @@ def real_lines(config: RealTestConfig) -> tuple[list[RealLine], int]:
 
 
 def score_real_pages(
-    pairs: Sequence[RealPagePair], restore_page: RestorePage, config: RealTestConfig
+    pairs: Sequence[RealPagePair],
+    restore_page: RestorePage,
+    config: RealTestConfig,
+    progress: str = "real test: pages",
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Each page restored, then input and restored page binarised alike and scored against the ground truth."""
     rows, restored_pages = [], {}
-    for pair in tqdm(pairs, desc="real test: pages", unit="page"):
+    for pair in tqdm(pairs, desc=progress, unit="page"):
         started = time.perf_counter()
         scan = read_grayscale(pair.scan_path)
         truth = read_grayscale(pair.ground_truth_path) < 128

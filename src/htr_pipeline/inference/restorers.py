@@ -51,21 +51,11 @@ def real_test_restorers(
     generator = models.generator.to(device).eval()
     size_multiple = models.size_multiple
     restore = partial(_restored_on, generator, device)
-    page_window = config.page_window - config.page_window % size_multiple
     line_window = line_max_width - line_max_width % size_multiple
     read_by = [role for role in (JUDGE_RECOGNIZER, IN_LOOP_RECOGNIZER) if role in models.recognizers]
     recognizers = {role: models.recognizers[role] for role in read_by}
     return RealTestRestorers(
-        restore_page=partial(
-            restore_tiled,
-            restore=restore,
-            window_height=page_window,
-            window_width=page_window,
-            overlap=config.window_overlap,
-            ramp="gaussian",
-            size_multiple=size_multiple,
-            tiles_per_batch=WINDOWS_PER_BATCH,
-        ),
+        restore_page=page_restorer(generator, device, size_multiple, config),
         restore_line=partial(
             restore_tiled,
             restore=restore,
@@ -80,6 +70,24 @@ def real_test_restorers(
             name: partial(read_line, recognizer=recognizer.to(device).eval(), charset=charset, device=device)
             for name, recognizer in recognizers.items()
         },
+    )
+
+
+def page_restorer(
+    generator: nn.Module, device: torch.device, size_multiple: int, config: RealTestConfig
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A page (uint8) -> the page restored whole at its own scale, in ``config.page_window`` windows blended over
+    ``config.window_overlap`` pixels: how the real test, and validation on real pages, restore a page."""
+    page_window = config.page_window - config.page_window % size_multiple
+    return partial(
+        restore_tiled,
+        restore=partial(_restored_on, generator, device),
+        window_height=page_window,
+        window_width=page_window,
+        overlap=config.window_overlap,
+        ramp="gaussian",
+        size_multiple=size_multiple,
+        tiles_per_batch=WINDOWS_PER_BATCH,
     )
 
 

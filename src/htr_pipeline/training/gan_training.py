@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from htr_pipeline.checkpoints import (
 )
 from htr_pipeline.config import DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
+from htr_pipeline.evaluation.real_scans import RealPagePair
 from htr_pipeline.metric_names import MONITOR_MODES
 from htr_pipeline.models.freezing import frozen_for_input_gradients, parameters_frozen
 from htr_pipeline.models.recognizer import ctc_time_steps
@@ -54,6 +55,7 @@ from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientNorms, GradientStatistics
 from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler, load_optimizer_state
+from htr_pipeline.training.page_validation import score_validation_pages
 from htr_pipeline.training.validation import ValidationMetrics, score_lines
 
 logger = logging.getLogger(__name__)
@@ -103,8 +105,11 @@ class GanTrainer:
         config: TrainingConfig,
         device: torch.device,
         group: DataParallelGroup = SINGLE_PROCESS,
+        validation_pages: Sequence[RealPagePair] = (),
     ):
         self.models = models
+        self.validation_pages = tuple(validation_pages)
+        """Real page pairs every validation restores and scores (``val/page_f_measure``); none: lines only."""
         self.charset = charset
         self.config = config
         self.device = device
@@ -380,9 +385,20 @@ class GanTrainer:
         }
 
     def validate(self, loader: DataLoader, restored: bool = True) -> ValidationMetrics:
-        """Scores of the restored lines; ``restored=False`` scores the degraded input itself, the baseline."""
+        """Scores of the restored lines, and of the restored real pages where there are some; ``restored=False``
+        scores the degraded input itself, the baseline."""
         self.models.generator.eval()
         self.models.recognizer.eval()
+        lines = self._score_lines(loader, restored)
+        if not self.validation_pages:
+            return lines
+        generator = self.models.generator if restored else None
+        page_f_measure = score_validation_pages(
+            self.validation_pages, generator, self.device, self.models.generator.size_multiple
+        )
+        return dataclasses.replace(lines, page_f_measure=page_f_measure)
+
+    def _score_lines(self, loader: DataLoader, restored: bool) -> ValidationMetrics:
         return score_lines(
             loader,
             self.models.recognizer,
@@ -434,7 +450,8 @@ class GanTrainer:
             self.early_stopping.load_state_dict(checkpoint.early_stopping)
         self.best_by_monitor.load_state_dict(checkpoint.best_by_monitor)
         for metric, tracker in self.best_per_metric.items():
-            tracker.load_state_dict(checkpoint.best_per_metric[metric])
+            if metric in checkpoint.best_per_metric:  # a checkpoint from before val/page_f_measure has no tracker
+                tracker.load_state_dict(checkpoint.best_per_metric[metric])
         self.generator_gradients.load_state_dict(checkpoint.generator_gradients)
         self.discriminator_gradients.load_state_dict(checkpoint.discriminator_gradients)
         restore_rng_states(checkpoint.rng)

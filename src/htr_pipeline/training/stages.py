@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -34,9 +34,11 @@ from htr_pipeline.checkpoints import (
     load_recognizer_checkpoint,
     restore_weights,
 )
-from htr_pipeline.config import GeneratorConfig, RecognizerConfig, TrainingConfig
+from htr_pipeline.config import ConfigError, GeneratorConfig, RecognizerConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import resolve_device
+from htr_pipeline.evaluation.real_scans import RealPagePair
+from htr_pipeline.metric_names import PAGE_MONITOR
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.vgg import VggFeatureExtractor
 from htr_pipeline.project_paths import project_relative
@@ -387,6 +389,7 @@ class GanStageInputs:
     run_metadata: GanRunMetadata
     tracker_for_run: Callable[[str], MetricTracker]
     current_run_id: str
+    validation_pages: Sequence[RealPagePair] = ()
 
 
 def gan_stage(
@@ -399,6 +402,7 @@ def gan_stage(
     run_metadata: GanRunMetadata,
     tracker_for_run: Callable[[str], MetricTracker],
     current_run_id: str,
+    validation_pages: Sequence[RealPagePair] = (),
 ) -> dict[str, Any]:
     """Train the GAN, or resume ``training.resume_from`` (logging into the MLflow run it continues).
 
@@ -416,6 +420,7 @@ def gan_stage(
         run_metadata,
         tracker_for_run,
         current_run_id,
+        validation_pages,
     )
     device = resolve_device(config.device, "training.device")
     if config.devices > 1:
@@ -438,7 +443,12 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         splits.train, batch_size=config.batch_size, training=True, pages=splits.train_pages, group=group
     )
     val_loader = loader_for(splits.valid, batch_size=config.batch_size, training=False, pages=splits.valid_pages)
-    trainer = GanTrainer(models, inputs.charset, config, device, group)
+    if config.monitor == PAGE_MONITOR and not inputs.validation_pages:
+        raise ConfigError(
+            f"training.monitor: {PAGE_MONITOR} needs real page pairs in the valid split, and no valid line was "
+            "composed on the paper of a data.real_paper page_pairs page; add such pages, or monitor val/combined"
+        )
+    trainer = GanTrainer(models, inputs.charset, config, device, group, inputs.validation_pages)
     trainer.mlflow_run_id = inputs.current_run_id
     if config.resume_from is not None:
         path, resumed = resumed_checkpoint(config)
@@ -466,5 +476,6 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         "train_page_crops": len(splits.train_pages) * (config.page_crops.crops_per_page if config.page_crops else 0),
         "train_lines": len(splits.train),
         "valid_lines": len(splits.valid),
+        "validation_pages": [pair.page for pair in inputs.validation_pages],
         "devices": group.world_size,
     }

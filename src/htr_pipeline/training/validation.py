@@ -3,6 +3,7 @@ uses too, read on one variant of the valid lines (the restored, the degraded or 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -12,7 +13,7 @@ import torch
 
 from htr_pipeline.charset import Charset
 from htr_pipeline.data.line_batches import LineBatch
-from htr_pipeline.metric_names import VALIDATION_SCORES, Monitor, validation_metric
+from htr_pipeline.metric_names import PAGE_SCORE, VALIDATION_SCORES, Monitor, validation_metric
 from htr_pipeline.metrics import MAX_PSNR_DB, combined_score, corpus_rate, mean_per_line
 from htr_pipeline.precision import Precision
 from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
@@ -29,13 +30,20 @@ class ValidationMetrics:
     ssim: float
     combined: float
     lines: int
+    page_f_measure: float | None = None
+    """Mean F-measure of the valid split's real pages (:mod:`htr_pipeline.training.page_validation`); None where
+    the run validates on none."""
 
     def as_logged(self, prefix: str) -> dict[str, float]:
         scores = {"cer": self.cer, "wer": self.wer, "psnr": self.psnr_db, "ssim": self.ssim, "combined": self.combined}
-        return {validation_metric(score, prefix): scores[score] for score in VALIDATION_SCORES}
+        logged = {validation_metric(score, prefix): scores[score] for score in VALIDATION_SCORES}
+        if self.page_f_measure is not None:
+            logged[validation_metric(PAGE_SCORE, prefix)] = self.page_f_measure
+        return logged
 
     def value_of(self, monitor: Monitor) -> float:
-        return self.as_logged("val")[monitor]
+        """The monitored value; NaN (never an improvement) for a page score the run does not have."""
+        return self.as_logged("val").get(monitor, math.nan)
 
 
 @torch.no_grad()

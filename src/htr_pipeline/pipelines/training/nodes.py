@@ -27,6 +27,7 @@ from htr_pipeline.tracking import (
     tag_run,
     tracker_for_current_store,
 )
+from htr_pipeline.training.page_validation import validation_page_pairs
 from htr_pipeline.training.stages import (
     gan_run_metadata,
     gan_stage,
@@ -95,6 +96,7 @@ def train_restoration_gan(
         run_metadata,
         tracker_for_run=tracker_for_current_store(),
         current_run_id=active_run_id(),
+        validation_pages=validation_page_pairs(manifest, data.real_paper),
     )
     summary["checkpoint_folder"] = project_relative(summary["checkpoint_folder"])  # a copied project finds it
     return summary
