@@ -208,3 +208,36 @@ def test_flagged_readings_and_skipped_comparisons_are_told():
         "WARNING: 5 of 5 line readings look like nothing useful (e.g. a.png: 'sissssssigsiissss', 13 of its 17 "
         "symbols are 's'); the checkpoint's recognizer does not read these lines: train on yours (README, inference)"
     ]
+
+
+def test_a_run_validated_on_real_pages_shows_its_best_page_f_measure_and_one_without_shows_nothing():
+    with_pages = {
+        **TRAINING,
+        "best_epoch_per_metric": {**TRAINING["best_epoch_per_metric"], "val/page_f_measure": 1},
+        "best_value_per_metric": {**TRAINING["best_value_per_metric"], "val/page_f_measure": 88.4567},
+    }
+    (line,) = [line for line in run_summary_lines(RunResults(training=with_pages)) if line.startswith("Training")]
+    assert line.endswith("best val PSNR 21.50 dB (epoch 1); best val page F-measure 88.46 (epoch 1)")
+    without = {**TRAINING, "best_value_per_metric": {**TRAINING["best_value_per_metric"], "val/page_f_measure": None}}
+    (line,) = [line for line in run_summary_lines(RunResults(training=without)) if line.startswith("Training")]
+    assert "page" not in line
+
+
+def test_valid_real_pages_restored_worse_than_their_scans_at_every_epoch_is_a_warning():
+    def training(best: float) -> dict:
+        return {
+            **TRAINING,
+            "best_epoch_per_metric": {**TRAINING["best_epoch_per_metric"], "val/page_f_measure": 1},
+            "best_value_per_metric": {**TRAINING["best_value_per_metric"], "val/page_f_measure": best},
+            "validation_pages": ["dibco:2009-H02", "dibco:2010-H08"],
+            "validation_pages_f_measure_scans": 86.063,
+        }
+
+    (line,) = [line for line in run_summary_lines(RunResults(training=training(71.563))) if line.startswith("Train")]
+    assert line.endswith("best val page F-measure 71.56 (epoch 1) against 86.06 for the scans")
+    assert _warnings(RunResults(training=training(71.563))) == [
+        "WARNING: restoration makes the valid split's real pages worse at every epoch: best val page F-measure 71.56 "
+        "against 86.06 for the scans (dibco:2009-H02, dibco:2010-H08); runs that differ only by training.gan_seed "
+        "can differ this much (README: Choosing a model on real pages): train another seed"
+    ]
+    assert not _warnings(RunResults(training=training(87.026)))

@@ -11,9 +11,7 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-CheckpointName = Literal[
-    "best", "last", "best_cer", "best_psnr", "best_ssim", "best_combined", "best_page_f_measure"
-]
+CheckpointName = Literal["best", "last", "best_cer", "best_psnr", "best_ssim", "best_combined", "best_page_f_measure"]
 """The checkpoints a GAN training run keeps in its folder, each as ``<name>.pt``."""
 CHECKPOINT_NAMES: tuple[CheckpointName, ...] = typing.get_args(CheckpointName)
 LAST: CheckpointName = "last"

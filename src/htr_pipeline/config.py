@@ -1031,16 +1031,6 @@ class ProjectConfig(StrictModel):
     comparison: ComparisonConfig = ComparisonConfig()
     sweep: SweepConfig = SweepConfig()
 
-    @model_validator(mode="after")
-    def _pages_to_monitor(self) -> ProjectConfig:
-        folders = self.data.real_paper.folders if self.data.real_paper is not None else []
-        if self.training.monitor == PAGE_MONITOR and not any(folder.kind == "page_pairs" for folder in folders):
-            raise ValueError(
-                f"training.monitor: {PAGE_MONITOR} scores the valid split's real page pairs, and "
-                "data.real_paper.folders has no folder of kind page_pairs; add one, or monitor val/combined"
-            )
-        return self
-
 
 def tag_of(model: type[BaseModel], tag_field: str = "variant") -> str:
     """The one value a ``Literal`` tag field allows (``variant: Literal["unet"]`` -> ``"unet"``)."""
@@ -1067,7 +1057,18 @@ def validate_parameters(parameters: Mapping[str, Any]) -> ProjectConfig:
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, ProjectConfig)) from None
     check_checkpoint_files(config)
+    check_pages_to_monitor(config)
     return config
+
+
+def check_pages_to_monitor(config: ProjectConfig) -> None:
+    """``training.monitor: val/page_f_measure`` needs real page pairs to validate on (a ``page_pairs`` folder)."""
+    folders = config.data.real_paper.folders if config.data.real_paper is not None else []
+    if config.training.monitor == PAGE_MONITOR and not any(folder.kind == "page_pairs" for folder in folders):
+        raise ConfigError(
+            f"training.monitor: {PAGE_MONITOR} scores the valid split's real page pairs, and "
+            "data.real_paper.folders has no folder of kind page_pairs; add one, or monitor val/combined"
+        )
 
 
 def check_checkpoint_files(config: ProjectConfig) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from htr_pipeline.metric_names import PAGE_MONITOR
+
 NOTHING_READ_CER = 0.9
 """A corpus CER at or above this on clean lines means the recognizer reads (almost) nothing."""
 
@@ -98,9 +100,15 @@ def training_lines(training: Mapping[str, Any]) -> list[str]:
     best_epoch = training["best_epoch_per_metric"]
     parts = [
         f"{label} {_number(best_value.get(metric), digits)}{unit} (epoch {best_epoch.get(metric)})"
-        for metric, label, digits, unit in (("val/cer", "val CER", 4, ""), ("val/psnr", "val PSNR", 2, " dB"))
-        if metric in best_value
+        for metric, label, digits, unit in (
+            ("val/cer", "val CER", 4, ""),
+            ("val/psnr", "val PSNR", 2, " dB"),
+            (PAGE_MONITOR, "val page F-measure", 2, ""),
+        )
+        if metric in best_value and (metric != PAGE_MONITOR or best_value[metric] is not None)
     ]
+    if training.get("validation_pages_f_measure_scans") is not None and parts:
+        parts[-1] += f" against {training['validation_pages_f_measure_scans']:.2f} for the scans"
     stopped = ", stopped early" if training.get("stopped_early") else ""
     epochs = training["epochs_run"]
     return [f"Training: {epochs} epoch{'' if epochs == 1 else 's'}{stopped}; best {'; best '.join(parts)}"]
@@ -151,6 +159,18 @@ def real_test_lines(real_test: Mapping[str, Any]) -> list[str]:
             f"{figures['cer_corpus_restored']:.4f}; reduction {_interval(figures['cer_reduction'], 4)}"
         )
     return lines
+
+
+def _validation_page_warnings(training: Mapping[str, Any]) -> list[str]:
+    """The valid split's real pages restored worse than their scans, at every epoch: the model harms real pages."""
+    best, scans = training["best_value_per_metric"].get(PAGE_MONITOR), training.get("validation_pages_f_measure_scans")
+    if best is None or scans is None or best >= scans:
+        return []
+    return [
+        f"restoration makes the valid split's real pages worse at every epoch: best val page F-measure {best:.2f} "
+        f"against {scans:.2f} for the scans ({', '.join(training['validation_pages'])}); runs that differ only by "
+        "training.gan_seed can differ this much (README: Choosing a model on real pages): train another seed"
+    ]
 
 
 def _real_test_warnings(real_test: Mapping[str, Any]) -> list[str]:
@@ -272,6 +292,7 @@ def failure_warnings(results: RunResults) -> list[str]:
             warnings.append(
                 f"the recognizer reads (almost) nothing on restored validation lines: best val CER {best_cer:.4f}"
             )
+        warnings += _validation_page_warnings(results.training)
     if results.evaluation is not None:
         warnings += _evaluation_warnings(results.evaluation)
     if results.inference is not None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from htr_pipeline.metrics import corpus_rate
+from htr_pipeline.data.images import read_grayscale
+from htr_pipeline.metrics import binarise, corpus_rate, dibco_scores
 from tests.conftest import small_synthetic_parameters
 from tests.data.test_real_paper import write_page_pairs
 from tests.evaluation.test_real_scans import write_line_set
@@ -27,7 +28,8 @@ def test_the_main_job_scores_real_pages_and_lines_no_training_saw(tmp_path: Path
         "folders": [{"kind": "page_pairs", "name": "paper", "path": str(paper)}],
         "paper_grain": {"probability": 1.0, "strength": [0.2, 1.0]},
     }
-    parameters["training"] = {**TINY_TRAINING, "epochs": 1}
+    # The model is chosen on the valid split's real pages (their paper reached valid lines only).
+    parameters["training"] = {**TINY_TRAINING, "epochs": 1, "monitor": "val/page_f_measure"}
     parameters["evaluation"] = {
         "bootstrap_resamples": 200,
         "real_test": {
@@ -61,7 +63,24 @@ def test_the_main_job_scores_real_pages_and_lines_no_training_saw(tmp_path: Path
     assert np.asarray(catalog.load("real_test_pictures")).shape[0] > 100
 
     (run,) = logged_runs(kedro_project)
-    metrics = mlflow_client(kedro_project).get_run(run.info.run_id).data.metrics
+    client = mlflow_client(kedro_project)
+    metrics = client.get_run(run.info.run_id).data.metrics
+    training = catalog.load("training_summary")
+    valid_pages = sorted(manifest.loc[manifest["split"] == "valid", "paper_page"].unique())
+    assert training["validation_pages"] == valid_pages and valid_pages, "each valid page pair, scored every epoch"
+    scans = [
+        dibco_scores(binarise(read_grayscale(paper / "images" / f"{page.split(':')[1]}.png"), "otsu"), truth)
+        for page in valid_pages
+        for truth in [read_grayscale(paper / "gt" / f"{page.split(':')[1]}_gt.png") < 128]
+    ]
+    (degraded,) = client.get_metric_history(run.info.run_id, "val_degraded/page_f_measure")
+    assert (degraded.step, degraded.value) == (0, pytest.approx(np.mean([score["f_measure"] for score in scans])))
+    assert training["validation_pages_f_measure_scans"] == pytest.approx(degraded.value)
+    (restored,) = client.get_metric_history(run.info.run_id, "val/page_f_measure")
+    assert restored.step == 1 and 0.0 <= restored.value <= 100.0
+    assert training["best_epoch_per_metric"]["val/page_f_measure"] == 1
+    folder = kedro_project / training["checkpoint_folder"]
+    assert (folder / "best_page_f_measure.pt").read_bytes() == (folder / "best.pt").read_bytes()
     assert metrics["real_test/pages_f_measure_restored"] == pytest.approx(summary["pages"]["f_measure"]["restored"])
     assert "real_test/lines_judge_cer_reduction" in metrics
     logged = {item.path for item in mlflow_client(kedro_project).list_artifacts(run.info.run_id, "real_test")}

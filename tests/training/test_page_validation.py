@@ -83,5 +83,9 @@ def test_a_page_scores_its_f_measure_against_the_ground_truth_as_the_real_test_s
 def test_monitoring_real_pages_without_page_pairs_stops_before_any_work() -> None:
     parameters = small_synthetic_parameters(train=8, valid=4, test=4)
     parameters["training"] = {"monitor": "val/page_f_measure"}
-    with pytest.raises(ConfigError, match="training.monitor: val/page_f_measure scores the valid split's real page"):
+    with pytest.raises(ConfigError) as raised:
         validate_parameters(parameters)
+    assert str(raised.value) == (
+        "training.monitor: val/page_f_measure scores the valid split's real page pairs, and data.real_paper.folders "
+        "has no folder of kind page_pairs; add one, or monitor val/combined"
+    )

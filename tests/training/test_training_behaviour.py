@@ -41,13 +41,13 @@ from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import DeviceUnavailableError, resolve_device
+from htr_pipeline.metric_names import PAGE_MONITOR
 from htr_pipeline.metrics import combined_score
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.scoring.lines import greedy_readings
 from htr_pipeline.training.ctc_feasibility import InfeasibleSamplesError, feasibility_report
 from htr_pipeline.training.data_loading import line_loader
-from htr_pipeline.metric_names import PAGE_MONITOR
 from htr_pipeline.training.gan_training import BEST_PER_METRIC, EpochSums, GanModels, GanTrainer, train_gan
 from htr_pipeline.training.losses import ctc_loss_per_sample
 from htr_pipeline.training.runtime import MemoryTracker, seed_everything

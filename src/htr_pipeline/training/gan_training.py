@@ -44,7 +44,7 @@ from htr_pipeline.checkpoints import (
 from htr_pipeline.config import DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.evaluation.real_scans import RealPagePair
-from htr_pipeline.metric_names import MONITOR_MODES
+from htr_pipeline.metric_names import MONITOR_MODES, PAGE_MONITOR
 from htr_pipeline.models.freezing import frozen_for_input_gradients, parameters_frozen
 from htr_pipeline.models.recognizer import ctc_time_steps
 from htr_pipeline.precision import autocast
@@ -54,8 +54,8 @@ from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientNorms, GradientStatistics
-from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler, load_optimizer_state
 from htr_pipeline.training.page_validation import score_validation_pages
+from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler, load_optimizer_state
 from htr_pipeline.training.validation import ValidationMetrics, score_lines
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,9 @@ class GanTrainer:
         )
         self.best_by_monitor = BestMetricTracker(config.monitor, mode=monitor_mode)
         self.best_per_metric = {
-            metric: BestMetricTracker(metric, mode=MONITOR_MODES[metric]) for metric in BEST_PER_METRIC
+            metric: BestMetricTracker(metric, mode=MONITOR_MODES[metric])
+            for metric in BEST_PER_METRIC
+            if metric != PAGE_MONITOR or self.validation_pages
         }
         self.generator_gradients = GradientStatistics(spike_factor=config.gradient_spike_factor)
         self.discriminator_gradients = GradientStatistics(spike_factor=config.gradient_spike_factor)

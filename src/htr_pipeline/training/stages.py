@@ -46,6 +46,7 @@ from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility
 from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
 from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
+from htr_pipeline.training.page_validation import score_validation_pages
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     JUDGE_RECOGNIZER,
@@ -477,5 +478,8 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         "train_lines": len(splits.train),
         "valid_lines": len(splits.valid),
         "validation_pages": [pair.page for pair in inputs.validation_pages],
+        "validation_pages_f_measure_scans": (
+            score_validation_pages(inputs.validation_pages, None, device, 1) if inputs.validation_pages else None
+        ),
         "devices": group.world_size,
     }
