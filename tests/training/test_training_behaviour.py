@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import DeviceUnavailableError, resolve_device
+from htr_pipeline.evaluation.real_scans import RealPagePair
 from htr_pipeline.metric_names import PAGE_MONITOR
 from htr_pipeline.metrics import combined_score
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
@@ -62,6 +63,7 @@ from htr_pipeline.training.stages import (
 )
 from htr_pipeline.training.validation import ValidationMetrics
 from tests.conftest import SMOKE_GATE, TINY_JUDGE, small_synthetic_parameters
+from tests.data.test_real_paper import write_page_pairs
 
 CHECKPOINT_LAST = checkpoint_file_name(LAST)
 CHECKPOINT_BEST = checkpoint_file_name(BEST)
@@ -567,6 +569,7 @@ def run_gan_stage(
     recognizer_state: RecognizerCheckpoint,
     folder: Path,
     run_id: str,
+    validation_pages: Sequence[RealPagePair] = (),
     **overrides: Any,
 ) -> StageRun:
     """``gan_stage`` called as the pipeline node calls it, with the run metadata the node builds."""
@@ -598,6 +601,7 @@ def run_gan_stage(
         run_metadata,
         tracker_for_run,
         run_id,
+        validation_pages,
     )
     return StageRun(summary, folder, tracker, tracked_run_ids)
 
@@ -732,6 +736,32 @@ def test_a_resumed_run_matches_an_uninterrupted_one(
     for key in ("balancer", "early_stopping", "best_by_monitor", "best_per_metric", "generator_gradients"):
         assert continued[key] == whole[key], key
     assert resumed.tracker.history["val/psnr"][0][1] == uninterrupted.tracker.history["val/psnr"][1][1]
+
+
+def test_a_run_resumed_with_real_pages_to_validate_on_scores_them_from_its_next_epoch(
+    tmp_path: Path, one_epoch_run: StageRun, line_data: LineData, recognizer_state: RecognizerCheckpoint
+):
+    """A checkpoint from a run without pages (or from before page validation) has no page tracker: it starts."""
+    folder = write_page_pairs(tmp_path / "pages", ["v1", "v2"])
+    pages = [
+        RealPagePair(f"pages:{stem}", folder / "images" / f"{stem}.png", folder / "gt" / f"{stem}_gt.png")
+        for stem in ("v1", "v2")
+    ]
+    resumed = run_gan_stage(
+        line_data,
+        recognizer_state,
+        tmp_path / "resumed",
+        "run-new",
+        pages,
+        epochs=2,
+        resume_from=str(one_epoch_run.folder / CHECKPOINT_LAST),
+    )
+    ((epoch, value),) = resumed.tracker.history[PAGE_MONITOR]
+    assert epoch == 2 and 0.0 <= value <= 100.0
+    assert resumed.summary["best_epoch_per_metric"][PAGE_MONITOR] == 2
+    assert resumed.summary["validation_pages"] == ["pages:v1", "pages:v2"]
+    assert 50.0 < resumed.summary["validation_pages_f_measure_scans"] < 100.0
+    assert (resumed.folder / best_checkpoint_name(PAGE_MONITOR)).exists()
 
 
 def test_balancer_curves_are_logged_only_with_adaptive_balancing_and_every_step_norm_is_kept(

@@ -24,7 +24,9 @@ from htr_pipeline.evaluation.real_scans import RealPagePair, score_real_pages
 from htr_pipeline.inference.restorers import page_restorer
 
 PAGE_SCORING = RealTestConfig.model_construct()
-"""The real test's defaults (window, overlap, Otsu): a valid page is restored and scored as a test page is."""
+"""The real test's defaults (window, overlap, Otsu) without its folders, which validation does not read: a valid
+page is restored whole at its own size and scored as a test page is (a folder's ``scale`` says how its paper meets
+the lines, not how its pages are restored)."""
 
 
 def validation_page_pairs(manifest: pd.DataFrame, real_paper: RealPaperConfig | None) -> list[RealPagePair]:
