@@ -74,3 +74,25 @@ def test_a_one_epoch_history_has_one_whole_epoch_tick():
     table = history_table({"val/cer": [(1, 0.97)], "val/psnr": [(1, 17.2)], "val/ssim": [(1, 0.8)]})
     figure = plot_metric_history(table, cer_weight=50.0)
     assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["1"]
+
+
+def test_a_run_validated_on_real_pages_gets_a_fifth_criterion_and_its_panel():
+    """Run V of the README (4 GAN epochs, stopped after 3): the valid real pages pick epoch 1, the lines epoch 3."""
+    history = {
+        "val/cer": [(1, 0.661), (2, 0.4624), (3, 0.4462)],
+        "val/psnr": [(1, 17.22), (2, 18.52), (3, 19.17)],
+        "val/ssim": [(1, 0.78), (2, 0.82), (3, 0.84)],
+        "val/page_f_measure": [(1, 87.026), (2, 86.62), (3, 83.728)],
+    }
+    kept = ["last.pt", "best.pt", "best_cer.pt", "best_psnr.pt", "best_ssim.pt", "best_combined.pt"]
+    report = best_model_report(history_table(history), 50.0, [*kept, "best_page_f_measure.pt"])
+    picked = {choice["metric"]: choice["epoch"] for choice in report.details["choices"]}
+    assert picked == {"val/cer": 3, "val/psnr": 3, "val/ssim": 3, "val/combined": 3, "val/page_f_measure": 1}
+    assert "val/cer picks epoch 3, val/page_f_measure picks epoch 1" in report.details["disagreements"]
+    lost = best_model_report(history_table(history), 50.0, kept)
+    assert any("best_page_f_measure.pt is not in the run's checkpoint folder" in f.message for f in lost.findings)
+    figure = plot_metric_history(history_table(history), cer_weight=50.0)
+    assert figure.axes[-1].get_ylabel() == "F-measure, valid real pages (%)"
+    assert len(figure.axes) == 5
+    line_runs = plot_metric_history(history_table({k: v for k, v in history.items() if "page" not in k}), 50.0)
+    assert len(line_runs.axes) == 4

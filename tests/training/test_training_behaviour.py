@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import DeviceUnavailableError, resolve_device
+from htr_pipeline.evaluation.page_validation import pages_to_validate_on
 from htr_pipeline.evaluation.real_scans import RealPagePair
 from htr_pipeline.metric_names import PAGE_MONITOR
 from htr_pipeline.metrics import combined_score
@@ -61,7 +62,7 @@ from htr_pipeline.training.stages import (
     perceptual_feature_extractor,
     recognizer_stage,
 )
-from htr_pipeline.training.validation import ValidationMetrics
+from htr_pipeline.training.validation import ValidationMetrics, ValidationPages
 from tests.conftest import SMOKE_GATE, TINY_JUDGE, small_synthetic_parameters
 from tests.data.test_real_paper import write_page_pairs
 
@@ -569,7 +570,7 @@ def run_gan_stage(
     recognizer_state: RecognizerCheckpoint,
     folder: Path,
     run_id: str,
-    validation_pages: Sequence[RealPagePair] = (),
+    validation_pages: ValidationPages | None = None,
     **overrides: Any,
 ) -> StageRun:
     """``gan_stage`` called as the pipeline node calls it, with the run metadata the node builds."""
@@ -743,10 +744,12 @@ def test_a_run_resumed_with_real_pages_to_validate_on_scores_them_from_its_next_
 ):
     """A checkpoint from a run without pages (or from before page validation) has no page tracker: it starts."""
     folder = write_page_pairs(tmp_path / "pages", ["v1", "v2"])
-    pages = [
-        RealPagePair(f"pages:{stem}", folder / "images" / f"{stem}.png", folder / "gt" / f"{stem}_gt.png")
-        for stem in ("v1", "v2")
-    ]
+    pages = pages_to_validate_on(
+        [
+            RealPagePair(f"pages:{stem}", folder / "images" / f"{stem}.png", folder / "gt" / f"{stem}_gt.png")
+            for stem in ("v1", "v2")
+        ]
+    )
     resumed = run_gan_stage(
         line_data,
         recognizer_state,

@@ -15,7 +15,7 @@ from htr_pipeline.checkpoints import best_of_metric, checkpoint_file_name
 from htr_pipeline.diagnostics.run_inputs import AuditedCheckpoint, AuditedRun, existing_checkpoints, run_config
 from htr_pipeline.diagnostics.verdicts import AuditReport, Finding, markdown_table
 from htr_pipeline.figure_axes import integer_axis, is_rate, rate_axis
-from htr_pipeline.metric_names import MONITOR_MODES, validation_metric
+from htr_pipeline.metric_names import MONITOR_MODES, PAGE_MONITOR, validation_metric
 from htr_pipeline.metrics import combined_score
 
 NAME = "best_model"
@@ -144,7 +144,7 @@ def metric_unit(metric: str, cer_weight: float) -> str:
         "psnr": "PSNR against the clean line (dB)",
         "ssim": "SSIM against the clean line (0-1)",
         "combined": f"PSNR - {cer_weight:g} x CER (dB)",
-        "page_f_measure": "F-measure of the valid real pages (Otsu, %)",
+        "page_f_measure": "F-measure, valid real pages (%)",
     }[score]
 
 
@@ -157,16 +157,22 @@ def degraded_baseline(history: Mapping[str, Sequence[tuple[int, float]]]) -> dic
     }
 
 
+PANEL_WIDTH_IN = 3.8
+LINE_CRITERIA = [metric for metric in MONITOR_MODES if metric != PAGE_MONITOR]
+"""The criteria every validated run has; ``val/page_f_measure`` only where it validates on real pages."""
+
+
 def plot_metric_history(table: pd.DataFrame, cer_weight: float, baseline: Mapping[str, float] | None = None) -> Figure:
     """One panel per criterion: its validation curve with its unit, the degraded input's score (the baseline to
     beat) and the epoch it picks marked."""
     baseline = baseline or {}
-    figure = Figure(figsize=(14, 3.6), layout="constrained")
     if _no_validation(table):
-        figure.subplots(1, len(MONITOR_MODES))
+        figure = Figure(figsize=(PANEL_WIDTH_IN * len(LINE_CRITERIA), 3.6), layout="constrained")
+        figure.subplots(1, len(LINE_CRITERIA))
         return figure
     table = with_combined(table, cer_weight)
     choices = criterion_choices(table, cer_weight)
+    figure = Figure(figsize=(PANEL_WIDTH_IN * len(choices), 3.6), layout="constrained")
     axes_row = figure.subplots(1, len(choices), squeeze=False)[0]
     for axes, choice in zip(axes_row, choices, strict=True):
         values = table[choice.metric].dropna()

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,6 @@ from htr_pipeline.checkpoints import (
 )
 from htr_pipeline.config import DualModalDiscriminatorConfig, TrainingConfig
 from htr_pipeline.data.line_batches import LineBatch
-from htr_pipeline.evaluation.real_scans import RealPagePair
 from htr_pipeline.metric_names import MONITOR_MODES, PAGE_MONITOR
 from htr_pipeline.models.freezing import frozen_for_input_gradients, parameters_frozen
 from htr_pipeline.models.recognizer import ctc_time_steps
@@ -54,9 +53,8 @@ from htr_pipeline.training.balancing import build_balancer
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup
 from htr_pipeline.training.early_stopping import BestMetricTracker, EarlyStopping
 from htr_pipeline.training.grad_stats import GradientNorms, GradientStatistics
-from htr_pipeline.training.page_validation import score_validation_pages
 from htr_pipeline.training.runtime import MetricTracker, adam, grad_scaler, load_optimizer_state
-from htr_pipeline.training.validation import ValidationMetrics, score_lines
+from htr_pipeline.training.validation import ValidationMetrics, ValidationPages, score_lines
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +103,11 @@ class GanTrainer:
         config: TrainingConfig,
         device: torch.device,
         group: DataParallelGroup = SINGLE_PROCESS,
-        validation_pages: Sequence[RealPagePair] = (),
+        validation_pages: ValidationPages | None = None,
     ):
         self.models = models
-        self.validation_pages = tuple(validation_pages)
-        """Real page pairs every validation restores and scores (``val/page_f_measure``); none: lines only."""
+        self.validation_pages = validation_pages
+        """Real pages every validation restores and scores (``val/page_f_measure``); None: lines only."""
         self.charset = charset
         self.config = config
         self.device = device
@@ -150,7 +148,7 @@ class GanTrainer:
         self.best_per_metric = {
             metric: BestMetricTracker(metric, mode=MONITOR_MODES[metric])
             for metric in BEST_PER_METRIC
-            if metric != PAGE_MONITOR or self.validation_pages
+            if metric != PAGE_MONITOR or self.validation_pages is not None
         }
         self.generator_gradients = GradientStatistics(spike_factor=config.gradient_spike_factor)
         self.discriminator_gradients = GradientStatistics(spike_factor=config.gradient_spike_factor)
@@ -392,12 +390,9 @@ class GanTrainer:
         self.models.generator.eval()
         self.models.recognizer.eval()
         lines = self._score_lines(loader, restored)
-        if not self.validation_pages:
+        if self.validation_pages is None:
             return lines
-        generator = self.models.generator if restored else None
-        page_f_measure = score_validation_pages(
-            self.validation_pages, generator, self.device, self.models.generator.size_multiple
-        )
+        page_f_measure = self.validation_pages.score(self.models.generator if restored else None)
         return dataclasses.replace(lines, page_f_measure=page_f_measure)
 
     def _score_lines(self, loader: DataLoader, restored: bool) -> ValidationMetrics:

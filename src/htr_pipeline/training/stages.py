@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -37,7 +37,6 @@ from htr_pipeline.checkpoints import (
 from htr_pipeline.config import ConfigError, GeneratorConfig, RecognizerConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
 from htr_pipeline.devices import resolve_device
-from htr_pipeline.evaluation.real_scans import RealPagePair
 from htr_pipeline.metric_names import PAGE_MONITOR
 from htr_pipeline.models import build_discriminator, build_generator, build_recognizer
 from htr_pipeline.models.vgg import VggFeatureExtractor
@@ -46,7 +45,6 @@ from htr_pipeline.training.ctc_feasibility import check_feasibility, feasibility
 from htr_pipeline.training.data_loading import line_loader
 from htr_pipeline.training.distributed import SINGLE_PROCESS, DataParallelGroup, run_data_parallel
 from htr_pipeline.training.gan_training import GanModels, GanTrainer, frozen_copy, train_gan
-from htr_pipeline.training.page_validation import score_validation_pages
 from htr_pipeline.training.recognizer_training import (
     DEGRADED_TRAINED_RECOGNIZER,
     JUDGE_RECOGNIZER,
@@ -55,7 +53,7 @@ from htr_pipeline.training.recognizer_training import (
     pretrain_recognizer,
 )
 from htr_pipeline.training.runtime import DiscardingTracker, MetricTracker, configure_cuda, seed_everything
-from htr_pipeline.training.validation import score_lines
+from htr_pipeline.training.validation import ValidationPages, score_lines
 
 logger = logging.getLogger(__name__)
 
@@ -390,7 +388,7 @@ class GanStageInputs:
     run_metadata: GanRunMetadata
     tracker_for_run: Callable[[str], MetricTracker]
     current_run_id: str
-    validation_pages: Sequence[RealPagePair] = ()
+    validation_pages: ValidationPages | None = None
 
 
 def gan_stage(
@@ -403,7 +401,7 @@ def gan_stage(
     run_metadata: GanRunMetadata,
     tracker_for_run: Callable[[str], MetricTracker],
     current_run_id: str,
-    validation_pages: Sequence[RealPagePair] = (),
+    validation_pages: ValidationPages | None = None,
 ) -> dict[str, Any]:
     """Train the GAN, or resume ``training.resume_from`` (logging into the MLflow run it continues).
 
@@ -444,12 +442,13 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         splits.train, batch_size=config.batch_size, training=True, pages=splits.train_pages, group=group
     )
     val_loader = loader_for(splits.valid, batch_size=config.batch_size, training=False, pages=splits.valid_pages)
-    if config.monitor == PAGE_MONITOR and not inputs.validation_pages:
+    pages = inputs.validation_pages
+    if config.monitor == PAGE_MONITOR and pages is None:
         raise ConfigError(
             f"training.monitor: {PAGE_MONITOR} needs real page pairs in the valid split, and no valid line was "
             "composed on the paper of a data.real_paper page_pairs page; add such pages, or monitor val/combined"
         )
-    trainer = GanTrainer(models, inputs.charset, config, device, group, inputs.validation_pages)
+    trainer = GanTrainer(models, inputs.charset, config, device, group, pages)
     trainer.mlflow_run_id = inputs.current_run_id
     if config.resume_from is not None:
         path, resumed = resumed_checkpoint(config)
@@ -477,9 +476,7 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         "train_page_crops": len(splits.train_pages) * (config.page_crops.crops_per_page if config.page_crops else 0),
         "train_lines": len(splits.train),
         "valid_lines": len(splits.valid),
-        "validation_pages": [pair.page for pair in inputs.validation_pages],
-        "validation_pages_f_measure_scans": (
-            score_validation_pages(inputs.validation_pages, None, device, 1) if inputs.validation_pages else None
-        ),
+        "validation_pages": list(pages.names) if pages is not None else [],
+        "validation_pages_f_measure_scans": pages.score(None) if pages is not None else None,
         "devices": group.world_size,
     }

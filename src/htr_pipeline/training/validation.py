@@ -4,7 +4,7 @@ uses too, read on one variant of the valid lines (the restored, the degraded or 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +19,16 @@ from htr_pipeline.precision import Precision
 from htr_pipeline.scoring.lines import RecognizerReading, score_line_tables
 
 ValidatedLines = Literal["restored", "degraded", "clean"]
+
+
+@dataclass(frozen=True)
+class ValidationPages:
+    """Real pages every validation scores besides the lines (``val/page_f_measure``), built above training by
+    :mod:`htr_pipeline.evaluation.page_validation`."""
+
+    names: tuple[str, ...]
+    score: Callable[[torch.nn.Module | None], float]
+    """A generator (None: the scans themselves) -> the pages' mean F-measure."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from htr_pipeline.checkpoints import (
 )
 from htr_pipeline.config import DataConfig, TrainingConfig
 from htr_pipeline.data.line_store import LineImageStore
+from htr_pipeline.evaluation.page_validation import validation_pages
 from htr_pipeline.project_paths import project_relative
 from htr_pipeline.tracking import (
     CHECKPOINT_FOLDER_TAG,
@@ -27,7 +28,6 @@ from htr_pipeline.tracking import (
     tag_run,
     tracker_for_current_store,
 )
-from htr_pipeline.training.page_validation import validation_page_pairs
 from htr_pipeline.training.stages import (
     gan_run_metadata,
     gan_stage,
@@ -96,7 +96,7 @@ def train_restoration_gan(
         run_metadata,
         tracker_for_run=tracker_for_current_store(),
         current_run_id=active_run_id(),
-        validation_pages=validation_page_pairs(manifest, data.real_paper),
+        validation_pages=validation_pages(manifest, data.real_paper),
     )
     summary["checkpoint_folder"] = project_relative(summary["checkpoint_folder"])  # a copied project finds it
     return summary

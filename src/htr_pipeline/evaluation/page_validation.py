@@ -8,11 +8,15 @@ degraded pages with a binarization ground truth that no train line's paper came 
 them whole, as the real test restores its pages (:func:`htr_pipeline.inference.restorers.page_restorer`, the real
 test's default window, binarisation and scores), and logs their mean F-measure as ``val/page_f_measure``
 (``val_degraded/page_f_measure`` for the scans themselves), which ``training.monitor`` can select by.
+
+The training loop is handed the pages as :class:`~htr_pipeline.training.validation.ValidationPages` (what to call
+them, how to score a generator on them), built here, above it: training does not restore pages itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import pandas as pd
 import torch
@@ -22,11 +26,22 @@ from htr_pipeline.config import RealPaperConfig, RealTestConfig
 from htr_pipeline.data.real_paper import list_paper_pages
 from htr_pipeline.evaluation.real_scans import RealPagePair, score_real_pages
 from htr_pipeline.inference.restorers import page_restorer
+from htr_pipeline.training.validation import ValidationPages
 
 PAGE_SCORING = RealTestConfig.model_construct()
 """The real test's defaults (window, overlap, Otsu) without its folders, which validation does not read: a valid
 page is restored whole at its own size and scored as a test page is (a folder's ``scale`` says how its paper meets
 the lines, not how its pages are restored)."""
+
+
+def validation_pages(manifest: pd.DataFrame, real_paper: RealPaperConfig | None) -> ValidationPages | None:
+    """The valid split's real page pairs as the training loop scores them; None where there are none."""
+    pairs = validation_page_pairs(manifest, real_paper)
+    return pages_to_validate_on(pairs) if pairs else None
+
+
+def pages_to_validate_on(pairs: Sequence[RealPagePair]) -> ValidationPages:
+    return ValidationPages(tuple(pair.page for pair in pairs), partial(score_validation_pages, tuple(pairs)))
 
 
 def validation_page_pairs(manifest: pd.DataFrame, real_paper: RealPaperConfig | None) -> list[RealPagePair]:
@@ -48,14 +63,13 @@ def validation_page_pairs(manifest: pd.DataFrame, real_paper: RealPaperConfig | 
     return pairs
 
 
-def score_validation_pages(
-    pairs: Sequence[RealPagePair], generator: nn.Module | None, device: torch.device, size_multiple: int
-) -> float:
-    """Mean F-measure over ``pairs`` of the page restored by ``generator`` (None: of the scan itself), binarised by
-    Otsu against its ground truth."""
+def score_validation_pages(pairs: Sequence[RealPagePair], generator: nn.Module | None) -> float:
+    """Mean F-measure over ``pairs`` of the page restored by ``generator`` on its own device (None: of the scan
+    itself), binarised by Otsu against its ground truth."""
     if generator is None:
         table, _ = score_real_pages(pairs, lambda page: page, PAGE_SCORING, progress="validation: real pages")
         return float(table["degraded_f_measure"].mean())
-    restore = page_restorer(generator, device, size_multiple, PAGE_SCORING)
+    device = next(generator.parameters(), torch.empty(0)).device
+    restore = page_restorer(generator, device, generator.size_multiple, PAGE_SCORING)
     table, _ = score_real_pages(pairs, restore, PAGE_SCORING, progress="validation: real pages")
     return float(table["restored_f_measure"].mean())

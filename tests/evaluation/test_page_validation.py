@@ -12,8 +12,13 @@ from PIL import Image
 from torch import nn
 
 from htr_pipeline.config import ConfigError, RealPaperConfig, validate_parameters
+from htr_pipeline.evaluation.page_validation import (
+    pages_to_validate_on,
+    score_validation_pages,
+    validation_page_pairs,
+    validation_pages,
+)
 from htr_pipeline.metrics import binarise, dibco_scores
-from htr_pipeline.training.page_validation import score_validation_pages, validation_page_pairs
 from tests.conftest import small_synthetic_parameters
 from tests.data.test_real_paper import write_page_pairs, write_page_scans
 
@@ -51,6 +56,10 @@ class _WhitePaper(nn.Module):
 
     size_multiple = 4
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # a generator has parameters: the device is theirs
+
     def forward(self, degraded: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(degraded)
 
@@ -60,8 +69,12 @@ class _Darkening(nn.Module):
 
     size_multiple = 4
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(0.9))
+
     def forward(self, degraded: torch.Tensor) -> torch.Tensor:
-        return degraded * 0.9
+        return degraded * self.gain
 
 
 def test_a_page_scores_its_f_measure_against_the_ground_truth_as_the_real_test_scores_it(tmp_path: Path) -> None:
@@ -73,11 +86,15 @@ def test_a_page_scores_its_f_measure_against_the_ground_truth_as_the_real_test_s
         scan = np.asarray(Image.open(pair.scan_path).convert("L"))
         truth = np.asarray(Image.open(pair.ground_truth_path).convert("L")) < 128
         expected.append(dibco_scores(binarise(scan, "otsu"), truth)["f_measure"])
-    device = torch.device("cpu")
-    scans = score_validation_pages(pairs, None, device, 4)
+    scans = score_validation_pages(pairs, None)
     assert scans == pytest.approx(np.mean(expected)) and 50 < scans < 100
-    assert score_validation_pages(pairs, _Darkening(), device, 4) == pytest.approx(scans, abs=0.5)
-    assert score_validation_pages(pairs, _WhitePaper(), device, 4) == 0.0
+    assert score_validation_pages(pairs, _Darkening()) == pytest.approx(scans, abs=0.5)
+    assert score_validation_pages(pairs, _WhitePaper()) == 0.0
+    # What the training loop is handed: the pages' names and the same score.
+    pages = validation_pages(manifest, paper)
+    assert pages.names == pages_to_validate_on(pairs).names == ("pairs:p1", "pairs:p3")
+    assert pages.score(None) == scans and pages.score(_WhitePaper()) == 0.0
+    assert validation_pages(manifest, None) is None
 
 
 def test_monitoring_real_pages_without_page_pairs_stops_before_any_work() -> None:
