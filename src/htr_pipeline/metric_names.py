@@ -24,7 +24,7 @@ MONITOR_MODES: dict[str, Literal["min", "max"]] = {
     f"{VALIDATION_PREFIX}/{PAGE_SCORE}": "max",
 }
 """The validation metrics a model can be selected by, and whether lower or higher is better. ``val/page_f_measure``
-is logged only by runs that validate on real pages (:mod:`htr_pipeline.training.page_validation`)."""
+is logged only by runs that validate on real pages (:mod:`htr_pipeline.evaluation.page_validation`)."""
 
 PAGE_MONITOR = f"{VALIDATION_PREFIX}/{PAGE_SCORE}"
 """The monitor that needs real page pairs in the valid split (``data.real_paper`` with a ``page_pairs`` folder)."""

@@ -41,7 +41,7 @@ class ValidationMetrics:
     combined: float
     lines: int
     page_f_measure: float | None = None
-    """Mean F-measure of the valid split's real pages (:mod:`htr_pipeline.training.page_validation`); None where
+    """Mean F-measure of the valid split's real pages (:mod:`htr_pipeline.evaluation.page_validation`); None where
     the run validates on none."""
 
     def as_logged(self, prefix: str) -> dict[str, float]:
