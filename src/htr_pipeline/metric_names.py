@@ -15,19 +15,18 @@ VALIDATION_PREFIX = "val"
 
 PAGE_SCORE = "page_f_measure"
 """What validation on real pages logs (``val/page_f_measure``), where the valid split has real page pairs."""
+PAGE_MONITOR = f"{VALIDATION_PREFIX}/{PAGE_SCORE}"
+"""The monitor that needs real page pairs in the valid split (``data.real_paper`` with a ``page_pairs`` folder)."""
 
 MONITOR_MODES: dict[str, Literal["min", "max"]] = {
     f"{VALIDATION_PREFIX}/cer": "min",
     f"{VALIDATION_PREFIX}/psnr": "max",
     f"{VALIDATION_PREFIX}/ssim": "max",
     f"{VALIDATION_PREFIX}/combined": "max",
-    f"{VALIDATION_PREFIX}/{PAGE_SCORE}": "max",
+    PAGE_MONITOR: "max",
 }
 """The validation metrics a model can be selected by, and whether lower or higher is better. ``val/page_f_measure``
 is logged only by runs that validate on real pages (:mod:`htr_pipeline.evaluation.page_validation`)."""
-
-PAGE_MONITOR = f"{VALIDATION_PREFIX}/{PAGE_SCORE}"
-"""The monitor that needs real page pairs in the valid split (``data.real_paper`` with a ``page_pairs`` folder)."""
 
 Monitor = Literal[tuple(MONITOR_MODES)]  # type: ignore[valid-type]
 

@@ -100,15 +100,15 @@ def training_lines(training: Mapping[str, Any]) -> list[str]:
     best_epoch = training["best_epoch_per_metric"]
     parts = [
         f"{label} {_number(best_value.get(metric), digits)}{unit} (epoch {best_epoch.get(metric)})"
-        for metric, label, digits, unit in (
-            ("val/cer", "val CER", 4, ""),
-            ("val/psnr", "val PSNR", 2, " dB"),
-            (PAGE_MONITOR, "val page F-measure", 2, ""),
-        )
-        if metric in best_value and (metric != PAGE_MONITOR or best_value[metric] is not None)
+        for metric, label, digits, unit in (("val/cer", "val CER", 4, ""), ("val/psnr", "val PSNR", 2, " dB"))
+        if metric in best_value
     ]
-    if training.get("validation_pages_f_measure_scans") is not None and parts:
-        parts[-1] += f" against {training['validation_pages_f_measure_scans']:.2f} for the scans"
+    if best_value.get(PAGE_MONITOR) is not None:
+        scans = training.get("validation_pages_f_measure_scans")
+        parts.append(
+            f"val page F-measure {best_value[PAGE_MONITOR]:.2f} (epoch {best_epoch.get(PAGE_MONITOR)})"
+            + (f" against {scans:.2f} for the scans" if scans is not None else "")
+        )
     stopped = ", stopped early" if training.get("stopped_early") else ""
     epochs = training["epochs_run"]
     return [f"Training: {epochs} epoch{'' if epochs == 1 else 's'}{stopped}; best {'; best '.join(parts)}"]

@@ -86,14 +86,14 @@ def test_a_page_scores_its_f_measure_against_the_ground_truth_as_the_real_test_s
         scan = np.asarray(Image.open(pair.scan_path).convert("L"))
         truth = np.asarray(Image.open(pair.ground_truth_path).convert("L")) < 128
         expected.append(dibco_scores(binarise(scan, "otsu"), truth)["f_measure"])
-    scans = score_validation_pages(pairs, None)
+    scans = pages_to_validate_on(pairs).scans_f_measure
     assert scans == pytest.approx(np.mean(expected)) and 50 < scans < 100
     assert score_validation_pages(pairs, _Darkening()) == pytest.approx(scans, abs=0.5)
     assert score_validation_pages(pairs, _WhitePaper()) == 0.0
     # What the training loop is handed: the pages' names and the same score.
     pages = validation_pages(manifest, paper)
     assert pages.names == pages_to_validate_on(pairs).names == ("pairs:p1", "pairs:p3")
-    assert pages.score(None) == scans and pages.score(_WhitePaper()) == 0.0
+    assert pages.scans_f_measure == scans and pages.score(_WhitePaper()) == 0.0
     assert validation_pages(manifest, None) is None
 
 

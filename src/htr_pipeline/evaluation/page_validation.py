@@ -41,7 +41,11 @@ def validation_pages(manifest: pd.DataFrame, real_paper: RealPaperConfig | None)
 
 
 def pages_to_validate_on(pairs: Sequence[RealPagePair]) -> ValidationPages:
-    return ValidationPages(tuple(pair.page for pair in pairs), partial(score_validation_pages, tuple(pairs)))
+    """The pages, with the scans' own score taken once here (it does not change from epoch to epoch)."""
+    pairs = tuple(pairs)
+    scans, _ = score_real_pages(pairs, lambda page: page, PAGE_SCORING, progress="validation: real pages, scans")
+    names = tuple(pair.page for pair in pairs)
+    return ValidationPages(names, float(scans["degraded_f_measure"].mean()), partial(score_validation_pages, pairs))
 
 
 def validation_page_pairs(manifest: pd.DataFrame, real_paper: RealPaperConfig | None) -> list[RealPagePair]:
@@ -63,12 +67,9 @@ def validation_page_pairs(manifest: pd.DataFrame, real_paper: RealPaperConfig | 
     return pairs
 
 
-def score_validation_pages(pairs: Sequence[RealPagePair], generator: nn.Module | None) -> float:
-    """Mean F-measure over ``pairs`` of the page restored by ``generator`` on its own device (None: of the scan
-    itself), binarised by Otsu against its ground truth."""
-    if generator is None:
-        table, _ = score_real_pages(pairs, lambda page: page, PAGE_SCORING, progress="validation: real pages")
-        return float(table["degraded_f_measure"].mean())
+def score_validation_pages(pairs: Sequence[RealPagePair], generator: nn.Module) -> float:
+    """Mean F-measure over ``pairs`` of the page restored by ``generator`` on its own device, binarised by Otsu
+    against its ground truth."""
     device = next(generator.parameters(), torch.empty(0)).device
     restore = page_restorer(generator, device, generator.size_multiple, PAGE_SCORING)
     table, _ = score_real_pages(pairs, restore, PAGE_SCORING, progress="validation: real pages")

@@ -392,7 +392,8 @@ class GanTrainer:
         lines = self._score_lines(loader, restored)
         if self.validation_pages is None:
             return lines
-        page_f_measure = self.validation_pages.score(self.models.generator if restored else None)
+        pages = self.validation_pages
+        page_f_measure = pages.score(self.models.generator) if restored else pages.scans_f_measure
         return dataclasses.replace(lines, page_f_measure=page_f_measure)
 
     def _score_lines(self, loader: DataLoader, restored: bool) -> ValidationMetrics:

@@ -477,6 +477,6 @@ def train_gan_in_group(group: DataParallelGroup, device: torch.device, inputs: G
         "train_lines": len(splits.train),
         "valid_lines": len(splits.valid),
         "validation_pages": list(pages.names) if pages is not None else [],
-        "validation_pages_f_measure_scans": pages.score(None) if pages is not None else None,
+        "validation_pages_f_measure_scans": pages.scans_f_measure if pages is not None else None,
         "devices": group.world_size,
     }

@@ -27,8 +27,10 @@ class ValidationPages:
     :mod:`htr_pipeline.evaluation.page_validation`."""
 
     names: tuple[str, ...]
-    score: Callable[[torch.nn.Module | None], float]
-    """A generator (None: the scans themselves) -> the pages' mean F-measure."""
+    scans_f_measure: float
+    """The scans' own mean F-measure (binarised as the restored pages are): the baseline, ``val_degraded``."""
+    score: Callable[[torch.nn.Module], float]
+    """A generator -> the mean F-measure of the pages it restores."""
 
 
 @dataclass(frozen=True)
