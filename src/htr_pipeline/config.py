@@ -936,7 +936,7 @@ class PruningConfig(StrictModel):
     """Epochs every trial runs before it may be pruned."""
 
 
-SweepObjective = Literal["judge_cer", "psnr", "pareto"]
+SweepObjective = Literal["judge_cer", "psnr", "pareto", "page_f_measure"]
 
 
 class SweepConfig(StrictModel):
@@ -949,7 +949,9 @@ class SweepConfig(StrictModel):
     """null: the sqlite file ``optuna.db`` in the project folder; else an RDB URL shared by every worker, e.g.
     ``postgresql+psycopg://user:password@host/database``."""
     space: dict[str, SearchDimension] = {}
-    """Dotted keys of this schema (``training.losses.weights.ctc``) and how each is searched."""
+    """Dotted keys of this schema (``training.losses.weights.ctc``) and how each is searched. Empty (``{}``, or
+    ``null`` in ``conf/local``, where ``{}`` would merge with ``conf/base``'s space) with the grid sampler and two
+    seeds or more: a study of seeds, the configured settings trained once per seed."""
     fixed: dict[str, Any] = {}
     """Dotted keys every trial, and the baseline, runs with (``training.epochs: 1``)."""
     sampler: Literal["grid", "random", "tpe"] = "grid"
@@ -961,7 +963,10 @@ class SweepConfig(StrictModel):
     """Each configuration (and the baseline) is trained once per seed, as ``training.gan_seed``."""
     objective: SweepObjective = "judge_cer"
     """``judge_cer``: minimise the judge's corpus CER of restored lines; ``psnr``: maximise their mean PSNR;
-    ``pareto``: both, as a Pareto front."""
+    ``pareto``: both, as a Pareto front; ``page_f_measure``: maximise the mean F-measure of the valid split's real
+    page pairs restored by the checkpoint the trial kept (``val/page_f_measure``: needs a ``page_pairs`` folder
+    in ``data.real_paper``), which chooses between seeds where the valid lines cannot (README: Choosing a model on
+    real pages)."""
     objective_split: Literal["train", "valid", "test"] = "valid"
     """The split the objective is measured on (the comparison reports ``evaluation.split``): choosing settings
     on the test lines would make the test figures optimistic."""
@@ -971,6 +976,11 @@ class SweepConfig(StrictModel):
     """A failed trial (an error, or a worker that stopped beating) is run again this many times at most."""
     heartbeat_seconds: int = Field(20, ge=1)
     """Each worker beats this often; a trial silent for three beats belongs to a dead worker and is failed."""
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _null_space_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     @model_validator(mode="after")
     def _sampler_settings_fit(self) -> SweepConfig:
@@ -983,7 +993,11 @@ class SweepConfig(StrictModel):
             if stepless:
                 raise ValueError(f"the grid sampler needs choices or a step for each key; none for {stepless}")
         if self.pruning is not None and self.objective == "pareto":
-            raise ValueError("pruning compares one figure per epoch: it needs objective judge_cer or psnr")
+            raise ValueError("pruning compares one figure per epoch: it needs one objective, not pareto")
+        if self.objective == "page_f_measure" and self.objective_split != "valid":
+            raise ValueError(
+                "objective page_f_measure is measured on the valid split's real pages: set objective_split: valid"
+            )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds repeat a value: {self.seeds}")
         return self
@@ -1061,10 +1075,16 @@ def validate_parameters(parameters: Mapping[str, Any]) -> ProjectConfig:
     return config
 
 
+def validates_on_pages(config: ProjectConfig) -> bool:
+    """Whether training scores real pages each epoch (``val/page_f_measure``): ``data.real_paper`` has a
+    ``page_pairs`` folder (whose valid pages are restored; the GAN stage says when the split gave it none)."""
+    folders = config.data.real_paper.folders if config.data.real_paper is not None else []
+    return any(folder.kind == "page_pairs" for folder in folders)
+
+
 def check_pages_to_monitor(config: ProjectConfig) -> None:
     """``training.monitor: val/page_f_measure`` needs real page pairs to validate on (a ``page_pairs`` folder)."""
-    folders = config.data.real_paper.folders if config.data.real_paper is not None else []
-    if config.training.monitor == PAGE_MONITOR and not any(folder.kind == "page_pairs" for folder in folders):
+    if config.training.monitor == PAGE_MONITOR and not validates_on_pages(config):
         raise ConfigError(
             f"training.monitor: {PAGE_MONITOR} scores the valid split's real page pairs, and "
             "data.real_paper.folders has no folder of kind page_pairs; add one, or monitor val/combined"

@@ -26,6 +26,7 @@ from htr_pipeline.experiments.space import (
     trial_parameters,
 )
 from tests.conftest import small_synthetic_parameters
+from tests.data.test_real_paper import write_page_pairs
 
 
 @pytest.fixture
@@ -77,6 +78,38 @@ def test_the_judge_objective_needs_a_judge(base):
     check_sweep(_sweep(fixed={"training.judge": None}, objective="psnr"), base)
 
 
+def test_a_study_of_seeds_alone_trains_the_configured_settings_once_per_seed(base):
+    seeds_only = _sweep(space={}, seeds=[42, 43, 44])
+    check_sweep(seeds_only, base)
+    assert grid_points(seeds_only) == [{}] and baseline_values(base, seeds_only) == {}
+    assert configuration_label({}, {}) == "baseline"
+    # conf/local's `space: {}` would merge with conf/base's space; `space: null` empties it.
+    assert SweepConfig.model_validate({"space": None, "seeds": [42, 43]}).space == {}
+    with pytest.raises(ConfigError, match=r"(?s)sweep.space is empty.*sampler: grid and two seeds or more"):
+        check_sweep(_sweep(space={}, seeds=[42]), base)
+    with pytest.raises(ConfigError, match="sweep.space is empty"):
+        check_sweep(_sweep(space={}, sampler="random", trials=2), base)
+
+
+def test_the_page_objective_needs_real_page_pairs_to_validate_on(base, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        check_sweep(_sweep(objective="page_f_measure"), base)
+    assert (
+        "sweep.objective page_f_measure reads the valid split's real pages (val/page_f_measure), and "
+        "data.real_paper.folders has no folder of kind page_pairs: add one, or objective judge_cer"
+    ) in str(error.value)
+    pairs = write_page_pairs(tmp_path / "pairs", ["p0", "p1", "p2"])
+    with_pages = with_overrides(
+        base, {"data.real_paper": {"folders": [{"kind": "page_pairs", "name": "pairs", "path": str(pairs)}]}}
+    )
+    check_sweep(_sweep(objective="page_f_measure"), effective_parameters(validate_parameters(with_pages)))
+    # Pages alone (no judge) are enough for it.
+    check_sweep(
+        _sweep(objective="page_f_measure", fixed={"training.judge": None}),
+        effective_parameters(validate_parameters(with_pages)),
+    )
+
+
 def test_the_schema_refuses_impossible_sweep_settings():
     with pytest.raises(ValidationError, match="grid sampler needs choices or a step"):
         SweepConfig.model_validate({"space": {"training.optimizer.lr_generator": {"low": 1e-4, "high": 1e-2}}})
@@ -84,6 +117,8 @@ def test_the_schema_refuses_impossible_sweep_settings():
         SweepConfig.model_validate({"sampler": "tpe"})
     with pytest.raises(ValidationError, match="pruning compares one figure"):
         SweepConfig.model_validate({"objective": "pareto", "pruning": {}})
+    with pytest.raises(ValidationError, match="page_f_measure is measured on the valid split's real pages"):
+        SweepConfig.model_validate({"objective": "page_f_measure", "objective_split": "test"})
     with pytest.raises(ValidationError, match="log scale or in steps"):
         SweepConfig.model_validate({"space": {"training.epochs": {"low": 1, "high": 4, "step": 1, "log": True}}})
     assert (

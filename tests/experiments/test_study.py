@@ -116,6 +116,30 @@ def test_the_baseline_runs_beside_a_grid_that_leaves_it_out(sqlite_url):
     assert {trial["label"] for trial in report.trials if trial["role"] == "baseline"} == {"baseline"}
 
 
+def test_a_study_of_seeds_keeps_the_seed_whose_valid_pages_score_best(sqlite_url):
+    """The configured settings, once per seed, chosen by the valid split's real pages (maximised), the figures the
+    seed-42 to 44 runs of the README logged."""
+    plan = _plan(sqlite_url, space={}, seeds=[42, 43, 44], objective="page_f_measure")
+    pages = {42: 86.62, 43: 87.37, 44: 65.30}
+    seeds_run: list[int] = []
+
+    def train(request, progress):
+        seeds_run.append(request.seed)
+        assert request.config.training.gan_seed == request.seed
+        progress.started(f"run-{request.number}")
+        figures = {"judge_cer": 0.40, "psnr": 18.5, "page_f_measure": pages[request.seed]}
+        return TrialResult(figures, f"run-{request.number}")
+
+    report = run_worker(plan, train, poll_seconds=0.1)
+    assert sorted(seeds_run) == [42, 43, 44]
+    assert {(trial["label"], trial["role"]) for trial in report.trials} == {("baseline", "baseline")}
+    summary = sweep_summary(report, plan.sweep, stage_one_trainings=1)
+    (best,) = summary["best"]
+    assert best.endswith("(baseline, seed 43): valid pages F-measure 87.37, judge CER 0.4000, PSNR 18.50 dB")
+    frame = trials_frame(report).set_index("seed")
+    assert frame.loc[44, "page_f_measure"] == pytest.approx(65.30)
+
+
 def test_a_failed_trial_is_run_again_until_its_retries_are_spent(sqlite_url, tmp_path):
     report = run_worker(_plan(sqlite_url), StandIn(fail_once={(3.0, 1)}), poll_seconds=0.1)
     states = [(trial["label"], trial["seed"], trial["state"]) for trial in report.trials]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
 from htr_pipeline.config import SweepConfig, effective_parameters, validate_parameters
 from htr_pipeline.experiments.study import SweepPlan, TrialFailedError
 from htr_pipeline.experiments.trials import KedroProject, KedroRun, KedroTrialExecutor
+from htr_pipeline.tracking import SweepRunStore
 from tests.conftest import small_synthetic_parameters
 
 
@@ -83,3 +86,36 @@ def test_a_failed_stage_one_fails_its_trial_with_the_log_and_is_not_trained_agai
     with pytest.raises(TrialFailedError, match="failed earlier in this worker"):
         executor(plan.request(1, {"training.losses.weights.ctc": 3.0}, 42, "grid"), progress=None)
     assert len(store.created) == 1
+
+
+def test_the_page_figure_is_the_valid_pages_score_of_the_checkpoint_the_trial_kept(tmp_path: Path):
+    """Read back from a real MLflow store: ``val/page_f_measure`` at the epoch the monitor kept (its first best)."""
+    store = SweepRunStore(f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}", "0")
+    client = mlflow.MlflowClient(store.tracking_uri)
+    store.experiment_id = client.create_experiment("sweep", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = store.create_run("trial 0: baseline, seed 42", None, {})
+    for epoch, combined, pages in [(1, -15.8, 87.03), (2, -4.6, 86.62), (3, -4.6, 83.73)]:
+        client.log_metric(run_id, "val/combined", combined, step=epoch)
+        client.log_metric(run_id, "val/page_f_measure", pages, step=epoch)
+    base = effective_parameters(validate_parameters(small_synthetic_parameters()))
+    sweeps = {
+        objective: SweepConfig.model_validate({"space": {}, "seeds": [42, 43], "objective": objective})
+        for objective in ("judge_cer", "page_f_measure")
+    }
+    project = KedroProject(tmp_path, None, tmp_path / "work" / "sweep", {}, None, poll_seconds=0.1)
+    executor = KedroTrialExecutor(project, store, sweeps["page_f_measure"], "fingerprint")
+    request = SweepPlan(sweeps["page_f_measure"], base, "fingerprint", "sqlite:///unused.db").request(
+        0, {}, 42, "baseline"
+    )
+    assert executor._page_figures(run_id, request) == {"page_f_measure": 86.62}  # epoch 2, not the tie at 3
+    by_pages = request.config.model_copy(
+        update={"training": request.config.training.model_copy(update={"monitor": "val/page_f_measure"})}
+    )
+    assert executor._page_figures(run_id, replace(request, config=by_pages)) == {"page_f_measure": 87.03}
+
+    without_pages = store.create_run("trial 1: baseline, seed 43", None, {})
+    client.log_metric(without_pages, "val/combined", -4.6, step=1)
+    with pytest.raises(TrialFailedError, match="logged no val/page_f_measure at the epoch its val/combined kept"):
+        executor._page_figures(without_pages, request)
+    lines_only = KedroTrialExecutor(project, store, sweeps["judge_cer"], "fingerprint")
+    assert lines_only._page_figures(without_pages, request) == {}

@@ -26,6 +26,7 @@ from htr_pipeline.config import (
     check_key_path,
     effective_parameters,
     validate_parameters,
+    validates_on_pages,
     with_overrides,
 )
 from htr_pipeline.training.data_loading import width_multiple
@@ -161,10 +162,12 @@ def configuration_label(values: Mapping[str, Any], baseline: Mapping[str, Any]) 
 def check_sweep(sweep: SweepConfig, base: Mapping[str, Any]) -> None:
     """Every key of ``sweep.space`` and ``sweep.fixed`` names a setting a trial may change, and every value (every
     grid combination) validates with the project's config; raise :class:`ConfigError` listing each problem."""
-    if not sweep.space:
+    if not sweep.space and (sweep.sampler != "grid" or len(sweep.seeds) < 2):
         raise ConfigError(
             "sweep.space is empty: list the settings to search, e.g.\n"
-            "  sweep:\n    space:\n      training.losses.weights.ctc: {choices: [1.0, 3.0]}"
+            "  sweep:\n    space:\n      training.losses.weights.ctc: {choices: [1.0, 3.0]}\n"
+            "or, to train the configured settings with several seeds and choose one, leave it empty with "
+            "sampler: grid and two seeds or more"
         )
     problems = _key_problems(sweep)
     if problems:
@@ -219,9 +222,17 @@ def _value_problem(base: Mapping[str, Any], sweep: SweepConfig, values: Mapping[
 
 
 def _objective_problems(base: Mapping[str, Any], sweep: SweepConfig) -> list[str]:
+    configs = [trial_config(base, sweep, {}, sweep.seeds[0])]
+    if sweep.objective == "page_f_measure":
+        # data.* is the same for every trial (the sweep refuses to change it): the defaults' config tells.
+        if validates_on_pages(configs[0]):
+            return []
+        return [
+            "sweep.objective page_f_measure reads the valid split's real pages (val/page_f_measure), and "
+            "data.real_paper.folders has no folder of kind page_pairs: add one, or objective judge_cer"
+        ]
     if sweep.objective == "psnr":
         return []
-    configs = [trial_config(base, sweep, {}, sweep.seeds[0])]
     configs += [trial_config(base, sweep, point, sweep.seeds[0]) for point in _each_value(sweep)]
     if any(config.training.judge is None for config in configs):
         return [

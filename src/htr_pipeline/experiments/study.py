@@ -45,6 +45,7 @@ from htr_pipeline.experiments.space import (
     grid_points,
     trial_config,
 )
+from htr_pipeline.metric_names import PAGE_MONITOR
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,16 @@ DIRECTIONS: dict[str, list[str]] = {
     "judge_cer": ["minimize"],
     "psnr": ["maximize"],
     "pareto": ["minimize", "maximize"],
+    "page_f_measure": ["maximize"],
 }
 OBJECTIVE_FIGURES: dict[str, list[str]] = {
     "judge_cer": ["judge_cer"],
     "psnr": ["psnr"],
     "pareto": ["judge_cer", "psnr"],
+    "page_f_measure": ["page_f_measure"],
 }
 """The figures (of :class:`TrialResult`) each objective optimises, in the order of its directions."""
-PRUNING_METRICS = {"judge_cer": "val/cer", "psnr": "val/psnr"}
+PRUNING_METRICS = {"judge_cer": "val/cer", "psnr": "val/psnr", "page_f_measure": PAGE_MONITOR}
 """The per-epoch validation figure a trial is pruned by (the judge does not read during training: the in-loop
 recognizer's validation CER stands in for it)."""
 
@@ -99,7 +102,8 @@ class TrialRequest:
 @dataclass(frozen=True)
 class TrialResult:
     figures: dict[str, float]
-    """``judge_cer`` and ``psnr`` on ``sweep.objective_split``."""
+    """``judge_cer`` and ``psnr`` on ``sweep.objective_split``; ``page_f_measure`` (the valid split's real pages,
+    by the checkpoint the trial kept) where the trial validated on pages."""
     run_id: str
 
 

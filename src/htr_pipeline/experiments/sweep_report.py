@@ -30,6 +30,7 @@ def trials_frame(report: WorkerReport) -> pd.DataFrame:
                 **{f"value:{key}": value for key, value in (trial["values"] or {}).items()},
                 "judge_cer": figures.get("judge_cer"),
                 "psnr_db": figures.get("psnr"),
+                "page_f_measure": figures.get("page_f_measure"),
                 "run_id": trial["run_id"],
                 "seconds": trial["seconds"],
                 "pruned_at_epoch": trial["pruned_at_epoch"],
@@ -79,20 +80,23 @@ def best_lines(trials: Sequence[dict[str, Any]], objective: str) -> list[str]:
         chosen = [min(keyed, key=lambda item: item[0])[1]]
     else:
         chosen = [trial for key, trial in keyed if not any(_dominates(other, key) for other, _ in keyed)]
-    return [_describe(trial) for trial in chosen]
+    return [_describe(trial, names) for trial in chosen]
 
 
 def _dominates(first: tuple[float, ...], second: tuple[float, ...]) -> bool:
     return all(a <= b for a, b in zip(first, second, strict=True)) and first != second
 
 
-def _describe(trial: dict[str, Any]) -> str:
+def _describe(trial: dict[str, Any], objective_figures: Sequence[str]) -> str:
+    """The trial and its figures, the objective's first."""
     figures = trial["figures"] or {}
-    parts = []
-    if figures.get("judge_cer") is not None:
-        parts.append(f"judge CER {figures['judge_cer']:.4f}")
-    if figures.get("psnr") is not None:
-        parts.append(f"PSNR {figures['psnr']:.2f} dB")
+    shown = {
+        "page_f_measure": lambda value: f"valid pages F-measure {value:.2f}",
+        "judge_cer": lambda value: f"judge CER {value:.4f}",
+        "psnr": lambda value: f"PSNR {value:.2f} dB",
+    }
+    order = [*objective_figures, *(name for name in shown if name not in objective_figures)]
+    parts = [shown[name](figures[name]) for name in order if figures.get(name) is not None]
     return f"trial {trial['number']} ({trial['label']}, seed {trial['seed']}): {', '.join(parts)}"
 
 

@@ -59,6 +59,8 @@ from htr_pipeline.experiments.study import (
     TrialResult,
     TrialStopped,
 )
+from htr_pipeline.metric_names import MONITOR_MODES, PAGE_MONITOR
+from htr_pipeline.training.early_stopping import best_epoch_of
 from htr_pipeline.training.recognizer_training import JUDGE_RECOGNIZER
 
 logger = logging.getLogger(__name__)
@@ -175,7 +177,7 @@ class KedroTrialExecutor:
             figures_run = run_id
             if self.sweep.objective_split != request.config.evaluation.split:
                 figures_run = self._objective_evaluation(request, run_id, stage_one, folder)
-            figures = self._figures(figures_run)
+            figures = {**self._figures(figures_run), **self._page_figures(run_id, request)}
         except TrialStopped:
             self.store.set_tags(run_id, {TRIAL_STATE_TAG: "PRUNED"})
             raise
@@ -264,6 +266,22 @@ class KedroTrialExecutor:
         elif "judge_cer" in OBJECTIVE_FIGURES[self.sweep.objective]:
             raise TrialFailedError(f"the evaluation of run {run_id} has no judge: the objective reads the judge's CER")
         return figures
+
+    def _page_figures(self, run_id: str, request: TrialRequest) -> dict[str, float]:
+        """``page_f_measure``: the valid split's real pages restored by the checkpoint the trial kept (its
+        ``val/page_f_measure`` at the epoch its monitor chose), where the trial validated on pages."""
+        monitor = request.config.training.monitor
+        kept = best_epoch_of(self.store.metric_history(run_id, monitor), MONITOR_MODES[monitor])
+        pages = dict(self.store.metric_history(run_id, PAGE_MONITOR))
+        if kept in pages:
+            return {"page_f_measure": pages[kept]}
+        if "page_f_measure" in OBJECTIVE_FIGURES[self.sweep.objective]:
+            raise TrialFailedError(
+                f"trial run {run_id} logged no {PAGE_MONITOR} at the epoch its {monitor} kept ({kept}): the "
+                "objective reads the valid split's real pages (data.real_paper needs a page_pairs folder whose "
+                "pages the split gave to valid)"
+            )
+        return {}
 
     # --------------------------------------------------------------------------------------- processes
 

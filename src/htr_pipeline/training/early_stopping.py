@@ -7,6 +7,7 @@ deleted by the per-epoch save; these objects hold the state that decides both, a
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +56,15 @@ class BestMetricTracker:
             )
         self.best_value = state["best_value"]
         self.best_epoch = state["best_epoch"]
+
+
+def best_epoch_of(history: Iterable[tuple[int, float]], mode: Mode) -> int | None:
+    """The epoch a :class:`BestMetricTracker` keeps for these ``(epoch, value)`` points: the first best one (what
+    ``best.pt`` holds, read back from a run's logged history of its monitor); None when none counts."""
+    tracker = BestMetricTracker("history", mode)
+    for epoch, value in sorted(history):
+        tracker.update(epoch, value)
+    return tracker.best_epoch
 
 
 @dataclass(frozen=True)
