@@ -194,9 +194,10 @@ def test_grain_textures_the_paper_with_faint_dark_creases_and_leaves_the_ink() -
 
 def test_without_real_paper_the_degraded_image_is_exactly_today_s() -> None:
     clean = render_clean_line()
-    degraded, recipe, page = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), None, None)
+    sample = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), None, None)
     expected, expected_recipe = degrade(clean, Degradations(), rng_for(5, "s:1", "degradation"))
-    assert np.array_equal(degraded, expected) and recipe == expected_recipe and page is None
+    assert np.array_equal(sample.degraded, expected) and sample.recipe == expected_recipe
+    assert sample.paper_page is None and sample.clean is clean
 
 
 def test_on_real_paper_the_kinds_it_replaces_are_not_applied(tmp_path: Path) -> None:
@@ -204,12 +205,35 @@ def test_on_real_paper_the_kinds_it_replaces_are_not_applied(tmp_path: Path) -> 
     library, _ = read_paper_library(settings, 7, SplitFractions(), 10**8)
     clean = render_clean_line()
     always = Degradations(**{kind: {"probability": 1.0, "strength": [0.3, 0.3]} for kind in Degradations.model_fields})
-    degraded, recipe, page = synthesise_degraded(clean, "s:1", "valid", 5, always, settings, library)
-    kinds = [step["kind"] for step in recipe]
+    sample = synthesise_degraded(clean, "s:1", "valid", 5, always, settings, library)
+    kinds = [step["kind"] for step in sample.recipe]
     assert kinds[0] == "real_paper" and not REPLACED_BY_REAL_PAPER & set(kinds)
     assert set(kinds[1:]) == set(Degradations.model_fields) - REPLACED_BY_REAL_PAPER
-    assert library.split_of_page[page] == "valid", "a valid sample's paper comes from a valid page"
-    assert degraded.shape == clean.shape
+    assert library.split_of_page[sample.paper_page] == "valid", "a valid sample's paper comes from a valid page"
+    assert sample.degraded.shape == clean.shape and sample.clean is clean  # clean_ink: drawn
+
+
+def test_with_clean_ink_page_the_target_ink_is_as_dark_as_the_composition_made_it(tmp_path: Path) -> None:
+    """The degraded image is the same either way; the target's ink is the line's on white at the page's ink
+    darkness (1 - absorption x coverage), unfaded: what the composed line would be without its paper."""
+    settings = paper_settings(tmp_path, ink_fading={"probability": 1.0, "strength": [0.6, 0.6]})
+    library, _ = read_paper_library(settings, 7, SplitFractions(), 10**8)
+    clean = render_clean_line()
+    drawn = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), settings, library)
+    page_settings = settings.model_copy(update={"clean_ink": "page"})
+    toned = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), page_settings, library)
+    assert np.array_equal(toned.degraded, drawn.degraded) and toned.paper_page == drawn.paper_page
+    composition = toned.recipe[0]
+    assert composition["clean_ink"] == "page" and "clean_ink" not in drawn.recipe[0]
+    absorption = composition["ink_absorption"]
+    assert 0.05 <= absorption <= 1.0
+    ink, paper = clean < 64, clean == 255
+    assert (toned.clean[paper] == 255).all(), "white paper stays white"
+    expected = 255.0 * (1.0 - absorption * (1.0 - clean[ink] / 255.0))
+    assert np.abs(toned.clean[ink].astype(float) - expected).max() <= 0.5
+    assert toned.clean[ink].mean() > clean[ink].mean() + 20, "lighter than the drawn ink"
+    # Unfaded: the target's ink is as even as the drawn line's, where the degraded line's ink fades unevenly.
+    assert toned.clean[ink].std() <= clean[ink].std() * absorption + 1.0
 
 
 def test_ingestion_keeps_the_paper_of_valid_and_test_pages_out_of_train(tmp_path: Path) -> None:

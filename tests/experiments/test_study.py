@@ -103,7 +103,9 @@ def test_a_grid_runs_every_configuration_once_per_seed_and_a_rerun_resumes(sqlit
     assert again.calls == [] and resumed.counts == {"COMPLETE": 4}
 
     summary = sweep_summary(resumed, plan.sweep, stage_one_trainings=0)
-    assert summary["best"] == ["trial 2 (training.losses.weights.ctc=3.0, seed 1): judge CER 0.1767, PSNR 23.00 dB"]
+    assert summary["best"] == [
+        "trial 2 (training.losses.weights.ctc=3.0, seed 1): judge CER 0.1767, PSNR 23.00 dB; MLflow run run-2"
+    ]
     assert summary["failed_configurations"] == [] and summary["finished_more_than_once"] == []
     assert list(trials_frame(resumed)["state"]) == ["COMPLETE"] * 4
 
@@ -135,7 +137,9 @@ def test_a_study_of_seeds_keeps_the_seed_whose_valid_pages_score_best(sqlite_url
     assert {(trial["label"], trial["role"]) for trial in report.trials} == {("baseline", "baseline")}
     summary = sweep_summary(report, plan.sweep, stage_one_trainings=1)
     (best,) = summary["best"]
-    assert best.endswith("(baseline, seed 43): valid pages F-measure 87.37, judge CER 0.4000, PSNR 18.50 dB")
+    assert best.endswith(
+        "(baseline, seed 43): valid pages F-measure 87.37, judge CER 0.4000, PSNR 18.50 dB; MLflow run run-1"
+    )
     frame = trials_frame(report).set_index("seed")
     assert frame.loc[44, "page_f_measure"] == pytest.approx(65.30)
 

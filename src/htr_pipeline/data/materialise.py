@@ -174,9 +174,11 @@ def materialise_sample(
     recipe: list[dict[str, Any]] | None = None
     paper_page = None
     if degraded is None:
-        degraded, recipe, paper_page = synthesise_degraded(
+        synthesised = synthesise_degraded(
             normalised_clean, candidate.sample_id, candidate.split, data.seed, data.degradations, data.real_paper, paper
         )
+        degraded, recipe, paper_page = synthesised.degraded, synthesised.recipe, synthesised.paper_page
+        normalised_clean = synthesised.clean
     row = _manifest_row(
         candidate, normalised_clean, original_width, original_height, width_scale, recipe, paper_page, clean.synthesis
     )

@@ -228,6 +228,18 @@ def assign_page_groups(groups: Sequence[str], fractions: SplitFractions, seed: i
 # -------------------------------------------------------------------------------------------- synthesis
 
 
+@dataclass(frozen=True)
+class SynthesisedSample:
+    """What :func:`synthesise_degraded` makes of a clean line."""
+
+    degraded: np.ndarray
+    recipe: list[dict[str, Any]]
+    paper_page: str | None
+    """The page the paper came from; None: procedural paper."""
+    clean: np.ndarray
+    """The clean target: the line given, or its ink at the page's darkness (``real_paper.clean_ink: page``)."""
+
+
 def synthesise_degraded(
     clean: np.ndarray,
     sample_id: str,
@@ -236,8 +248,8 @@ def synthesise_degraded(
     degradations: Degradations,
     real_paper: RealPaperConfig | None,
     library: PaperLibrary | None,
-) -> tuple[np.ndarray, list[dict[str, Any]], str | None]:
-    """A sample's degraded image, its recipe and the page its paper came from (None: procedural paper).
+) -> SynthesisedSample:
+    """A sample's degraded image, its recipe, the page its paper came from and its clean target.
 
     Without real paper this is exactly :func:`degrade` with the sample's own generator, so the data of a config
     without ``real_paper`` does not change.
@@ -245,13 +257,23 @@ def synthesise_degraded(
     # clean: (height, width) uint8, 255 = white paper
     degradation_rng = rng_for(seed, sample_id, "degradation")
     if real_paper is None or library is None:
-        return (*degrade(clean, degradations, degradation_rng), None)
+        return SynthesisedSample(*degrade(clean, degradations, degradation_rng), None, clean)
     paper_rng = rng_for(seed, sample_id, "real paper")
     if paper_rng.random() >= real_paper.probability:
-        return (*degrade(clean, degradations, degradation_rng), None)
+        return SynthesisedSample(*degrade(clean, degradations, degradation_rng), None, clean)
     composed, composition = compose_on_real_paper(clean, library.pages(split), real_paper, paper_rng)
     degraded, recipe = degrade(composed, degradations, degradation_rng, skipped_kinds=REPLACED_BY_REAL_PAPER)
-    return degraded, [composition, *recipe], composition["page"]
+    if real_paper.clean_ink == "page":
+        clean = ink_on_white(clean, composition["ink_absorption"])
+        composition["clean_ink"] = "page"
+    return SynthesisedSample(degraded, [composition, *recipe], composition["page"], clean)
+
+
+def ink_on_white(clean: np.ndarray, absorption: float) -> np.ndarray:
+    """``clean``'s ink as dark as the composition lays it on paper (``1 - absorption x coverage``), on white."""
+    # clean: (height, width) uint8, 255 = white paper; returns the same
+    coverage = 1.0 - clean.astype(np.float32) / 255.0
+    return np.round((1.0 - absorption * coverage) * 255.0).astype(np.uint8)
 
 
 def compose_on_real_paper(

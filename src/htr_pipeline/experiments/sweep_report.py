@@ -88,7 +88,8 @@ def _dominates(first: tuple[float, ...], second: tuple[float, ...]) -> bool:
 
 
 def _describe(trial: dict[str, Any], objective_figures: Sequence[str]) -> str:
-    """The trial and its figures, the objective's first."""
+    """The trial, its figures (the objective's first) and its MLflow run (what ``evaluation.checkpoint`` and
+    ``inference.checkpoint`` take to use its model)."""
     figures = trial["figures"] or {}
     shown = {
         "page_f_measure": lambda value: f"valid pages F-measure {value:.2f}",
@@ -97,7 +98,8 @@ def _describe(trial: dict[str, Any], objective_figures: Sequence[str]) -> str:
     }
     order = [*objective_figures, *(name for name in shown if name not in objective_figures)]
     parts = [shown[name](figures[name]) for name in order if figures.get(name) is not None]
-    return f"trial {trial['number']} ({trial['label']}, seed {trial['seed']}): {', '.join(parts)}"
+    run = f"; MLflow run {trial['run_id']}" if trial.get("run_id") else ""
+    return f"trial {trial['number']} ({trial['label']}, seed {trial['seed']}): {', '.join(parts)}{run}"
 
 
 def sweep_summary(report: WorkerReport, sweep: SweepConfig, stage_one_trainings: int) -> dict[str, Any]:
