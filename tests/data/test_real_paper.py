@@ -18,6 +18,7 @@ from htr_pipeline.data.real_paper import (
     PaperLibrary,
     RealPaperError,
     compose_on_real_paper,
+    ink_on_white,
     read_paper_library,
     synthesise_degraded,
 )
@@ -258,6 +259,24 @@ def test_ingestion_keeps_the_paper_of_valid_and_test_pages_out_of_train(tmp_path
     for split, pages in pages_used.items():
         assert {library.split_of_page[page] for page in pages} == {split}
     assert not pages_used["train"] & (pages_used["valid"] | pages_used["test"])
+
+
+def test_ingestion_with_clean_ink_page_saves_the_toned_targets_and_the_same_degraded_images(tmp_path: Path) -> None:
+    parameters = small_synthetic_parameters(train=8, valid=4, test=4)["data"]
+    settings = paper_settings(tmp_path).model_dump(mode="json")
+    ingested = {}
+    for clean_ink in ("drawn", "page"):
+        data = DataConfig.model_validate({**parameters, "real_paper": {**settings, "clean_ink": clean_ink}})
+        reading = read_sources(data)
+        ingested[clean_ink] = ingest(assign_splits(reading.candidates, data), reading.rejects, data)
+    drawn, page = ingested["drawn"], ingested["page"]
+    assert list(page.manifest["sample_id"]) == list(drawn.manifest["sample_id"])
+    for row in page.manifest.itertuples():
+        composition = json.loads(row.degradation_recipe)[0]
+        assert composition["clean_ink"] == "page"
+        assert np.array_equal(page.images[row.degraded_path], drawn.images[row.degraded_path])
+        expected = ink_on_white(drawn.images[row.clean_path], composition["ink_absorption"])
+        assert np.array_equal(page.images[row.clean_path], expected), row.sample_id
 
 
 def test_real_paper_in_the_config_is_validated() -> None:
