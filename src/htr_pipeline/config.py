@@ -246,12 +246,12 @@ class RealPaperConfig(StrictModel):
     the paper's own fine texture amplified, and a network of thin dark creases, stretched in a random direction
     (strength: how much of each). The model then meets faint dark structure that is not ink; without it, a model
     trained on smooth paper turns the grain of a textured page into specks of ink."""
-    clean_ink: Literal["drawn", "page"] = "drawn"
-    """The ink of a composed sample's clean target. ``drawn``: the line as drawn (or as scanned, paper removed),
-    so the generator learns to darken the page's lighter ink to it. ``page``: as dark as the composition made it
-    (the line's ink on white paper at the page's ink darkness, unfaded), so the generator learns to remove paper,
-    fading, bleed-through and the degradations, and not to darken ink beyond the page's own (README: "Ink as dark
-    as the page's")."""
+    clean_ink: Literal["drawn", "page"] = "page"
+    """The ink of a composed sample's clean target. ``page``: as dark as the composition made it (the line's ink
+    on white paper at the page's ink darkness, unfaded), so the generator learns to remove paper, fading,
+    bleed-through and the degradations, and not to darken ink beyond the page's own. ``drawn``: the line as drawn
+    (or as scanned, paper removed), so the generator learns to darken the page's lighter ink to it, and, at some
+    GAN seeds, whatever is darker than a real page's paper (README: "Ink as dark as the page's")."""
 
     @field_validator("folders", mode="before")
     @classmethod

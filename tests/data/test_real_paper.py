@@ -211,7 +211,8 @@ def test_on_real_paper_the_kinds_it_replaces_are_not_applied(tmp_path: Path) -> 
     assert kinds[0] == "real_paper" and not REPLACED_BY_REAL_PAPER & set(kinds)
     assert set(kinds[1:]) == set(Degradations.model_fields) - REPLACED_BY_REAL_PAPER
     assert library.split_of_page[sample.paper_page] == "valid", "a valid sample's paper comes from a valid page"
-    assert sample.degraded.shape == clean.shape and sample.clean is clean  # clean_ink: drawn
+    assert sample.degraded.shape == clean.shape
+    assert sample.recipe[0]["clean_ink"] == "page" and not np.array_equal(sample.clean, clean)  # the default
 
 
 def test_with_clean_ink_page_the_target_ink_is_as_dark_as_the_composition_made_it(tmp_path: Path) -> None:
@@ -220,9 +221,10 @@ def test_with_clean_ink_page_the_target_ink_is_as_dark_as_the_composition_made_i
     settings = paper_settings(tmp_path, ink_fading={"probability": 1.0, "strength": [0.6, 0.6]})
     library, _ = read_paper_library(settings, 7, SplitFractions(), 10**8)
     clean = render_clean_line()
-    drawn = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), settings, library)
-    page_settings = settings.model_copy(update={"clean_ink": "page"})
-    toned = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), page_settings, library)
+    drawn_settings = settings.model_copy(update={"clean_ink": "drawn"})
+    drawn = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), drawn_settings, library)
+    assert drawn.clean is clean, "drawn: the target is the line as drawn"
+    toned = synthesise_degraded(clean, "s:1", "train", 5, Degradations(), settings, library)
     assert np.array_equal(toned.degraded, drawn.degraded) and toned.paper_page == drawn.paper_page
     composition = toned.recipe[0]
     assert composition["clean_ink"] == "page" and "clean_ink" not in drawn.recipe[0]
