@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.text import Text
 from PIL import Image
 
 from htr_pipeline.config import RealTestConfig
@@ -57,6 +58,28 @@ def test_restoration_that_changes_nothing_gains_nothing(tmp_path: Path) -> None:
     assert lines["in_loop"]["cer_corpus_raw"] == lines["in_loop"]["cer_corpus_restored"] == 1.0
     assert set(result.restored_pages) == {"a-1.png", "a-2.png"}
     assert len(result.pictures.axes) == 2 * 2 + 2 * 2, "two pages and two lines, input beside restored"
+
+
+def test_every_title_of_the_pictures_lies_inside_them_for_a_narrow_line_with_a_long_name(tmp_path: Path) -> None:
+    """A vertical marginal note cut as a line (narrow and tall) under a long file name, as the Testaments set has."""
+    name = "TestamentsDePoilus_will_AD78_0064-4_eSc_line_96fea2cf"
+    folder = tmp_path / "lines"
+    write_line_png(folder / "lines" / f"{name}.png", width=24, height=180, seed=3)
+    write_line_png(folder / "lines" / "wide.png", width=400, height=40, seed=4)
+    (folder / "labels.tsv").write_text(f"{name}.png\tJ.Adain\nwide.png\tline text\n", encoding="utf-8")
+    (folder / "splits.tsv").write_text(f"{name}.png\ttest\nwide.png\ttest\n", encoding="utf-8")
+    config = RealTestConfig.model_validate({"lines": {"path": folder}, "pictures": 2})
+    readers = {"judge": lambda line: "read", "in_loop": lambda line: ""}
+    result = run_real_test(config, lambda page: page, lambda line: line, readers, 32, 256, resamples=200, seed=0)
+    figure = result.pictures
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    width, height = figure.bbox.width, figure.bbox.height
+    titles = [text for text in figure.findobj(Text) if text.get_text().startswith(name)]
+    assert len(titles) == 2, "the narrow line, raw and restored"
+    for text in titles:
+        extent = text.get_window_extent(renderer)
+        assert extent.x0 >= 0 and extent.x1 <= width and extent.y0 >= 0 and extent.y1 <= height, text.get_text()
 
 
 def test_restoration_that_cleans_pages_and_lines_shows_its_gain(tmp_path: Path) -> None:

@@ -315,6 +315,7 @@ def real_test_pictures(
         for column, (image, variant) in enumerate(((raw, "raw"), (restored, "restored"))):
             axes = figure.add_subplot(grid[len(shown_pages) + offset, column])
             axes.imshow(image, cmap="gray", vmin=0, vmax=255, aspect="equal")
+            axes.set_anchor("W")  # a narrow line starts its column, so its left-aligned title has the column's width
             reading = getattr(line, f"reading_{variant}") or NOTHING_READ
             cer = getattr(line, f"cer_{variant}")
             label = RESTORED if variant == "restored" else "raw"
